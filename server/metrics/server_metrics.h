@@ -20,8 +20,11 @@
 //   tuneledger_job_accrued_cost_usd{job_id,tenant}          gauge
 //   tuneledger_job_projected_cost_usd{job_id,tenant}        gauge
 //   tuneledger_job_budget_usd{job_id,tenant}                gauge   only for jobs with a budget
-//   tuneledger_job_budget_threshold_ratio{job_id,tenant,threshold} gauge  threshold x budget,
-//                                                           as a fraction (for dashboard lines)
+//   tuneledger_job_budget_threshold_ratio{job_id,tenant,threshold} gauge  the threshold as a
+//                                                           fraction of the budget (0.5, 0.8, 1;
+//                                                           label spelled the same); times
+//                                                           tuneledger_job_budget_usd it is the
+//                                                           dashboard's threshold line in USD
 //   tuneledger_budget_threshold_crossings_total{tenant,threshold}  counter
 //   tuneledger_projected_overruns_total{tenant}             counter
 //   tuneledger_compute_cost_usd_total{tenant}               counter compute spent, by tenant
