@@ -1,0 +1,19 @@
+// The one error type of the trainer. The trainer links no Abseil: components throw
+// TrainError for bad input or state, with a message that names the problem (the file, the
+// field, the tensor); only the trainer's edge (train_main.cc) catches it (and c10::Error).
+#ifndef TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
+#define TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
+
+#include <stdexcept>
+#include <string>
+
+namespace tuneledger::train {
+
+class TrainError : public std::runtime_error {
+ public:
+  explicit TrainError(const std::string& message) : std::runtime_error(message) {}
+};
+
+}  // namespace tuneledger::train
+
+#endif  // TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
