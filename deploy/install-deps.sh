@@ -10,7 +10,7 @@ packages=(
   prometheus-cpp-dev libsqlite3-dev sqlite3 libtorch-dev libopenblas0-pthread
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsentencepiece-dev
   prometheus prometheus-alertmanager
-  python3 python3-torch python3-grpcio python3-numpy procps
+  python3 python3-torch python3-grpcio python3-numpy python3-yaml procps
 )
 
 missing=()
