@@ -1,0 +1,371 @@
+#!/usr/bin/python3
+"""Checks deploy/ without Docker, Kubernetes or Grafana (none of which run here).
+
+What it proves: the dashboard is well formed and every panel query parses (promtool), every
+alert carries a severity and annotations naming what it is about and is tested both firing and
+not firing, the example Alertmanager config cannot send anywhere real, and docker-compose,
+Grafana provisioning, the Dockerfiles and the Kubernetes manifests agree with each other (ports,
+service names, mount paths, the rules file).
+
+Run by ctest (label unit); PROMTOOL names the promtool binary.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import dashboard_queries  # noqa: E402
+
+DEPLOY = dashboard_queries.REPO / "deploy"
+PROMTOOL = os.environ.get("PROMTOOL", "promtool")
+GRID_COLUMNS = 24
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def load_yaml_documents(path):
+    with open(path, encoding="utf-8") as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def alerts():
+    rules = load_yaml(DEPLOY / "prometheus" / "rules.yml")
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def host_port(address):
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+class DashboardTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dashboard = dashboard_queries.load_dashboard()
+        datasources = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" /
+                                "prometheus.yml")
+        cls.datasource_uid = datasources["datasources"][0]["uid"]
+        cls.query_panels = [
+            p for p in dashboard_queries.panels(cls.dashboard) if p.get("type") != "row"
+        ]
+
+    def test_dashboard_has_identity(self):
+        for key in ("uid", "title", "schemaVersion", "panels", "templating"):
+            self.assertIn(key, self.dashboard)
+        self.assertTrue(self.dashboard["uid"])
+
+    def test_panels_have_unique_ids_titles_and_fit_the_grid(self):
+        ids = [p["id"] for p in dashboard_queries.panels(self.dashboard)]
+        self.assertEqual(len(ids), len(set(ids)), f"duplicate panel ids: {ids}")
+        for panel in dashboard_queries.panels(self.dashboard):
+            with self.subTest(panel=panel.get("title")):
+                self.assertTrue(panel.get("title"), f"panel {panel['id']} has no title")
+                grid = panel["gridPos"]
+                self.assertGreater(grid["w"], 0)
+                self.assertGreater(grid["h"], 0)
+                self.assertGreaterEqual(grid["x"], 0)
+                self.assertLessEqual(grid["x"] + grid["w"], GRID_COLUMNS,
+                                     f"panel {panel['title']} is wider than the grid: {grid}")
+
+    def test_panels_do_not_overlap(self):
+        placed = []
+        for panel in dashboard_queries.panels(self.dashboard):
+            g = panel["gridPos"]
+            for other_title, o in placed:
+                overlap = (g["x"] < o["x"] + o["w"] and o["x"] < g["x"] + g["w"] and
+                           g["y"] < o["y"] + o["h"] and o["y"] < g["y"] + g["h"])
+                self.assertFalse(overlap, f"{panel['title']} {g} overlaps {other_title} {o}")
+            placed.append((panel["title"], g))
+
+    def test_every_query_panel_uses_the_provisioned_datasource(self):
+        self.assertGreaterEqual(len(self.query_panels), 10)
+        for panel in self.query_panels:
+            with self.subTest(panel=panel["title"]):
+                self.assertEqual(panel["datasource"]["uid"], self.datasource_uid)
+                self.assertTrue(panel.get("targets"), "a panel without queries shows nothing")
+                ref_ids = [t["refId"] for t in panel["targets"]]
+                self.assertEqual(len(ref_ids), len(set(ref_ids)), f"duplicate refIds {ref_ids}")
+                for target in panel["targets"]:
+                    self.assertTrue(target.get("expr", "").strip(), f"empty query {target}")
+                    self.assertEqual(target["datasource"]["uid"], self.datasource_uid)
+
+    def test_job_id_variable_drives_every_per_job_query(self):
+        variables = {v["name"]: v for v in self.dashboard["templating"]["list"]}
+        self.assertIn("job_id", variables)
+        self.assertIn("label_values(tuneledger_job_", variables["job_id"]["definition"])
+        for title, ref, expr in dashboard_queries.panel_queries(self.dashboard,
+                                                                {"job_id": "JOB"}):
+            # Per-job series (job_id label); the per-tenant and per-state counters have none.
+            for name in re.findall(r"\btuneledger_job_(?!submissions|finishes)\w+", expr):
+                with self.subTest(panel=title, ref=ref, metric=name):
+                    self.assertRegex(expr, rf'{name}\{{[^}}]*job_id=~"JOB"',
+                                     f"{expr} does not filter {name} by $job_id")
+
+    def test_required_views_are_present(self):
+        exprs_by_panel = {}
+        for title, _, expr in dashboard_queries.panel_queries(self.dashboard, {"job_id": "J"}):
+            exprs_by_panel.setdefault(title, []).append(expr)
+
+        def panels_using(*needles):
+            return [t for t, exprs in exprs_by_panel.items()
+                    if all(any(n in e for e in exprs) for n in needles)]
+
+        required = {
+            "queue depth": ("tuneledger_queue_depth",),
+            "jobs by state": ("tuneledger_jobs",),
+            "workers by state": ("tuneledger_workers",),
+            "per-job loss curve": ('tuneledger_job_loss{job_id=~"J"}',),
+            "eval loss": ("tuneledger_job_eval_loss",),
+            "tokens/s": ("tuneledger_job_tokens_per_second",),
+            "accrued cost against budget with threshold lines":
+                ("tuneledger_job_accrued_cost_usd", "tuneledger_job_budget_usd",
+                 "tuneledger_job_budget_threshold_ratio"),
+            "projected cost": ("tuneledger_job_projected_cost_usd",),
+            "cost by tenant": ("tuneledger_compute_cost_usd_total", "by (tenant)"),
+            "RPC latency p50 and p99":
+                ("histogram_quantile(0.5,", "histogram_quantile(0.99,",
+                 "tuneledger_rpc_duration_seconds_bucket"),
+        }
+        for view, needles in required.items():
+            with self.subTest(view=view):
+                self.assertTrue(panels_using(*needles), f"no panel shows {view} ({needles})")
+
+    def test_every_query_parses(self):
+        """promtool parses each query as the expression of a recording rule."""
+        rules = [{"record": f"dashboard:query_{i}", "expr": expr}
+                 for i, (_, _, expr) in enumerate(
+                     dashboard_queries.panel_queries(self.dashboard, {"job_id": "job-1"}))]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(tmp) / "dashboard_queries.yml"
+            path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+            result = subprocess.run([PROMTOOL, "check", "rules", str(path)],
+                                    capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0,
+                         f"promtool rejects a dashboard query:\n{result.stdout}{result.stderr}")
+
+
+class RulesTest(unittest.TestCase):
+    REQUIRED = {
+        "TuneledgerJobNearBudget", "TuneledgerJobOverBudget", "TuneledgerJobProjectedOverrun",
+        "TuneledgerJobLossNaN", "TuneledgerJobLossDiverging",
+        "TuneledgerJobsQueuedWithoutWorkers", "TuneledgerWorkerLost",
+    }
+
+    def test_required_alerts_exist(self):
+        self.assertEqual({a["alert"] for a in alerts()}, self.REQUIRED)
+
+    def test_every_alert_has_severity_summary_and_description(self):
+        for alert in alerts():
+            with self.subTest(alert=alert["alert"]):
+                self.assertIn(alert["labels"]["severity"], ("warning", "critical"))
+                self.assertTrue(alert["annotations"]["summary"])
+                self.assertTrue(alert["annotations"]["description"])
+
+    def test_alerts_name_the_job_and_tenant_or_the_server(self):
+        for alert in alerts():
+            text = alert["annotations"]["summary"] + alert["annotations"]["description"]
+            with self.subTest(alert=alert["alert"]):
+                if "tuneledger_job_" in alert["expr"]:
+                    self.assertIn("$labels.job_id", alert["annotations"]["summary"])
+                    self.assertIn("$labels.tenant", alert["annotations"]["summary"])
+                    self.assertIn("$labels.job_id", alert["annotations"]["description"])
+                    self.assertIn("$labels.tenant", alert["annotations"]["description"])
+                else:
+                    self.assertIn("$labels.instance", text)
+
+    def test_every_alert_is_tested_firing_and_not_firing(self):
+        tests = load_yaml(DEPLOY / "prometheus" / "rules_test.yml")
+        self.assertEqual(tests["rule_files"], ["rules.yml"])
+        firing, silent = set(), set()
+        for case in tests["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+        for alert in self.REQUIRED:
+            with self.subTest(alert=alert):
+                self.assertIn(alert, firing, "no case where it fires")
+                self.assertIn(alert, silent, "no case where it stays silent")
+
+    def test_prometheus_config_loads_the_rules_scrapes_the_server_and_alerts(self):
+        config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+        compose = load_yaml(DEPLOY / "docker-compose.yml")
+        self.assertEqual(config["rule_files"], ["rules.yml"])
+        targets = [t for job in config["scrape_configs"]
+                   for sc in job["static_configs"] for t in sc["targets"]]
+        self.assertIn("tuneledger-server:9464", targets)
+        self.assertIn("--metrics-listen=0.0.0.0:9464",
+                      compose["services"]["tuneledger-server"]["command"])
+        am_targets = [t for am in config["alerting"]["alertmanagers"]
+                      for sc in am["static_configs"] for t in sc["targets"]]
+        host, port = host_port(am_targets[0])
+        self.assertIn(host, compose["services"])
+        self.assertEqual(port, 9093)
+
+
+class AlertmanagerTest(unittest.TestCase):
+    def test_every_severity_has_a_route(self):
+        config = load_yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+        routed = " ".join(m for r in config["route"]["routes"] for m in r["matchers"])
+        for severity in {a["labels"]["severity"] for a in alerts()}:
+            with self.subTest(severity=severity):
+                self.assertIn(f'severity = "{severity}"', routed)
+
+    def test_webhooks_are_placeholders_that_cannot_resolve(self):
+        config = load_yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+        urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
+        self.assertTrue(urls)
+        for url in urls:
+            with self.subTest(url=url):
+                self.assertRegex(url, r"^https?://example[\w.-]*\.invalid/")
+
+
+class ComposeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.compose = load_yaml(DEPLOY / "docker-compose.yml")
+        cls.services = cls.compose["services"]
+
+    def test_runs_the_whole_system(self):
+        self.assertLessEqual(
+            {"tuneledger-server", "tuneledger-worker", "prometheus", "alertmanager", "grafana"},
+            set(self.services))
+
+    def test_worker_dials_the_server_service(self):
+        worker_args = self.services["tuneledger-worker"]["command"]
+        self.assertIn("--server=tuneledger-server:50051", worker_args)
+        self.assertIn("--listen=0.0.0.0:50051", self.services["tuneledger-server"]["command"])
+        self.assertTrue(any(a.startswith("--price-per-gpu-hour=") for a in worker_args))
+
+    def test_bind_mounts_exist_and_configs_land_where_their_commands_read_them(self):
+        for name, service in self.services.items():
+            for volume in service.get("volumes", []):
+                source = volume.split(":")[0]
+                if source.startswith("./"):
+                    with self.subTest(service=name, volume=volume):
+                        self.assertTrue((DEPLOY / source).exists(), f"{source} does not exist")
+        self.assertIn("./prometheus:/etc/prometheus:ro", self.services["prometheus"]["volumes"])
+        self.assertIn("--config.file=/etc/prometheus/prometheus.yml",
+                      self.services["prometheus"]["command"])
+        self.assertIn("./alertmanager:/etc/alertmanager:ro",
+                      self.services["alertmanager"]["volumes"])
+        self.assertIn("--config.file=/etc/alertmanager/alertmanager.yml",
+                      self.services["alertmanager"]["command"])
+
+    def test_grafana_provisioning_matches_the_mounts(self):
+        grafana = self.services["grafana"]["volumes"]
+        self.assertIn("./grafana/provisioning:/etc/grafana/provisioning:ro", grafana)
+        providers = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" /
+                              "tuneledger.yml")
+        path = providers["providers"][0]["options"]["path"]
+        self.assertIn(f"./grafana/dashboards:{path}:ro", grafana)
+        datasources = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" /
+                                "prometheus.yml")
+        url = datasources["datasources"][0]["url"]
+        self.assertEqual(url, "http://prometheus:9090")
+
+    def test_dockerfiles_are_multi_stage_debian_12_with_apt_only(self):
+        for name in ("Dockerfile.server", "Dockerfile.worker"):
+            text = (DEPLOY / "docker" / name).read_text()
+            with self.subTest(dockerfile=name):
+                stages = re.findall(r"^FROM (\S+)", text, re.M)
+                self.assertGreaterEqual(len(stages), 2, "not multi-stage")
+                for image in stages:
+                    self.assertRegex(image, r"^debian:12(-slim)?$")
+                self.assertIn("COPY --from=build", text)
+                for forbidden in ("curl ", "wget ", "pip install", "ADD http"):
+                    self.assertNotIn(forbidden, text)
+            service = self.services[
+                "tuneledger-server" if name.endswith("server") else "tuneledger-worker"]
+            self.assertEqual(service["build"]["dockerfile"], f"deploy/docker/{name}")
+            self.assertEqual(service["build"]["context"], "..")
+
+
+class KubernetesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.kustomization = load_yaml(DEPLOY / "kustomization.yaml")
+        cls.objects = []
+        for resource in cls.kustomization["resources"]:
+            cls.objects += load_yaml_documents(DEPLOY / resource)
+
+    def find(self, kind, name):
+        matches = [o for o in self.objects
+                   if o["kind"] == kind and o["metadata"]["name"] == name]
+        self.assertEqual(len(matches), 1, f"expected one {kind} {name}")
+        return matches[0]
+
+    def test_kustomization_lists_every_manifest(self):
+        listed = {pathlib.Path(r).name for r in self.kustomization["resources"]}
+        present = {p.name for p in (DEPLOY / "k8s").glob("*.yaml")}
+        self.assertEqual(listed, present)
+
+    def test_rules_configmap_is_generated_from_the_tested_rules_file(self):
+        generators = {g["name"]: g for g in self.kustomization["configMapGenerator"]}
+        files = generators["tuneledger-prometheus-rules"]["files"]
+        self.assertEqual([f.split("=")[-1] for f in files], ["prometheus/rules.yml"])
+
+    def test_server_is_one_replica_statefulset_with_its_db_on_a_volume(self):
+        server = self.find("StatefulSet", "tuneledger-server")
+        spec = server["spec"]
+        self.assertEqual(spec["replicas"], 1)
+        claims = {c["metadata"]["name"]: c for c in spec["volumeClaimTemplates"]}
+        container = spec["template"]["spec"]["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        db_flag = [a for a in container["args"] if a.startswith("--db=")][0]
+        db_volume = [n for n, path in mounts.items() if db_flag[len("--db="):].startswith(path)]
+        self.assertEqual(len(db_volume), 1, f"--db {db_flag} is not on a mounted volume")
+        self.assertIn(db_volume[0], claims, "the db volume is not a persistent claim")
+        self.assertEqual(spec["serviceName"], "tuneledger-server-headless")
+        self.find("Service", spec["serviceName"])
+
+    def test_server_service_exposes_grpc_and_metrics(self):
+        service = self.find("Service", "tuneledger-server")
+        ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+        self.assertEqual(ports, {"grpc": 50051, "metrics": 9464})
+        server = self.find("StatefulSet", "tuneledger-server")
+        pod_labels = server["spec"]["template"]["metadata"]["labels"]
+        self.assertLessEqual(service["spec"]["selector"].items(), pod_labels.items(),
+                             "the Service does not select the server pod")
+        args = server["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--listen=0.0.0.0:50051", args)
+        self.assertIn("--metrics-listen=0.0.0.0:9464", args)
+
+    def test_workers_request_gpus_and_dial_the_server_service(self):
+        worker = self.find("Deployment", "tuneledger-worker")
+        pod = worker["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertGreaterEqual(int(container["resources"]["limits"]["nvidia.com/gpu"]), 1)
+        server_arg = [a for a in container["args"] if a.startswith("--server=")][0]
+        host, port = host_port(server_arg[len("--server="):])
+        service = self.find("Service", host)
+        self.assertIn(port, [p["port"] for p in service["spec"]["ports"]])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        work_dir = [a for a in container["args"] if a.startswith("--work-dir=")][0]
+        mount = [m for m in container["volumeMounts"]
+                 if m["mountPath"] == work_dir[len("--work-dir="):]]
+        self.assertEqual(len(mount), 1, "--work-dir is not a mounted volume")
+        claim = volumes[mount[0]["name"]]["persistentVolumeClaim"]["claimName"]
+        pvc = self.find("PersistentVolumeClaim", claim)
+        self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteMany"],
+                         "checkpoints must be reachable from every worker")
+        self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], 30,
+                                "SIGTERM must leave time for the trainer's checkpoint")
+
+    def test_everything_is_in_one_namespace(self):
+        for obj in self.objects:
+            if obj["kind"] != "Namespace":
+                with self.subTest(kind=obj["kind"], name=obj["metadata"]["name"]):
+                    self.assertEqual(obj["metadata"]["namespace"], "tuneledger")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
