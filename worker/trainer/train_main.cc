@@ -1,0 +1,348 @@
+// tuneledger-train: LoRA fine-tuning of a Llama-family model, as a recipe.
+//
+//   load spec -> threads, seed -> tokenizer + data -> model -> optimizer + schedule
+//   -> restore checkpoint -> loop of named steps -> adapter (+ merged model) -> done
+//
+// The command line, output folder, exit codes and progress lines are PROGRESS_PROTOCOL.md.
+// This file is the trainer's edge: the only place that catches TrainError, c10::Error and
+// std::exception and turns them into an `error` line and exit code 1.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/trainer/batcher.h"
+#include "worker/trainer/checkpoint_io.h"
+#include "worker/trainer/generation.h"
+#include "worker/trainer/job_spec.h"
+#include "worker/trainer/jsonl_dataset.h"
+#include "worker/trainer/llama_model.h"
+#include "worker/trainer/loss_scaler.h"
+#include "worker/trainer/lr_schedule.h"
+#include "worker/trainer/model_config.h"
+#include "worker/trainer/model_loader.h"
+#include "worker/trainer/optimizer_setup.h"
+#include "worker/trainer/peft_adapter.h"
+#include "worker/trainer/progress_reporter.h"
+#include "worker/trainer/stop_signal.h"
+#include "worker/trainer/tokenizer.h"
+#include "worker/trainer/train_loop.h"
+#include "worker/trainer/trainer_error.h"
+
+namespace tuneledger::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitStopped = 75;
+constexpr int kKeepCheckpoints = 3;
+
+constexpr const char* kUsage =
+    "usage: tuneledger-train --spec FILE --out DIR [--resume-from CHECKPOINT_DIR]\n"
+    "                        [--device auto|cpu|cuda] [--threads N]\n"
+    "  Fine-tunes a LoRA adapter as the JobSpec JSON in FILE says; writes checkpoints and\n"
+    "  the PEFT adapter under DIR and one JSON progress line per event on stdout.\n"
+    "  Rerunning with the same --out resumes from its newest checkpoint.\n"
+    "  Protocol: worker/trainer/PROGRESS_PROTOCOL.md\n";
+
+struct Flags {
+  std::string spec;
+  std::string out;
+  std::string resume_from;
+  std::string device = "auto";
+  int threads = 0;  // 0 = the machine's cores
+};
+
+// Returns nullopt (after printing why) for a bad command line.
+std::optional<Flags> ParseFlags(int argc, char** argv, bool& help) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      help = true;
+      return std::nullopt;
+    }
+    std::string value;
+    std::string name = arg;
+    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      std::cerr << "tuneledger-train: " << arg << " needs a value\n" << kUsage;
+      return std::nullopt;
+    }
+    if (name == "--spec") {
+      flags.spec = value;
+    } else if (name == "--out") {
+      flags.out = value;
+    } else if (name == "--resume-from") {
+      flags.resume_from = value;
+    } else if (name == "--device") {
+      flags.device = value;
+    } else if (name == "--threads") {
+      try {
+        flags.threads = std::stoi(value);
+      } catch (const std::exception&) {
+        flags.threads = -1;
+      }
+      if (flags.threads < 1) {
+        std::cerr << "tuneledger-train: --threads must be a positive integer, got " << value
+                  << "\n";
+        return std::nullopt;
+      }
+    } else {
+      std::cerr << "tuneledger-train: unknown flag " << name << "\n" << kUsage;
+      return std::nullopt;
+    }
+  }
+  if (flags.spec.empty() || flags.out.empty()) {
+    std::cerr << "tuneledger-train: --spec and --out are required\n" << kUsage;
+    return std::nullopt;
+  }
+  if (flags.device != "auto" && flags.device != "cpu" && flags.device != "cuda") {
+    std::cerr << "tuneledger-train: --device must be auto, cpu or cuda, got " << flags.device
+              << "\n";
+    return std::nullopt;
+  }
+  return flags;
+}
+
+torch::Device ResolveDevice(const std::string& requested) {
+  if (requested == "cuda" && !torch::cuda::is_available()) {
+    throw TrainError("--device cuda: no CUDA device is available to this LibTorch");
+  }
+  if (requested == "cuda" || (requested == "auto" && torch::cuda::is_available())) {
+    return torch::Device(torch::kCUDA, 0);
+  }
+  return torch::kCPU;
+}
+
+// Unspecified precision: bf16 on GPUs, fp32 on CPU (bf16 GEMM is ~30x slower there).
+Precision ResolvePrecision(Precision requested, const torch::Device& device) {
+  if (requested != Precision::kUnspecified) return requested;
+  return device.is_cuda() ? Precision::kBf16 : Precision::kFp32;
+}
+
+torch::Dtype BaseDtype(Precision precision) {
+  switch (precision) {
+    case Precision::kBf16:
+      return torch::kBFloat16;
+    case Precision::kFp16:
+      return torch::kFloat16;
+    default:
+      return torch::kFloat32;
+  }
+}
+
+// The stored dtype of the base model, for the merged model.
+torch::Dtype StorageDtype(const LlamaConfig& config) {
+  if (config.torch_dtype == "bfloat16") return torch::kBFloat16;
+  if (config.torch_dtype == "float16") return torch::kFloat16;
+  return torch::kFloat32;
+}
+
+// Optimizer steps of the job: max_steps, or epochs x ceil(batches per epoch / accumulation)
+// (an optimizer step never spans two epochs, train_loop.h).
+int64_t TotalSteps(const TrainJobSpec& spec, int64_t batches_per_epoch) {
+  if (spec.max_steps > 0) return spec.max_steps;
+  const int64_t per_epoch = (batches_per_epoch + spec.grad_accum_steps - 1) / spec.grad_accum_steps;
+  return std::max<int64_t>(1, per_epoch * spec.epochs);
+}
+
+// What a checkpoint must agree on to be resumed by this job.
+std::string Fingerprint(const TrainJobSpec& spec, const LlamaConfig& config,
+                        const TokenizedDataset& train, int64_t total_steps) {
+  return nlohmann::json{{"lora_r", spec.lora_r},
+                        {"lora_alpha", spec.lora_alpha},
+                        {"lora_dropout", spec.lora_dropout},
+                        {"target_modules", spec.target_modules},
+                        {"batch_size", spec.batch_size},
+                        {"grad_accum_steps", spec.grad_accum_steps},
+                        {"seq_len", spec.seq_len},
+                        {"seed", spec.seed},
+                        {"total_steps", total_steps},
+                        {"train_examples", train.examples.size()},
+                        {"vocab_size", config.vocab_size},
+                        {"hidden_size", config.hidden_size},
+                        {"num_hidden_layers", config.num_hidden_layers}}
+      .dump();
+}
+
+void PrintSample(const char* when, LlamaForCausalLM& model, const Tokenizer& tokenizer,
+                 const TrainJobSpec& spec) {
+  std::vector<int64_t> prompt = {tokenizer.bos_id()};
+  const std::vector<int64_t> text = tokenizer.Encode(spec.sample_prompt);
+  prompt.insert(prompt.end(), text.begin(), text.end());
+  const std::vector<int64_t> generated =
+      GreedyGenerate(model, prompt, spec.sample_max_tokens, tokenizer.eos_id());
+  std::cerr << "sample " << when << " training:\n"
+            << spec.sample_prompt << "[" << tokenizer.Decode(generated) << "]\n";
+}
+
+std::string Absolute(const fs::path& path) {
+  return fs::absolute(path).lexically_normal().string();
+}
+
+int Run(const Flags& flags, ProgressReporter& reporter) {
+  const auto process_start = std::chrono::steady_clock::now();
+  InstallStopSignalHandlers();
+
+  // 1. Spec, threads, device, seed.
+  const TrainJobSpec spec = LoadJobSpec(flags.spec);
+  const int threads =
+      flags.threads > 0 ? flags.threads : std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(threads);
+  const torch::Device device = ResolveDevice(flags.device);
+  const Precision precision = ResolvePrecision(spec.precision, device);
+  torch::manual_seed(static_cast<uint64_t>(spec.seed));
+  std::cerr << "tuneledger-train: " << threads << " threads, device " << device.str()
+            << ", precision " << PrecisionName(precision) << "\n";
+
+  // 2. Tokenizer and data.
+  const LlamaConfig config =
+      LlamaConfig::FromFile((fs::path(spec.model_path) / "config.json").string());
+  const std::unique_ptr<Tokenizer> tokenizer = LoadTokenizer(spec.model_path);
+  const DatasetOptions data_options{spec.seq_len, config.vocab_size};
+  const TokenizedDataset train = LoadJsonlDataset(spec.train_path, *tokenizer, data_options);
+  std::optional<TokenizedDataset> valid;
+  if (!spec.valid_path.empty()) valid = LoadJsonlDataset(spec.valid_path, *tokenizer, data_options);
+  std::cerr << "data: " << train.examples.size() << " training examples (" << train.truncated
+            << " truncated to " << spec.seq_len << " tokens, " << train.dropped_no_targets
+            << " dropped without targets)"
+            << (valid ? ", " + std::to_string(valid->examples.size()) + " validation" : "") << "\n";
+
+  // 3. Model.
+  const LoraOptions lora{spec.lora_r, spec.lora_alpha, spec.lora_dropout, spec.target_modules};
+  ModelOptions model_options;
+  model_options.base_dtype = BaseDtype(precision);
+  model_options.gradient_checkpointing = spec.gradient_checkpointing;
+  LlamaForCausalLM model = LoadPretrained(spec.model_path, &lora, model_options, device);
+
+  // 4. Optimizer, batches, schedule.
+  TrainLoopParts parts;
+  parts.model = model;
+  for (auto& [name, parameter] : model->NamedLoraParameters()) {
+    parts.parameter_names.push_back(name);
+    parts.parameters.push_back(parameter);
+  }
+  const auto optimizer = MakeAdamW(parts.parameters, spec.learning_rate, spec.weight_decay);
+  LengthGroupedBatcher batcher(train.examples, spec.batch_size, spec.seed, tokenizer->pad_id());
+  const std::vector<Batch> eval_batches =
+      valid ? MakeEvalBatches(valid->examples, spec.batch_size, tokenizer->pad_id())
+            : std::vector<Batch>{};
+  const int64_t total_steps = TotalSteps(spec, batcher.batches_per_epoch());
+  const LrSchedule schedule(spec.lr_schedule, spec.learning_rate, spec.warmup_steps, total_steps);
+  DynamicLossScaler loss_scaler(precision == Precision::kFp16);
+  parts.optimizer = optimizer.get();
+  parts.schedule = &schedule;
+  parts.loss_scaler = &loss_scaler;
+  parts.batcher = &batcher;
+  parts.eval_batches = &eval_batches;
+  parts.reporter = &reporter;
+
+  TrainLoopOptions options;
+  options.total_steps = total_steps;
+  options.grad_accum_steps = spec.grad_accum_steps;
+  options.max_grad_norm = spec.max_grad_norm;
+  options.eval_every_steps = spec.eval_every_steps;
+  options.checkpoint_every_steps = spec.checkpoint_every_steps;
+  options.checkpoint_root = Absolute(fs::path(flags.out) / "checkpoints");
+  options.keep_checkpoints = kKeepCheckpoints;
+  options.fingerprint = Fingerprint(spec, config, train, total_steps);
+  options.device = device;
+  options.process_start = process_start;
+  TrainLoop loop(parts, options);
+
+  // 5. Restore: this attempt's own newest checkpoint, else --resume-from.
+  std::optional<std::string> resume = FindLatestCheckpoint(options.checkpoint_root);
+  if (!resume && !flags.resume_from.empty()) resume = Absolute(flags.resume_from);
+  if (resume) {
+    loop.Restore(ReadCheckpoint(*resume), *resume);
+    std::cerr << "resumed from " << *resume << " at step " << loop.state().step << "\n";
+  }
+  const int64_t start_step = loop.state().step;
+  int64_t total_params = 0;
+  for (const auto& parameter : model->parameters()) total_params += parameter.numel();
+  int64_t trainable_params = 0;
+  for (const auto& parameter : parts.parameters) trainable_params += parameter.numel();
+  reporter.Started({total_steps, start_step, trainable_params, total_params,
+                    device.is_cuda() ? "cuda" : "cpu", PrecisionName(precision)});
+  if (!spec.sample_prompt.empty() && start_step == 0)
+    PrintSample("before", model, *tokenizer, spec);
+  if (loop.has_validation() && start_step == 0) loop.EvaluateAndReport();
+
+  // 6. Train.
+  while (!loop.finished() && !StopRequested()) {
+    const std::vector<Batch> micro_batches = loop.NextBatch();
+    const StepResult result = loop.ForwardBackward(micro_batches);
+    loop.OptimizerStep();
+    loop.Report(result);
+    loop.MaybeEvaluate();
+    loop.MaybeCheckpoint();
+  }
+  if (StopRequested() && !loop.finished()) {
+    const std::string checkpoint = loop.Checkpoint();
+    reporter.Stopped(loop.state().step, checkpoint);
+    std::cerr << "stopped at step " << loop.state().step << "; checkpoint " << checkpoint << "\n";
+    return kExitStopped;
+  }
+
+  // 7. Outputs.
+  DoneLine done;
+  done.step = loop.state().step;
+  done.adapter_dir = Absolute(fs::path(flags.out) / "adapter");
+  WritePeftAdapter(model, lora, spec.model_path, done.adapter_dir);
+  if (spec.save_merged_model) {
+    done.merged_dir = Absolute(fs::path(flags.out) / "merged");
+    SaveFullModel(model, done.merged_dir, StorageDtype(config));
+  }
+  if (!spec.sample_prompt.empty()) PrintSample("after", model, *tokenizer, spec);
+  done.train_loss = loop.RecentTrainLoss();
+  done.eval_loss = loop.state().last_eval_loss;
+  reporter.Done(done);
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace tuneledger::train
+
+int main(int argc, char** argv) {
+  using tuneledger::train::ProgressReporter;
+  bool help = false;
+  const auto flags = tuneledger::train::ParseFlags(argc, argv, help);
+  if (help) {
+    std::cout << tuneledger::train::kUsage;
+    return tuneledger::train::kExitOk;
+  }
+  if (!flags) return tuneledger::train::kExitUsage;
+  ProgressReporter reporter(std::cout);
+  std::string message;
+  try {
+    return tuneledger::train::Run(*flags, reporter);
+  } catch (const tuneledger::train::TrainError& e) {
+    message = e.what();
+  } catch (const c10::Error& e) {
+    message = std::string("LibTorch: ") + e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  reporter.Error(message);
+  std::cerr << "tuneledger-train: error: " << message << "\n";
+  return tuneledger::train::kExitFailed;
+}
