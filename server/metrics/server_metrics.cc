@@ -500,6 +500,20 @@ int ServerMetrics::RemoveExpired() {
   return removed;
 }
 
+std::vector<std::string> ServerMetrics::ExposedMetricNames() {
+  std::vector<std::string> names;
+  for (const FamilySpec& spec : kFamilies) {
+    if (spec.kind == Kind::kHistogram) {
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        names.push_back(absl::StrCat(spec.name, suffix));
+      }
+    } else {
+      names.emplace_back(spec.name);
+    }
+  }
+  return names;
+}
+
 int ServerMetrics::TrackedJobCount() const {
   absl::MutexLock lock(&impl_->mu);
   int count = 0;

@@ -110,6 +110,11 @@ class ServerMetrics {
   // Number of jobs that currently own per-job series (for tests of bounded cardinality).
   int TrackedJobCount() const;
 
+  // Every metric name a scrape can contain, as the exposition spells it (a histogram gives
+  // its _bucket, _sum and _count), from the same table the families are built from. Tests use
+  // it to check that deploy/ rules and dashboards only query names the server exports.
+  static std::vector<std::string> ExposedMetricNames();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -383,6 +384,18 @@ TEST_F(ServerMetricsTest, ConcurrentUpdatesRemovalsAndScrapesLoseNoCounts) {
   clock_.Advance(absl::Minutes(5));
   EXPECT_EQ(metrics_.RemoveExpired(), kThreads * kJobsPerThread);
   EXPECT_EQ(metrics_.TrackedJobCount(), 0);
+}
+
+TEST_F(ServerMetricsTest, ExposedMetricNamesAreExactlyTheNamesAScrapeContains) {
+  PopulateEveryFamily();
+  std::set<std::string> scraped;
+  for (const auto& [series, value] : Scrape()) {
+    scraped.insert(series.substr(0, series.find('{')));
+  }
+  const std::vector<std::string> exposed = ServerMetrics::ExposedMetricNames();
+  EXPECT_EQ(std::set<std::string>(exposed.begin(), exposed.end()), scraped);
+  EXPECT_EQ(std::set<std::string>(exposed.begin(), exposed.end()).size(), exposed.size())
+      << "duplicate names in the family table";
 }
 
 // The same lint Prometheus' own tool applies to a live scrape, on every family populated.
