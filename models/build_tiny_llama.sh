@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Rebuilds the bundled tiny base model (models/tiny-llama/) and the demo LoRA data
+# (models/demo/train.jsonl, valid.jsonl) from nothing but this repository: no downloads.
+#
+#   models/build_tiny_llama.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build)
+#
+# 1. models/generate_data.py writes the pre-training corpus (to a temp folder) and the demo
+#    data, deterministically from a fixed seed;
+# 2. tuneledger-pretrain trains the architecture in models/tiny_llama_config.json from random
+#    weights (every weight trainable) with the byte-level tokenizer;
+# 3. the result (config.json, model.safetensors in bf16, byte_tokenizer.json, and
+#    pretrain_summary.json with steps, tokens, seconds and losses) replaces models/tiny-llama/.
+# Same seed, same data, 2 threads: the run is deterministic on one machine and BLAS build.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$repo/build}
+steps=${TINY_LLAMA_STEPS:-2000}
+
+if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
+  cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build "$build" --target tuneledger-pretrain
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+/usr/bin/python3 "$repo/models/generate_data.py" \
+  --pretrain-dir "$work/data" --demo-dir "$repo/models/demo"
+
+start=$(date +%s)
+"$build/bin/tuneledger-pretrain" \
+  --config "$repo/models/tiny_llama_config.json" \
+  --train "$work/data/pretrain_train.jsonl" --valid "$work/data/pretrain_valid.jsonl" \
+  --out "$work/tiny-llama" --steps "$steps" --batch-size 32 --seq-len 160 --lr 3e-3 \
+  --warmup 100 --seed 1 --threads 2 --eval-every 250 --storage bf16 \
+  | tee "$work/pretrain.log" \
+  | /usr/bin/python3 -u -c '
+import json, sys
+for raw in sys.stdin:
+    line = json.loads(raw)
+    if line["type"] == "eval" or line["type"] == "done" or line["type"] == "error" or (
+            line["type"] == "progress" and line["step"] % 100 == 0):
+        print(raw.strip(), flush=True)
+'
+end=$(date +%s)
+
+/usr/bin/python3 - "$work/pretrain.log" "$work/tiny-llama/pretrain_summary.json" \
+  "$((end - start))" <<'PY'
+import json, sys
+lines = [json.loads(raw) for raw in open(sys.argv[1])]
+done = [l for l in lines if l["type"] == "done"]
+if not done:
+    sys.exit("tuneledger-pretrain did not finish: " + json.dumps(lines[-1]))
+progress = [l for l in lines if l["type"] == "progress"]
+summary = {
+    "steps": done[0]["step"],
+    "tokens": progress[-1]["tokens"],
+    "wall_seconds": int(sys.argv[3]),
+    "final_train_loss": done[0]["train_loss"],
+    "final_eval_loss": done[0]["eval_loss"],
+    "hardware": "CPU, 2 threads",
+}
+json.dump(summary, open(sys.argv[2], "w"), indent=2)
+print(json.dumps(summary))
+PY
+
+rm -rf "$repo/models/tiny-llama"
+mv "$work/tiny-llama" "$repo/models/tiny-llama"
+du -sh "$repo/models/tiny-llama"
