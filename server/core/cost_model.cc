@@ -1,0 +1,172 @@
+#include "server/core/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tuneledger {
+namespace {
+
+constexpr double kSecondsPerHour = 3600.0;
+
+// Four decimals: a short CPU fine-tune costs fractions of a cent.
+std::string Usd(double usd) { return absl::StrFormat("$%.4f", usd); }
+
+bool IsFinal(v1::Job::State state) {
+  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
+}
+
+std::string KindName(v1::InheritedCost::Kind kind) {
+  switch (kind) {
+    case v1::InheritedCost::BASE_MODEL_PRETRAINING:
+      return "base-model pre-training";
+    case v1::InheritedCost::DATA:
+      return "data";
+    case v1::InheritedCost::LABOUR:
+      return "labour";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+double GpuHours(int gpus, absl::Duration lease) {
+  return gpus * std::max(0.0, absl::ToDoubleSeconds(lease)) / kSecondsPerHour;
+}
+
+double AttemptCostUsd(const AttemptPricing& pricing, absl::Duration lease) {
+  return pricing.price_per_gpu_hour * GpuHours(pricing.gpus, lease);
+}
+
+double RateUsdPerHour(const AttemptPricing& pricing) {
+  return pricing.price_per_gpu_hour * pricing.gpus;
+}
+
+double BilledAttemptUsd(const AttemptPricing& pricing, absl::Duration server_lease,
+                        double worker_reported_usd) {
+  const double server_usd = AttemptCostUsd(pricing, server_lease);
+  return std::isfinite(worker_reported_usd) ? std::max(server_usd, worker_reported_usd)
+                                            : server_usd;
+}
+
+void BillAttempt(absl::Duration server_lease, double worker_reported_usd,
+                 v1::AttemptCost& attempt) {
+  const AttemptPricing pricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()};
+  attempt.set_seconds(std::max(0.0, absl::ToDoubleSeconds(server_lease)));
+  attempt.set_gpu_hours(GpuHours(attempt.gpus(), server_lease));
+  attempt.set_usd(BilledAttemptUsd(pricing, server_lease, worker_reported_usd));
+}
+
+ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts) {
+  ComputeTotals totals;
+  for (const v1::AttemptCost& attempt : attempts) {
+    totals.usd += attempt.usd();
+    totals.gpu_hours += attempt.gpu_hours();
+    (attempt.spot() ? totals.spot_usd : totals.on_demand_usd) += attempt.usd();
+  }
+  return totals;
+}
+
+void StepRateEstimator::Observe(absl::Time time, int step) {
+  if (!first_.has_value()) first_ = Observation{time, step};
+  latest_ = Observation{time, step};
+}
+
+std::optional<double> StepRateEstimator::StepsPerSecond() const {
+  if (!first_.has_value() || !latest_.has_value()) return std::nullopt;
+  const double seconds = absl::ToDoubleSeconds(latest_->time - first_->time);
+  const int steps = latest_->step - first_->step;
+  if (seconds <= 0 || steps <= 0) return std::nullopt;
+  return steps / seconds;
+}
+
+std::optional<absl::Duration> RemainingTime(int step, int total_steps,
+                                            std::optional<double> steps_per_second) {
+  if (!steps_per_second.has_value() || *steps_per_second <= 0 || total_steps <= 0) {
+    return std::nullopt;
+  }
+  const int steps_left = std::max(0, total_steps - step);
+  return absl::Seconds(steps_left / *steps_per_second);
+}
+
+double ProjectedCostUsd(double accrued_usd, double rate_usd_per_hour,
+                        std::optional<absl::Duration> remaining) {
+  if (!remaining.has_value()) return accrued_usd;
+  return accrued_usd + rate_usd_per_hour * absl::ToDoubleSeconds(*remaining) / kSecondsPerHour;
+}
+
+v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::AttemptCost>& attempts) {
+  v1::CostReport report;
+  report.set_job_id(job.id());
+  report.set_state(job.state());
+  for (const v1::AttemptCost& attempt : attempts) *report.add_attempts() = attempt;
+
+  const ComputeTotals compute = SumAttempts(attempts);
+  report.set_compute_usd(compute.usd);
+  report.set_compute_gpu_hours(compute.gpu_hours);
+  report.set_spot_usd(compute.spot_usd);
+  report.set_on_demand_usd(compute.on_demand_usd);
+
+  double inherited_usd = 0;
+  for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
+    *report.add_inherited() = cost;
+    inherited_usd += cost.usd();
+  }
+  report.set_inherited_usd(inherited_usd);
+  const double total = compute.usd + inherited_usd;
+  report.set_total_usd(total);
+  report.set_compute_share(total > 0 ? compute.usd / total : 1.0);
+
+  const bool has_budget = job.spec().budget().has_usd();
+  if (has_budget) {
+    report.set_budget_usd(job.spec().budget().usd());
+    report.set_overshoot_usd(std::max(0.0, compute.usd - job.spec().budget().usd()));
+  }
+  // A finished job has nothing left to spend; a running one projects from its progress.
+  report.set_projected_usd(
+      IsFinal(job.state()) ? compute.usd : std::max(compute.usd, job.cost().projected_usd()));
+
+  // Plain-language notes: what the numbers include and what they do not.
+  int interrupted = 0;
+  for (const v1::AttemptCost& attempt : attempts) {
+    if (attempt.state() == "PREEMPTED" || attempt.state() == "LOST") ++interrupted;
+  }
+  report.add_notes(absl::StrCat(
+      "Compute: ", Usd(compute.usd), " for ", absl::StrFormat("%.4f", compute.gpu_hours),
+      " GPU-hours over ", attempts.size(), attempts.size() == 1 ? " attempt" : " attempts",
+      interrupted > 0 ? absl::StrCat(" (", interrupted, " preempted or lost, billed too)") : "",
+      ", at each worker's declared price for the whole lease, model loading included."));
+  if (compute.spot_usd > 0 && compute.on_demand_usd > 0) {
+    report.add_notes(absl::StrCat("Spot: ", Usd(compute.spot_usd),
+                                  "; on-demand: ", Usd(compute.on_demand_usd), "."));
+  }
+  if (job.spec().inherited_costs().empty()) {
+    report.add_notes(
+        "No inherited costs were declared: the total covers this fine-tune's compute only, not "
+        "the base model's pre-training, the data or the people.");
+  } else {
+    for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
+      report.add_notes(absl::StrCat("Inherited (", KindName(cost.kind()), "): ", Usd(cost.usd()),
+                                    ", declared by the submitter; source: ", cost.source(), "."));
+    }
+    report.add_notes(absl::StrCat("The cost of this fine-tune is ", Usd(compute.usd),
+                                  "; the cost of this model, with "
+                                  "what it inherits, is ",
+                                  Usd(total), " (compute is ",
+                                  absl::StrFormat("%.2f", 100.0 * report.compute_share()),
+                                  "% of it)."));
+  }
+  if (has_budget && report.overshoot_usd() > 0) {
+    report.add_notes(absl::StrCat(
+        "Compute exceeded the budget of ", Usd(job.spec().budget().usd()), " by ",
+        Usd(report.overshoot_usd()),
+        ": enforcement acts within one report interval, and that interval is billed."));
+  }
+  return report;
+}
+
+}  // namespace tuneledger

@@ -1,0 +1,85 @@
+// The cost model (DESIGN.md "Cost model"): the ONE place that computes money. Pure functions.
+//
+//   attempt cost = price_per_gpu_hour x gpus x lease seconds / 3600
+//   job cost     = sum over the job's attempts
+//   billed       = max(worker-reported, server clock) for an attempt that runs or ends
+//   projected    = accrued + rate x remaining time; remaining = steps left / observed step rate
+//
+// When a lease starts and ends is the scheduler's business (see scheduler.h); this file only
+// turns durations and prices into dollars and GPU-hours, and builds the CostReport.
+// Thread safety: free functions are stateless; StepRateEstimator is not thread-safe (its owner
+// guards it).
+#ifndef TUNELEDGER_SERVER_CORE_COST_MODEL_H_
+#define TUNELEDGER_SERVER_CORE_COST_MODEL_H_
+
+#include <optional>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger {
+
+// What a worker charges for one attempt.
+struct AttemptPricing {
+  double price_per_gpu_hour = 0;  // USD
+  int gpus = 1;
+  bool spot = false;
+};
+
+double GpuHours(int gpus, absl::Duration lease);
+double AttemptCostUsd(const AttemptPricing& pricing, absl::Duration lease);
+double RateUsdPerHour(const AttemptPricing& pricing);
+
+// An attempt's bill: the server's own clock sets a floor (a silent or lying worker cannot
+// under-report); a worker that reports more (its lease started earlier on its clock) is believed.
+double BilledAttemptUsd(const AttemptPricing& pricing, absl::Duration server_lease,
+                        double worker_reported_usd);
+
+// Fills seconds, gpu_hours and usd of one attempt line from its pricing fields (gpus,
+// price_per_gpu_hour) and the billed lease; usd is BilledAttemptUsd().
+void BillAttempt(absl::Duration server_lease, double worker_reported_usd, v1::AttemptCost& attempt);
+
+// Totals over a job's attempts.
+struct ComputeTotals {
+  double usd = 0;
+  double gpu_hours = 0;
+  double spot_usd = 0;
+  double on_demand_usd = 0;
+};
+ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts);
+
+// The step rate one attempt has shown: from its first to its latest observation. A resumed
+// attempt starts at a step > 0, so the rate is the steps advanced, not the step number.
+class StepRateEstimator {
+ public:
+  void Observe(absl::Time time, int step);
+  // Unknown until the attempt has advanced at least one step over a positive time.
+  std::optional<double> StepsPerSecond() const;
+
+ private:
+  struct Observation {
+    absl::Time time;
+    int step = 0;
+  };
+  std::optional<Observation> first_;
+  std::optional<Observation> latest_;
+};
+
+// Time left at the observed rate; unknown without a rate or a total.
+std::optional<absl::Duration> RemainingTime(int step, int total_steps,
+                                            std::optional<double> steps_per_second);
+
+// accrued + rate x remaining; = accrued when the remaining time is unknown.
+double ProjectedCostUsd(double accrued_usd, double rate_usd_per_hour,
+                        std::optional<absl::Duration> remaining);
+
+// The whole bill of a job: compute per attempt (spot vs on-demand), the inherited costs the
+// spec declares (with their sources), totals, compute share, overshoot past the budget and plain
+// notes saying what the numbers include. `job` gives the spec, state and projected cost;
+// `attempts` carry billed figures (running ones billed up to now).
+v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::AttemptCost>& attempts);
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_COST_MODEL_H_

@@ -1,0 +1,36 @@
+// Validation and defaults of a submitted JobSpec.
+//
+// ValidateJobSpec() is pure: it looks at the message only (no filesystem, no store, no clock)
+// and reports EVERY bad field at once, so that a user fixes everything in one round trip:
+//   INVALID_ARGUMENT "spec.lora.r: must be in [1, 1024], got 0; spec.training.learning_rate:
+//   must be > 0, got -0.1"
+// Field paths are proto field paths from the SubmitJobRequest (spec.budget.usd,
+// spec.lora.target_modules[2], ...). ValidateJobInputs() is the separate check of what the spec
+// names on disk. WithDefaults() fills every unset field from worker/trainer/job_spec_defaults.h,
+// the table the trainer reads too.
+// Thread safety: free functions without shared state.
+#ifndef TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_
+#define TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_
+
+#include "absl/status/status.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger {
+
+// OK, or INVALID_ARGUMENT listing every field that breaks a documented rule (ranges, enums,
+// target module names, budget > 0 with increasing thresholds, epochs xor max_steps, ...).
+absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+
+// OK, or INVALID_ARGUMENT naming each input that is not usable: spec.model_path must be a folder
+// holding config.json and *.safetensors (or model.safetensors.index.json); spec.train_path and
+// spec.valid_path (when set) must be readable regular files. Reads the filesystem only.
+absl::Status ValidateJobInputs(const v1::JobSpec& spec);
+
+// The spec with every field that means "the default" set to that default, so that what is
+// stored (and leased to a worker) is exactly what runs. Expects a spec that passed
+// ValidateJobSpec(). Budget thresholds and policy are filled only when a budget is set.
+v1::JobSpec WithDefaults(v1::JobSpec spec);
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_

@@ -1,0 +1,940 @@
+#include "server/core/job_store.h"
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/base/status_macros.h"
+#include "server/core/job_store_rows.h"
+#include "server/core/job_store_schema.h"
+#include "server/core/sqlite_db.h"
+
+namespace tuneledger {
+
+// A group of verbs sharing one transaction. Guarded by JobStore::write_mu_.
+struct JobStore::Batch {
+  int size = 0;
+  bool done = false;    // committed or rolled back
+  absl::Status status;  // of the COMMIT
+};
+
+namespace {
+
+std::string StateName(v1::Job::State state) { return v1::Job::State_Name(state); }
+
+bool IsFinal(v1::Job::State state) {
+  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
+}
+
+absl::Status JobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
+}
+
+absl::StatusOr<int64_t> RequireJobId(const std::string& job_id) {
+  std::optional<int64_t> id = ParseJobId(job_id);
+  if (!id.has_value()) return JobNotFound(job_id);
+  return *id;
+}
+
+absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = nullptr) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                      db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE id = ?1"));
+  Query query(select);
+  query.Bind(1, id);
+  TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) return JobNotFound(absl::StrCat(id));
+  if (budget != nullptr) *budget = BudgetStateFromRow(query);
+  return JobFromRow(query);
+}
+
+absl::StatusOr<v1::AttemptCost> LoadAttempt(SqliteDb& db, int64_t job_id, int attempt) {
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * select,
+      db.Prepare("SELECT " TL_ATTEMPT_COLUMNS " FROM attempts WHERE job_id = ?1 AND attempt = ?2"));
+  Query query(select);
+  query.Bind(1, job_id).Bind(2, attempt);
+  TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no attempt ", attempt));
+  }
+  return AttemptFromRow(query);
+}
+
+// The precondition of every verb about a running attempt.
+absl::Status RequireRunningAttempt(const v1::Job& job, int attempt) {
+  if (job.state() == v1::Job::RUNNING && job.attempts() == attempt) return absl::OkStatus();
+  if (job.state() == v1::Job::RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job.id(), " is RUNNING attempt ",
+                                                      job.attempts(), ", not attempt ", attempt));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "job ", job.id(), " is ", StateName(job.state()), ", not RUNNING attempt ", attempt));
+}
+
+// The one writer of event rows. `event.job_id` is the decimal job id. Appends the stored event
+// (with its seq and time) to `out`.
+absl::Status AppendEvent(SqliteDb& db, v1::JobEvent event, absl::Time time,
+                         std::vector<v1::JobEvent>& out) {
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * insert,
+      db.Prepare("INSERT INTO events (job_id, time, kind, state, reason, attempt, step, cost_usd, "
+                 "threshold, value, path, message, worker_id) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
+  TL_ASSIGN_OR_RETURN(const int64_t job_id, RequireJobId(event.job_id()));
+  Query query(insert);
+  query.Bind(1, job_id)
+      .Bind(2, ToMicrosColumn(time))
+      .Bind(3, static_cast<int64_t>(event.kind()))
+      .Bind(4, static_cast<int64_t>(event.state()))
+      .Bind(5, static_cast<int64_t>(event.reason()))
+      .Bind(6, event.attempt())
+      .Bind(7, event.step())
+      .Bind(8, event.cost_usd())
+      .Bind(9, event.threshold())
+      .Bind(10, event.value())
+      .Bind(11, event.path())
+      .Bind(12, event.message())
+      .Bind(13, event.worker_id());
+  TL_RETURN_IF_ERROR(query.Run());
+  event.set_seq(db.LastInsertRowId());
+  SetTimestamp(time, *event.mutable_time());
+  out.push_back(std::move(event));
+  return absl::OkStatus();
+}
+
+// An event about `job` in its current state (after the transition).
+v1::JobEvent EventFor(const v1::Job& job, v1::JobEvent::Kind kind) {
+  v1::JobEvent event;
+  event.set_job_id(job.id());
+  event.set_kind(kind);
+  event.set_state(job.state());
+  event.set_reason(job.reason());
+  event.set_attempt(job.attempts());
+  event.set_step(job.progress().step());
+  event.set_cost_usd(job.cost().accrued_usd());
+  event.set_worker_id(job.worker_id());
+  return event;
+}
+
+absl::Status UpdateAttemptBill(SqliteDb& db, int64_t job_id, int attempt, const AttemptBill& bill) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * update,
+                      db.Prepare("UPDATE attempts SET seconds = ?3, gpu_hours = ?4, usd = ?5 "
+                                 "WHERE job_id = ?1 AND attempt = ?2"));
+  Query query(update);
+  query.Bind(1, job_id)
+      .Bind(2, attempt)
+      .Bind(3, bill.seconds)
+      .Bind(4, bill.gpu_hours)
+      .Bind(5, bill.usd);
+  return query.Run();
+}
+
+absl::Status UpdateJobCost(SqliteDb& db, int64_t job_id, const v1::CostSummary& cost) {
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * update,
+      db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
+                 "rate_usd_per_hour = ?5 WHERE id = ?1"));
+  Query query(update);
+  query.Bind(1, job_id)
+      .Bind(2, cost.accrued_usd())
+      .Bind(3, cost.gpu_hours())
+      .Bind(4, cost.projected_usd())
+      .Bind(5, cost.rate_usd_per_hour());
+  return query.Run();
+}
+
+// Closes the running attempt `end.attempt` with its outcome and final bill; the job's cost
+// becomes final too (nothing projected beyond what was spent, no running rate).
+absl::Status EndAttempt(SqliteDb& db, int64_t job_id, const AttemptEnd& end) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * update,
+                      db.Prepare("UPDATE attempts SET state = ?3, end_time = ?4, message = ?5, "
+                                 "seconds = ?6, gpu_hours = ?7, usd = ?8 "
+                                 "WHERE job_id = ?1 AND attempt = ?2"));
+  Query query(update);
+  query.Bind(1, job_id)
+      .Bind(2, end.attempt)
+      .Bind(3, end.outcome)
+      .Bind(4, ToMicrosColumn(end.end_time))
+      .Bind(5, end.message)
+      .Bind(6, end.bill.seconds)
+      .Bind(7, end.bill.gpu_hours)
+      .Bind(8, end.bill.usd);
+  TL_RETURN_IF_ERROR(query.Run());
+  v1::CostSummary cost = end.bill.job_cost;
+  cost.set_projected_usd(cost.accrued_usd());
+  cost.set_rate_usd_per_hour(0);
+  return UpdateJobCost(db, job_id, cost);
+}
+
+// Moves the job to a new state; clears the worker when it is not RUNNING anymore and stamps
+// end_time on final states.
+absl::Status SetJobState(SqliteDb& db, int64_t job_id, v1::Job::State state, v1::Job::Reason reason,
+                         const std::string& message, absl::Time now) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * update,
+                      db.Prepare("UPDATE jobs SET state = ?2, reason = ?3, message = ?4, "
+                                 "worker_id = CASE WHEN ?2 = ?6 THEN worker_id ELSE '' END, "
+                                 "end_time = CASE WHEN ?5 THEN ?7 ELSE NULL END WHERE id = ?1"));
+  Query query(update);
+  query.Bind(1, job_id)
+      .Bind(2, static_cast<int64_t>(state))
+      .Bind(3, static_cast<int64_t>(reason))
+      .Bind(4, message)
+      .Bind(5, IsFinal(state))
+      .Bind(6, static_cast<int64_t>(v1::Job::RUNNING))
+      .Bind(7, ToMicrosColumn(now));
+  return query.Run();
+}
+
+std::string WorkerNotFoundMessage(const std::string& worker_id) {
+  return absl::StrCat("worker \"", worker_id, "\" not found: register again");
+}
+
+// The worker's info and stored state (IDLE, LOST or GONE).
+absl::StatusOr<std::pair<v1::WorkerInfo, v1::Worker::State>> LoadWorkerInfo(
+    SqliteDb& db, const std::string& worker_id) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                      db.Prepare("SELECT info, state FROM workers WHERE id = ?1"));
+  Query query(select);
+  query.Bind(1, worker_id);
+  TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) return absl::NotFoundError(WorkerNotFoundMessage(worker_id));
+  v1::WorkerInfo info;
+  (void)info.ParseFromString(query.Text(0));
+  return std::make_pair(info, static_cast<v1::Worker::State>(query.Int(1)));
+}
+
+absl::Status RequireActiveWorker(const std::string& worker_id, v1::Worker::State state) {
+  if (state == v1::Worker::LOST || state == v1::Worker::GONE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", worker_id, " is ", v1::Worker::State_Name(state), ": register again"));
+  }
+  return absl::OkStatus();
+}
+
+// Appends a downsampled history point: every `stride`-th report is kept, and the stride doubles
+// (dropping every other kept point) whenever the job would hold more than `max_points`.
+absl::Status AppendProgressPoint(SqliteDb& db, int64_t job_id, const std::string& progress,
+                                 int max_points) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * advance,
+                      db.Prepare("UPDATE jobs SET history_next = history_next + 1 WHERE id = ?1 "
+                                 "RETURNING history_next - 1, history_stride"));
+  int64_t ordinal = 0;
+  int64_t stride = 1;
+  {
+    Query query(advance);
+    query.Bind(1, job_id);
+    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) return JobNotFound(absl::StrCat(job_id));
+    ordinal = query.Int(0);
+    stride = query.Int(1);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  if (ordinal % stride != 0) return absl::OkStatus();
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * insert,
+      db.Prepare("INSERT INTO progress_points (job_id, ordinal, progress) VALUES (?1, ?2, ?3)"));
+  {
+    Query query(insert);
+    query.Bind(1, job_id).Bind(2, ordinal).BindBlob(3, progress);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * count,
+                      db.Prepare("SELECT COUNT(*) FROM progress_points WHERE job_id = ?1"));
+  int64_t points = 0;
+  {
+    Query query(count);
+    query.Bind(1, job_id);
+    TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (row) points = query.Int(0);
+  }
+  if (points <= max_points) return absl::OkStatus();
+  const int64_t wider = stride * 2;
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * thin,
+      db.Prepare("DELETE FROM progress_points WHERE job_id = ?1 AND ordinal % ?2 != 0"));
+  {
+    Query query(thin);
+    query.Bind(1, job_id).Bind(2, wider);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * widen,
+                      db.Prepare("UPDATE jobs SET history_stride = ?2 WHERE id = ?1"));
+  Query query(widen);
+  query.Bind(1, job_id).Bind(2, wider);
+  return query.Run();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path,
+                                                         const Clock& clock,
+                                                         JobStoreOptions options) {
+  TL_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> writer, SqliteDb::Open(path));
+  writer->SetBusyTimeout(options.busy_timeout);
+  TL_RETURN_IF_ERROR(writer->Exec("PRAGMA journal_mode = WAL"));
+  TL_RETURN_IF_ERROR(writer->Exec("PRAGMA synchronous = FULL"));
+  TL_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = ON"));
+  TL_RETURN_IF_ERROR(MigrateJobStoreSchema(*writer, options.schema_version));
+
+  TL_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> reader, SqliteDb::Open(path));
+  reader->SetBusyTimeout(options.busy_timeout);
+  TL_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
+  return std::unique_ptr<JobStore>(
+      new JobStore(std::move(writer), std::move(reader), clock, options));
+}
+
+JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader,
+                   const Clock& clock, JobStoreOptions options)
+    : clock_(clock), options_(options), writer_(std::move(writer)), reader_(std::move(reader)) {}
+
+JobStore::~JobStore() = default;
+
+absl::Status JobStore::Write(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
+  writers_waiting_.fetch_add(1);
+  absl::MutexLock lock(&write_mu_);
+  writers_waiting_.fetch_sub(1);
+  if (open_batch_ == nullptr) {
+    TL_RETURN_IF_ERROR(writer_->Exec("BEGIN IMMEDIATE"));
+    open_batch_ = std::make_shared<Batch>();
+  }
+  const std::shared_ptr<Batch> batch = open_batch_;
+
+  // The verb runs as a savepoint so that its failure undoes only its own changes.
+  absl::Status status = writer_->Exec("SAVEPOINT verb");
+  if (status.ok()) {
+    status = body(*writer_);
+    if (!status.ok()) (void)writer_->Exec("ROLLBACK TO verb");
+    const absl::Status released = writer_->Exec("RELEASE verb");
+    if (status.ok()) status = released;
+  }
+  ++batch->size;
+
+  if (writers_waiting_.load() > 0 && batch->size < options_.max_batch) {
+    // A writer queued behind this one commits the batch (or hands it on); wait for that fsync.
+    write_mu_.Await(absl::Condition(&batch->done));
+  } else {
+    batch->status = writer_->Exec("COMMIT");
+    if (!batch->status.ok()) (void)writer_->Exec("ROLLBACK");
+    batch->done = true;
+    open_batch_ = nullptr;
+  }
+  return status.ok() ? batch->status : status;
+}
+
+absl::Status JobStore::Read(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
+  absl::MutexLock lock(&read_mu_);
+  TL_RETURN_IF_ERROR(reader_->Exec("BEGIN"));
+  const absl::Status status = body(*reader_);
+  const absl::Status ended = reader_->Exec("COMMIT");
+  return status.ok() ? ended : status;
+}
+
+absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant,
+                                                const v1::JobSpec& spec) {
+  EnqueueResult result;
+  const absl::Time now = clock_.Now();
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    if (!spec.client_request_id().empty()) {
+      TL_ASSIGN_OR_RETURN(
+          SqliteDb::Statement * find,
+          db.Prepare("SELECT id FROM jobs WHERE tenant = ?1 AND client_request_id = ?2"));
+      Query query(find);
+      query.Bind(1, tenant).Bind(2, spec.client_request_id());
+      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+      if (found) {
+        TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, query.Int(0)));
+        result.deduplicated = true;
+        return absl::OkStatus();
+      }
+    }
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * insert,
+        db.Prepare("INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, "
+                   "spec, state, reason, message, attempts, worker_id, progress, accrued_usd, "
+                   "gpu_hours, projected_usd, rate_usd_per_hour, adapter_path, last_checkpoint, "
+                   "thresholds_crossed, overrun_raised, create_time) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', 0, '', X'', 0, 0, 0, 0, '', '', "
+                   "0, 0, ?8)"));
+    {
+      Query query(insert);
+      query.Bind(1, tenant)
+          .Bind(2, spec.client_request_id())
+          .Bind(3, spec.priority())
+          .Bind(4, spec.gpus())
+          .Bind(5, spec.max_attempts())
+          .BindBlob(6, spec.SerializeAsString())
+          .Bind(7, static_cast<int64_t>(v1::Job::QUEUED))
+          .Bind(8, ToMicrosColumn(now));
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, db.LastInsertRowId()));
+    return AppendEvent(db, EventFor(result.update.job, v1::JobEvent::SUBMITTED), now,
+                       result.update.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::string& worker_id,
+                                                                 int free_gpus) {
+  std::optional<AttemptRecord> record;
+  const absl::Time now = clock_.Now();
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
+    const auto& [info, worker_state] = worker;
+    TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker_state));
+
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * pick,
+                        db.Prepare("SELECT id FROM jobs WHERE state = ?1 AND gpus <= ?2 "
+                                   "ORDER BY priority DESC, id LIMIT 1"));
+    int64_t job_id = 0;
+    {
+      Query query(pick);
+      query.Bind(1, static_cast<int64_t>(v1::Job::QUEUED)).Bind(2, free_gpus);
+      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+      if (!found) return absl::OkStatus();
+      job_id = query.Int(0);
+    }
+    TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, job_id));
+    const int attempt = job.attempts() + 1;
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * start,
+        db.Prepare("UPDATE jobs SET state = ?2, reason = 0, message = '', attempts = ?3, "
+                   "worker_id = ?4, start_time = COALESCE(start_time, ?5), "
+                   "rate_usd_per_hour = 0 WHERE id = ?1"));
+    {
+      Query query(start);
+      query.Bind(1, job_id)
+          .Bind(2, static_cast<int64_t>(v1::Job::RUNNING))
+          .Bind(3, attempt)
+          .Bind(4, worker_id)
+          .Bind(5, ToMicrosColumn(now));
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * insert,
+        db.Prepare("INSERT INTO attempts (job_id, attempt, worker_id, state, gpus, "
+                   "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message) "
+                   "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '')"));
+    {
+      Query query(insert);
+      query.Bind(1, job_id)
+          .Bind(2, attempt)
+          .Bind(3, worker_id)
+          .Bind(4, job.spec().gpus())
+          .Bind(5, info.price_per_gpu_hour())
+          .Bind(6, info.spot())
+          .Bind(7, ToMicrosColumn(now));
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    AttemptRecord leased;
+    TL_ASSIGN_OR_RETURN(leased.job, LoadJob(db, job_id, &leased.budget));
+    TL_ASSIGN_OR_RETURN(leased.attempt, LoadAttempt(db, job_id, attempt));
+    v1::JobEvent event = EventFor(leased.job, v1::JobEvent::STARTED);
+    event.set_path(leased.job.last_checkpoint());
+    event.set_message(leased.job.last_checkpoint().empty()
+                          ? absl::StrCat("attempt ", attempt, " on ", worker_id)
+                          : absl::StrCat("attempt ", attempt, " on ", worker_id, ", resuming from ",
+                                         leased.job.last_checkpoint()));
+    TL_RETURN_IF_ERROR(AppendEvent(db, event, now, leased.events));
+    record = std::move(leased);
+    return absl::OkStatus();
+  }));
+  return record;
+}
+
+absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
+                                                   const AttemptProgress& update) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
+    TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, update.bill));
+    TL_RETURN_IF_ERROR(UpdateJobCost(db, id, update.bill.job_cost));
+    if (update.progress.has_value()) {
+      v1::Progress progress = *update.progress;
+      // Evaluation comes on its own reports: the latest eval loss stays until the next one.
+      if (!progress.has_eval_loss() && job.progress().has_eval_loss()) {
+        progress.set_eval_loss(job.progress().eval_loss());
+      }
+      const std::string bytes = progress.SerializeAsString();
+      TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                          db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
+      {
+        Query query(set);
+        query.Bind(1, id).BindBlob(2, bytes);
+        TL_RETURN_IF_ERROR(query.Run());
+      }
+      TL_RETURN_IF_ERROR(AppendProgressPoint(db, id, bytes, options_.max_progress_points));
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::RecordEval(const std::string& job_id, int attempt, int step,
+                                               double eval_loss) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
+    v1::Progress progress = job.progress();
+    progress.set_eval_loss(eval_loss);
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                        db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
+    {
+      Query query(set);
+      query.Bind(1, id).BindBlob(2, progress.SerializeAsString());
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    v1::JobEvent event = EventFor(result.job, v1::JobEvent::EVAL);
+    event.set_step(step);
+    event.set_value(eval_loss);
+    return AppendEvent(db, event, now, result.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::RecordCheckpoint(const std::string& job_id, int attempt,
+                                                     int step, const std::string& path) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                        db.Prepare("UPDATE jobs SET last_checkpoint = ?2 WHERE id = ?1"));
+    {
+      Query query(set);
+      query.Bind(1, id).Bind(2, path);
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    v1::JobEvent event = EventFor(result.job, v1::JobEvent::CHECKPOINT);
+    event.set_step(step);
+    event.set_path(path);
+    return AppendEvent(db, event, now, result.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::RecordBudget(const std::string& job_id, int attempt,
+                                                 const BudgetDecision& decision, double accrued_usd,
+                                                 double projected_usd) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * set,
+        db.Prepare("UPDATE jobs SET thresholds_crossed = ?2, overrun_raised = ?3 WHERE id = ?1"));
+    {
+      Query query(set);
+      query.Bind(1, id)
+          .Bind(2, decision.next_state.thresholds_crossed)
+          .Bind(3, decision.next_state.overrun_raised);
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    const double budget = job.spec().budget().usd();
+    for (const double threshold : decision.crossed_thresholds) {
+      v1::JobEvent event = EventFor(job, v1::JobEvent::BUDGET_THRESHOLD);
+      event.set_threshold(threshold);
+      event.set_cost_usd(accrued_usd);
+      event.set_message(absl::StrFormat("accrued $%.4f crossed %g%% of the $%.4f budget",
+                                        accrued_usd, threshold * 100, budget));
+      TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
+    }
+    if (decision.raise_projected_overrun) {
+      v1::JobEvent event = EventFor(job, v1::JobEvent::PROJECTED_OVERRUN);
+      event.set_cost_usd(projected_usd);
+      event.set_message(
+          absl::StrFormat("projected total $%.4f exceeds the $%.4f budget", projected_usd, budget));
+      TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const AttemptEnd& end) {
+  if (end.outcome != "PREEMPTED" && end.outcome != "LOST") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("requeue outcome must be PREEMPTED or LOST, got \"", end.outcome, "\""));
+  }
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
+    TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
+    if (!end.last_checkpoint.empty()) {
+      TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                          db.Prepare("UPDATE jobs SET last_checkpoint = ?2 WHERE id = ?1"));
+      Query query(set);
+      query.Bind(1, id).Bind(2, end.last_checkpoint);
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    const std::string what = absl::StrCat("attempt ", end.attempt, " ended ", end.outcome,
+                                          end.message.empty() ? "" : ": ", end.message);
+    const bool exhausted = job.attempts() >= job.spec().max_attempts();
+    if (exhausted) {
+      TL_RETURN_IF_ERROR(SetJobState(
+          db, id, v1::Job::FAILED, v1::Job::ATTEMPTS_EXHAUSTED,
+          absl::StrCat(what, "; all ", job.spec().max_attempts(), " attempts are used"), now));
+    } else {
+      TL_RETURN_IF_ERROR(
+          SetJobState(db, id, v1::Job::QUEUED, v1::Job::REASON_UNSPECIFIED, what, now));
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    v1::JobEvent event =
+        EventFor(result.job, exhausted ? v1::JobEvent::FAILED : v1::JobEvent::REQUEUED);
+    event.set_attempt(end.attempt);
+    event.set_worker_id(job.worker_id());
+    event.set_path(result.job.last_checkpoint());
+    event.set_message(result.job.message());
+    return AppendEvent(db, event, now, result.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::Finish(const std::string& job_id, const AttemptEnd& end,
+                                           v1::Job::State state, v1::Job::Reason reason,
+                                           const std::string& adapter_path) {
+  if (state != v1::Job::SUCCEEDED && state != v1::Job::FAILED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("finish state must be SUCCEEDED or FAILED, got ", StateName(state)));
+  }
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
+    TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
+    TL_RETURN_IF_ERROR(SetJobState(db, id, state, reason, end.message, now));
+    if (!end.last_checkpoint.empty() || !adapter_path.empty()) {
+      TL_ASSIGN_OR_RETURN(
+          SqliteDb::Statement * set,
+          db.Prepare("UPDATE jobs SET adapter_path = ?2, "
+                     "last_checkpoint = CASE WHEN ?3 = '' THEN last_checkpoint ELSE ?3 END "
+                     "WHERE id = ?1"));
+      Query query(set);
+      query.Bind(1, id).Bind(2, adapter_path).Bind(3, end.last_checkpoint);
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    v1::JobEvent event = EventFor(
+        result.job, state == v1::Job::SUCCEEDED ? v1::JobEvent::SUCCEEDED : v1::JobEvent::FAILED);
+    event.set_worker_id(job.worker_id());
+    event.set_path(adapter_path);
+    event.set_message(end.message);
+    return AppendEvent(db, event, now, result.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<JobUpdate> JobStore::Cancel(const std::string& job_id, v1::Job::Reason reason,
+                                           const std::string& message,
+                                           const std::optional<AttemptEnd>& running_attempt) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
+    if (job.state() != v1::Job::QUEUED && job.state() != v1::Job::RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job.id(), " is ", StateName(job.state()),
+                       ": only a QUEUED or RUNNING job can be cancelled"));
+    }
+    if (job.state() == v1::Job::RUNNING) {
+      AttemptEnd end;
+      if (running_attempt.has_value()) {
+        end = *running_attempt;
+      } else {
+        TL_ASSIGN_OR_RETURN(const v1::AttemptCost last, LoadAttempt(db, id, job.attempts()));
+        end.attempt = job.attempts();
+        end.end_time = now;
+        end.bill.seconds = last.seconds();
+        end.bill.gpu_hours = last.gpu_hours();
+        end.bill.usd = last.usd();
+        end.bill.job_cost = job.cost();
+      }
+      end.outcome = "CANCELLED";
+      if (end.message.empty()) end.message = message;
+      TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
+      TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
+    }
+    TL_RETURN_IF_ERROR(SetJobState(db, id, v1::Job::CANCELLED, reason, message, now));
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    v1::JobEvent event = EventFor(result.job, v1::JobEvent::CANCELLED);
+    event.set_worker_id(job.worker_id());
+    event.set_message(message);
+    return AppendEvent(db, event, now, result.events);
+  }));
+  return result;
+}
+
+absl::StatusOr<v1::Worker> JobStore::RegisterWorker(const v1::WorkerInfo& info) {
+  const absl::Time now = clock_.Now();
+  v1::Worker result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * insert,
+        db.Prepare("INSERT INTO workers (id, info, state, register_time, last_heartbeat_time) "
+                   "VALUES ('', ?1, ?2, ?3, ?3)"));
+    {
+      Query query(insert);
+      query.BindBlob(1, info.SerializeAsString())
+          .Bind(2, static_cast<int64_t>(v1::Worker::IDLE))
+          .Bind(3, ToMicrosColumn(now));
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    const int64_t num = db.LastInsertRowId();
+    const std::string worker_id = absl::StrCat("w-", num);
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * name,
+                        db.Prepare("UPDATE workers SET id = ?2 WHERE num = ?1"));
+    {
+      Query query(name);
+      query.Bind(1, num).Bind(2, worker_id);
+      TL_RETURN_IF_ERROR(query.Run());
+    }
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_WORKER_COLUMNS " FROM workers WHERE id = ?1"));
+    Query query(select);
+    query.Bind(1, worker_id);
+    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) return absl::InternalError("registered worker row vanished");
+    result = WorkerFromRow(query);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::Status JobStore::TouchWorker(const std::string& worker_id) {
+  const absl::Time now = clock_.Now();
+  return Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
+    TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker.second));
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * touch,
+                        db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
+    Query query(touch);
+    query.Bind(1, worker_id).Bind(2, ToMicrosColumn(now));
+    return query.Run();
+  });
+}
+
+absl::Status JobStore::SetWorkerGone(const std::string& worker_id, v1::Worker::State state) {
+  if (state != v1::Worker::LOST && state != v1::Worker::GONE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker state must be LOST or GONE, got ", v1::Worker::State_Name(state)));
+  }
+  return Write([&](SqliteDb& db) -> absl::Status {
+    TL_RETURN_IF_ERROR(LoadWorkerInfo(db, worker_id).status());
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                        db.Prepare("UPDATE workers SET state = ?2 WHERE id = ?1"));
+    Query query(set);
+    query.Bind(1, worker_id).Bind(2, static_cast<int64_t>(state));
+    return query.Run();
+  });
+}
+
+absl::StatusOr<v1::Job> JobStore::GetJob(const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  v1::Job result;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(result, LoadJob(db, id));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
+  int64_t state_mask = 0;
+  for (const v1::Job::State state : query_spec.states) state_mask |= int64_t{1} << state;
+  if (state_mask == 0) state_mask = (int64_t{1} << 16) - 1;  // every state
+  int64_t offset = 0;
+  if (!query_spec.page_token.empty() &&
+      (!absl::SimpleAtoi(query_spec.page_token, &offset) || offset < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token: not a token from this server, got \"", query_spec.page_token, "\""));
+  }
+  const int page_size = query_spec.page_size;
+  JobPage page;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    // Dispatch order: QUEUED by priority then submit order, RUNNING by start, then finished
+    // jobs newest first. One row more than the page tells whether another page follows.
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs "
+                                   "WHERE ((?1 >> state) & 1) = 1 AND (?2 = '' OR tenant = ?2) "
+                                   "ORDER BY CASE state WHEN ?3 THEN 0 WHEN ?4 THEN 1 ELSE 2 END, "
+                                   "CASE WHEN state = ?3 THEN -priority ELSE 0 END, "
+                                   "CASE WHEN state = ?3 THEN id WHEN state = ?4 THEN start_time "
+                                   "ELSE -COALESCE(end_time, 0) END, "
+                                   "CASE WHEN state = ?3 OR state = ?4 THEN id ELSE -id END "
+                                   "LIMIT ?5 OFFSET ?6"));
+    Query query(select);
+    query.Bind(1, state_mask)
+        .Bind(2, query_spec.tenant)
+        .Bind(3, static_cast<int64_t>(v1::Job::QUEUED))
+        .Bind(4, static_cast<int64_t>(v1::Job::RUNNING))
+        .Bind(5, page_size + 1)
+        .Bind(6, offset);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) break;
+      page.jobs.push_back(JobFromRow(query));
+    }
+    return absl::OkStatus();
+  }));
+  if (static_cast<int>(page.jobs.size()) > page_size) {
+    page.jobs.resize(page_size);
+    page.next_page_token = absl::StrCat(offset + page_size);
+  }
+  return page;
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> JobStore::ListJobEvents(const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  std::vector<v1::JobEvent> events;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * select,
+        db.Prepare("SELECT " TL_EVENT_COLUMNS " FROM events WHERE job_id = ?1 ORDER BY seq"));
+    Query query(select);
+    query.Bind(1, id);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      events.push_back(EventFromRow(query));
+    }
+  }));
+  return events;
+}
+
+absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  std::vector<v1::AttemptCost> attempts;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_ATTEMPT_COLUMNS
+                                   " FROM attempts WHERE job_id = ?1 ORDER BY attempt"));
+    Query query(select);
+    query.Bind(1, id);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      attempts.push_back(AttemptFromRow(query));
+    }
+  }));
+  return attempts;
+}
+
+absl::StatusOr<std::vector<v1::Progress>> JobStore::ListProgressHistory(const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  std::vector<v1::Progress> points;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * select,
+        db.Prepare("SELECT progress FROM progress_points WHERE job_id = ?1 ORDER BY ordinal"));
+    Query query(select);
+    query.Bind(1, id);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      (void)points.emplace_back().ParseFromString(query.Text(0));
+    }
+  }));
+  return points;
+}
+
+absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListRunningAttempts() {
+  std::vector<AttemptRecord> records;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * select,
+        db.Prepare("SELECT " TL_JOB_COLUMNS ", " TL_ATTEMPT_COLUMNS
+                   " FROM jobs JOIN attempts ON attempts.job_id = jobs.id AND "
+                   "attempts.attempt = jobs.attempts WHERE jobs.state = ?1 ORDER BY jobs.id"));
+    Query query(select);
+    query.Bind(1, static_cast<int64_t>(v1::Job::RUNNING));
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      AttemptRecord& record = records.emplace_back();
+      record.job = JobFromRow(query);
+      record.budget = BudgetStateFromRow(query);
+      record.attempt = AttemptFromRow(query, TL_JOB_COLUMN_COUNT);
+    }
+  }));
+  return records;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> JobStore::CountJobsByState() {
+  std::map<std::string, int64_t> counts;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state"));
+    Query query(select);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      counts[StateName(static_cast<v1::Job::State>(query.Int(0)))] = query.Int(1);
+    }
+  }));
+  return counts;
+}
+
+absl::StatusOr<v1::Worker> JobStore::GetWorker(const std::string& worker_id) {
+  v1::Worker result;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_WORKER_COLUMNS " FROM workers WHERE id = ?1"));
+    Query query(select);
+    query.Bind(1, worker_id);
+    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) return absl::NotFoundError(WorkerNotFoundMessage(worker_id));
+    result = WorkerFromRow(query);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers() {
+  std::vector<v1::Worker> workers;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_WORKER_COLUMNS " FROM workers ORDER BY num"));
+    Query query(select);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      workers.push_back(WorkerFromRow(query));
+    }
+  }));
+  return workers;
+}
+
+absl::StatusOr<int> JobStore::SchemaVersion() {
+  int version = 0;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const int64_t value, db.QueryInt("PRAGMA user_version"));
+    version = static_cast<int>(value);
+    return absl::OkStatus();
+  }));
+  return version;
+}
+
+}  // namespace tuneledger

@@ -1,0 +1,234 @@
+// JobStore: the server's durable state in one SQLite file, behind named verbs (no SQL leaves
+// this class).
+//
+// Tables (schema versioned with PRAGMA user_version, migrated step by step on Open):
+//   jobs             one row per job: spec, state, reason, attempts, latest progress, cost
+//                    summary, budget state (thresholds crossed, overrun raised)
+//   attempts         one row per attempt: worker, pricing, billed lease seconds and USD
+//   events           the job event log (JobEvent), seq increasing across the server
+//   progress_points  downsampled progress history: at most max_progress_points per job (every
+//                    k-th report, k doubling whenever the cap is reached)
+//   workers          registered workers and their declared hardware and price
+//
+// Durability: WAL, synchronous=FULL, busy timeout, STRICT tables, prepared statements only.
+// Every write verb is ONE atomic unit that also appends its event row(s), and is durable when it
+// returns OK. Concurrent writers are group-committed: verbs that arrive while another verb holds
+// the writer run as savepoints inside one transaction and share its fsync (FACTS.md: ~20x more
+// durable commits per second); a verb that fails is rolled back alone; a failed COMMIT fails
+// every verb of its batch. Reads use a second connection and see only committed state.
+//
+// Transition rules (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED; RUNNING -> QUEUED on
+// a preempted or lost attempt). A verb whose transition is not allowed changes nothing and
+// returns FAILED_PRECONDITION naming the job's state, e.g.
+//   "job 7 is SUCCEEDED: only a QUEUED or RUNNING job can be cancelled".
+// Unknown job or worker ids (including ids that are not decimal) are NOT_FOUND.
+//
+// Money and time figures are computed by the caller (cost_model.h); the store persists them.
+// Thread safety: all methods are thread-safe. write_mu_ serializes the writer connection,
+// read_mu_ the reader connection.
+#ifndef TUNELEDGER_SERVER_CORE_JOB_STORE_H_
+#define TUNELEDGER_SERVER_CORE_JOB_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/base/clock.h"
+#include "server/core/budget_policy.h"
+#include "tuneledger/v1/jobs.pb.h"
+#include "tuneledger/v1/worker.pb.h"
+
+namespace tuneledger {
+
+class SqliteDb;
+
+// The schema version this code writes (see the migrations in job_store_schema.cc).
+inline constexpr int kJobStoreSchemaVersion = 2;
+
+struct JobStoreOptions {
+  int max_progress_points = 512;  // per job
+  int max_batch = 32;             // verbs per group commit
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // Tests only: migrate no further than this version (to test migrations from old files).
+  int schema_version = kJobStoreSchemaVersion;
+};
+
+// A verb's result: the job after the verb and the event rows it appended (oldest first, with
+// seq and time), so that the caller can fan them out to watchers.
+struct JobUpdate {
+  v1::Job job;
+  std::vector<v1::JobEvent> events;
+};
+
+struct EnqueueResult {
+  JobUpdate update;
+  bool deduplicated = false;  // an earlier submit had the same tenant + client_request_id
+};
+
+// A running attempt as the store knows it.
+struct AttemptRecord {
+  v1::Job job;              // RUNNING; job.last_checkpoint() is the checkpoint to resume from
+  v1::AttemptCost attempt;  // state "RUNNING", pricing from the worker, billed so far
+  BudgetState budget;       // what the job has recorded against its budget
+  std::vector<v1::JobEvent> events;  // LeaseNext: the STARTED event; empty when listed
+};
+
+// The billed figures after a report: this attempt's and the job's totals (cost_model.h).
+struct AttemptBill {
+  double seconds = 0;  // lease seconds on the server clock
+  double gpu_hours = 0;
+  double usd = 0;
+  v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
+};
+
+struct AttemptProgress {
+  int attempt = 0;
+  std::optional<v1::Progress> progress;  // nullopt: a cost-only report
+  AttemptBill bill;
+};
+
+// How an attempt ends. outcome: SUCCEEDED, FAILED, PREEMPTED, LOST or CANCELLED.
+struct AttemptEnd {
+  int attempt = 0;
+  std::string outcome;
+  absl::Time end_time;
+  std::string message;
+  std::string last_checkpoint;  // newest complete checkpoint; empty = unchanged
+  AttemptBill bill;
+};
+
+struct JobQuery {
+  std::string tenant;                  // empty = every tenant
+  std::vector<v1::Job::State> states;  // empty = every state
+  int page_size = 100;
+  std::string page_token;  // from a previous JobPage
+};
+
+// Jobs in dispatch order: QUEUED (priority desc, then submit order), RUNNING (start order),
+// then finished jobs newest first.
+struct JobPage {
+  std::vector<v1::Job> jobs;
+  std::string next_page_token;  // empty on the last page
+};
+
+class JobStore {
+ public:
+  // Opens or creates the database and migrates it to the current schema. A file written by a
+  // newer server is FAILED_PRECONDITION (never downgraded).
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path, const Clock& clock,
+                                                        JobStoreOptions options = {});
+  ~JobStore();
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  // ---- Job verbs (each: one transaction with its event rows) ----
+
+  // New QUEUED job + SUBMITTED event. `spec` is validated with defaults filled. Idempotent on
+  // (tenant, spec.client_request_id) when the id is not empty: the earlier job comes back with
+  // deduplicated = true and nothing is written.
+  absl::StatusOr<EnqueueResult> Enqueue(const std::string& tenant, const v1::JobSpec& spec);
+
+  // Leases the best QUEUED job that fits the worker (spec.gpus <= free_gpus): highest priority,
+  // then submit order. The job becomes RUNNING with attempts + 1, the attempt row starts with
+  // the worker's price and spot flag, and a STARTED event is written. nullopt when no job fits.
+  // NOT_FOUND: unknown worker; FAILED_PRECONDITION: the worker is LOST or GONE.
+  absl::StatusOr<std::optional<AttemptRecord>> LeaseNext(const std::string& worker_id,
+                                                         int free_gpus);
+
+  // Latest progress (if any) and the running bill of the current attempt; adds a progress
+  // history point. FAILED_PRECONDITION unless the job is RUNNING `update.attempt`.
+  absl::StatusOr<JobUpdate> RecordProgress(const std::string& job_id,
+                                           const AttemptProgress& update);
+  // EVAL event; sets progress.eval_loss. Same precondition as RecordProgress.
+  absl::StatusOr<JobUpdate> RecordEval(const std::string& job_id, int attempt, int step,
+                                       double eval_loss);
+  // CHECKPOINT event; sets last_checkpoint. Same precondition as RecordProgress.
+  absl::StatusOr<JobUpdate> RecordCheckpoint(const std::string& job_id, int attempt, int step,
+                                             const std::string& path);
+  // One BUDGET_THRESHOLD event per crossed threshold and a PROJECTED_OVERRUN event when
+  // raised; persists decision.next_state. cost figures go into the events. FAILED_PRECONDITION
+  // unless the job is RUNNING `attempt`.
+  absl::StatusOr<JobUpdate> RecordBudget(const std::string& job_id, int attempt,
+                                         const BudgetDecision& decision, double accrued_usd,
+                                         double projected_usd);
+
+  // Ends the current attempt as PREEMPTED or LOST (end.outcome). The job goes back to QUEUED
+  // (REQUEUED event) to resume from its last checkpoint, or, when it has used max_attempts
+  // attempts, to FAILED with reason ATTEMPTS_EXHAUSTED (FAILED event).
+  // FAILED_PRECONDITION unless the job is RUNNING end.attempt.
+  absl::StatusOr<JobUpdate> Requeue(const std::string& job_id, const AttemptEnd& end);
+
+  // Ends the current attempt and the job: SUCCEEDED (adapter_path) or FAILED (reason, message
+  // verbatim). FAILED_PRECONDITION unless the job is RUNNING end.attempt.
+  absl::StatusOr<JobUpdate> Finish(const std::string& job_id, const AttemptEnd& end,
+                                   v1::Job::State state, v1::Job::Reason reason,
+                                   const std::string& adapter_path);
+
+  // QUEUED or RUNNING -> CANCELLED with `reason` (USER or BUDGET_EXCEEDED). A running attempt
+  // ends CANCELLED with `running_attempt`'s bill (nullopt: as last billed, now). Other states:
+  // FAILED_PRECONDITION.
+  absl::StatusOr<JobUpdate> Cancel(const std::string& job_id, v1::Job::Reason reason,
+                                   const std::string& message,
+                                   const std::optional<AttemptEnd>& running_attempt);
+
+  // ---- Worker verbs ----
+
+  // New IDLE worker with a fresh id ("w-<n>").
+  absl::StatusOr<v1::Worker> RegisterWorker(const v1::WorkerInfo& info);
+  // Records contact. NOT_FOUND: unknown; FAILED_PRECONDITION: LOST or GONE (re-register).
+  absl::Status TouchWorker(const std::string& worker_id);
+  // LOST (missed heartbeats) or GONE. NOT_FOUND: unknown.
+  absl::Status SetWorkerGone(const std::string& worker_id, v1::Worker::State state);
+
+  // ---- Reads (committed state) ----
+
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<JobPage> ListJobs(const JobQuery& query);
+  absl::StatusOr<std::vector<v1::JobEvent>> ListJobEvents(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::AttemptCost>> ListAttempts(const std::string& job_id);
+  // Oldest first; at most JobStoreOptions::max_progress_points.
+  absl::StatusOr<std::vector<v1::Progress>> ListProgressHistory(const std::string& job_id);
+  absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts();
+  // Job.State name -> count (states without jobs are absent).
+  absl::StatusOr<std::map<std::string, int64_t>> CountJobsByState();
+  absl::StatusOr<v1::Worker> GetWorker(const std::string& worker_id);
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers();
+
+  // The schema version of the open file.
+  absl::StatusOr<int> SchemaVersion();
+
+ private:
+  struct Batch;
+  JobStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader, const Clock& clock,
+           JobStoreOptions options);
+
+  // Runs `body` as one atomic, durable unit on the writer (group commit; see above).
+  absl::Status Write(absl::FunctionRef<absl::Status(SqliteDb&)> body);
+  // Runs `body` in one read transaction on the reader connection.
+  absl::Status Read(absl::FunctionRef<absl::Status(SqliteDb&)> body);
+
+  const Clock& clock_;
+  const JobStoreOptions options_;
+
+  absl::Mutex write_mu_;
+  std::unique_ptr<SqliteDb> writer_ ABSL_GUARDED_BY(write_mu_);
+  std::shared_ptr<Batch> open_batch_ ABSL_GUARDED_BY(write_mu_);  // null: no transaction open
+  std::atomic<int> writers_waiting_{0};  // writers blocked on write_mu_ (they join the batch)
+
+  absl::Mutex read_mu_;
+  std::unique_ptr<SqliteDb> reader_ ABSL_GUARDED_BY(read_mu_);
+};
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_JOB_STORE_H_

@@ -1,0 +1,138 @@
+#include "server/core/job_store_rows.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "tuneledger/v1/worker.pb.h"
+
+namespace tuneledger {
+
+int64_t ToMicrosColumn(absl::Time time) { return absl::ToUnixMicros(time); }
+
+absl::Time FromMicrosColumn(int64_t micros) { return absl::FromUnixMicros(micros); }
+
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp& out) {
+  const int64_t micros = absl::ToUnixMicros(time);
+  int64_t seconds = micros / 1'000'000;
+  int64_t rest = micros % 1'000'000;
+  if (rest < 0) {
+    rest += 1'000'000;
+    --seconds;
+  }
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(rest * 1000));
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp) {
+  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
+}
+
+std::optional<int64_t> ParseJobId(const std::string& id) {
+  int64_t value = 0;
+  if (id.empty() || id[0] == '+' || id[0] == '-' || !absl::SimpleAtoi(id, &value) || value <= 0) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+namespace {
+
+void SetOptionalTimestamp(const Query& row, int column, google::protobuf::Timestamp* out) {
+  if (!row.IsNull(column)) SetTimestamp(FromMicrosColumn(row.Int(column)), *out);
+}
+
+}  // namespace
+
+v1::Job JobFromRow(const Query& row, int first) {
+  v1::Job job;
+  job.set_id(absl::StrCat(row.Int(first + 0)));
+  job.set_tenant(row.Text(first + 1));
+  // The spec and progress blobs were serialized by this store; a parse failure would mean a
+  // damaged file, and an empty message is the most honest thing to show for it.
+  (void)job.mutable_spec()->ParseFromString(row.Text(first + 2));
+  job.set_state(static_cast<v1::Job::State>(row.Int(first + 3)));
+  job.set_reason(static_cast<v1::Job::Reason>(row.Int(first + 4)));
+  job.set_message(row.Text(first + 5));
+  job.set_attempts(static_cast<int32_t>(row.Int(first + 6)));
+  job.set_worker_id(row.Text(first + 7));
+  (void)job.mutable_progress()->ParseFromString(row.Text(first + 8));
+  v1::CostSummary& cost = *job.mutable_cost();
+  cost.set_accrued_usd(row.Double(first + 9));
+  cost.set_gpu_hours(row.Double(first + 10));
+  cost.set_projected_usd(row.Double(first + 11));
+  cost.set_rate_usd_per_hour(row.Double(first + 12));
+  if (job.spec().budget().has_usd()) cost.set_budget_usd(job.spec().budget().usd());
+  job.set_adapter_path(row.Text(first + 13));
+  job.set_last_checkpoint(row.Text(first + 14));
+  SetTimestamp(FromMicrosColumn(row.Int(first + 15)), *job.mutable_create_time());
+  SetOptionalTimestamp(row, first + 16, job.mutable_start_time());
+  SetOptionalTimestamp(row, first + 17, job.mutable_end_time());
+  return job;
+}
+
+BudgetState BudgetStateFromRow(const Query& row, int first) {
+  BudgetState state;
+  state.thresholds_crossed = static_cast<int>(row.Int(first + 18));
+  state.overrun_raised = row.Int(first + 19) != 0;
+  return state;
+}
+
+v1::JobEvent EventFromRow(const Query& row, int first) {
+  v1::JobEvent event;
+  event.set_seq(row.Int(first + 0));
+  event.set_job_id(absl::StrCat(row.Int(first + 1)));
+  SetTimestamp(FromMicrosColumn(row.Int(first + 2)), *event.mutable_time());
+  event.set_kind(static_cast<v1::JobEvent::Kind>(row.Int(first + 3)));
+  event.set_state(static_cast<v1::Job::State>(row.Int(first + 4)));
+  event.set_reason(static_cast<v1::Job::Reason>(row.Int(first + 5)));
+  event.set_attempt(static_cast<int32_t>(row.Int(first + 6)));
+  event.set_step(static_cast<int32_t>(row.Int(first + 7)));
+  event.set_cost_usd(row.Double(first + 8));
+  event.set_threshold(row.Double(first + 9));
+  event.set_value(row.Double(first + 10));
+  event.set_path(row.Text(first + 11));
+  event.set_message(row.Text(first + 12));
+  event.set_worker_id(row.Text(first + 13));
+  return event;
+}
+
+v1::AttemptCost AttemptFromRow(const Query& row, int first) {
+  v1::AttemptCost attempt;
+  attempt.set_attempt(static_cast<int32_t>(row.Int(first + 0)));
+  attempt.set_worker_id(row.Text(first + 1));
+  attempt.set_state(row.Text(first + 2));
+  attempt.set_gpus(static_cast<int32_t>(row.Int(first + 3)));
+  attempt.set_price_per_gpu_hour(row.Double(first + 4));
+  attempt.set_spot(row.Int(first + 5) != 0);
+  attempt.set_seconds(row.Double(first + 6));
+  attempt.set_gpu_hours(row.Double(first + 7));
+  attempt.set_usd(row.Double(first + 8));
+  SetTimestamp(FromMicrosColumn(row.Int(first + 9)), *attempt.mutable_start_time());
+  SetOptionalTimestamp(row, first + 10, attempt.mutable_end_time());
+  return attempt;
+}
+
+v1::Worker WorkerFromRow(const Query& row, int first) {
+  v1::WorkerInfo info;
+  (void)info.ParseFromString(row.Text(first + 1));
+  v1::Worker worker;
+  worker.set_id(row.Text(first + 0));
+  worker.set_hostname(info.hostname());
+  worker.set_accelerator(info.accelerator());
+  worker.set_gpus(info.gpus());
+  worker.set_memory_bytes(info.memory_bytes());
+  worker.set_price_per_gpu_hour(info.price_per_gpu_hour());
+  worker.set_spot(info.spot());
+  *worker.mutable_labels() = info.labels();
+  auto state = static_cast<v1::Worker::State>(row.Int(first + 2));
+  const std::optional<int64_t> running_job = row.OptionalInt(first + 5);
+  if (running_job.has_value()) {
+    worker.set_job_id(absl::StrCat(*running_job));
+    if (state == v1::Worker::IDLE) state = v1::Worker::BUSY;
+  }
+  worker.set_state(state);
+  SetTimestamp(FromMicrosColumn(row.Int(first + 3)), *worker.mutable_register_time());
+  SetTimestamp(FromMicrosColumn(row.Int(first + 4)), *worker.mutable_last_heartbeat_time());
+  return worker;
+}
+
+}  // namespace tuneledger

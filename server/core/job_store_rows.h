@@ -1,0 +1,62 @@
+// The ONE place that converts JobStore rows to protos (and the proto enums and times to the
+// column values the schema stores). Each *_COLUMNS macro is the column list its *FromRow()
+// reads, by position; every SELECT of that row kind starts with it. (Macros, because SQL text
+// must stay a string literal to be a cached prepared statement.)
+// Thread safety: free functions without shared state.
+#ifndef TUNELEDGER_SERVER_CORE_JOB_STORE_ROWS_H_
+#define TUNELEDGER_SERVER_CORE_JOB_STORE_ROWS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/core/budget_policy.h"
+#include "server/core/sqlite_db.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger {
+
+#define TL_JOB_COLUMNS                                                                      \
+  "jobs.id, jobs.tenant, jobs.spec, jobs.state, jobs.reason, jobs.message, jobs.attempts, " \
+  "jobs.worker_id, jobs.progress, jobs.accrued_usd, jobs.gpu_hours, jobs.projected_usd, "   \
+  "jobs.rate_usd_per_hour, jobs.adapter_path, jobs.last_checkpoint, jobs.create_time, "     \
+  "jobs.start_time, jobs.end_time, jobs.thresholds_crossed, jobs.overrun_raised"
+
+#define TL_EVENT_COLUMNS                                                                      \
+  "seq, job_id, time, kind, state, reason, attempt, step, cost_usd, threshold, value, path, " \
+  "message, worker_id"
+
+#define TL_ATTEMPT_COLUMNS                                                             \
+  "attempts.attempt, attempts.worker_id, attempts.state, attempts.gpus, "              \
+  "attempts.price_per_gpu_hour, attempts.spot, attempts.seconds, attempts.gpu_hours, " \
+  "attempts.usd, attempts.start_time, attempts.end_time"
+#define TL_ATTEMPT_COLUMN_COUNT 11
+#define TL_JOB_COLUMN_COUNT 20
+
+#define TL_WORKER_COLUMNS                                                                 \
+  "workers.id, workers.info, workers.state, workers.register_time, "                      \
+  "workers.last_heartbeat_time, "                                                         \
+  "(SELECT MIN(attempts.job_id) FROM attempts WHERE attempts.worker_id = workers.id AND " \
+  "attempts.state = 'RUNNING')"
+
+// Column values.
+int64_t ToMicrosColumn(absl::Time time);
+absl::Time FromMicrosColumn(int64_t micros);
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp& out);
+absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp);
+
+// Job ids are decimal strings outside the store and integers inside; nullopt when `id` is not
+// a positive decimal number.
+std::optional<int64_t> ParseJobId(const std::string& id);
+
+// Rows starting with the matching *_COLUMNS (at column `first`).
+v1::Job JobFromRow(const Query& row, int first = 0);
+BudgetState BudgetStateFromRow(const Query& row, int first = 0);
+v1::JobEvent EventFromRow(const Query& row, int first = 0);
+v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);
+v1::Worker WorkerFromRow(const Query& row, int first = 0);
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_JOB_STORE_ROWS_H_

@@ -1,0 +1,142 @@
+#include "server/core/job_store_schema.h"
+
+#include <iterator>
+
+#include "absl/strings/str_cat.h"
+#include "server/base/log.h"
+#include "server/base/status_macros.h"
+#include "server/core/job_store.h"
+
+namespace tuneledger {
+namespace {
+
+// Times are unix microseconds; enums are the proto enum numbers; specs, progress and worker
+// info are serialized protos (their fields evolve without schema steps).
+constexpr const char* kMigrations[] = {
+    // 1: the job lifecycle.
+    R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  gpus INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  spec BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  reason INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  progress BLOB NOT NULL,
+  accrued_usd REAL NOT NULL,
+  gpu_hours REAL NOT NULL,
+  projected_usd REAL NOT NULL,
+  rate_usd_per_hour REAL NOT NULL,
+  adapter_path TEXT NOT NULL,
+  last_checkpoint TEXT NOT NULL,
+  thresholds_crossed INTEGER NOT NULL,
+  overrun_raised INTEGER NOT NULL,
+  create_time INTEGER NOT NULL,
+  start_time INTEGER,
+  end_time INTEGER
+) STRICT;
+CREATE UNIQUE INDEX jobs_by_request ON jobs(tenant, client_request_id)
+  WHERE client_request_id != '';
+CREATE INDEX jobs_by_dispatch ON jobs(state, priority DESC, id);
+
+CREATE TABLE attempts (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  gpus INTEGER NOT NULL,
+  price_per_gpu_hour REAL NOT NULL,
+  spot INTEGER NOT NULL,
+  seconds REAL NOT NULL,
+  gpu_hours REAL NOT NULL,
+  usd REAL NOT NULL,
+  start_time INTEGER NOT NULL,
+  end_time INTEGER,
+  message TEXT NOT NULL,
+  PRIMARY KEY (job_id, attempt)
+) STRICT;
+CREATE INDEX attempts_by_worker ON attempts(worker_id, state);
+
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  time INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  reason INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  cost_usd REAL NOT NULL,
+  threshold REAL NOT NULL,
+  value REAL NOT NULL,
+  path TEXT NOT NULL,
+  message TEXT NOT NULL,
+  worker_id TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_by_job ON events(job_id, seq);
+
+CREATE TABLE workers (
+  num INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  info BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  register_time INTEGER NOT NULL,
+  last_heartbeat_time INTEGER NOT NULL
+) STRICT;
+)sql",
+    // 2: downsampled progress history for plotting.
+    R"sql(
+CREATE TABLE progress_points (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  ordinal INTEGER NOT NULL,
+  progress BLOB NOT NULL,
+  PRIMARY KEY (job_id, ordinal)
+) STRICT, WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN history_stride INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE jobs ADD COLUMN history_next INTEGER NOT NULL DEFAULT 0;
+)sql",
+};
+constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
+static_assert(kLatestVersion == kJobStoreSchemaVersion, "add the version to job_store.h");
+
+}  // namespace
+
+absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
+  if (target_version < 1 || target_version > kLatestVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schema version must be in [1, ", kLatestVersion, "], got ", target_version));
+  }
+  TL_ASSIGN_OR_RETURN(const int64_t version, db.QueryInt("PRAGMA user_version"));
+  if (version > target_version) {
+    return absl::FailedPreconditionError(absl::StrCat("the database has schema version ", version,
+                                                      ", newer than this server's ", target_version,
+                                                      ": use a newer tuneledger-server"));
+  }
+  for (int64_t next = version + 1; next <= target_version; ++next) {
+    TL_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    absl::Status status = db.Exec(kMigrations[next - 1]);
+    // user_version takes no bound parameter; the values are this table's own indexes.
+    if (status.ok()) {
+      static constexpr const char* kSetVersion[] = {"PRAGMA user_version = 1",
+                                                    "PRAGMA user_version = 2"};
+      static_assert(std::size(kSetVersion) == std::size(kMigrations));
+      status = db.Exec(kSetVersion[next - 1]);
+    }
+    if (status.ok()) status = db.Exec("COMMIT");
+    if (!status.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return absl::Status(status.code(), absl::StrCat("schema migration to version ", next, ": ",
+                                                      status.message()));
+    }
+    TL_LOG(INFO) << "job store schema migrated to version " << next;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tuneledger

@@ -1,0 +1,22 @@
+// The JobStore's schema and its migrations, one step per version (PRAGMA user_version).
+//   version 1: jobs, attempts, events, workers
+//   version 2: progress_points (downsampled progress history) and the jobs columns that drive
+//              its downsampling (history_stride, history_next)
+// A new version appends one step to the table in job_store_schema.cc; steps never change once
+// released, so every old file migrates forward by running the steps it lacks.
+// Thread safety: call with exclusive use of the connection (JobStore::Open does).
+#ifndef TUNELEDGER_SERVER_CORE_JOB_STORE_SCHEMA_H_
+#define TUNELEDGER_SERVER_CORE_JOB_STORE_SCHEMA_H_
+
+#include "absl/status/status.h"
+#include "server/core/sqlite_db.h"
+
+namespace tuneledger {
+
+// Brings the file from its user_version up to `target_version`, each step in its own
+// transaction. FAILED_PRECONDITION when the file is newer than `target_version`.
+absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version);
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_JOB_STORE_SCHEMA_H_

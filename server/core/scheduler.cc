@@ -1,0 +1,757 @@
+#include "server/core/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "server/base/log.h"
+#include "server/base/status_macros.h"
+#include "server/core/job_spec_validator.h"
+#include "server/core/job_store_rows.h"
+
+namespace tuneledger {
+namespace {
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+bool IsFinal(v1::Job::State state) {
+  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
+}
+
+// ServerMetrics spells "no reason" as an empty string.
+std::string ReasonLabel(v1::Job::Reason reason) {
+  return reason == v1::Job::REASON_UNSPECIFIED ? "" : v1::Job::Reason_Name(reason);
+}
+
+v1::Progress ProgressFromUpdate(const v1::TrainerUpdate& update, absl::Time now,
+                                std::optional<absl::Duration> remaining) {
+  v1::Progress progress;
+  progress.set_step(update.step());
+  progress.set_total_steps(update.total_steps());
+  progress.set_epoch(update.epoch());
+  progress.set_loss(update.loss());
+  progress.set_learning_rate(update.learning_rate());
+  progress.set_tokens(update.tokens());
+  progress.set_tokens_per_second(update.tokens_per_second());
+  progress.set_elapsed_seconds(update.elapsed_seconds());
+  if (update.total_steps() > 0) {
+    progress.set_ratio(std::min(1.0, static_cast<double>(update.step()) / update.total_steps()));
+  }
+  if (remaining.has_value()) progress.set_eta_seconds(absl::ToDoubleSeconds(*remaining));
+  SetTimestamp(now, *progress.mutable_update_time());
+  return progress;
+}
+
+// Re-registration is the cure for both: the worker is unknown, or it was declared LOST.
+bool NeedsRegistration(const absl::Status& status) {
+  return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+}
+
+}  // namespace
+
+Scheduler::Scheduler(JobStore& store, ServerMetrics& metrics, const Clock& clock,
+                     SchedulerOptions options)
+    : store_(store), metrics_(metrics), clock_(clock), options_(options) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+absl::Status Scheduler::Start() {
+  const absl::Time now = clock_.Now();
+  TL_ASSIGN_OR_RETURN(const std::vector<v1::Worker> workers, store_.ListWorkers());
+  TL_ASSIGN_OR_RETURN(const std::vector<AttemptRecord> running, store_.ListRunningAttempts());
+  {
+    absl::MutexLock lock(&mu_);
+    if (started_) return absl::FailedPreconditionError("the scheduler is already started");
+    started_ = true;
+    for (const v1::Worker& worker : workers) {
+      if (worker.state() == v1::Worker::LOST || worker.state() == v1::Worker::GONE) continue;
+      // A worker from before a restart gets one heartbeat timeout to show up again.
+      WorkerEntry& entry = workers_[worker.id()];
+      entry.info.set_hostname(worker.hostname());
+      entry.info.set_accelerator(worker.accelerator());
+      entry.info.set_gpus(worker.gpus());
+      entry.info.set_memory_bytes(worker.memory_bytes());
+      entry.info.set_price_per_gpu_hour(worker.price_per_gpu_hour());
+      entry.info.set_spot(worker.spot());
+      entry.last_contact = now;
+      metrics_.SetWorker(worker.id(), worker.price_per_gpu_hour(), worker.spot(), worker.gpus());
+    }
+    for (const AttemptRecord& record : running) {
+      AddRunningLocked(record);
+      if (workers_.count(record.attempt.worker_id()) == 0) {
+        // Its worker is gone for good: the attempt ended when it was last billed.
+        LoseAttemptLocked(record.job.id(), FromTimestamp(record.attempt.start_time()) +
+                                               absl::Seconds(record.attempt.seconds()));
+      }
+    }
+    TL_LOG(INFO) << "scheduler started: " << workers_.size() << " workers, " << running_.size()
+                 << " running attempts";
+  }
+  RefreshGauges();
+  if (options_.start_ticker) ticker_ = std::thread([this] { RunTicker(); });
+  return absl::OkStatus();
+}
+
+void Scheduler::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  watch_hub_.CloseAll();
+  if (ticker_.joinable()) ticker_.join();
+}
+
+bool Scheduler::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
+}
+
+void Scheduler::RunTicker() {
+  const absl::Duration period = options_.tick_interval > absl::ZeroDuration()
+                                    ? options_.tick_interval
+                                    : options_.report_interval / 2;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+    }
+    Tick();
+  }
+}
+
+void Scheduler::Tick() {
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_.Now();
+    ExpireWorkersLocked(now);
+    AccrueLocked(now);
+  }
+  RefreshGauges();
+  metrics_.RemoveExpired();
+}
+
+// ---- Jobs ----
+
+absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
+                                                   const v1::JobSpec& spec) {
+  TL_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  if (options_.check_inputs) TL_RETURN_IF_ERROR(ValidateJobInputs(spec));
+  TL_ASSIGN_OR_RETURN(EnqueueResult result, store_.Enqueue(tenant, WithDefaults(spec)));
+  if (result.deduplicated) return result;
+  TL_LOG(INFO) << "job " << result.update.job.id() << " submitted by tenant " << tenant
+               << " (priority " << result.update.job.spec().priority() << ")";
+  metrics_.OnSubmitted(tenant);
+  {
+    absl::MutexLock lock(&mu_);
+    ++queue_generation_;  // wakes long polls
+  }
+  Announce(result.update);
+  RefreshGauges();
+  return result;
+}
+
+absl::StatusOr<v1::Job> Scheduler::GetOwnedJob(const std::string& tenant,
+                                               const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(v1::Job job, store_.GetJob(job_id));
+  if (job.tenant() != tenant) {
+    return absl::PermissionDeniedError(absl::StrCat("job ", job_id, " belongs to another tenant"));
+  }
+  return job;
+}
+
+absl::StatusOr<v1::Job> Scheduler::GetJob(const std::string& tenant, const std::string& job_id) {
+  return GetOwnedJob(tenant, job_id);
+}
+
+absl::StatusOr<JobPage> Scheduler::ListJobs(const std::string& tenant,
+                                            const std::vector<v1::Job::State>& states,
+                                            int page_size, const std::string& page_token) {
+  if (page_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be >= 0 (0 = ", kDefaultPageSize, "), got ", page_size));
+  }
+  JobQuery query;
+  query.tenant = tenant;
+  query.states = states;
+  query.page_size = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
+  query.page_token = page_token;
+  return store_.ListJobs(query);
+}
+
+absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& tenant, const std::string& job_id,
+                                             const std::string& message) {
+  TL_RETURN_IF_ERROR(GetOwnedJob(tenant, job_id).status());
+  absl::StatusOr<v1::Job> job;
+  {
+    absl::MutexLock lock(&mu_);
+    job = CancelLocked(job_id, v1::Job::USER, message.empty() ? "cancelled by the user" : message);
+  }
+  if (job.ok()) RefreshGauges();
+  return job;
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> Scheduler::ListJobEvents(const std::string& tenant,
+                                                                   const std::string& job_id) {
+  TL_RETURN_IF_ERROR(GetOwnedJob(tenant, job_id).status());
+  return store_.ListJobEvents(job_id);
+}
+
+absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenant,
+                                                        const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(v1::Job job, GetOwnedJob(tenant, job_id));
+  TL_ASSIGN_OR_RETURN(std::vector<v1::AttemptCost> attempts, store_.ListAttempts(job_id));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = running_.find(job_id);
+    if (it != running_.end()) {
+      // The running attempt as of now, not as of its last report.
+      const AttemptBill bill = ComputeBill(it->second, clock_.Now());
+      for (v1::AttemptCost& attempt : attempts) {
+        if (attempt.attempt() != it->second.attempt) continue;
+        attempt.set_seconds(bill.seconds);
+        attempt.set_gpu_hours(bill.gpu_hours);
+        attempt.set_usd(bill.usd);
+      }
+      *job.mutable_cost() = bill.job_cost;
+    }
+  }
+  return BuildCostReport(job, attempts);
+}
+
+absl::StatusOr<std::vector<v1::Worker>> Scheduler::ListWorkers() { return store_.ListWorkers(); }
+
+absl::StatusOr<Scheduler::Watch> Scheduler::WatchJob(const std::string& tenant,
+                                                     const std::string& job_id) {
+  Watch watch;
+  watch.updates = watch_hub_.Subscribe(job_id);
+  TL_ASSIGN_OR_RETURN(watch.snapshot, GetOwnedJob(tenant, job_id));
+  return watch;
+}
+
+// ---- Workers ----
+
+absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(const v1::WorkerInfo& info) {
+  std::vector<std::string> problems;
+  if (!(std::isfinite(info.price_per_gpu_hour()) && info.price_per_gpu_hour() >= 0)) {
+    problems.push_back(
+        absl::StrCat("info.price_per_gpu_hour: must be >= 0, got ", info.price_per_gpu_hour()));
+  }
+  if (info.gpus() < 1) {
+    problems.push_back(
+        absl::StrCat("info.gpus: must be >= 1 (1 for a CPU agent), got ", info.gpus()));
+  }
+  if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "; "));
+
+  TL_ASSIGN_OR_RETURN(const v1::Worker worker, store_.RegisterWorker(info));
+  {
+    absl::MutexLock lock(&mu_);
+    WorkerEntry& entry = workers_[worker.id()];
+    entry.info = info;
+    entry.last_contact = clock_.Now();
+  }
+  TL_LOG(INFO) << "worker " << worker.id() << " registered: " << info.hostname() << ", "
+               << info.gpus() << " x " << info.accelerator() << " at $" << info.price_per_gpu_hour()
+               << "/GPU-hour" << (info.spot() ? " (spot)" : "");
+  metrics_.SetWorker(worker.id(), info.price_per_gpu_hour(), info.spot(), info.gpus());
+  RefreshGauges();
+
+  v1::RegisterWorkerResponse response;
+  response.set_worker_id(worker.id());
+  response.set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
+  response.set_heartbeat_timeout_seconds(absl::ToDoubleSeconds(options_.heartbeat_timeout));
+  response.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
+  return response;
+}
+
+absl::Status Scheduler::TouchWorkerLocked(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker \"", worker_id, "\" is not registered"));
+  }
+  TL_RETURN_IF_ERROR(store_.TouchWorker(worker_id));
+  it->second.last_contact = clock_.Now();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
+  v1::HeartbeatResponse response;
+  absl::MutexLock lock(&mu_);
+  const absl::Status touched = TouchWorkerLocked(request.worker_id());
+  if (NeedsRegistration(touched)) return response;  // known = false
+  TL_RETURN_IF_ERROR(touched);
+  response.set_known(true);
+
+  const std::set<std::string> reported(request.running_job_ids().begin(),
+                                       request.running_job_ids().end());
+  for (const std::string& job_id : reported) {
+    auto revoked = revoked_.find(job_id);
+    auto running = running_.find(job_id);
+    const bool revoked_here =
+        revoked != revoked_.end() && revoked->second.worker_id == request.worker_id();
+    const bool running_here =
+        running != running_.end() && running->second.worker_id == request.worker_id();
+    // Cancelled, or no longer this worker's (its lease expired and the job moved on).
+    if (revoked_here || !running_here) response.add_cancel_job_ids(job_id);
+  }
+  // A revoked attempt the worker no longer runs needs no more delivery.
+  for (auto it = revoked_.begin(); it != revoked_.end();) {
+    if (it->second.worker_id == request.worker_id() && reported.count(it->first) == 0) {
+      it = revoked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return response;
+}
+
+int Scheduler::FreeGpusLocked(const std::string& worker_id) const {
+  auto worker = workers_.find(worker_id);
+  if (worker == workers_.end()) return 0;
+  int used = 0;
+  for (const auto& [job_id, running] : running_) {
+    if (running.worker_id == worker_id) used += running.pricing.gpus;
+  }
+  return std::max(0, worker->second.info.gpus() - used);
+}
+
+void Scheduler::AddRunningLocked(const AttemptRecord& record) {
+  RunningAttempt& running = running_[record.job.id()];
+  running.job_id = record.job.id();
+  running.attempt = record.attempt.attempt();
+  running.tenant = record.job.tenant();
+  running.worker_id = record.attempt.worker_id();
+  running.pricing = AttemptPricing{record.attempt.price_per_gpu_hour(), record.attempt.gpus(),
+                                   record.attempt.spot()};
+  running.lease_start = FromTimestamp(record.attempt.start_time());
+  running.prior_usd = std::max(0.0, record.job.cost().accrued_usd() - record.attempt.usd());
+  running.prior_gpu_hours =
+      std::max(0.0, record.job.cost().gpu_hours() - record.attempt.gpu_hours());
+  running.worker_usd = record.attempt.usd();  // what was billed before a restart, if any
+  running.metered_usd = record.attempt.usd();
+  running.budget = record.job.spec().budget();
+  running.budget_state = record.budget;
+  running.step = record.job.progress().step();
+  running.total_steps = record.job.progress().total_steps();
+}
+
+absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request) {
+  const absl::Duration wait = std::clamp(absl::Seconds(request.wait_seconds()),
+                                         absl::ZeroDuration(), options_.max_lease_wait);
+  const absl::Time deadline = absl::Now() + wait;  // wall time: bounds the RPC, decides nothing
+  absl::StatusOr<v1::LeaseJobResponse> response;
+  {
+    absl::MutexLock lock(&mu_);
+    response = LeaseJobLocked(request, deadline);
+  }
+  if (response.ok() && response->has_lease()) RefreshGauges();
+  return response;
+}
+
+absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(const v1::LeaseJobRequest& request,
+                                                               absl::Time deadline) {
+  v1::LeaseJobResponse response;
+  const absl::Status touched = TouchWorkerLocked(request.worker_id());
+  if (NeedsRegistration(touched)) return response;  // known = false
+  TL_RETURN_IF_ERROR(touched);
+  response.set_known(true);
+
+  while (!stopping_) {
+    TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
+                        store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id())));
+    if (record.has_value()) {
+      AddRunningLocked(*record);
+      RunningAttempt& running = running_[record->job.id()];
+      // Bill from the first instant, so that the job shows its rate at once.
+      TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, clock_.Now(), std::nullopt));
+      Announce(JobUpdate{billed.job, record->events});
+      TL_LOG(INFO) << "job " << record->job.id() << " attempt " << running.attempt << " leased to "
+                   << request.worker_id()
+                   << (record->job.last_checkpoint().empty()
+                           ? ""
+                           : absl::StrCat(", resuming from ", record->job.last_checkpoint()));
+      v1::Lease& lease = *response.mutable_lease();
+      lease.set_job_id(record->job.id());
+      lease.set_attempt(running.attempt);
+      *lease.mutable_spec() = record->job.spec();
+      lease.set_resume_checkpoint(record->job.last_checkpoint());
+      lease.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
+      break;
+    }
+    const int64_t generation = queue_generation_;
+    auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || queue_generation_ != generation;
+    };
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration() || !mu_.AwaitWithTimeout(absl::Condition(&changed), left)) {
+      break;
+    }
+  }
+  return response;
+}
+
+absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
+  absl::MutexLock lock(&mu_);
+  auto it = running_.find(report.job_id());
+  if (it == running_.end() || it->second.attempt != report.attempt() ||
+      it->second.worker_id != report.worker_id()) {
+    const bool revoked = revoked_.count(report.job_id()) > 0;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", report.job_id(), " attempt ", report.attempt(), " is not running on worker ",
+        report.worker_id(), revoked ? " (it was cancelled)" : ""));
+  }
+  const absl::Time now = clock_.Now();
+  if (auto worker = workers_.find(report.worker_id()); worker != workers_.end()) {
+    worker->second.last_contact = now;
+  }
+  RunningAttempt& running = it->second;
+  if (std::isfinite(report.accrued_usd())) {
+    running.worker_usd = std::max(running.worker_usd, report.accrued_usd());
+  }
+
+  const v1::TrainerUpdate& update = report.update();
+  std::optional<v1::Progress> progress;
+  switch (update.kind()) {
+    case v1::TrainerUpdate::PROGRESS: {
+      running.step = update.step();
+      running.total_steps = update.total_steps();
+      running.step_rate.Observe(now, update.step());
+      progress = ProgressFromUpdate(
+          update, now,
+          RemainingTime(update.step(), update.total_steps(), running.step_rate.StepsPerSecond()));
+      metrics_.OnProgress(
+          running.job_id, running.tenant,
+          JobProgressSample{update.step(), update.loss(), update.tokens_per_second(),
+                            update.tokens(), progress->ratio()});
+      break;
+    }
+    case v1::TrainerUpdate::EVAL: {
+      TL_ASSIGN_OR_RETURN(
+          const JobUpdate recorded,
+          store_.RecordEval(running.job_id, running.attempt, update.step(), update.eval_loss()));
+      metrics_.OnEvalLoss(running.job_id, running.tenant, update.eval_loss());
+      Announce(recorded);
+      break;
+    }
+    case v1::TrainerUpdate::CHECKPOINT: {
+      TL_ASSIGN_OR_RETURN(const JobUpdate recorded,
+                          store_.RecordCheckpoint(running.job_id, running.attempt, update.step(),
+                                                  update.checkpoint_path()));
+      Announce(recorded);
+      break;
+    }
+    default:
+      break;  // COST: the bill below is the whole report
+  }
+  TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, now, progress));
+  Announce(billed);
+  return EnforceBudgetLocked(running, billed.job);
+}
+
+std::optional<v1::WorkerCommand> Scheduler::NextCommand(const std::string& job_id, int attempt,
+                                                        absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = revoked_.find(job_id);
+    return stopping_ || (it != revoked_.end() && it->second.attempt == attempt);
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  auto it = revoked_.find(job_id);
+  if (it == revoked_.end() || it->second.attempt != attempt) return std::nullopt;
+  return it->second.command;
+}
+
+absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
+  const std::string& job_id = request.job_id();
+  absl::StatusOr<JobUpdate> update;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto revoked = revoked_.find(job_id);
+        revoked != revoked_.end() && revoked->second.attempt == request.attempt()) {
+      // The server ended this attempt already (cancel) and billed it up to that instant.
+      revoked_.erase(revoked);
+      ++queue_generation_;  // its GPUs are free again
+      return absl::OkStatus();
+    }
+    auto it = running_.find(job_id);
+    if (it == running_.end() || it->second.attempt != request.attempt() ||
+        it->second.worker_id != request.worker_id()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " attempt ", request.attempt(), " is not running on worker ",
+                       request.worker_id()));
+    }
+    const absl::Time now = clock_.Now();
+    if (auto worker = workers_.find(request.worker_id()); worker != workers_.end()) {
+      worker->second.last_contact = now;
+    }
+    RunningAttempt& running = it->second;
+    if (std::isfinite(request.accrued_usd())) {
+      running.worker_usd = std::max(running.worker_usd, request.accrued_usd());
+    }
+    if (request.final_update().kind() == v1::TrainerUpdate::PROGRESS) {
+      const v1::TrainerUpdate& last = request.final_update();
+      running.step = last.step();
+      running.total_steps = last.total_steps();
+      running.step_rate.Observe(now, last.step());
+      TL_RETURN_IF_ERROR(
+          BillLocked(running, now, ProgressFromUpdate(last, now, std::nullopt)).status());
+    }
+
+    AttemptEnd end;
+    end.attempt = running.attempt;
+    end.end_time = now;
+    end.message = request.message();
+    end.last_checkpoint = request.last_checkpoint();
+    end.bill = ComputeBill(running, now);
+    switch (request.outcome()) {
+      case v1::FinishAttemptRequest::SUCCEEDED:
+        end.outcome = "SUCCEEDED";
+        update = store_.Finish(job_id, end, v1::Job::SUCCEEDED, v1::Job::REASON_UNSPECIFIED,
+                               request.adapter_path());
+        break;
+      case v1::FinishAttemptRequest::FAILED:
+        end.outcome = "FAILED";
+        update = store_.Finish(job_id, end, v1::Job::FAILED, v1::Job::TRAINER_ERROR, "");
+        break;
+      case v1::FinishAttemptRequest::PREEMPTED:
+        end.outcome = "PREEMPTED";
+        update = store_.Requeue(job_id, end);
+        break;
+      case v1::FinishAttemptRequest::CANCELLED:
+        // Stopped without a cancel from the server: nobody asked to end the job, so it runs
+        // again like a preempted attempt.
+        end.outcome = "PREEMPTED";
+        end.message = absl::StrCat("the worker stopped the attempt without a cancel",
+                                   request.message().empty() ? "" : ": ", request.message());
+        update = store_.Requeue(job_id, end);
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "outcome: must be SUCCEEDED, FAILED, PREEMPTED or CANCELLED, got ", request.outcome()));
+    }
+    if (!update.ok()) return update.status();
+    const double delta = end.bill.usd - running.metered_usd;
+    if (delta > 0) metrics_.AddComputeCost(running.tenant, delta);
+    TL_LOG(INFO) << "job " << job_id << " attempt " << end.attempt << " ended " << end.outcome
+                 << " on " << request.worker_id() << "; job is "
+                 << v1::Job::State_Name(update->job.state());
+    running_.erase(it);
+    ++queue_generation_;
+    Announce(*update);
+    if (IsFinal(update->job.state())) OnJobEnded(update->job);
+  }
+  RefreshGauges();
+  return absl::OkStatus();
+}
+
+// ---- Cost, budget, expiry ----
+
+AttemptBill Scheduler::ComputeBill(const RunningAttempt& running, absl::Time until) const {
+  v1::AttemptCost line;
+  line.set_gpus(running.pricing.gpus);
+  line.set_price_per_gpu_hour(running.pricing.price_per_gpu_hour);
+  line.set_spot(running.pricing.spot);
+  BillAttempt(std::max(absl::ZeroDuration(), until - running.lease_start), running.worker_usd,
+              line);
+  AttemptBill bill;
+  bill.seconds = line.seconds();
+  bill.gpu_hours = line.gpu_hours();
+  bill.usd = line.usd();
+  const double accrued = running.prior_usd + line.usd();
+  bill.job_cost.set_accrued_usd(accrued);
+  bill.job_cost.set_gpu_hours(running.prior_gpu_hours + line.gpu_hours());
+  const double rate = RateUsdPerHour(running.pricing);
+  bill.job_cost.set_rate_usd_per_hour(rate);
+  bill.job_cost.set_projected_usd(ProjectedCostUsd(
+      accrued, rate,
+      RemainingTime(running.step, running.total_steps, running.step_rate.StepsPerSecond())));
+  if (running.budget.has_usd()) bill.job_cost.set_budget_usd(running.budget.usd());
+  return bill;
+}
+
+absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::Time until,
+                                                const std::optional<v1::Progress>& progress) {
+  AttemptProgress update{running.attempt, progress, ComputeBill(running, until)};
+  TL_ASSIGN_OR_RETURN(JobUpdate recorded, store_.RecordProgress(running.job_id, update));
+  const double delta = update.bill.usd - running.metered_usd;
+  if (delta > 0) {
+    metrics_.AddComputeCost(running.tenant, delta);
+    running.metered_usd = update.bill.usd;
+  }
+  std::optional<double> budget;
+  if (running.budget.has_usd()) budget = running.budget.usd();
+  metrics_.OnCost(
+      running.job_id, running.tenant, update.bill.job_cost.accrued_usd(),
+      update.bill.job_cost.projected_usd(), budget,
+      std::vector<double>(running.budget.thresholds().begin(), running.budget.thresholds().end()));
+  return recorded;
+}
+
+absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job) {
+  BudgetObservation observation;
+  observation.accrued_usd = job.cost().accrued_usd();
+  observation.projected_usd = job.cost().projected_usd();
+  observation.progress_ratio =
+      running.total_steps > 0 ? static_cast<double>(running.step) / running.total_steps : 0;
+  observation.projection_known = running.step_rate.StepsPerSecond().has_value();
+  const BudgetDecision decision = EvaluateBudget(running.budget, running.budget_state, observation);
+  if (!decision.crossed_thresholds.empty() || decision.raise_projected_overrun) {
+    TL_ASSIGN_OR_RETURN(const JobUpdate recorded,
+                        store_.RecordBudget(running.job_id, running.attempt, decision,
+                                            observation.accrued_usd, observation.projected_usd));
+    running.budget_state = decision.next_state;
+    for (const double threshold : decision.crossed_thresholds) {
+      metrics_.OnBudgetThreshold(running.tenant, threshold);
+      TL_LOG(INFO) << "job " << running.job_id << " crossed " << threshold * 100
+                   << "% of its budget";
+    }
+    if (decision.raise_projected_overrun) metrics_.OnProjectedOverrun(running.tenant);
+    Announce(recorded);
+  }
+  if (!decision.cancel) return absl::OkStatus();
+  const std::string message = absl::StrFormat("budget exceeded: accrued $%.4f of the $%.4f budget",
+                                              observation.accrued_usd, running.budget.usd());
+  // `running` is gone after this call.
+  return CancelLocked(running.job_id, v1::Job::BUDGET_EXCEEDED, message).status();
+}
+
+absl::StatusOr<v1::Job> Scheduler::CancelLocked(const std::string& job_id, v1::Job::Reason reason,
+                                                const std::string& message) {
+  auto it = running_.find(job_id);
+  std::optional<AttemptEnd> end;
+  if (it != running_.end()) {
+    // The server revokes the lease now: the job is charged up to this instant.
+    const absl::Time now = clock_.Now();
+    end.emplace();
+    end->attempt = it->second.attempt;
+    end->outcome = "CANCELLED";
+    end->end_time = now;
+    end->message = message;
+    end->bill = ComputeBill(it->second, now);
+  }
+  TL_ASSIGN_OR_RETURN(const JobUpdate update, store_.Cancel(job_id, reason, message, end));
+  if (it != running_.end()) {
+    RunningAttempt& running = it->second;
+    const double delta = end->bill.usd - running.metered_usd;
+    if (delta > 0) metrics_.AddComputeCost(running.tenant, delta);
+    Revoked& revoked = revoked_[job_id];
+    revoked.attempt = running.attempt;
+    revoked.worker_id = running.worker_id;
+    revoked.command.set_kind(v1::WorkerCommand::CANCEL);
+    revoked.command.set_job_id(job_id);
+    revoked.command.set_reason(reason);
+    revoked.command.set_message(message);
+    running_.erase(it);
+  }
+  TL_LOG(INFO) << "job " << job_id << " cancelled (" << v1::Job::Reason_Name(reason)
+               << "): " << message;
+  Announce(update);
+  OnJobEnded(update.job);
+  return update.job;
+}
+
+void Scheduler::LoseAttemptLocked(const std::string& job_id, absl::Time last_contact) {
+  auto it = running_.find(job_id);
+  if (it == running_.end()) return;
+  RunningAttempt& running = it->second;
+  AttemptEnd end;
+  end.attempt = running.attempt;
+  end.outcome = "LOST";
+  end.end_time = std::max(running.lease_start, last_contact);
+  end.message = absl::StrCat("worker ", running.worker_id, " missed its heartbeats");
+  end.bill = ComputeBill(running, end.end_time);
+  const absl::StatusOr<JobUpdate> update = store_.Requeue(job_id, end);
+  running_.erase(it);
+  ++queue_generation_;
+  if (!update.ok()) {
+    TL_LOG(ERROR) << "requeue of job " << job_id << " after a lost attempt: " << update.status();
+    return;
+  }
+  TL_LOG(WARNING) << "job " << job_id << " attempt " << end.attempt << " LOST; job is "
+                  << v1::Job::State_Name(update->job.state());
+  Announce(*update);
+  if (IsFinal(update->job.state())) OnJobEnded(update->job);
+}
+
+void Scheduler::ExpireWorkersLocked(absl::Time now) {
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (now - it->second.last_contact <= options_.heartbeat_timeout) {
+      ++it;
+      continue;
+    }
+    const std::string worker_id = it->first;
+    const absl::Time last_contact = it->second.last_contact;
+    TL_LOG(WARNING) << "worker " << worker_id << " is LOST: silent since "
+                    << absl::FormatTime(last_contact);
+    if (absl::Status status = store_.SetWorkerGone(worker_id, v1::Worker::LOST); !status.ok()) {
+      TL_LOG(ERROR) << "marking worker " << worker_id << " LOST: " << status;
+    }
+    metrics_.RemoveWorker(worker_id);
+    std::vector<std::string> jobs;
+    for (const auto& [job_id, running] : running_) {
+      if (running.worker_id == worker_id) jobs.push_back(job_id);
+    }
+    for (const std::string& job_id : jobs) LoseAttemptLocked(job_id, last_contact);
+    for (auto revoked = revoked_.begin(); revoked != revoked_.end();) {
+      revoked = revoked->second.worker_id == worker_id ? revoked_.erase(revoked) : ++revoked;
+    }
+    it = workers_.erase(it);
+  }
+}
+
+void Scheduler::AccrueLocked(absl::Time now) {
+  std::vector<std::string> jobs;
+  for (const auto& [job_id, running] : running_) jobs.push_back(job_id);
+  for (const std::string& job_id : jobs) {
+    auto it = running_.find(job_id);
+    if (it == running_.end()) continue;
+    absl::StatusOr<JobUpdate> billed = BillLocked(it->second, now, std::nullopt);
+    if (!billed.ok()) {
+      TL_LOG(ERROR) << "server-clock accrual of job " << job_id << ": " << billed.status();
+      continue;
+    }
+    Announce(*billed);
+    if (absl::Status status = EnforceBudgetLocked(it->second, billed->job); !status.ok()) {
+      TL_LOG(ERROR) << "budget enforcement of job " << job_id << ": " << status;
+    }
+  }
+}
+
+// ---- Telling others ----
+
+void Scheduler::Announce(const JobUpdate& update) {
+  if (update.events.empty()) {
+    watch_hub_.Publish(update.job, nullptr);
+    return;
+  }
+  for (const v1::JobEvent& event : update.events) watch_hub_.Publish(update.job, &event);
+}
+
+void Scheduler::OnJobEnded(const v1::Job& job) {
+  metrics_.OnFinished(job.id(), job.tenant(), v1::Job::State_Name(job.state()),
+                      ReasonLabel(job.reason()));
+}
+
+void Scheduler::RefreshGauges() {
+  absl::StatusOr<std::map<std::string, int64_t>> jobs = store_.CountJobsByState();
+  if (jobs.ok()) {
+    metrics_.SetJobCounts(*jobs);
+    auto queued = jobs->find(v1::Job::State_Name(v1::Job::QUEUED));
+    metrics_.SetQueueDepth(queued == jobs->end() ? 0 : queued->second);
+  } else {
+    TL_LOG(ERROR) << "counting jobs for the gauges: " << jobs.status();
+  }
+  absl::StatusOr<std::vector<v1::Worker>> workers = store_.ListWorkers();
+  if (workers.ok()) {
+    std::map<std::string, int64_t> by_state;
+    for (const v1::Worker& worker : *workers) ++by_state[v1::Worker::State_Name(worker.state())];
+    metrics_.SetWorkerCounts(by_state);
+  } else {
+    TL_LOG(ERROR) << "counting workers for the gauges: " << workers.status();
+  }
+}
+
+}  // namespace tuneledger

@@ -1,0 +1,216 @@
+// Scheduler: the core's coordinator. Handlers call it; it decides, the JobStore persists,
+// ServerMetrics and the WatchHub are told.
+//
+// Jobs: submit (validate, fill defaults, check inputs, enqueue), get/list/cancel/events/cost
+// report/watch, each for the caller's tenant (another tenant's job is PERMISSION_DENIED).
+// Workers: register, heartbeat, LeaseJob long poll (bounded wait, woken by submits and
+// requeues), progress intake, FinishAttempt, and a command channel (CANCEL) that the
+// ReportProgress stream and Heartbeat deliver.
+//
+// Cost semantics (numbers from cost_model.h):
+//   - An attempt's lease starts at LeaseNext and ends at FinishAttempt; when the server revokes
+//     it (cancel by the user or the budget) it ends at that instant: the job is charged up to
+//     the cancel; for a worker declared LOST it ends at the worker's last contact.
+//   - While it runs, an attempt costs max(worker-reported, server clock): the server accrues
+//     price x gpus x time since lease start on its own clock at every tick, so a silent worker
+//     cannot overspend, and enforces the budget at every report and every tick.
+//   - Budget: thresholds are recorded once each (BudgetPolicy); at 100% with policy CANCEL the
+//     job is CANCELLED with reason BUDGET_EXCEEDED and a CANCEL command is queued for the
+//     worker, within one report interval (the ticker runs every half interval).
+//   - Lease expiry: a worker silent for heartbeat_timeout is LOST; its attempts end LOST and
+//     their jobs are requeued with the attempt counted (past max_attempts: FAILED with reason
+//     ATTEMPTS_EXHAUSTED).
+//
+// Time: every decision reads the Clock given at construction (tests pass a FakeClock and call
+// Tick()); only the long-poll and command waits use wall time, to bound how long an RPC thread
+// sleeps.
+//
+// Thread safety: every public method is thread-safe. mu_ guards the in-memory view of running
+// attempts and workers and is held across the store call of each state change, so that the
+// decision and its record cannot interleave with another (SQLite serializes writes anyway).
+// Reads go to the store without mu_. Stop() joins the ticker thread.
+#ifndef TUNELEDGER_SERVER_CORE_SCHEDULER_H_
+#define TUNELEDGER_SERVER_CORE_SCHEDULER_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/base/clock.h"
+#include "server/core/budget_policy.h"
+#include "server/core/cost_model.h"
+#include "server/core/job_store.h"
+#include "server/core/watch_hub.h"
+#include "server/metrics/server_metrics.h"
+#include "tuneledger/v1/jobs.pb.h"
+#include "tuneledger/v1/worker.pb.h"
+
+namespace tuneledger {
+
+struct SchedulerOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  absl::Duration heartbeat_timeout = absl::Seconds(15);
+  absl::Duration report_interval = absl::Seconds(1);
+  absl::Duration max_lease_wait = absl::Seconds(30);
+  // Period of the ticker (lease expiry, server-clock accrual and budget, gauges, series
+  // retention). Zero = half the report interval, so a budget is enforced within one interval.
+  absl::Duration tick_interval = absl::ZeroDuration();
+  bool start_ticker = true;  // false: the owner calls Tick() (tests with a FakeClock)
+  bool check_inputs = true;  // check the spec's files at submit (ValidateJobInputs)
+};
+
+class Scheduler {
+ public:
+  // A watch: the job now, and every update after it (subscribed before the snapshot was read,
+  // so nothing between the two is missed; an update may repeat what the snapshot shows).
+  struct Watch {
+    v1::Job snapshot;
+    std::shared_ptr<WatchHub::Subscription> updates;
+  };
+
+  Scheduler(JobStore& store, ServerMetrics& metrics, const Clock& clock,
+            SchedulerOptions options = {});
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Loads running attempts and workers from the store (after a restart, their workers get one
+  // heartbeat timeout to reappear), refreshes the gauges and starts the ticker.
+  absl::Status Start();
+  // Wakes every long poll, command wait and watcher, and joins the ticker. Idempotent.
+  void Stop();
+
+  // ---- Jobs (tenant: the caller's) ----
+  // INVALID_ARGUMENT naming every bad field (nothing stored); a repeated client_request_id
+  // returns the first job (deduplicated).
+  absl::StatusOr<EnqueueResult> SubmitJob(const std::string& tenant, const v1::JobSpec& spec);
+  absl::StatusOr<v1::Job> GetJob(const std::string& tenant, const std::string& job_id);
+  // Dispatch order (see JobPage). page_size 0 = 100, at most 1000; negative: INVALID_ARGUMENT.
+  absl::StatusOr<JobPage> ListJobs(const std::string& tenant,
+                                   const std::vector<v1::Job::State>& states, int page_size,
+                                   const std::string& page_token);
+  // USER cancel; FAILED_PRECONDITION for a job that already ended.
+  absl::StatusOr<v1::Job> CancelJob(const std::string& tenant, const std::string& job_id,
+                                    const std::string& message);
+  absl::StatusOr<std::vector<v1::JobEvent>> ListJobEvents(const std::string& tenant,
+                                                          const std::string& job_id);
+  // Running attempts are billed up to now.
+  absl::StatusOr<v1::CostReport> GetCostReport(const std::string& tenant,
+                                               const std::string& job_id);
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers();
+  absl::StatusOr<Watch> WatchJob(const std::string& tenant, const std::string& job_id);
+
+  // ---- Workers ----
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::WorkerInfo& info);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  // Long poll: waits up to min(request.wait_seconds, max_lease_wait) for a job that fits.
+  absl::StatusOr<v1::LeaseJobResponse> LeaseJob(const v1::LeaseJobRequest& request);
+  // One report of the worker's stream. FAILED_PRECONDITION when the attempt is not running
+  // there any more (cancelled, lost): the stream stays open so the CANCEL can be delivered.
+  absl::Status ReportProgress(const v1::ProgressReport& report);
+  // The command for this attempt once there is one (CANCEL), waiting up to `timeout` of wall
+  // time; nullopt on timeout or after Stop().
+  std::optional<v1::WorkerCommand> NextCommand(const std::string& job_id, int attempt,
+                                               absl::Duration timeout);
+  absl::Status FinishAttempt(const v1::FinishAttemptRequest& request);
+
+  // One round of the ticker: lease expiry, server-clock accrual and budget, gauges, retention.
+  void Tick();
+
+  const SchedulerOptions& options() const { return options_; }
+  bool stopping() const;
+
+ private:
+  // What the scheduler keeps in memory about a running attempt.
+  struct RunningAttempt {
+    std::string job_id;
+    int attempt = 0;
+    std::string tenant;
+    std::string worker_id;
+    AttemptPricing pricing;
+    absl::Time lease_start;
+    double prior_usd = 0;        // earlier attempts of the job
+    double prior_gpu_hours = 0;  // earlier attempts of the job
+    double worker_usd = 0;       // the worker's latest report for this attempt
+    double metered_usd = 0;      // already added to the per-tenant compute counter
+    v1::Budget budget;
+    BudgetState budget_state;
+    StepRateEstimator step_rate;
+    int step = 0;
+    int total_steps = 0;
+  };
+  struct WorkerEntry {
+    v1::WorkerInfo info;
+    absl::Time last_contact;
+  };
+  // A CANCEL waiting for delivery to the worker of a revoked attempt.
+  struct Revoked {
+    int attempt = 0;
+    std::string worker_id;
+    v1::WorkerCommand command;
+  };
+
+  // The long poll; `deadline` is wall time.
+  absl::StatusOr<v1::LeaseJobResponse> LeaseJobLocked(const v1::LeaseJobRequest& request,
+                                                      absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Job> GetOwnedJob(const std::string& tenant, const std::string& job_id);
+
+  // Bills `running` up to `until` and records it (with `progress`, when given).
+  absl::StatusOr<JobUpdate> BillLocked(RunningAttempt& running, absl::Time until,
+                                       const std::optional<v1::Progress>& progress)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  AttemptBill ComputeBill(const RunningAttempt& running, absl::Time until) const;
+  // Evaluates the budget after a bill; records crossings; cancels when the policy says so.
+  absl::Status EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels a job (running or queued); a running attempt is charged up to now and its worker
+  // gets a CANCEL command.
+  absl::StatusOr<v1::Job> CancelLocked(const std::string& job_id, v1::Job::Reason reason,
+                                       const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a running attempt as LOST at its worker's last contact and requeues its job.
+  void LoseAttemptLocked(const std::string& job_id, absl::Time last_contact)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireWorkersLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AccrueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddRunningLocked(const AttemptRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int FreeGpusLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Touches the worker (memory and store). NOT_FOUND / FAILED_PRECONDITION: re-register.
+  absl::Status TouchWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Watchers, metrics and long polls learn about a verb's result.
+  void Announce(const JobUpdate& update);
+  void OnJobEnded(const v1::Job& job);
+  void RefreshGauges();
+  void RunTicker();
+
+  JobStore& store_;
+  ServerMetrics& metrics_;
+  const Clock& clock_;
+  const SchedulerOptions options_;
+  WatchHub watch_hub_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, RunningAttempt> running_ ABSL_GUARDED_BY(mu_);  // by job id
+  std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);     // active workers by id
+  std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);         // by job id
+  int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a job becomes QUEUED
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread ticker_;  // started by Start(), joined by Stop()
+};
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_SCHEDULER_H_
