@@ -1,0 +1,366 @@
+#include "client/output_render.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/progress_bar.h"
+#include "client/table.h"
+#include "client/value_format.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace tuneledger::client {
+namespace {
+
+using tuneledger::v1::CostReport;
+using tuneledger::v1::InheritedCost;
+using tuneledger::v1::Job;
+using tuneledger::v1::JobEvent;
+using tuneledger::v1::JobSpec;
+using tuneledger::v1::TrainingConfig;
+using tuneledger::v1::Worker;
+
+std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
+
+std::string ReasonText(Job::Reason reason) {
+  return reason == Job::REASON_UNSPECIFIED ? "-" : Job::Reason_Name(reason);
+}
+
+std::string BudgetText(const tuneledger::v1::CostSummary& cost) {
+  return cost.has_budget_usd() ? FormatUsd(cost.budget_usd()) : "-";
+}
+
+std::string StepText(const tuneledger::v1::Progress& progress) {
+  if (progress.total_steps() > 0) return absl::StrCat(progress.step(), "/", progress.total_steps());
+  if (progress.step() > 0) return absl::StrCat(progress.step());
+  return "-";
+}
+
+std::string LossText(const tuneledger::v1::Progress& progress) {
+  return progress.step() > 0 ? FormatReal(progress.loss()) : "-";
+}
+
+std::string InheritedKindText(InheritedCost::Kind kind) {
+  switch (kind) {
+    case InheritedCost::BASE_MODEL_PRETRAINING:
+      return "base-model pre-training";
+    case InheritedCost::DATA:
+      return "data";
+    case InheritedCost::LABOUR:
+      return "labour";
+    case InheritedCost::OTHER:
+      return "other";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string LoraText(const JobSpec& spec) {
+  const tuneledger::v1::LoraConfig& lora = spec.lora();
+  std::string text = absl::StrCat("r=", lora.r(), " alpha=", lora.alpha());
+  if (lora.has_dropout()) absl::StrAppend(&text, " dropout=", lora.dropout());
+  absl::StrAppend(&text, " targets=", OrDash(absl::StrJoin(lora.target_modules(), ",")));
+  return text;
+}
+
+std::string TrainingText(const JobSpec& spec) {
+  const TrainingConfig& t = spec.training();
+  std::string text;
+  if (t.max_steps() > 0) {
+    absl::StrAppend(&text, "max_steps=", t.max_steps());
+  } else {
+    absl::StrAppend(&text, "epochs=", t.epochs());
+  }
+  absl::StrAppend(&text, " batch=", t.batch_size(), "x", t.grad_accum_steps(),
+                  " lr=", t.learning_rate(), " warmup=", t.warmup_steps(),
+                  " schedule=", TrainingConfig::LrSchedule_Name(t.lr_schedule()),
+                  " seq_len=", t.seq_len(), " seed=", t.seed(),
+                  " precision=", TrainingConfig::Precision_Name(t.precision()),
+                  " grad_checkpointing=", t.gradient_checkpointing() ? "on" : "off");
+  return text;
+}
+
+std::string BudgetSpecText(const JobSpec& spec) {
+  const tuneledger::v1::Budget& budget = spec.budget();
+  if (!budget.has_usd()) return "none";
+  std::vector<std::string> thresholds;
+  for (double threshold : budget.thresholds()) thresholds.push_back(FormatPercent(threshold));
+  return absl::StrCat(FormatUsd(budget.usd()), " thresholds ",
+                      OrDash(absl::StrJoin(thresholds, ",")), " policy ",
+                      tuneledger::v1::Budget::Policy_Name(budget.policy()));
+}
+
+std::string ProgressText(const tuneledger::v1::Progress& p) {
+  if (p.step() == 0 && p.total_steps() == 0) return "-";
+  std::string text = absl::StrCat("step ", StepText(p), " epoch ", FormatReal(p.epoch()), " loss ",
+                                  FormatReal(p.loss()));
+  if (p.has_eval_loss()) absl::StrAppend(&text, " eval_loss ", FormatReal(p.eval_loss()));
+  absl::StrAppend(&text, " lr ", FormatReal(p.learning_rate()), " tokens ",
+                  FormatCount(static_cast<double>(p.tokens())), " tok/s ",
+                  FormatCount(p.tokens_per_second()), " elapsed ",
+                  FormatDuration(p.elapsed_seconds()), " ETA ",
+                  FormatDuration(EstimateEtaSeconds(p)));
+  return text;
+}
+
+std::string CostSummaryText(const tuneledger::v1::CostSummary& cost) {
+  std::string text = absl::StrCat("accrued ", FormatUsd(cost.accrued_usd()), " projected ",
+                                  FormatUsd(cost.projected_usd()));
+  if (cost.has_budget_usd()) {
+    absl::StrAppend(&text, " budget ", FormatUsd(cost.budget_usd()));
+    if (cost.budget_usd() > 0) {
+      absl::StrAppend(&text, " (", FormatPercent(cost.accrued_usd() / cost.budget_usd()), " used)");
+    }
+  }
+  absl::StrAppend(&text, " gpu_hours ", FormatReal(cost.gpu_hours()));
+  if (cost.rate_usd_per_hour() > 0) {
+    absl::StrAppend(&text, " rate ", FormatUsd(cost.rate_usd_per_hour()), "/h");
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    // Only possible for a message that cannot be represented (e.g. an invalid Timestamp); say
+    // so in the document rather than printing nothing.
+    google::protobuf::Struct error;
+    (*error.mutable_fields())["error"].set_string_value(
+        absl::StrCat("cannot render as JSON: ", status.message().ToString()));
+    google::protobuf::util::MessageToJsonString(error, &json);
+  }
+  return json;
+}
+
+std::string DescribeEvent(const JobEvent& event) {
+  std::vector<std::string> parts;
+  switch (event.kind()) {
+    case JobEvent::STARTED:
+      parts.push_back(absl::StrCat("attempt ", event.attempt()));
+      if (!event.worker_id().empty())
+        parts.push_back(absl::StrCat("on worker ", event.worker_id()));
+      break;
+    case JobEvent::CHECKPOINT:
+      parts.push_back(absl::StrCat("step ", event.step()));
+      if (!event.path().empty()) parts.push_back(absl::StrCat("at ", event.path()));
+      break;
+    case JobEvent::REQUEUED:
+      parts.push_back(absl::StrCat("after attempt ", event.attempt()));
+      break;
+    case JobEvent::BUDGET_THRESHOLD:
+      parts.push_back(absl::StrCat("crossed ", FormatPercent(event.threshold()),
+                                   " of the budget at ", FormatUsd(event.cost_usd())));
+      break;
+    case JobEvent::PROJECTED_OVERRUN:
+      parts.push_back(absl::StrCat("projected total ", FormatUsd(event.cost_usd())));
+      break;
+    case JobEvent::EVAL:
+      parts.push_back(
+          absl::StrCat("step ", event.step(), " eval loss ", FormatReal(event.value())));
+      break;
+    case JobEvent::SUCCEEDED:
+      if (!event.path().empty()) parts.push_back(absl::StrCat("adapter at ", event.path()));
+      break;
+    default:
+      break;
+  }
+  if (event.reason() != Job::REASON_UNSPECIFIED) {
+    parts.push_back(absl::StrCat("reason ", Job::Reason_Name(event.reason())));
+  }
+  if (!event.message().empty()) parts.push_back(absl::StrCat("- ", event.message()));
+  return absl::StrJoin(parts, " ");
+}
+
+std::string EventLine(const JobEvent& event) {
+  std::string line =
+      absl::StrCat(FormatTimeOfDay(event.time()), " ", JobEvent::Kind_Name(event.kind()));
+  const std::string description = DescribeEvent(event);
+  if (!description.empty()) absl::StrAppend(&line, " ", description);
+  return line;
+}
+
+std::string RenderSubmitted(const tuneledger::v1::SubmitJobResponse& response,
+                            OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    google::protobuf::Struct document;
+    (*document.mutable_fields())["id"].set_string_value(response.job().id());
+    (*document.mutable_fields())["deduplicated"].set_bool_value(response.deduplicated());
+    return ToJson(document) + "\n";
+  }
+  // Only the id, so that ID=$(tunectl submit ...) works.
+  return response.job().id() + "\n";
+}
+
+std::string RenderJobList(const std::vector<Job>& jobs, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    tuneledger::v1::ListJobsResponse document;  // pages were followed: no next page
+    for (const Job& job : jobs) *document.add_jobs() = job;
+    return ToJson(document) + "\n";
+  }
+  Table table({"ID", "NAME", "STATE", "REASON", "PRIO", "STEP", "LOSS", "COST", "BUDGET", "ATT",
+               "WORKER", "CREATED"});
+  for (size_t column : {0, 4, 5, 6, 7, 8, 9}) table.AlignRight(column);
+  for (const Job& job : jobs) {
+    table.AddRow({job.id(), OrDash(job.spec().name()), Job::State_Name(job.state()),
+                  ReasonText(job.reason()), absl::StrCat(job.spec().priority()),
+                  StepText(job.progress()), LossText(job.progress()),
+                  FormatUsd(job.cost().accrued_usd()), BudgetText(job.cost()),
+                  absl::StrCat(job.attempts()), OrDash(job.worker_id()),
+                  FormatTimestamp(job.create_time())});
+  }
+  if (jobs.empty()) return "no jobs\n";
+  return table.Render();
+}
+
+std::string RenderJob(const Job& job, OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(job) + "\n";
+  const JobSpec& spec = job.spec();
+  Table table({});
+  table.AddRow({"id", job.id()});
+  table.AddRow({"name", OrDash(spec.name())});
+  table.AddRow({"state", Job::State_Name(job.state())});
+  table.AddRow({"reason", ReasonText(job.reason())});
+  table.AddRow({"message", OrDash(job.message())});
+  table.AddRow({"tenant", OrDash(job.tenant())});
+  table.AddRow({"priority", absl::StrCat(spec.priority())});
+  table.AddRow({"attempts", absl::StrCat(job.attempts(), " of ", spec.max_attempts())});
+  table.AddRow({"worker", OrDash(job.worker_id())});
+  table.AddRow({"model", OrDash(spec.model_path())});
+  table.AddRow({"train", OrDash(spec.train_path())});
+  table.AddRow({"valid", OrDash(spec.valid_path())});
+  table.AddRow({"lora", LoraText(spec)});
+  table.AddRow({"training", TrainingText(spec)});
+  table.AddRow({"gpus", absl::StrCat(spec.gpus())});
+  table.AddRow({"progress", ProgressText(job.progress())});
+  table.AddRow({"cost", CostSummaryText(job.cost())});
+  table.AddRow({"budget", BudgetSpecText(spec)});
+  std::vector<std::string> labels;
+  for (const auto& [key, value] : spec.labels()) labels.push_back(absl::StrCat(key, "=", value));
+  std::sort(labels.begin(), labels.end());  // proto maps have no order
+  table.AddRow({"labels", OrDash(absl::StrJoin(labels, ","))});
+  for (const InheritedCost& cost : spec.inherited_costs()) {
+    table.AddRow(
+        {"inherited", absl::StrCat(InheritedKindText(cost.kind()), " ", FormatUsd(cost.usd()),
+                                   " (source: ", OrDash(cost.source()), ")")});
+  }
+  table.AddRow({"adapter", OrDash(job.adapter_path())});
+  table.AddRow({"checkpoint", OrDash(job.last_checkpoint())});
+  table.AddRow({"created", FormatTimestamp(job.create_time())});
+  table.AddRow({"started", FormatTimestamp(job.start_time())});
+  table.AddRow({"ended", FormatTimestamp(job.end_time())});
+  return table.Render();
+}
+
+std::string RenderCancelled(const Job& job, OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(job) + "\n";
+  return absl::StrCat("job ", job.id(), " ", Job::State_Name(job.state()), " (reason ",
+                      ReasonText(job.reason()), ")\n");
+}
+
+std::string RenderEvents(const std::vector<JobEvent>& events, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    tuneledger::v1::ListJobEventsResponse document;
+    for (const JobEvent& event : events) *document.add_events() = event;
+    return ToJson(document) + "\n";
+  }
+  if (events.empty()) return "no events\n";
+  Table table({"SEQ", "TIME", "KIND", "STATE", "ATTEMPT", "STEP", "COST", "DETAIL"});
+  for (size_t column : {0, 4, 5, 6}) table.AlignRight(column);
+  for (const JobEvent& event : events) {
+    table.AddRow({absl::StrCat(event.seq()), FormatTimestamp(event.time()),
+                  JobEvent::Kind_Name(event.kind()), Job::State_Name(event.state()),
+                  absl::StrCat(event.attempt()), absl::StrCat(event.step()),
+                  FormatUsd(event.cost_usd()), DescribeEvent(event)});
+  }
+  return table.Render();
+}
+
+std::string RenderCostReport(const CostReport& report, OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(report) + "\n";
+  std::string out = absl::StrCat("Cost report for job ", report.job_id(), " (",
+                                 Job::State_Name(report.state()), ")\n\n");
+
+  out += "Compute (measured by the service)\n";
+  if (report.attempts().empty()) {
+    out += "  no attempts yet\n";
+  } else {
+    Table attempts(
+        {"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL", "GPU-HOURS", "USD"});
+    for (size_t column : {0, 3, 4, 6, 7, 8}) attempts.AlignRight(column);
+    for (const tuneledger::v1::AttemptCost& a : report.attempts()) {
+      attempts.AddRow({absl::StrCat(a.attempt()), OrDash(a.worker_id()), OrDash(a.state()),
+                       absl::StrCat(a.gpus()), FormatUsd(a.price_per_gpu_hour()),
+                       a.spot() ? "spot" : "on-demand", FormatDuration(a.seconds()),
+                       FormatReal(a.gpu_hours()), FormatUsd(a.usd())});
+    }
+    out += attempts.Render(2);
+  }
+  absl::StrAppend(&out, "  compute total ", FormatUsd(report.compute_usd()), " for ",
+                  FormatReal(report.compute_gpu_hours()), " GPU-hours (spot ",
+                  FormatUsd(report.spot_usd()), ", on-demand ", FormatUsd(report.on_demand_usd()),
+                  ")\n\n");
+
+  out += "Inherited (declared by the submitter)\n";
+  if (report.inherited().empty()) {
+    out += "  none declared\n";
+  } else {
+    Table inherited({"KIND", "USD", "SOURCE", "DESCRIPTION"});
+    inherited.AlignRight(1);
+    for (const InheritedCost& cost : report.inherited()) {
+      inherited.AddRow({InheritedKindText(cost.kind()), FormatUsd(cost.usd()),
+                        OrDash(cost.source()), OrDash(cost.description())});
+    }
+    out += inherited.Render(2);
+  }
+  absl::StrAppend(&out, "  inherited total ", FormatUsd(report.inherited_usd()), "\n\n");
+
+  out += "Totals\n";
+  Table totals({});
+  totals.AlignRight(1);
+  totals.AddRow({"compute (this fine-tune)", FormatUsd(report.compute_usd())});
+  totals.AddRow({"inherited", FormatUsd(report.inherited_usd())});
+  totals.AddRow({"total (this model)", FormatUsd(report.total_usd())});
+  totals.AddRow({"compute share of total", FormatPercent(report.compute_share())});
+  totals.AddRow({"budget", report.has_budget_usd() ? FormatUsd(report.budget_usd()) : "none"});
+  totals.AddRow({"overshoot", FormatUsd(report.overshoot_usd())});
+  totals.AddRow({"projected compute", FormatUsd(report.projected_usd())});
+  out += totals.Render(2);
+
+  if (!report.notes().empty()) {
+    out += "\nNotes\n";
+    for (const std::string& note : report.notes()) absl::StrAppend(&out, "  - ", note, "\n");
+  }
+  return out;
+}
+
+std::string RenderWorkers(const std::vector<Worker>& workers, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    tuneledger::v1::ListWorkersResponse document;
+    for (const Worker& worker : workers) *document.add_workers() = worker;
+    return ToJson(document) + "\n";
+  }
+  if (workers.empty()) return "no workers\n";
+  Table table({"ID", "HOST", "ACCELERATOR", "GPUS", "MEMORY", "$/GPU-HOUR", "MARKET", "STATE",
+               "JOB", "LAST HEARTBEAT"});
+  for (size_t column : {3, 4, 5}) table.AlignRight(column);
+  for (const Worker& w : workers) {
+    table.AddRow({w.id(), OrDash(w.hostname()), OrDash(w.accelerator()), absl::StrCat(w.gpus()),
+                  w.memory_bytes() > 0
+                      ? absl::StrCat(FormatCount(static_cast<double>(w.memory_bytes())), "B")
+                      : "-",
+                  FormatUsd(w.price_per_gpu_hour()), w.spot() ? "spot" : "on-demand",
+                  Worker::State_Name(w.state()), OrDash(w.job_id()),
+                  FormatTimestamp(w.last_heartbeat_time())});
+  }
+  return table.Render();
+}
+
+}  // namespace tuneledger::client

@@ -1,0 +1,38 @@
+// Rendering of each command's result as a table (for people) or JSON (for programs).
+//
+// JSON uses the proto JSON mapping with the proto's own field names ("state": "QUEUED",
+// "reason": "USER", "model_path": ...), and prints fields at their default values too, so a
+// script finds every field; one document per command.
+#ifndef TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
+#define TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
+
+#include <string>
+#include <vector>
+
+#include "client/cli_args.h"
+#include "google/protobuf/message.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger::client {
+
+// One line of JSON (no trailing newline).
+std::string ToJson(const google::protobuf::Message& message);
+
+// What happened in one event, in words: "attempt 1 on worker w-3", "crossed 80% of the budget
+// at $4.01", "checkpoint step 50 at /w/...". Empty when the event has nothing to add.
+std::string DescribeEvent(const tuneledger::v1::JobEvent& event);
+// "20:41:07 STARTED attempt 1 on worker w-3": the line `watch` prints for an event.
+std::string EventLine(const tuneledger::v1::JobEvent& event);
+
+// Every function returns the whole output, ending in a newline.
+std::string RenderSubmitted(const tuneledger::v1::SubmitJobResponse& response, OutputFormat format);
+std::string RenderJobList(const std::vector<tuneledger::v1::Job>& jobs, OutputFormat format);
+std::string RenderJob(const tuneledger::v1::Job& job, OutputFormat format);
+std::string RenderCancelled(const tuneledger::v1::Job& job, OutputFormat format);
+std::string RenderEvents(const std::vector<tuneledger::v1::JobEvent>& events, OutputFormat format);
+std::string RenderCostReport(const tuneledger::v1::CostReport& report, OutputFormat format);
+std::string RenderWorkers(const std::vector<tuneledger::v1::Worker>& workers, OutputFormat format);
+
+}  // namespace tuneledger::client
+
+#endif  // TUNELEDGER_CLIENT_OUTPUT_RENDER_H_

@@ -1,0 +1,46 @@
+// Building the JobSpec of `tunectl submit` from its flags and an optional --spec JSON file.
+//
+// Order: the --spec file (proto JSON mapping, unknown fields rejected), whose relative paths
+// are resolved against the file's folder; then every flag given on the command line, which
+// overrides the file's field (lists such as --target-modules replace it; --label adds or
+// replaces one key; --inherited-cost appends); relative --model/--train/--valid paths are
+// resolved against the current directory, because the server and the workers resolve paths in
+// their own working directories.
+//
+// The client checks only what it must to build the message (numbers parse, enums are known);
+// ranges, paths and module names are the server's ValidateJobSpec()'s job, so that there is
+// one validation and its errors name the proto field.
+#ifndef TUNELEDGER_CLIENT_SPEC_BUILDER_H_
+#define TUNELEDGER_CLIENT_SPEC_BUILDER_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/cli_args.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger::client {
+
+// Parses a JobSpec from JSON text. INVALID_ARGUMENT (with the parser's message) when the text
+// is not a JobSpec.
+absl::StatusOr<tuneledger::v1::JobSpec> ParseJobSpecJson(absl::string_view json);
+
+// Resolves a path against base_dir unless it is empty or already absolute; the result is
+// lexically normalised ("a/./b/../c" -> "a/c").
+std::string AbsolutePath(const std::string& path, const std::string& base_dir);
+
+// Applies the submit flags over `spec`. INVALID_ARGUMENT naming the flag when a value does not
+// parse (a usage error).
+absl::Status ApplySubmitFlags(const FlagValues& flags, const std::string& cwd,
+                              tuneledger::v1::JobSpec& spec);
+
+// The whole of submit's spec: reads --spec (NOT_FOUND if it cannot be read, INVALID_ARGUMENT if
+// it is not a JobSpec), then applies the flags.
+absl::StatusOr<tuneledger::v1::JobSpec> BuildJobSpec(const FlagValues& flags,
+                                                     const std::string& cwd);
+
+}  // namespace tuneledger::client
+
+#endif  // TUNELEDGER_CLIENT_SPEC_BUILDER_H_

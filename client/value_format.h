@@ -1,0 +1,33 @@
+// How tunectl writes single values for people (tables, progress bar, event lines): money,
+// durations, rates, counts, times. JSON output never goes through these.
+#ifndef TUNELEDGER_CLIENT_VALUE_FORMAT_H_
+#define TUNELEDGER_CLIENT_VALUE_FORMAT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "google/protobuf/timestamp.pb.h"
+
+namespace tuneledger::client {
+
+// "$0.0042" below one cent, "$12.34", "$1,234.50", "$1,200,000.00"; negative with a leading
+// "-"; "-" for NaN.
+std::string FormatUsd(double usd);
+// "45s", "3m12s", "1h05m", "2d03h"; "--" when negative, NaN or infinite (unknown).
+std::string FormatDuration(double seconds);
+// 3 significant digits with k/M/G: "137", "1.23k", "45.6M".
+std::string FormatCount(double value);
+// "0.5" -> "50%", "0.125" -> "12.5%".
+std::string FormatPercent(double fraction);
+// A loss or other small real: 4 decimals, or scientific when tiny/huge; "nan", "inf".
+std::string FormatReal(double value);
+// Local time "2026-11-28 20:41:07"; "-" when unset (seconds and nanos both 0).
+std::string FormatTimestamp(const google::protobuf::Timestamp& time);
+// Local time of day "20:41:07"; "--:--:--" when unset.
+std::string FormatTimeOfDay(const google::protobuf::Timestamp& time);
+// Number of Unicode code points in UTF-8 text (the width a terminal gives most text).
+size_t DisplayWidth(const std::string& utf8);
+
+}  // namespace tuneledger::client
+
+#endif  // TUNELEDGER_CLIENT_VALUE_FORMAT_H_
