@@ -1,0 +1,461 @@
+#include "worker/agent/attempt_runner.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "server/base/child_process.h"
+#include "server/base/log.h"
+#include "worker/agent/backoff.h"
+#include "worker/agent/progress_stream.h"
+#include "worker/agent/trainer_output_parser.h"
+#include "worker/agent/work_dir_layout.h"
+
+namespace tuneledger::worker {
+namespace {
+
+using ::tuneledger::v1::FinishAttemptRequest;
+using ::tuneledger::v1::Lease;
+using ::tuneledger::v1::ProgressReport;
+using ::tuneledger::v1::TrainerUpdate;
+using ::tuneledger::v1::WorkerCommand;
+using SteadyClock = std::chrono::steady_clock;
+
+// tuneledger-train's exit code after SIGTERM/SIGINT once its checkpoint is written
+// (PROGRESS_PROTOCOL.md).
+constexpr int kTrainerStoppedExitCode = 75;
+
+absl::Duration ToDuration(SteadyClock::duration d) {
+  return absl::FromChrono(std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+}
+
+SteadyClock::duration ToSteady(absl::Duration d) {
+  return std::chrono::duration_cast<SteadyClock::duration>(absl::ToChronoNanoseconds(d));
+}
+
+int PollTimeoutMillis(SteadyClock::time_point until) {
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(until - SteadyClock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(left, 0, 60'000));
+}
+
+// The last lines of train.log, for a FAILED message when the trainer died without an error
+// line (a segfault or the OOM killer leaves only its log).
+std::string TrainLogTail(const std::string& path, int max_lines, size_t max_chars) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff start = std::max<std::streamoff>(0, size - 8192);
+  in.seekg(start);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipWhitespace());
+  if (start > 0 && !lines.empty()) lines.erase(lines.begin());  // likely a partial line
+  if (static_cast<int>(lines.size()) > max_lines) {
+    lines.erase(lines.begin(), lines.end() - max_lines);
+  }
+  std::string tail = absl::StrJoin(lines, " | ");
+  if (tail.size() > max_chars) tail = "..." + tail.substr(tail.size() - max_chars);
+  return tail;
+}
+
+bool IsRetryable(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::ABORTED;
+}
+
+}  // namespace
+
+struct AttemptRunner::TrainerRun {
+  absl::Status start_error;  // the trainer never ran
+  ExitStatus exit;
+  bool done = false;
+  std::string adapter_dir;
+  std::string error_message;  // from an `error` line
+  bool stopped = false;       // a `stopped` line: it checkpointed after a signal
+  std::string last_checkpoint;
+  std::optional<TrainerUpdate> last_progress;
+  std::optional<TrainerUpdate> done_update;
+};
+
+double AccruedUsd(const AgentOptions& options, absl::Duration lease) {
+  return options.price_per_gpu_hour * options.gpus() * absl::ToDoubleSeconds(lease) / 3600.0;
+}
+
+AttemptRunner::AttemptRunner(const AgentOptions& options,
+                             tuneledger::v1::WorkerService::StubInterface* stub,
+                             std::string worker_id, Lease lease,
+                             absl::Duration default_report_interval,
+                             SteadyClock::time_point lease_start)
+    : options_(options),
+      stub_(stub),
+      worker_id_(std::move(worker_id)),
+      lease_(std::move(lease)),
+      report_interval_(lease_.report_interval_seconds() > 0
+                           ? absl::Seconds(lease_.report_interval_seconds())
+                           : default_report_interval),
+      lease_start_(lease_start),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+AttemptRunner::~AttemptRunner() {
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void AttemptRunner::Cancel(std::string message) {
+  RequestStop(StopKind::kCancel, std::move(message));
+}
+
+void AttemptRunner::Preempt() {
+  RequestStop(StopKind::kPreempt, "worker is shutting down (preemption notice)");
+}
+
+void AttemptRunner::RequestStop(StopKind kind, std::string message) {
+  {
+    absl::MutexLock lock(&mu_);
+    // A cancel overrides a preemption (the user's intent is final); nothing overrides a cancel.
+    if (stop_ == StopKind::kCancel || stop_ == kind) return;
+    stop_ = kind;
+    stop_message_ = std::move(message);
+  }
+  TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt() << ": "
+               << (kind == StopKind::kCancel ? "cancel" : "preempt") << " requested";
+  uint64_t one = 1;
+  ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+  (void)ignored;
+}
+
+absl::Duration AttemptRunner::LeaseTime() const {
+  return ToDuration(SteadyClock::now() - lease_start_);
+}
+
+ProgressReport AttemptRunner::Report(const TrainerUpdate& update) const {
+  ProgressReport report;
+  report.set_worker_id(worker_id_);
+  report.set_job_id(lease_.job_id());
+  report.set_attempt(lease_.attempt());
+  absl::Duration lease_time = LeaseTime();
+  report.set_lease_seconds(absl::ToDoubleSeconds(lease_time));
+  report.set_accrued_usd(AccruedUsd(options_, lease_time));
+  *report.mutable_update() = update;
+  return report;
+}
+
+absl::Status AttemptRunner::PrepareAttemptDir() {
+  if (!layout::IsSafePathComponent(lease_.job_id())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job id \"", lease_.job_id(), "\" cannot be used as a folder name"));
+  }
+  attempt_dir_ = layout::AttemptDir(options_.work_dir, lease_.job_id(), lease_.attempt());
+  std::error_code error;
+  std::filesystem::create_directories(attempt_dir_, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot create ", attempt_dir_, ": ", error.message()));
+  }
+
+  google::protobuf::util::JsonPrintOptions json_options;
+  json_options.preserve_proto_field_names = true;
+  json_options.add_whitespace = true;
+  std::string json;
+  auto printed = google::protobuf::util::MessageToJsonString(lease_.spec(), &json, json_options);
+  if (!printed.ok()) {
+    return absl::InternalError(absl::StrCat("cannot print the job spec: ", printed.ToString()));
+  }
+  // Written whole or not at all: a reader never sees half a spec.
+  const std::string spec_path = layout::SpecPath(attempt_dir_);
+  const std::string temp_path = spec_path + ".tmp";
+  {
+    std::ofstream out(temp_path, std::ios::trunc);
+    out << json << "\n";
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", temp_path));
+  }
+  std::filesystem::rename(temp_path, spec_path, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot rename ", temp_path, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+AttemptRunner::TrainerRun AttemptRunner::RunTrainer(ProgressStream& stream) {
+  TrainerRun run;
+  ChildProcessOptions child_options;
+  child_options.argv = {options_.trainer_path, "--spec", layout::SpecPath(attempt_dir_), "--out",
+                        attempt_dir_};
+  if (!lease_.resume_checkpoint().empty()) {
+    child_options.argv.push_back("--resume-from");
+    child_options.argv.push_back(lease_.resume_checkpoint());
+  }
+  // A CPU agent hides any GPU from its trainer; a GPU agent shows it exactly its devices.
+  child_options.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(options_.gpu_indices, ",");
+  child_options.stdout_mode = StdioMode::kPipe;
+  child_options.stderr_mode = StdioMode::kFile;
+  child_options.stderr_path = layout::TrainLogPath(attempt_dir_);
+  // If this agent is SIGKILLed, its trainer must not train on as an orphan: the job is
+  // requeued elsewhere. Run() is called from the agent's long-lived main loop thread.
+  child_options.parent_death_signal = SIGKILL;
+
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_ != StopKind::kNone) {
+      run.start_error = absl::CancelledError("stopped before the trainer started");
+      return run;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(child_options);
+  if (!started.ok()) {
+    run.start_error = started.status();
+    return run;
+  }
+  ChildProcess& trainer = **started;
+  TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
+               << ": started tuneledger-train pid " << trainer.pid() << " in " << attempt_dir_
+               << (lease_.resume_checkpoint().empty()
+                       ? std::string()
+                       : " resuming from " + lease_.resume_checkpoint());
+
+  TrainerUpdate cost_only;
+  cost_only.set_kind(TrainerUpdate::COST);
+  stream.Send(Report(cost_only));  // the server learns at once that the attempt is alive
+
+  auto handle_line = [&](const std::string& line) {
+    if (line.empty()) return;
+    absl::StatusOr<TrainerLine> parsed = ParseTrainerLine(line);
+    if (!parsed.ok()) {
+      TL_LOG(WARNING) << "job " << lease_.job_id()
+                      << ": ignoring trainer output: " << parsed.status().message();
+      return;
+    }
+    switch (parsed->type) {
+      case TrainerLine::Type::kStarted:
+        TL_LOG(INFO) << "job " << lease_.job_id() << ": trainer started at step "
+                     << parsed->start_step << " of " << parsed->total_steps;
+        break;
+      case TrainerLine::Type::kProgress:
+        run.last_progress = parsed->update;
+        stream.Send(Report(parsed->update));
+        break;
+      case TrainerLine::Type::kEval:
+        stream.Send(Report(parsed->update));
+        break;
+      case TrainerLine::Type::kCheckpoint:
+        run.last_checkpoint = parsed->checkpoint_path;
+        stream.Send(Report(parsed->update));
+        break;
+      case TrainerLine::Type::kStopped:
+        run.stopped = true;
+        if (parsed->checkpoint_path != run.last_checkpoint) {
+          run.last_checkpoint = parsed->checkpoint_path;
+          stream.Send(Report(parsed->update));
+        }
+        break;
+      case TrainerLine::Type::kDone:
+        run.done = true;
+        run.adapter_dir = parsed->adapter_dir;
+        run.done_update = parsed->update;
+        break;
+      case TrainerLine::Type::kError:
+        run.error_message = parsed->message;
+        break;
+      case TrainerLine::Type::kUnknown:
+        TL_LOG(DEBUG) << "job " << lease_.job_id() << ": trainer line of unknown type "
+                      << parsed->type_name;
+        break;
+    }
+  };
+
+  LineSplitter splitter;
+  const SteadyClock::duration report_every = ToSteady(report_interval_);
+  SteadyClock::time_point next_report = SteadyClock::now() + report_every;
+  std::optional<SteadyClock::time_point> kill_at;  // SIGKILL then, once SIGTERM was sent
+  bool killed = false;
+  bool eof = false;
+  while (!eof) {
+    StopKind stop;
+    {
+      absl::MutexLock lock(&mu_);
+      stop = stop_;
+    }
+    if (stop != StopKind::kNone) {
+      SteadyClock::time_point limit =
+          SteadyClock::now() +
+          ToSteady(stop == StopKind::kCancel ? options_.cancel_grace : options_.preempt_grace);
+      if (!kill_at.has_value()) {
+        trainer.Signal(SIGTERM).IgnoreError();
+        kill_at = limit;
+      } else {
+        kill_at = std::min(*kill_at, limit);  // a cancel after a preemption shortens the grace
+      }
+    }
+    if (kill_at.has_value() && !killed && SteadyClock::now() >= *kill_at) {
+      TL_LOG(WARNING) << "job " << lease_.job_id() << ": trainer still running after the grace "
+                      << "period; SIGKILL";
+      trainer.Signal(SIGKILL).IgnoreError();
+      killed = true;
+    }
+
+    SteadyClock::time_point wake_at = next_report;
+    if (kill_at.has_value() && !killed) wake_at = std::min(wake_at, *kill_at);
+    pollfd fds[2] = {{trainer.stdout_fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int ready = poll(fds, 2, PollTimeoutMillis(wake_at));
+    if (ready < 0 && errno != EINTR) {
+      TL_LOG(ERROR) << "poll: " << strerror(errno);
+      trainer.Signal(SIGKILL).IgnoreError();
+      break;
+    }
+    if (fds[1].revents != 0) {
+      uint64_t count;
+      ssize_t ignored = read(wake_fd_, &count, sizeof(count));
+      (void)ignored;
+    }
+    if (fds[0].revents != 0) {
+      char buffer[16384];
+      ssize_t n = read(trainer.stdout_fd(), buffer, sizeof(buffer));
+      if (n > 0) {
+        for (const std::string& line : splitter.Feed(absl::string_view(buffer, n))) {
+          handle_line(line);
+        }
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        eof = true;
+        if (std::optional<std::string> last = splitter.Finish()) handle_line(*last);
+      }
+    }
+    if (SteadyClock::now() >= next_report) {
+      stream.Send(Report(cost_only));
+      next_report = SteadyClock::now() + report_every;
+    }
+  }
+
+  // stdout is closed: the trainer is exiting (or has closed it and hangs: then it is stopped).
+  absl::Duration wait_for = absl::Seconds(30);
+  if (kill_at.has_value() && !killed) {
+    wait_for = std::max(ToDuration(*kill_at - SteadyClock::now()), absl::ZeroDuration());
+  }
+  absl::StatusOr<ExitStatus> exit = trainer.Wait(wait_for);
+  run.exit = exit.ok() ? *exit : trainer.Terminate(options_.cancel_grace);
+  TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
+               << ": tuneledger-train ended, " << run.exit.ToString();
+  return run;
+}
+
+FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
+  FinishAttemptRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_job_id(lease_.job_id());
+  request.set_attempt(lease_.attempt());
+  absl::Duration lease_time = LeaseTime();
+  request.set_lease_seconds(absl::ToDoubleSeconds(lease_time));
+  request.set_accrued_usd(AccruedUsd(options_, lease_time));
+  if (run.last_progress.has_value()) {
+    *request.mutable_final_update() = *run.last_progress;
+  } else if (run.done_update.has_value()) {
+    *request.mutable_final_update() = *run.done_update;
+  }
+  // The newest checkpoint this job has: this attempt's, else the one it resumed from.
+  request.set_last_checkpoint(run.last_checkpoint.empty() ? lease_.resume_checkpoint()
+                                                          : run.last_checkpoint);
+
+  StopKind stop;
+  std::string stop_message;
+  {
+    absl::MutexLock lock(&mu_);
+    stop = stop_;
+    stop_message = stop_message_;
+  }
+  if (stop == StopKind::kCancel) {
+    request.set_outcome(FinishAttemptRequest::CANCELLED);
+    request.set_message(stop_message);
+  } else if (run.start_error.ok() && run.done && run.exit.success()) {
+    request.set_outcome(FinishAttemptRequest::SUCCEEDED);
+    request.set_adapter_path(run.adapter_dir);
+  } else if (stop == StopKind::kPreempt) {
+    request.set_outcome(FinishAttemptRequest::PREEMPTED);
+    request.set_message(run.stopped ? stop_message
+                                    : absl::StrCat(stop_message,
+                                                   "; the trainer wrote no final "
+                                                   "checkpoint (",
+                                                   run.exit.ToString(), ")"));
+  } else if (!run.start_error.ok()) {
+    request.set_outcome(FinishAttemptRequest::FAILED);
+    request.set_message(absl::StrCat("cannot start tuneledger-train: ", run.start_error.message()));
+  } else if (!run.error_message.empty()) {
+    request.set_outcome(FinishAttemptRequest::FAILED);
+    request.set_message(run.error_message);  // the trainer's own words, verbatim
+  } else if (run.exit.exited && run.exit.code == kTrainerStoppedExitCode) {
+    // Someone else (not this agent) sent the trainer SIGTERM: it checkpointed; resume later.
+    request.set_outcome(FinishAttemptRequest::PREEMPTED);
+    request.set_message("tuneledger-train was stopped by a signal after checkpointing");
+  } else {
+    request.set_outcome(FinishAttemptRequest::FAILED);
+    std::string tail = TrainLogTail(layout::TrainLogPath(attempt_dir_), 5, 1500);
+    request.set_message(
+        absl::StrCat("tuneledger-train ", run.exit.ToString(),
+                     run.done ? " after its done line" : " without reporting an error",
+                     tail.empty() ? std::string() : absl::StrCat("; train.log ends: ", tail)));
+  }
+  return request;
+}
+
+void AttemptRunner::SendFinish(const FinishAttemptRequest& request) {
+  Backoff backoff(absl::Milliseconds(250), absl::Seconds(5));
+  const absl::Time give_up = absl::Now() + options_.finish_retry_window;
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+    tuneledger::v1::FinishAttemptResponse response;
+    grpc::Status status = stub_->FinishAttempt(&context, request, &response);
+    if (status.ok()) {
+      TL_LOG(INFO) << "job " << request.job_id() << " attempt " << request.attempt()
+                   << " finished: " << FinishAttemptRequest::Outcome_Name(request.outcome())
+                   << (request.message().empty() ? "" : " (" + request.message() + ")");
+      return;
+    }
+    if (!IsRetryable(status.error_code()) || absl::Now() >= give_up) {
+      TL_LOG(ERROR) << "FinishAttempt for job " << request.job_id() << " attempt "
+                    << request.attempt() << " refused or unreachable: " << status.error_code()
+                    << " " << status.error_message();
+      return;
+    }
+    absl::SleepFor(std::min(backoff.Next(), give_up - absl::Now()));
+  }
+}
+
+FinishAttemptRequest AttemptRunner::Run() {
+  TrainerRun run;
+  if (absl::Status prepared = PrepareAttemptDir(); !prepared.ok()) {
+    run.start_error = prepared;
+  } else {
+    ProgressStream stream(
+        stub_,
+        [this](const WorkerCommand& command) {
+          if (command.kind() != WorkerCommand::CANCEL) return;
+          if (!command.job_id().empty() && command.job_id() != lease_.job_id()) return;
+          Cancel(command.message().empty()
+                     ? absl::StrCat("cancelled by the server (",
+                                    tuneledger::v1::Job::Reason_Name(command.reason()), ")")
+                     : command.message());
+        },
+        [this](const grpc::Status& status) {
+          Cancel(absl::StrCat("lease revoked by the server: ", status.error_message()));
+        });
+    run = RunTrainer(stream);
+    stream.Close();
+  }
+  FinishAttemptRequest request = BuildFinish(run);
+  SendFinish(request);
+  return request;
+}
+
+}  // namespace tuneledger::worker

@@ -1,0 +1,88 @@
+// AttemptRunner: runs one leased attempt from start to FinishAttempt.
+//
+//   1. prepares <work-dir>/jobs/<id>/attempt-<n>/ and writes spec.json (work_dir_layout.h);
+//   2. starts tuneledger-train as a child (own process group, stderr -> train.log, stdout piped)
+//      with --resume-from the lease's checkpoint when it has one, CUDA_VISIBLE_DEVICES for a GPU
+//      agent;
+//   3. relays every progress/eval/checkpoint line on ReportProgress with the attempt's accrued
+//      cost, and sends a cost-only report every report interval while the trainer is silent;
+//   4. on Cancel() (a CANCEL command, a heartbeat's cancel_job_ids, a revoked lease): SIGTERM,
+//      SIGKILL after cancel_grace; on Preempt() (the agent's own SIGTERM): SIGTERM so that the
+//      trainer checkpoints and exits 75, SIGKILL after preempt_grace;
+//   5. ends the attempt with FinishAttempt: SUCCEEDED (adapter from the `done` line), FAILED
+//      (the trainer's own `error` message, or how it died), CANCELLED, or PREEMPTED (with the
+//      newest checkpoint), retrying while the server is unreachable.
+//
+// A trainer that crashes only ends its attempt: nothing here exits or throws.
+// Thread safety: Run() from one thread; Cancel() and Preempt() from any thread, at any time
+// (before Run() too: the attempt then ends at once without starting the trainer).
+#ifndef TUNELEDGER_WORKER_AGENT_ATTEMPT_RUNNER_H_
+#define TUNELEDGER_WORKER_AGENT_ATTEMPT_RUNNER_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tuneledger/v1/worker.grpc.pb.h"
+#include "worker/agent/agent_options.h"
+#include "worker/agent/progress_stream.h"
+
+namespace tuneledger::worker {
+
+// The attempt's cost on the worker's clock: price x GPUs x lease seconds / 3600.
+double AccruedUsd(const AgentOptions& options, absl::Duration lease);
+
+class AttemptRunner {
+ public:
+  // lease_start: when the lease arrived (the cost clock starts there: loading counts).
+  AttemptRunner(const AgentOptions& options, tuneledger::v1::WorkerService::StubInterface* stub,
+                std::string worker_id, tuneledger::v1::Lease lease,
+                absl::Duration default_report_interval,
+                std::chrono::steady_clock::time_point lease_start);
+  ~AttemptRunner();
+  AttemptRunner(const AttemptRunner&) = delete;
+  AttemptRunner& operator=(const AttemptRunner&) = delete;
+
+  // Runs the attempt to its end and reports it; returns the FinishAttempt request it sent (or
+  // tried to send, if the server stayed unreachable).
+  tuneledger::v1::FinishAttemptRequest Run();
+
+  // Stop the trainer and end the attempt CANCELLED. The first stop request wins.
+  void Cancel(std::string message);
+  // Have the trainer checkpoint and stop; end the attempt PREEMPTED.
+  void Preempt();
+
+  const std::string& job_id() const { return lease_.job_id(); }
+
+ private:
+  enum class StopKind { kNone, kCancel, kPreempt };
+  struct TrainerRun;  // what one trainer process said and how it ended
+
+  void RequestStop(StopKind kind, std::string message);
+  absl::Status PrepareAttemptDir();
+  TrainerRun RunTrainer(ProgressStream& stream);
+  tuneledger::v1::FinishAttemptRequest BuildFinish(const TrainerRun& run);
+  void SendFinish(const tuneledger::v1::FinishAttemptRequest& request);
+  tuneledger::v1::ProgressReport Report(const tuneledger::v1::TrainerUpdate& update) const;
+  absl::Duration LeaseTime() const;
+
+  const AgentOptions options_;
+  tuneledger::v1::WorkerService::StubInterface* const stub_;
+  const std::string worker_id_;
+  const tuneledger::v1::Lease lease_;
+  const absl::Duration report_interval_;
+  const std::chrono::steady_clock::time_point lease_start_;
+  std::string attempt_dir_;
+  const int wake_fd_;  // eventfd: a stop request wakes Run()'s poll
+
+  absl::Mutex mu_;  // guards the stop request, set from other threads
+  StopKind stop_ ABSL_GUARDED_BY(mu_) = StopKind::kNone;
+  std::string stop_message_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tuneledger::worker
+
+#endif  // TUNELEDGER_WORKER_AGENT_ATTEMPT_RUNNER_H_
