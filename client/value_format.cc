@@ -75,8 +75,15 @@ std::string FormatCount(double value) {
 
 std::string FormatPercent(double fraction) {
   if (!std::isfinite(fraction)) return "-";
-  std::string text = absl::StrFormat("%.1f", fraction * 100);
-  if (absl::EndsWith(text, ".0")) text.resize(text.size() - 2);
+  const double percent = fraction * 100;
+  // Small shares keep two significant digits: the compute share of a model's whole bill is
+  // often a tiny number, and "0%" would hide it.
+  int decimals = 1;
+  if (percent != 0 && std::fabs(percent) < 0.1) {
+    decimals = static_cast<int>(std::ceil(-std::log10(std::fabs(percent)))) + 1;
+  }
+  std::string text = absl::StrFormat("%.*f", decimals, percent);
+  if (decimals == 1 && absl::EndsWith(text, ".0")) text.resize(text.size() - 2);
   return absl::StrCat(text, "%");
 }
 

@@ -17,7 +17,7 @@ std::string FormatUsd(double usd);
 std::string FormatDuration(double seconds);
 // 3 significant digits with k/M/G: "137", "1.23k", "45.6M".
 std::string FormatCount(double value);
-// "0.5" -> "50%", "0.125" -> "12.5%".
+// 0.5 -> "50%", 0.125 -> "12.5%", 6.9e-7 -> "0.000069%" (small shares keep 2 digits).
 std::string FormatPercent(double fraction);
 // A loss or other small real: 4 decimals, or scientific when tiny/huge; "nan", "inf".
 std::string FormatReal(double value);

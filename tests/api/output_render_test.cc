@@ -1,0 +1,240 @@
+#include "client/output_render.h"
+
+#include <string>
+#include <vector>
+
+#include "client/table.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace tuneledger::client {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using tuneledger::v1::CostReport;
+using tuneledger::v1::InheritedCost;
+using tuneledger::v1::Job;
+using tuneledger::v1::JobEvent;
+
+Job MakeJob(const std::string& id, Job::State state, int priority) {
+  Job job;
+  job.set_id(id);
+  job.set_state(state);
+  job.mutable_spec()->set_name("job-" + id);
+  job.mutable_spec()->set_priority(priority);
+  job.mutable_spec()->set_model_path("/models/tiny");
+  job.mutable_cost()->set_accrued_usd(0.5);
+  job.mutable_create_time()->set_seconds(1'800'000'000);
+  return job;
+}
+
+// Splits text into lines (without the newlines).
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+TEST(TableTest, AlignsColumnsByCodePointsAndTrimsTrailingBlanks) {
+  Table table({"ID", "NAME", "COST"});
+  table.AlignRight(2);
+  table.AddRow({"1", "caf\xc3\xa9", "$1.00"});
+  table.AddRow({"12", "x", "$100.00"});
+  table.AddRow({"3"});  // short rows are padded
+  EXPECT_EQ(table.Render(),
+            "ID  NAME     COST\n"
+            "1   caf\xc3\xa9    $1.00\n"
+            "12  x     $100.00\n"
+            "3\n");
+  EXPECT_EQ(table.Render(2).substr(0, 4), "  ID");
+}
+
+TEST(TableTest, HeaderlessTableRendersOnlyRows) {
+  Table table({});
+  table.AddRow({"state", "QUEUED"});
+  table.AddRow({"priority", "5"});
+  EXPECT_EQ(table.Render(), "state     QUEUED\npriority  5\n");
+}
+
+TEST(RenderJobListTest, JsonIsOneDocumentWithProtoFieldNamesAndRoundTrips) {
+  std::vector<Job> jobs = {MakeJob("2", Job::QUEUED, 9), MakeJob("1", Job::CANCELLED, 1)};
+  jobs[1].set_reason(Job::USER);
+  const std::string json = RenderJobList(jobs, OutputFormat::kJson);
+  EXPECT_EQ(Lines(json).size(), 1u) << json;
+  EXPECT_THAT(json, HasSubstr(R"("state":"QUEUED")"));
+  EXPECT_THAT(json, HasSubstr(R"("reason":"USER")"));
+  EXPECT_THAT(json, HasSubstr(R"("model_path":"/models/tiny")"));  // not "modelPath"
+  EXPECT_THAT(json, HasSubstr(R"("next_page_token":"")"));
+  tuneledger::v1::ListJobsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  ASSERT_EQ(parsed.jobs_size(), 2);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed.jobs(1), jobs[1]))
+      << "expected: " << jobs[1].ShortDebugString()
+      << "\nactual: " << parsed.jobs(1).ShortDebugString();
+}
+
+TEST(RenderJobListTest, TableHasAlignedColumnsInServerOrder) {
+  std::vector<Job> jobs = {MakeJob("10", Job::QUEUED, 9), MakeJob("9", Job::RUNNING, 100)};
+  jobs[1].mutable_progress()->set_step(3);
+  jobs[1].mutable_progress()->set_total_steps(40);
+  jobs[1].mutable_progress()->set_loss(2.5);
+  jobs[1].mutable_cost()->set_budget_usd(2);
+  jobs[1].set_worker_id("w-1");
+  const std::vector<std::string> lines = Lines(RenderJobList(jobs, OutputFormat::kTable));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], HasSubstr("ID  NAME    STATE    REASON  PRIO  STEP    LOSS   COST"));
+  EXPECT_THAT(lines[1], HasSubstr("10  job-10  QUEUED   -          9     -       -  $0.50"));
+  EXPECT_THAT(
+      lines[2],
+      HasSubstr(" 9  job-9   RUNNING  -        100  3/40  2.5000  $0.50   $2.00    0  w-1"));
+  // Columns line up: STATE starts at the same offset on every line.
+  EXPECT_EQ(lines[0].find("STATE"), lines[1].find("QUEUED"));
+  EXPECT_EQ(lines[0].find("STATE"), lines[2].find("RUNNING"));
+  EXPECT_EQ(RenderJobList({}, OutputFormat::kTable), "no jobs\n");
+}
+
+TEST(RenderSubmittedTest, TablePrintsOnlyTheIdJsonAnObjectWithIt) {
+  tuneledger::v1::SubmitJobResponse response;
+  response.mutable_job()->set_id("42");
+  EXPECT_EQ(RenderSubmitted(response, OutputFormat::kTable), "42\n");
+  const std::string json = RenderSubmitted(response, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr(R"("id":"42")"));
+  EXPECT_EQ(json.back(), '\n');
+}
+
+TEST(RenderJobTest, TableShowsSpecProgressAndCost) {
+  Job job = MakeJob("4", Job::RUNNING, 3);
+  job.mutable_spec()->mutable_lora()->set_r(16);
+  job.mutable_spec()->mutable_lora()->add_target_modules("q_proj");
+  job.mutable_spec()->mutable_budget()->set_usd(10);
+  job.mutable_spec()->mutable_budget()->add_thresholds(0.5);
+  (*job.mutable_spec()->mutable_labels())["team"] = "nlp";
+  InheritedCost* cost = job.mutable_spec()->add_inherited_costs();
+  cost->set_kind(InheritedCost::BASE_MODEL_PRETRAINING);
+  cost->set_usd(1e6);
+  cost->set_source("paper");
+  job.mutable_cost()->set_budget_usd(10);
+  const std::string text = RenderJob(job, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("state       RUNNING\n"));
+  EXPECT_THAT(text, HasSubstr("model       /models/tiny\n"));
+  EXPECT_THAT(text, HasSubstr("r=16 alpha=0 targets=q_proj"));
+  EXPECT_THAT(text, HasSubstr("budget $10.00 (5% used)"));
+  EXPECT_THAT(text, HasSubstr("$10.00 thresholds 50% policy POLICY_UNSPECIFIED"));
+  EXPECT_THAT(text, HasSubstr("labels      team=nlp\n"));
+  EXPECT_THAT(text, HasSubstr("base-model pre-training $1,000,000.00 (source: paper)"));
+}
+
+TEST(RenderEventsTest, TableDescribesEachEvent) {
+  std::vector<JobEvent> events(3);
+  events[0].set_seq(1);
+  events[0].set_kind(JobEvent::SUBMITTED);
+  events[0].set_state(Job::QUEUED);
+  events[1].set_seq(2);
+  events[1].set_kind(JobEvent::BUDGET_THRESHOLD);
+  events[1].set_state(Job::RUNNING);
+  events[1].set_threshold(0.8);
+  events[1].set_cost_usd(4.01);
+  events[2].set_seq(3);
+  events[2].set_kind(JobEvent::CANCELLED);
+  events[2].set_state(Job::CANCELLED);
+  events[2].set_reason(Job::USER);
+  events[2].set_message("wrong data");
+  const std::vector<std::string> lines = Lines(RenderEvents(events, OutputFormat::kTable));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], HasSubstr("SEQ"));
+  EXPECT_THAT(lines[2], HasSubstr("crossed 80% of the budget at $4.01"));
+  EXPECT_THAT(lines[3], HasSubstr("  3  -     CANCELLED         CANCELLED        0     0  $0.00"));
+  EXPECT_THAT(lines[3], HasSubstr("reason USER - wrong data"));
+  const std::string json = RenderEvents(events, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr(R"("events":[{"seq":"1")"));  // int64 is a string in proto JSON
+}
+
+TEST(RenderCostReportTest, TableStatesTheWholeBill) {
+  CostReport report;
+  report.set_job_id("8");
+  report.set_state(Job::SUCCEEDED);
+  tuneledger::v1::AttemptCost* a1 = report.add_attempts();
+  a1->set_attempt(1);
+  a1->set_worker_id("spot-1");
+  a1->set_state("PREEMPTED");
+  a1->set_gpus(1);
+  a1->set_price_per_gpu_hour(0.9);
+  a1->set_spot(true);
+  a1->set_seconds(1800);
+  a1->set_gpu_hours(0.5);
+  a1->set_usd(0.45);
+  tuneledger::v1::AttemptCost* a2 = report.add_attempts();
+  a2->set_attempt(2);
+  a2->set_worker_id("od-1");
+  a2->set_state("SUCCEEDED");
+  a2->set_gpus(1);
+  a2->set_price_per_gpu_hour(3);
+  a2->set_seconds(3600);
+  a2->set_gpu_hours(1);
+  a2->set_usd(3);
+  report.set_compute_usd(3.45);
+  report.set_compute_gpu_hours(1.5);
+  report.set_spot_usd(0.45);
+  report.set_on_demand_usd(3);
+  InheritedCost* inherited = report.add_inherited();
+  inherited->set_kind(InheritedCost::BASE_MODEL_PRETRAINING);
+  inherited->set_usd(5000000);
+  inherited->set_source("Llama 2 paper, table 2");
+  report.set_inherited_usd(5000000);
+  report.set_total_usd(5000003.45);
+  report.set_compute_share(3.45 / 5000003.45);
+  report.set_budget_usd(3);
+  report.set_overshoot_usd(0.45);
+  report.set_projected_usd(3.45);
+  report.add_notes("compute is what this service measured");
+
+  const std::string text = RenderCostReport(report, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("Cost report for job 8 (SUCCEEDED)"));
+  EXPECT_THAT(text, HasSubstr("spot-1  PREEMPTED"));
+  EXPECT_THAT(text, HasSubstr("spot"));
+  EXPECT_THAT(text, HasSubstr("on-demand"));
+  EXPECT_THAT(text, HasSubstr("30m00s"));
+  EXPECT_THAT(text,
+              HasSubstr("compute total $3.45 for 1.5000 GPU-hours (spot $0.45, on-demand $3.00)"));
+  EXPECT_THAT(text, HasSubstr("base-model pre-training  $5,000,000.00  Llama 2 paper, table 2"));
+  EXPECT_THAT(text, HasSubstr("total (this model)        $5,000,003.45"));
+  EXPECT_THAT(text, HasSubstr("compute share of total        0.000069%"));
+  EXPECT_THAT(text, HasSubstr("overshoot                         $0.45"));
+  EXPECT_THAT(text, HasSubstr("  - compute is what this service measured"));
+  EXPECT_THAT(RenderCostReport(report, OutputFormat::kJson), HasSubstr(R"("overshoot_usd":0.45)"));
+}
+
+TEST(RenderWorkersTest, TableAndJson) {
+  tuneledger::v1::Worker worker;
+  worker.set_id("w-1");
+  worker.set_hostname("gpu-box");
+  worker.set_accelerator("cpu");
+  worker.set_gpus(1);
+  worker.set_price_per_gpu_hour(0.5);
+  worker.set_state(tuneledger::v1::Worker::BUSY);
+  worker.set_job_id("3");
+  const std::string text = RenderWorkers({worker}, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("w-1  gpu-box  cpu"));
+  EXPECT_THAT(text, HasSubstr("on-demand  BUSY"));
+  EXPECT_EQ(RenderWorkers({}, OutputFormat::kTable), "no workers\n");
+  EXPECT_THAT(RenderWorkers({worker}, OutputFormat::kJson), HasSubstr(R"("workers":[{"id":"w-1")"));
+}
+
+TEST(RenderCancelledTest, TableSaysStateAndReason) {
+  Job job = MakeJob("6", Job::CANCELLED, 0);
+  job.set_reason(Job::USER);
+  EXPECT_EQ(RenderCancelled(job, OutputFormat::kTable), "job 6 CANCELLED (reason USER)\n");
+  EXPECT_THAT(RenderCancelled(job, OutputFormat::kJson), Not(HasSubstr("\n{")));
+}
+
+}  // namespace
+}  // namespace tuneledger::client
