@@ -36,7 +36,11 @@ void TrainLoop::Restore(const TrainSnapshot& snapshot, const std::string& checkp
                            options_.device);
   parts_.batcher->Seek(state_.data);
   parts_.loss_scaler->Restore(state_.loss_scaler);
-  last_checkpoint_ = checkpoint_dir;
+  // A checkpoint of this attempt's own folder already holds this state; one of another
+  // attempt (--resume-from) does not count: a stop now writes one here.
+  if (checkpoint_dir.rfind(options_.checkpoint_root + "/", 0) == 0) {
+    last_checkpoint_ = checkpoint_dir;
+  }
 }
 
 std::vector<Batch> TrainLoop::NextBatch() {
