@@ -1,0 +1,42 @@
+// tuneledger-server's command line (DESIGN.md's CLI contract plus the operational flags).
+//   --name VALUE and --name=VALUE both work; --spot and --help take no value.
+// Durations take Abseil's forms ("15s", "500ms", "10m") or plain seconds ("15").
+// Thread safety: free functions without shared state.
+#ifndef TUNELEDGER_SERVER_SERVER_FLAGS_H_
+#define TUNELEDGER_SERVER_SERVER_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace tuneledger {
+
+struct ServerFlags {
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string db = "tuneledger.db";
+  int local_workers = 0;
+  std::string work_dir = "tuneledger-work";
+  double price_per_gpu_hour = 0;
+  bool spot = false;
+  std::string worker_binary;  // empty: tuneledger-worker next to this executable
+  std::string ready_file;
+  std::string tokens_file;
+  absl::Duration heartbeat_timeout = absl::Seconds(15);
+  absl::Duration report_interval = absl::Seconds(1);
+  absl::Duration metrics_job_retention = absl::Minutes(10);
+  int max_rpc_threads = 256;
+  bool help = false;
+};
+
+// `args` excludes the program name. INVALID_ARGUMENT names the flag and the value.
+absl::StatusOr<ServerFlags> ParseServerFlags(const std::vector<std::string>& args);
+
+// The --help text.
+std::string ServerUsage();
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_SERVER_FLAGS_H_

@@ -1,0 +1,153 @@
+#include "server/service/job_service.h"
+
+#include <string>
+#include <vector>
+
+#include "server/base/log.h"
+#include "server/service/grpc_status.h"
+
+namespace tuneledger {
+namespace {
+
+// How long a watch stream sleeps between checks that its client is still there.
+constexpr absl::Duration kWatchPoll = absl::Milliseconds(500);
+
+bool IsFinal(v1::Job::State state) {
+  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
+}
+
+// Runs `call(tenant)` for an authenticated caller and maps its status.
+template <typename Call>
+grpc::Status Authenticated(const Authenticator& authenticator, const grpc::ServerContext& context,
+                           Call call) {
+  absl::StatusOr<std::string> tenant = authenticator.Authenticate(context);
+  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
+  return ToGrpcStatus(call(*tenant));
+}
+
+}  // namespace
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
+                                       const v1::SubmitJobRequest* request,
+                                       v1::SubmitJobResponse* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<EnqueueResult> result = scheduler_.SubmitJob(tenant, request->spec());
+    if (!result.ok()) return result.status();
+    *response->mutable_job() = result->update.job;
+    response->set_deduplicated(result->deduplicated);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                                    v1::Job* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<v1::Job> job = scheduler_.GetJob(tenant, request->id());
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    std::vector<v1::Job::State> states;
+    for (const int state : request->states()) states.push_back(static_cast<v1::Job::State>(state));
+    absl::StatusOr<JobPage> page =
+        scheduler_.ListJobs(tenant, states, request->page_size(), request->page_token());
+    if (!page.ok()) return page.status();
+    for (v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
+    response->set_next_page_token(page->next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const v1::CancelJobRequest* request, v1::Job* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<v1::Job> job = scheduler_.CancelJob(tenant, request->id(), request->message());
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
+                                      const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::WatchJobResponse>* writer) {
+  absl::StatusOr<std::string> tenant = authenticator_.Authenticate(*context);
+  if (!tenant.ok()) return ToGrpcStatus(tenant.status());
+  absl::StatusOr<Scheduler::Watch> watch = scheduler_.WatchJob(*tenant, request->id());
+  if (!watch.ok()) return ToGrpcStatus(watch.status());
+
+  v1::WatchJobResponse first;
+  *first.mutable_job() = watch->snapshot;
+  if (!writer->Write(first)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  if (IsFinal(watch->snapshot.state())) return grpc::Status::OK;
+
+  while (true) {
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+    std::optional<WatchUpdate> update = watch->updates->Next(kWatchPoll);
+    if (!update.has_value()) {
+      if (watch->updates->lagging()) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "watcher fell behind: read the job and its events, then watch again");
+      }
+      if (watch->updates->closed()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+      }
+      continue;
+    }
+    v1::WatchJobResponse message;
+    *message.mutable_job() = update->job;
+    if (update->event.has_value()) *message.mutable_event() = *update->event;
+    if (!writer->Write(message)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+    // The stream ends with the event that made the job final.
+    const bool final_event = update->event.has_value() && IsFinal(update->event->state());
+    if (final_event || (!update->event.has_value() && IsFinal(update->job.state()))) {
+      return grpc::Status::OK;
+    }
+  }
+}
+
+grpc::Status JobServiceImpl::ListJobEvents(grpc::ServerContext* context,
+                                           const v1::ListJobEventsRequest* request,
+                                           v1::ListJobEventsResponse* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<std::vector<v1::JobEvent>> events =
+        scheduler_.ListJobEvents(tenant, request->id());
+    if (!events.ok()) return events.status();
+    for (v1::JobEvent& event : *events) *response->add_events() = std::move(event);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::GetCostReport(grpc::ServerContext* context,
+                                           const v1::GetCostReportRequest* request,
+                                           v1::CostReport* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<v1::CostReport> report = scheduler_.GetCostReport(tenant, request->id());
+    if (!report.ok()) return report.status();
+    *response = *std::move(report);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
+                                         const v1::ListWorkersRequest* request,
+                                         v1::ListWorkersResponse* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_.ListWorkers();
+    if (!workers.ok()) return workers.status();
+    for (v1::Worker& worker : *workers) *response->add_workers() = std::move(worker);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace tuneledger
