@@ -66,7 +66,11 @@ class LlamaModelImpl : public torch::nn::Module {
 
   bool gradient_checkpointing = false;
 
+  // The entries of `layers`, typed.
+  std::vector<LlamaDecoderLayer>& decoder_layers() { return decoder_layers_; }
+
  private:
+  std::vector<LlamaDecoderLayer> decoder_layers_;
   RotaryEmbedding rotary_;
 };
 TORCH_MODULE(LlamaModel);

@@ -52,6 +52,11 @@ torch::Tensor ReferenceLinear(const torch::Tensor& x, const torch::Tensor& weigh
 // y = x W^T + b computed in W's dtype (x cast down), result cast back to fp32.
 torch::Tensor LowPrecisionLinear(const torch::Tensor& x, const torch::Tensor& weight,
                                  const torch::Tensor& bias /* undefined: none */);
+// The policy for every frozen projection (also a tied lm_head): fp32 weights: one fused
+// linear; low-precision weights: LowPrecisionLinear on CUDA, ReferenceLinear on CPU.
+// x [..., in] fp32 -> [..., out] fp32.
+torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias /* undefined: none */);
 
 class LoraLinearImpl : public torch::nn::Module {
  public:
@@ -80,8 +85,6 @@ class LoraLinearImpl : public torch::nn::Module {
   torch::nn::Linear lora_B{nullptr};  // weight [out,r] fp32
 
  private:
-  torch::Tensor BaseForward(const torch::Tensor& x) const;
-
   double scale_ = 0.0;
   double dropout_ = 0.0;
   bool merged_ = false;

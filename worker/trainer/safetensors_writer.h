@@ -1,4 +1,5 @@
-// Writing safetensors files (format: see safetensors_reader.h).
+// Writing safetensors files (format: see safetensors_reader.h), and the one atomic file write
+// of the model side (also used for config.json and adapter_config.json).
 //
 // Thread safety: stateless; concurrent calls on different paths are safe.
 #ifndef TUNELEDGER_WORKER_TRAINER_SAFETENSORS_WRITER_H_
@@ -20,6 +21,9 @@ namespace tuneledger::train {
 void WriteSafetensors(const std::string& path,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// Writes `bytes` to path + ".tmp", fsyncs, renames onto `path`. TrainError naming the file.
+void WriteFileAtomically(const std::string& path, const std::string& bytes);
 
 }  // namespace tuneledger::train
 
