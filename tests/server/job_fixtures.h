@@ -1,0 +1,86 @@
+// Test data for the server tests: a temp folder per test with a tiny model folder and JSONL
+// files the input checks accept, and specs that pass validation. Header-only.
+#ifndef TUNELEDGER_TESTS_SERVER_JOB_FIXTURES_H_
+#define TUNELEDGER_TESTS_SERVER_JOB_FIXTURES_H_
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tuneledger/v1/jobs.pb.h"
+#include "tuneledger/v1/worker.pb.h"
+
+namespace tuneledger::testing {
+
+// A fresh folder under TMPDIR (or /tmp), removed when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/tl-server-test-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+  // Writes `text` to path()/name (creating parent folders) and returns the full path.
+  std::string Write(const std::string& name, const std::string& text) const {
+    const std::filesystem::path file = File(name);
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream(file) << text;
+    return file.string();
+  }
+
+ private:
+  std::string path_;
+};
+
+// A model folder and training data that pass ValidateJobInputs (content is never read).
+struct JobInputs {
+  std::string model_path;
+  std::string train_path;
+};
+
+inline JobInputs MakeJobInputs(const TempDir& dir) {
+  JobInputs inputs;
+  dir.Write("model/config.json", R"({"model_type":"llama"})");
+  dir.Write("model/model.safetensors", "{}");
+  inputs.model_path = dir.File("model");
+  inputs.train_path = dir.Write("train.jsonl", "{\"text\":\"hello\"}\n");
+  return inputs;
+}
+
+// A spec that passes ValidateJobSpec (inputs as given; no filesystem check implied).
+inline v1::JobSpec ValidSpec(const JobInputs& inputs = {"/models/tiny", "/data/train.jsonl"}) {
+  v1::JobSpec spec;
+  spec.set_name("test job");
+  spec.set_model_path(inputs.model_path);
+  spec.set_train_path(inputs.train_path);
+  spec.mutable_training()->set_max_steps(100);
+  return spec;
+}
+
+inline v1::WorkerInfo CpuWorker(double price_per_gpu_hour = 3.6, bool spot = false, int gpus = 1) {
+  v1::WorkerInfo info;
+  info.set_hostname("test-host");
+  info.set_accelerator("cpu");
+  info.set_gpus(gpus);
+  info.set_price_per_gpu_hour(price_per_gpu_hour);
+  info.set_spot(spot);
+  return info;
+}
+
+}  // namespace tuneledger::testing
+
+#endif  // TUNELEDGER_TESTS_SERVER_JOB_FIXTURES_H_

@@ -1,0 +1,471 @@
+#include "server/core/job_store.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "server/base/clock.h"
+#include "server/core/job_spec_validator.h"
+#include "server/core/sqlite_db.h"
+#include "tests/server/job_fixtures.h"
+#include "tests/testing/status_matchers.h"
+
+namespace tuneledger {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+using ::tuneledger::testing::CpuWorker;
+using ::tuneledger::testing::StatusIs;
+using ::tuneledger::testing::TempDir;
+using ::tuneledger::testing::ValidSpec;
+
+v1::JobSpec Spec(int priority = 0, int max_attempts = 3, const std::string& request_id = "") {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_priority(priority);
+  spec.set_max_attempts(max_attempts);
+  spec.set_client_request_id(request_id);
+  return WithDefaults(spec);
+}
+
+AttemptEnd End(int attempt, const std::string& outcome, absl::Time when, double usd = 0) {
+  AttemptEnd end;
+  end.attempt = attempt;
+  end.outcome = outcome;
+  end.end_time = when;
+  end.bill.usd = usd;
+  end.bill.seconds = 60;
+  end.bill.job_cost.set_accrued_usd(usd);
+  return end;
+}
+
+std::vector<v1::JobEvent::Kind> Kinds(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobEvent::Kind> kinds;
+  for (const v1::JobEvent& event : events) kinds.push_back(event.kind());
+  return kinds;
+}
+
+class JobStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<JobStore> Open(JobStoreOptions options = {}) {
+    absl::StatusOr<std::unique_ptr<JobStore>> store =
+        JobStore::Open(dir_.File("jobs.db"), clock_, options);
+    EXPECT_OK(store);
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+  std::string Enqueue(JobStore& store, const v1::JobSpec& spec, const std::string& tenant = "t") {
+    absl::StatusOr<EnqueueResult> result = store.Enqueue(tenant, spec);
+    EXPECT_OK(result);
+    return result.ok() ? result->update.job.id() : "";
+  }
+  std::string Register(JobStore& store, int gpus = 1) {
+    absl::StatusOr<v1::Worker> worker = store.RegisterWorker(CpuWorker(3.6, false, gpus));
+    EXPECT_OK(worker);
+    return worker.ok() ? worker->id() : "";
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+};
+
+TEST_F(JobStoreTest, JobsEventsAndAttemptsSurviveCloseAndReopen) {
+  std::vector<v1::Job> jobs_before;
+  std::map<std::string, std::vector<v1::JobEvent>> events_before;
+  std::map<std::string, std::vector<v1::AttemptCost>> attempts_before;
+  {
+    std::unique_ptr<JobStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    const std::string running = Enqueue(*store, Spec(5));
+    const std::string cancelled = Enqueue(*store, Spec(1));
+    const std::string queued = Enqueue(*store, Spec(0));
+    const std::string worker = Register(*store);
+    clock_.Advance(absl::Seconds(3));
+    ASSERT_OK(store->LeaseNext(worker, 1));
+    AttemptProgress progress;
+    progress.attempt = 1;
+    progress.progress.emplace();
+    progress.progress->set_step(10);
+    progress.progress->set_loss(2.5);
+    progress.bill.usd = 0.25;
+    progress.bill.job_cost.set_accrued_usd(0.25);
+    ASSERT_OK(store->RecordProgress(running, progress));
+    ASSERT_OK(store->RecordCheckpoint(running, 1, 10, "/ckpt/step-10"));
+    ASSERT_OK(store->Cancel(cancelled, v1::Job::USER, "no longer needed", std::nullopt));
+    for (const std::string& id : {running, cancelled, queued}) {
+      jobs_before.push_back(*store->GetJob(id));
+      events_before[id] = *store->ListJobEvents(id);
+      attempts_before[id] = *store->ListAttempts(id);
+    }
+  }
+  std::unique_ptr<JobStore> reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  for (const v1::Job& before : jobs_before) {
+    absl::StatusOr<v1::Job> after = reopened->GetJob(before.id());
+    ASSERT_OK(after);
+    EXPECT_TRUE(MessageDifferencer::Equals(before, *after)) << "expected:\n"
+                                                            << before.DebugString() << "actual:\n"
+                                                            << after->DebugString();
+    absl::StatusOr<std::vector<v1::JobEvent>> events = reopened->ListJobEvents(before.id());
+    ASSERT_OK(events);
+    ASSERT_EQ(events->size(), events_before[before.id()].size());
+    for (size_t i = 0; i < events->size(); ++i) {
+      EXPECT_TRUE(MessageDifferencer::Equals(events_before[before.id()][i], (*events)[i]))
+          << "expected:\n"
+          << events_before[before.id()][i].DebugString() << "actual:\n"
+          << (*events)[i].DebugString();
+    }
+    absl::StatusOr<std::vector<v1::AttemptCost>> attempts = reopened->ListAttempts(before.id());
+    ASSERT_OK(attempts);
+    ASSERT_EQ(attempts->size(), attempts_before[before.id()].size());
+    for (size_t i = 0; i < attempts->size(); ++i) {
+      EXPECT_TRUE(MessageDifferencer::Equals(attempts_before[before.id()][i], (*attempts)[i]));
+    }
+  }
+  EXPECT_EQ(jobs_before[0].state(), v1::Job::RUNNING);
+  EXPECT_EQ(jobs_before[0].last_checkpoint(), "/ckpt/step-10");
+  EXPECT_EQ(jobs_before[0].progress().step(), 10);
+  EXPECT_THAT(
+      Kinds(events_before[jobs_before[0].id()]),
+      ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::CHECKPOINT));
+  EXPECT_EQ(jobs_before[1].state(), v1::Job::CANCELLED);
+  EXPECT_EQ(jobs_before[1].reason(), v1::Job::USER);
+  EXPECT_THAT(attempts_before[jobs_before[0].id()], SizeIs(1));
+}
+
+TEST_F(JobStoreTest, IllegalTransitionsAreRefusedAndChangeNothing) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string worker = Register(*store);
+  const std::string job = Enqueue(*store, Spec());
+
+  // Not running yet: no progress, no finish, no requeue.
+  AttemptProgress progress;
+  progress.attempt = 1;
+  EXPECT_THAT(store->RecordProgress(job, progress),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is QUEUED")));
+  EXPECT_THAT(store->Finish(job, End(1, "SUCCEEDED", clock_.Now()), v1::Job::SUCCEEDED,
+                            v1::Job::REASON_UNSPECIFIED, "/adapter"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is QUEUED")));
+  EXPECT_THAT(store->Requeue(job, End(1, "LOST", clock_.Now())),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is QUEUED")));
+
+  ASSERT_OK(store->LeaseNext(worker, 1));
+  // A stale attempt number is refused.
+  EXPECT_THAT(store->RecordCheckpoint(job, 2, 5, "/x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not attempt 2")));
+  ASSERT_OK(store->Finish(job, End(1, "SUCCEEDED", clock_.Now()), v1::Job::SUCCEEDED,
+                          v1::Job::REASON_UNSPECIFIED, "/adapter"));
+  const size_t events = store->ListJobEvents(job)->size();
+
+  // A finished job cannot be cancelled, finished again or requeued.
+  EXPECT_THAT(
+      store->Cancel(job, v1::Job::USER, "", std::nullopt),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("job " + job + " is SUCCEEDED")));
+  EXPECT_THAT(store->Finish(job, End(1, "FAILED", clock_.Now()), v1::Job::FAILED,
+                            v1::Job::TRAINER_ERROR, ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is SUCCEEDED")));
+  EXPECT_THAT(store->Requeue(job, End(1, "PREEMPTED", clock_.Now())),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is SUCCEEDED")));
+  EXPECT_EQ(store->ListJobEvents(job)->size(), events) << "refused verbs write no events";
+  EXPECT_EQ(store->GetJob(job)->state(), v1::Job::SUCCEEDED);
+  EXPECT_EQ(store->GetJob(job)->adapter_path(), "/adapter");
+
+  // Unknown ids.
+  EXPECT_THAT(store->GetJob("999"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("999")));
+  EXPECT_THAT(store->GetJob("abc"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store->LeaseNext("w-404", 1), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(store->SetWorkerGone(worker, v1::Worker::LOST));
+  EXPECT_THAT(store->LeaseNext(worker, 1),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("LOST")));
+  EXPECT_THAT(store->TouchWorker(worker), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(JobStoreTest, EightThreadsSubmittingAndTransitioningLoseNothing) {
+  std::unique_ptr<JobStore> store = Open();
+  constexpr int kThreads = 8;
+  constexpr int kJobsPerThread = 20;
+  std::atomic<int> finished{0};
+  std::atomic<int> cancelled{0};
+  std::atomic<int> failures{0};
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string tenant = "tenant-" + std::to_string(t);
+      absl::StatusOr<v1::Worker> worker = store->RegisterWorker(CpuWorker());
+      if (!worker.ok()) ++failures;
+      for (int i = 0; i < kJobsPerThread; ++i) {
+        absl::StatusOr<EnqueueResult> job = store->Enqueue(tenant, Spec(i % 3));
+        if (job.ok()) {
+          ids[t].push_back(job->update.job.id());
+        } else {
+          ++failures;
+        }
+        if (i % 2 == 1 && worker.ok()) {
+          // Lease whatever is next (maybe another thread's job) and finish it.
+          absl::StatusOr<std::optional<AttemptRecord>> lease = store->LeaseNext(worker->id(), 1);
+          if (!lease.ok()) {
+            ++failures;
+          } else if (lease->has_value()) {
+            const absl::StatusOr<JobUpdate> done =
+                store->Finish((*lease)->job.id(), End(1, "SUCCEEDED", absl::Now()),
+                              v1::Job::SUCCEEDED, v1::Job::REASON_UNSPECIFIED, "/a");
+            done.ok() ? ++finished : ++failures;
+          }
+        }
+      }
+      // Cancel own jobs; one leased by another thread meanwhile is refused, never lost.
+      for (size_t i = 0; i < ids[t].size(); i += 4) {
+        const absl::StatusOr<JobUpdate> cancel =
+            store->Cancel(ids[t][i], v1::Job::USER, "", std::nullopt);
+        if (cancel.ok()) {
+          ++cancelled;
+        } else if (!absl::IsFailedPrecondition(cancel.status())) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  std::map<v1::Job::State, int> by_state;
+  std::set<std::string> unique_ids;
+  for (const std::vector<std::string>& thread_ids : ids) {
+    ASSERT_THAT(thread_ids, SizeIs(kJobsPerThread));
+    for (const std::string& id : thread_ids) {
+      unique_ids.insert(id);
+      absl::StatusOr<v1::Job> job = store->GetJob(id);
+      ASSERT_OK(job);
+      ++by_state[job->state()];
+      const std::vector<v1::JobEvent> events = *store->ListJobEvents(id);
+      switch (job->state()) {
+        case v1::Job::QUEUED:
+          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED)) << "job " << id;
+          break;
+        case v1::Job::SUCCEEDED:
+          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED,
+                                                 v1::JobEvent::SUCCEEDED))
+              << "job " << id;
+          break;
+        case v1::Job::CANCELLED:
+          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::CANCELLED))
+              << "job " << id;
+          break;
+        default:
+          ADD_FAILURE() << "job " << id << " is " << v1::Job::State_Name(job->state());
+      }
+    }
+  }
+  EXPECT_EQ(unique_ids.size(), static_cast<size_t>(kThreads * kJobsPerThread));
+  EXPECT_EQ(by_state[v1::Job::SUCCEEDED], finished.load());
+  EXPECT_EQ(by_state[v1::Job::CANCELLED], cancelled.load());
+  absl::StatusOr<std::map<std::string, int64_t>> counts = store->CountJobsByState();
+  ASSERT_OK(counts);
+  int64_t total = 0;
+  for (const auto& [state, count] : *counts) total += count;
+  EXPECT_EQ(total, kThreads * kJobsPerThread);
+}
+
+TEST_F(JobStoreTest, EnqueueIsIdempotentOnTenantAndRequestId) {
+  std::unique_ptr<JobStore> store = Open();
+  absl::StatusOr<EnqueueResult> first = store->Enqueue("alice", Spec(0, 3, "req-1"));
+  absl::StatusOr<EnqueueResult> again = store->Enqueue("alice", Spec(9, 3, "req-1"));
+  absl::StatusOr<EnqueueResult> other_tenant = store->Enqueue("bob", Spec(0, 3, "req-1"));
+  ASSERT_OK(first);
+  ASSERT_OK(again);
+  ASSERT_OK(other_tenant);
+  EXPECT_FALSE(first->deduplicated);
+  EXPECT_TRUE(again->deduplicated);
+  EXPECT_EQ(again->update.job.id(), first->update.job.id());
+  EXPECT_EQ(again->update.job.spec().priority(), 0) << "the first submit wins";
+  EXPECT_TRUE(again->update.events.empty());
+  EXPECT_NE(other_tenant->update.job.id(), first->update.job.id());
+  EXPECT_THAT(*store->ListJobEvents(first->update.job.id()), SizeIs(1));
+}
+
+TEST_F(JobStoreTest, LeasesByPriorityThenSubmitOrderAndOnlyWhatFits) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string low = Enqueue(*store, Spec(-5));
+  const std::string high_first = Enqueue(*store, Spec(10));
+  v1::JobSpec big = Spec(100);
+  big.set_gpus(4);
+  const std::string needs_four = Enqueue(*store, big);
+  const std::string high_second = Enqueue(*store, Spec(10));
+  const std::string worker = Register(*store, /*gpus=*/4);
+
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    absl::StatusOr<std::optional<AttemptRecord>> lease = store->LeaseNext(worker, 1);
+    ASSERT_OK(lease);
+    if (!lease->has_value()) break;
+    order.push_back((*lease)->job.id());
+    EXPECT_EQ((*lease)->attempt.state(), "RUNNING");
+    EXPECT_EQ((*lease)->attempt.attempt(), 1);
+    EXPECT_DOUBLE_EQ((*lease)->attempt.price_per_gpu_hour(), 3.6);
+    ASSERT_THAT((*lease)->events, SizeIs(1));
+    EXPECT_EQ((*lease)->events[0].kind(), v1::JobEvent::STARTED);
+  }
+  EXPECT_THAT(order, ElementsAre(high_first, high_second, low)) << "4-GPU job skipped at 1 free";
+  absl::StatusOr<std::optional<AttemptRecord>> big_lease = store->LeaseNext(worker, 4);
+  ASSERT_OK(big_lease);
+  ASSERT_TRUE(big_lease->has_value());
+  EXPECT_EQ((*big_lease)->job.id(), needs_four);
+  EXPECT_EQ((*big_lease)->attempt.gpus(), 4);
+}
+
+TEST_F(JobStoreTest, RequeueCountsAttemptsAndFailsPastTheCap) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string job = Enqueue(*store, Spec(0, /*max_attempts=*/2));
+  const std::string worker = Register(*store);
+
+  ASSERT_OK(store->LeaseNext(worker, 1));
+  AttemptEnd preempted = End(1, "PREEMPTED", clock_.Now(), 0.5);
+  preempted.last_checkpoint = "/ckpt/step-20";
+  absl::StatusOr<JobUpdate> requeued = store->Requeue(job, preempted);
+  ASSERT_OK(requeued);
+  EXPECT_EQ(requeued->job.state(), v1::Job::QUEUED);
+  EXPECT_EQ(requeued->job.attempts(), 1);
+  EXPECT_EQ(requeued->job.last_checkpoint(), "/ckpt/step-20");
+  ASSERT_THAT(requeued->events, SizeIs(1));
+  EXPECT_EQ(requeued->events[0].kind(), v1::JobEvent::REQUEUED);
+
+  absl::StatusOr<std::optional<AttemptRecord>> second = store->LeaseNext(worker, 1);
+  ASSERT_OK(second);
+  ASSERT_TRUE(second->has_value());
+  EXPECT_EQ((*second)->attempt.attempt(), 2);
+  EXPECT_EQ((*second)->job.last_checkpoint(), "/ckpt/step-20") << "resume point";
+
+  absl::StatusOr<JobUpdate> failed = store->Requeue(job, End(2, "LOST", clock_.Now(), 0.75));
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->job.state(), v1::Job::FAILED);
+  EXPECT_EQ(failed->job.reason(), v1::Job::ATTEMPTS_EXHAUSTED);
+  EXPECT_THAT(failed->job.message(), HasSubstr("all 2 attempts are used"));
+  EXPECT_TRUE(failed->job.has_end_time());
+  const std::vector<v1::AttemptCost> attempts = *store->ListAttempts(job);
+  ASSERT_THAT(attempts, SizeIs(2));
+  EXPECT_EQ(attempts[0].state(), "PREEMPTED");
+  EXPECT_EQ(attempts[1].state(), "LOST");
+  EXPECT_THAT(Kinds(*store->ListJobEvents(job)),
+              ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::REQUEUED,
+                          v1::JobEvent::STARTED, v1::JobEvent::FAILED));
+}
+
+TEST_F(JobStoreTest, ListsInDispatchOrderWithPages) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string worker = Register(*store);
+  const std::string finished_early = Enqueue(*store, Spec(50));
+  const std::string running = Enqueue(*store, Spec(40));
+  ASSERT_OK(store->LeaseNext(worker, 1));  // finished_early (priority 50)
+  ASSERT_OK(store->Finish(finished_early, End(1, "SUCCEEDED", clock_.Now()), v1::Job::SUCCEEDED,
+                          v1::Job::REASON_UNSPECIFIED, "/a"));
+  ASSERT_OK(store->LeaseNext(worker, 1));  // running (priority 40)
+  const std::string q_low = Enqueue(*store, Spec(1));
+  const std::string q_high = Enqueue(*store, Spec(7));
+  const std::string q_low_later = Enqueue(*store, Spec(1));
+  clock_.Advance(absl::Seconds(1));
+  const std::string cancelled_later = Enqueue(*store, Spec(0));
+  ASSERT_OK(store->Cancel(cancelled_later, v1::Job::USER, "", std::nullopt));
+
+  JobQuery query;
+  query.page_size = 100;
+  absl::StatusOr<JobPage> all = store->ListJobs(query);
+  ASSERT_OK(all);
+  std::vector<std::string> order;
+  for (const v1::Job& job : all->jobs) order.push_back(job.id());
+  EXPECT_THAT(order,
+              ElementsAre(q_high, q_low, q_low_later, running, cancelled_later, finished_early));
+  EXPECT_EQ(all->next_page_token, "");
+
+  query.page_size = 4;
+  absl::StatusOr<JobPage> first = store->ListJobs(query);
+  ASSERT_OK(first);
+  EXPECT_THAT(first->jobs, SizeIs(4));
+  query.page_token = first->next_page_token;
+  absl::StatusOr<JobPage> second = store->ListJobs(query);
+  ASSERT_OK(second);
+  ASSERT_THAT(second->jobs, SizeIs(2));
+  EXPECT_EQ(second->jobs[0].id(), cancelled_later);
+  EXPECT_EQ(second->next_page_token, "");
+
+  JobQuery queued_only;
+  queued_only.states = {v1::Job::QUEUED};
+  EXPECT_THAT(store->ListJobs(queued_only)->jobs, SizeIs(3));
+  JobQuery other_tenant;
+  other_tenant.tenant = "nobody";
+  EXPECT_THAT(store->ListJobs(other_tenant)->jobs, SizeIs(0));
+  JobQuery bad_token;
+  bad_token.page_token = "xyz";
+  EXPECT_THAT(store->ListJobs(bad_token),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+TEST_F(JobStoreTest, ProgressHistoryIsDownsampledToABoundedNumberOfPoints) {
+  JobStoreOptions options;
+  options.max_progress_points = 16;
+  std::unique_ptr<JobStore> store = Open(options);
+  const std::string job = Enqueue(*store, Spec());
+  ASSERT_OK(store->LeaseNext(Register(*store), 1));
+  constexpr int kReports = 300;
+  for (int step = 1; step <= kReports; ++step) {
+    AttemptProgress progress;
+    progress.attempt = 1;
+    progress.progress.emplace();
+    progress.progress->set_step(step);
+    ASSERT_OK(store->RecordProgress(job, progress));
+  }
+  absl::StatusOr<std::vector<v1::Progress>> history = store->ListProgressHistory(job);
+  ASSERT_OK(history);
+  EXPECT_LE(history->size(), 16u);
+  EXPECT_GE(history->size(), 8u) << "thinning halves, never empties";
+  EXPECT_EQ(history->front().step(), 1) << "the start stays";
+  EXPECT_GE(history->back().step(), kReports - kReports / 8) << "the points span the run";
+  for (size_t i = 1; i < history->size(); ++i) {
+    EXPECT_LT((*history)[i - 1].step(), (*history)[i].step());
+  }
+  EXPECT_EQ(store->GetJob(job)->progress().step(), kReports) << "latest progress is exact";
+}
+
+TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {
+  std::string job;
+  {
+    JobStoreOptions version_one;
+    version_one.schema_version = 1;
+    std::unique_ptr<JobStore> old = Open(version_one);
+    ASSERT_NE(old, nullptr);
+    EXPECT_EQ(*old->SchemaVersion(), 1);
+    job = Enqueue(*old, Spec());
+  }
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->SchemaVersion(), kJobStoreSchemaVersion);
+  EXPECT_EQ(store->GetJob(job)->state(), v1::Job::QUEUED);
+  ASSERT_OK(store->LeaseNext(Register(*store), 1));
+  AttemptProgress progress;
+  progress.attempt = 1;
+  progress.progress.emplace();
+  progress.progress->set_step(1);
+  ASSERT_OK(store->RecordProgress(job, progress));
+  EXPECT_THAT(*store->ListProgressHistory(job), SizeIs(1)) << "the version-2 table works";
+}
+
+TEST_F(JobStoreTest, RefusesADatabaseFromANewerServer) {
+  { ASSERT_NE(Open(), nullptr); }
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec("PRAGMA user_version = 99"));
+  }
+  EXPECT_THAT(JobStore::Open(dir_.File("jobs.db"), clock_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+}  // namespace
+}  // namespace tuneledger

@@ -1,0 +1,500 @@
+#include "server/core/scheduler.h"
+
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/base/clock.h"
+#include "server/core/job_store.h"
+#include "tests/server/job_fixtures.h"
+#include "tests/testing/status_matchers.h"
+
+namespace tuneledger {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::tuneledger::testing::CpuWorker;
+using ::tuneledger::testing::StatusIs;
+using ::tuneledger::testing::TempDir;
+using ::tuneledger::testing::ValidSpec;
+
+// $3600 per GPU-hour is $1 per GPU-second: costs in these tests read as seconds.
+constexpr double kDollarPerSecond = 3600.0;
+
+std::vector<v1::JobEvent::Kind> Kinds(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobEvent::Kind> kinds;
+  for (const v1::JobEvent& event : events) kinds.push_back(event.kind());
+  return kinds;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : metrics_(registry_, clock_) {}
+
+  void SetUp() override { StartScheduler(); }
+
+  void StartScheduler() {
+    if (store_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(dir_.File("db"), clock_);
+      ASSERT_OK(store);
+      store_ = *std::move(store);
+    }
+    SchedulerOptions options;
+    options.heartbeat_timeout = absl::Seconds(15);
+    options.report_interval = absl::Seconds(1);
+    options.start_ticker = false;  // the test drives Tick() with the fake clock
+    options.check_inputs = false;  // specs name no real files here
+    scheduler_ = std::make_unique<Scheduler>(*store_, metrics_, clock_, options);
+    ASSERT_OK(scheduler_->Start());
+  }
+
+  std::string Submit(v1::JobSpec spec, const std::string& tenant = "t") {
+    absl::StatusOr<EnqueueResult> result = scheduler_->SubmitJob(tenant, spec);
+    EXPECT_OK(result);
+    return result.ok() ? result->update.job.id() : "";
+  }
+  v1::JobSpec BudgetSpec(double usd, v1::Budget::Policy policy = v1::Budget::CANCEL) {
+    v1::JobSpec spec = ValidSpec();
+    spec.mutable_budget()->set_usd(usd);
+    spec.mutable_budget()->set_policy(policy);
+    return spec;
+  }
+  std::string Register(double price = kDollarPerSecond, bool spot = false, int gpus = 1) {
+    absl::StatusOr<v1::RegisterWorkerResponse> response =
+        scheduler_->RegisterWorker(CpuWorker(price, spot, gpus));
+    EXPECT_OK(response);
+    return response.ok() ? response->worker_id() : "";
+  }
+  std::optional<v1::Lease> Lease(const std::string& worker) {
+    v1::LeaseJobRequest request;
+    request.set_worker_id(worker);
+    request.set_wait_seconds(0);
+    absl::StatusOr<v1::LeaseJobResponse> response = scheduler_->LeaseJob(request);
+    EXPECT_OK(response);
+    if (!response.ok() || !response->has_lease()) return std::nullopt;
+    return response->lease();
+  }
+  absl::Status Report(const std::string& worker, const v1::Lease& lease,
+                      v1::TrainerUpdate::Kind kind, int step = 0, double worker_usd = 0) {
+    v1::ProgressReport report;
+    report.set_worker_id(worker);
+    report.set_job_id(lease.job_id());
+    report.set_attempt(lease.attempt());
+    report.set_accrued_usd(worker_usd);
+    report.mutable_update()->set_kind(kind);
+    report.mutable_update()->set_step(step);
+    report.mutable_update()->set_total_steps(100);
+    report.mutable_update()->set_loss(3.0 - step * 0.01);
+    if (kind == v1::TrainerUpdate::CHECKPOINT) {
+      report.mutable_update()->set_checkpoint_path("/ckpt/step-" + std::to_string(step));
+    }
+    return scheduler_->ReportProgress(report);
+  }
+  v1::HeartbeatResponse Heartbeat(const std::string& worker,
+                                  const std::vector<std::string>& jobs = {}) {
+    v1::HeartbeatRequest request;
+    request.set_worker_id(worker);
+    for (const std::string& job : jobs) request.add_running_job_ids(job);
+    absl::StatusOr<v1::HeartbeatResponse> response = scheduler_->Heartbeat(request);
+    EXPECT_OK(response);
+    return response.ok() ? *response : v1::HeartbeatResponse();
+  }
+  absl::Status Finish(const std::string& worker, const v1::Lease& lease,
+                      v1::FinishAttemptRequest::Outcome outcome) {
+    v1::FinishAttemptRequest request;
+    request.set_worker_id(worker);
+    request.set_job_id(lease.job_id());
+    request.set_attempt(lease.attempt());
+    request.set_outcome(outcome);
+    request.set_adapter_path("/adapters/" + lease.job_id());
+    request.set_message(outcome == v1::FinishAttemptRequest::FAILED ? "CUDA out of memory" : "");
+    return scheduler_->FinishAttempt(request);
+  }
+  v1::Job Job(const std::string& id) {
+    absl::StatusOr<v1::Job> job = scheduler_->GetJob("t", id);
+    EXPECT_OK(job);
+    return job.ok() ? *job : v1::Job();
+  }
+  std::vector<v1::JobEvent> Events(const std::string& id) {
+    absl::StatusOr<std::vector<v1::JobEvent>> events = scheduler_->ListJobEvents("t", id);
+    EXPECT_OK(events);
+    return events.ok() ? *events : std::vector<v1::JobEvent>();
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  prometheus::Registry registry_;
+  ServerMetrics metrics_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, DispatchesByPriorityThenFifo) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_priority(1);
+  const std::string a = Submit(spec);
+  spec.set_priority(5);
+  const std::string b = Submit(spec);
+  spec.set_priority(1);
+  const std::string c = Submit(spec);
+  spec.set_priority(-3);
+  const std::string d = Submit(spec);
+
+  absl::StatusOr<JobPage> listed = scheduler_->ListJobs("t", {v1::Job::QUEUED}, 0, "");
+  ASSERT_OK(listed);
+  std::vector<std::string> listed_ids;
+  for (const v1::Job& job : listed->jobs) listed_ids.push_back(job.id());
+  EXPECT_THAT(listed_ids, ElementsAre(b, a, c, d)) << "list shows dispatch order";
+
+  const std::string worker = Register();
+  std::vector<std::string> leased;
+  while (std::optional<v1::Lease> lease = Lease(worker)) {
+    leased.push_back(lease->job_id());
+    ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+  }
+  EXPECT_THAT(leased, ElementsAre(b, a, c, d));
+  EXPECT_EQ(Job(b).state(), v1::Job::SUCCEEDED);
+  EXPECT_EQ(Job(b).adapter_path(), "/adapters/" + b);
+}
+
+TEST_F(SchedulerTest, AWorkerRunsOnlyWhatFitsItsFreeGpus) {
+  v1::JobSpec two = ValidSpec();
+  two.set_gpus(2);
+  const std::string big = Submit(two);
+  const std::string small = Submit(ValidSpec());
+  const std::string one_gpu = Register(kDollarPerSecond, false, 1);
+  std::optional<v1::Lease> lease = Lease(one_gpu);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->job_id(), small) << "the 2-GPU job does not fit a 1-GPU worker";
+  EXPECT_FALSE(Lease(one_gpu).has_value()) << "its only GPU is busy";
+  const std::string two_gpus = Register(kDollarPerSecond, false, 2);
+  lease = Lease(two_gpus);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->job_id(), big);
+}
+
+TEST_F(SchedulerTest, AnExpiredLeaseRequeuesTheJobAndCountsTheAttempt) {
+  const std::string job = Submit(ValidSpec());
+  const std::string lost_worker = Register();
+  std::optional<v1::Lease> first = Lease(lost_worker);
+  ASSERT_TRUE(first.has_value());
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_OK(Report(lost_worker, *first, v1::TrainerUpdate::CHECKPOINT, 20));
+  const std::string healthy = Register();
+
+  // The first worker falls silent; the second keeps heartbeating.
+  for (int i = 0; i < 16; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat(healthy);
+    scheduler_->Tick();
+  }
+  const v1::Job requeued = Job(job);
+  EXPECT_EQ(requeued.state(), v1::Job::QUEUED);
+  EXPECT_EQ(requeued.attempts(), 1);
+  EXPECT_EQ(requeued.last_checkpoint(), "/ckpt/step-20");
+  absl::StatusOr<v1::CostReport> report = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(report);
+  ASSERT_THAT(report->attempts(), SizeIs(1));
+  EXPECT_EQ(report->attempts(0).state(), "LOST");
+  // Billed up to the worker's last contact (its report at 4 s), not the 19 s until expiry.
+  EXPECT_NEAR(report->attempts(0).usd(), 4.0, 1e-6);
+  EXPECT_THAT(Kinds(Events(job)), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED,
+                                              v1::JobEvent::CHECKPOINT, v1::JobEvent::REQUEUED));
+
+  EXPECT_FALSE(Heartbeat(lost_worker).known()) << "a LOST worker must re-register";
+  absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_->ListWorkers();
+  ASSERT_OK(workers);
+  EXPECT_EQ((*workers)[0].state(), v1::Worker::LOST);
+
+  std::optional<v1::Lease> second = Lease(healthy);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->attempt(), 2);
+  EXPECT_EQ(second->resume_checkpoint(), "/ckpt/step-20");
+  EXPECT_EQ(Job(job).attempts(), 2);
+}
+
+TEST_F(SchedulerTest, PastTheAttemptCapTheJobFailsWithAttemptsExhausted) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_max_attempts(2);
+  const std::string job = Submit(spec);
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    const std::string worker = Register();
+    std::optional<v1::Lease> lease = Lease(worker);
+    ASSERT_TRUE(lease.has_value());
+    EXPECT_EQ(lease->attempt(), attempt);
+    clock_.Advance(absl::Seconds(16));
+    scheduler_->Tick();
+  }
+  const v1::Job failed = Job(job);
+  EXPECT_EQ(failed.state(), v1::Job::FAILED);
+  EXPECT_EQ(failed.reason(), v1::Job::ATTEMPTS_EXHAUSTED);
+  EXPECT_EQ(failed.attempts(), 2);
+  EXPECT_FALSE(Lease(Register()).has_value()) << "a failed job is never leased again";
+}
+
+TEST_F(SchedulerTest, PreemptedAttemptRequeuesAndTrainerFailureFailsWithItsMessage) {
+  const std::string job = Submit(ValidSpec());
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::PREEMPTED));
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
+  lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->attempt(), 2);
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::FAILED));
+  EXPECT_EQ(Job(job).state(), v1::Job::FAILED);
+  EXPECT_EQ(Job(job).reason(), v1::Job::TRAINER_ERROR);
+  EXPECT_EQ(Job(job).message(), "CUDA out of memory");
+  EXPECT_THAT(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(SchedulerTest, BudgetCancelsWithinOneReportIntervalAfterRecordingTheThresholds) {
+  const std::string job = Submit(BudgetSpec(10.0));
+  const std::string worker = Register();  // $1 per second
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  int step = 0;
+  while (Job(job).state() == v1::Job::RUNNING && step < 30) {
+    clock_.Advance(absl::Seconds(1));  // one report interval
+    ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, ++step));
+  }
+  const v1::Job cancelled = Job(job);
+  EXPECT_EQ(cancelled.state(), v1::Job::CANCELLED);
+  EXPECT_EQ(cancelled.reason(), v1::Job::BUDGET_EXCEEDED);
+  // At most one report interval's cost ($1) past the $10 budget.
+  EXPECT_GE(cancelled.cost().accrued_usd(), 10.0);
+  EXPECT_LE(cancelled.cost().accrued_usd(), 11.0);
+
+  const std::vector<v1::JobEvent> events = Events(job);
+  std::vector<double> thresholds;
+  for (const v1::JobEvent& event : events) {
+    if (event.kind() == v1::JobEvent::BUDGET_THRESHOLD) thresholds.push_back(event.threshold());
+  }
+  EXPECT_THAT(thresholds, ElementsAre(0.5, 0.8, 1.0)) << "each crossed once, in order";
+  EXPECT_EQ(events.back().kind(), v1::JobEvent::CANCELLED);
+  EXPECT_EQ(events.back().reason(), v1::Job::BUDGET_EXCEEDED);
+
+  // The worker learns it on its stream and on its heartbeat.
+  std::optional<v1::WorkerCommand> command =
+      scheduler_->NextCommand(job, lease->attempt(), absl::ZeroDuration());
+  ASSERT_TRUE(command.has_value());
+  EXPECT_EQ(command->kind(), v1::WorkerCommand::CANCEL);
+  EXPECT_EQ(command->reason(), v1::Job::BUDGET_EXCEEDED);
+  EXPECT_THAT(Heartbeat(worker, {job}).cancel_job_ids(), ElementsAre(job));
+  // More reports are refused (the stream stays up to carry the CANCEL).
+  EXPECT_THAT(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 99),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancelled")));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::CANCELLED));
+  EXPECT_FALSE(scheduler_->NextCommand(job, lease->attempt(), absl::ZeroDuration()).has_value());
+  EXPECT_EQ(Job(job).state(), v1::Job::CANCELLED) << "the worker's late finish changes nothing";
+}
+
+TEST_F(SchedulerTest, ServerClockAccruesForASilentWorkerAndEnforcesTheBudget) {
+  const std::string job = Submit(BudgetSpec(5.0));
+  const std::string worker = Register();  // $1 per second
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  // The worker heartbeats (so it is not LOST) but never reports cost; one lying report says $0.
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::COST, 0, /*worker_usd=*/0.0));
+  for (int tick = 0; tick < 40 && Job(job).state() == v1::Job::RUNNING; ++tick) {
+    clock_.Advance(absl::Milliseconds(500));  // the ticker's period: half a report interval
+    Heartbeat(worker, {job});
+    scheduler_->Tick();
+  }
+  const v1::Job cancelled = Job(job);
+  EXPECT_EQ(cancelled.state(), v1::Job::CANCELLED);
+  EXPECT_EQ(cancelled.reason(), v1::Job::BUDGET_EXCEEDED);
+  EXPECT_GE(cancelled.cost().accrued_usd(), 5.0);
+  EXPECT_LE(cancelled.cost().accrued_usd(), 5.5) << "charged up to the cancel instant";
+  absl::StatusOr<v1::CostReport> report = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(report);
+  EXPECT_NEAR(report->compute_usd(), cancelled.cost().accrued_usd(), 1e-9);
+  EXPECT_NEAR(report->overshoot_usd(), cancelled.cost().accrued_usd() - 5.0, 1e-9);
+}
+
+TEST_F(SchedulerTest, AlertOnlyBudgetKeepsTheJobRunning) {
+  const std::string job = Submit(BudgetSpec(2.0, v1::Budget::ALERT_ONLY));
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  for (int step = 1; step <= 5; ++step) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, step));
+  }
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  int crossings = 0;
+  for (const v1::JobEvent& event : Events(job)) {
+    crossings += event.kind() == v1::JobEvent::BUDGET_THRESHOLD;
+  }
+  EXPECT_EQ(crossings, 3);
+}
+
+TEST_F(SchedulerTest, NoBudgetMeansNoBudgetEvents) {
+  const std::string job = Submit(ValidSpec());
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  for (int step = 1; step <= 30; ++step) {
+    clock_.Advance(absl::Seconds(100));
+    Heartbeat(worker, {job});
+    ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, step));
+    scheduler_->Tick();
+  }
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  EXPECT_GT(Job(job).cost().accrued_usd(), 2999.0);
+  for (const v1::JobEvent& event : Events(job)) {
+    EXPECT_NE(event.kind(), v1::JobEvent::BUDGET_THRESHOLD);
+    EXPECT_NE(event.kind(), v1::JobEvent::PROJECTED_OVERRUN);
+  }
+}
+
+TEST_F(SchedulerTest, ProjectedOverrunIsRaisedOnceFromTheObservedRate) {
+  // 100 steps at 1 step/s on a $1/s worker project to ~$100 against a $60 budget.
+  const std::string job = Submit(BudgetSpec(60.0));
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  for (int step = 1; step <= 20; ++step) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, step));
+  }
+  const v1::Job running = Job(job);
+  EXPECT_NEAR(running.cost().projected_usd(), 100.0, 1.5);
+  EXPECT_NEAR(running.progress().eta_seconds(), 80.0, 1e-6);
+  int overruns = 0;
+  for (const v1::JobEvent& event : Events(job)) {
+    if (event.kind() != v1::JobEvent::PROJECTED_OVERRUN) continue;
+    ++overruns;
+    EXPECT_GE(event.step(), 10) << "not before 10% of the steps";
+    EXPECT_GT(event.cost_usd(), 60.0);
+  }
+  EXPECT_EQ(overruns, 1);
+}
+
+TEST_F(SchedulerTest, ZeroBudgetIsRejectedAtSubmitAndNothingIsStored) {
+  EXPECT_THAT(scheduler_->SubmitJob("t", BudgetSpec(0.0)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.budget.usd")));
+  absl::StatusOr<JobPage> jobs = scheduler_->ListJobs("t", {}, 0, "");
+  ASSERT_OK(jobs);
+  EXPECT_THAT(jobs->jobs, IsEmpty());
+}
+
+TEST_F(SchedulerTest, JobsOfAnotherTenantArePermissionDenied) {
+  const std::string job = Submit(ValidSpec(), "alice");
+  EXPECT_OK(scheduler_->GetJob("alice", job));
+  EXPECT_THAT(scheduler_->GetJob("bob", job), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->CancelJob("bob", job, ""), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(scheduler_->ListJobs("bob", {}, 0, "")->jobs, IsEmpty());
+  EXPECT_THAT(scheduler_->GetJob("alice", "12345"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, UserCancelOfARunningJobChargesUpToTheCancelAndTellsTheWorker) {
+  const std::string job = Submit(ValidSpec());
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(7));
+  absl::StatusOr<v1::Job> cancelled = scheduler_->CancelJob("t", job, "");
+  ASSERT_OK(cancelled);
+  EXPECT_EQ(cancelled->state(), v1::Job::CANCELLED);
+  EXPECT_EQ(cancelled->reason(), v1::Job::USER);
+  EXPECT_NEAR(cancelled->cost().accrued_usd(), 7.0, 1e-6);
+  EXPECT_TRUE(scheduler_->NextCommand(job, 1, absl::ZeroDuration()).has_value());
+  clock_.Advance(absl::Seconds(5));
+  Heartbeat(worker, {job});
+  scheduler_->Tick();
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 7.0, 1e-6) << "nothing accrues after the cancel";
+  EXPECT_TRUE(scheduler_->NextCommand(job, 1, absl::ZeroDuration()).has_value())
+      << "still waiting for the worker to stop";
+  EXPECT_THAT(scheduler_->CancelJob("t", job, ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is CANCELLED")));
+}
+
+TEST_F(SchedulerTest, WatchersGetTheSnapshotThenEveryEventAndProgress) {
+  const std::string job = Submit(ValidSpec());
+  absl::StatusOr<Scheduler::Watch> watch = scheduler_->WatchJob("t", job);
+  ASSERT_OK(watch);
+  EXPECT_EQ(watch->snapshot.state(), v1::Job::QUEUED);
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 5));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+
+  std::vector<v1::JobEvent::Kind> events;
+  int last_step = 0;
+  while (std::optional<WatchUpdate> update = watch->updates->Next(absl::ZeroDuration())) {
+    if (update->event.has_value()) events.push_back(update->event->kind());
+    last_step = std::max(last_step, update->job.progress().step());
+  }
+  EXPECT_THAT(events, ElementsAre(v1::JobEvent::STARTED, v1::JobEvent::SUCCEEDED));
+  EXPECT_EQ(last_step, 5);
+}
+
+TEST_F(SchedulerTest, ALongPollWakesWhenAJobIsSubmitted) {
+  const std::string worker = Register();
+  std::optional<v1::LeaseJobResponse> response;
+  std::thread poller([&] {
+    v1::LeaseJobRequest request;
+    request.set_worker_id(worker);
+    request.set_wait_seconds(30);
+    absl::StatusOr<v1::LeaseJobResponse> leased = scheduler_->LeaseJob(request);
+    if (leased.ok()) response = *leased;
+  });
+  const absl::Time start = absl::Now();
+  const std::string job = Submit(ValidSpec());
+  poller.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "woken by the submit, not the timeout";
+  ASSERT_TRUE(response.has_value());
+  ASSERT_TRUE(response->has_lease());
+  EXPECT_EQ(response->lease().job_id(), job);
+  EXPECT_EQ(response->lease().spec().lora().r(), 16) << "leased with defaults filled";
+}
+
+TEST_F(SchedulerTest, RunningAttemptsSurviveASchedulerRestart) {
+  const std::string job = Submit(BudgetSpec(100.0));
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 3));
+  scheduler_->Stop();
+  scheduler_.reset();
+
+  StartScheduler();  // same store: a restarted server
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_TRUE(Heartbeat(worker, {job}).known()) << "the worker carries on";
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 5));
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 5.0, 1e-6) << "the lease kept its start";
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+  EXPECT_EQ(Job(job).state(), v1::Job::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, AfterARestartASilentWorkerIsLostAndItsJobRequeued) {
+  const std::string job = Submit(ValidSpec());
+  const std::string worker = Register();
+  ASSERT_TRUE(Lease(worker).has_value());
+  scheduler_->Stop();
+  scheduler_.reset();
+  StartScheduler();
+  clock_.Advance(absl::Seconds(16));
+  scheduler_->Tick();
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
+  EXPECT_EQ(Job(job).attempts(), 1);
+}
+
+}  // namespace
+}  // namespace tuneledger
