@@ -6,6 +6,7 @@
 // Global flags may come before or after the command; command flags only after it. A flag
 // given twice keeps its last value unless it is repeatable. Every problem is an
 // INVALID_ARGUMENT whose message is meant for the user (tunectl exits 2 on it).
+// Thread safety: free functions without shared state; FlagValues is a plain value.
 #ifndef TUNELEDGER_CLIENT_CLI_ARGS_H_
 #define TUNELEDGER_CLIENT_CLI_ARGS_H_
 

@@ -1,5 +1,6 @@
 // The table of tunectl's commands and flags: the single source for parsing (cli_args.cc) and
 // for --help (help_text.cc), so the two cannot disagree.
+// Thread safety: the tables are immutable once built (on first use, thread-safe statics).
 #ifndef TUNELEDGER_CLIENT_COMMAND_TABLE_H_
 #define TUNELEDGER_CLIENT_COMMAND_TABLE_H_
 

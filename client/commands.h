@@ -1,6 +1,7 @@
 // RunCommand: runs one parsed tunectl command against a server and writes its output.
 // Returns the process exit code (exit_codes.h). Errors are one line on `err`:
-//   tunectl: submit: INVALID_ARGUMENT: training.learning_rate: must be > 0, got -1
+//   tunectl: submit: INVALID_ARGUMENT: spec.training.learning_rate: must be > 0, got -1
+// Thread safety: one call per CommandEnvironment at a time (it writes to its streams).
 #ifndef TUNELEDGER_CLIENT_COMMANDS_H_
 #define TUNELEDGER_CLIENT_COMMANDS_H_
 

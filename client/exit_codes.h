@@ -6,6 +6,7 @@
 //   3  `watch`: the job ended FAILED
 //   4  `watch`: the job ended CANCELLED (by the user, the budget policy, or attempts exhausted)
 //   5  `watch`: the job ended in a state this tunectl does not know
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_EXIT_CODES_H_
 #define TUNELEDGER_CLIENT_EXIT_CODES_H_
 

@@ -1,4 +1,5 @@
 // tunectl's --help text, rendered from the command table (command_table.h).
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_HELP_TEXT_H_
 #define TUNELEDGER_CLIENT_HELP_TEXT_H_
 

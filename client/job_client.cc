@@ -47,37 +47,34 @@ void JobClient::Prepare(grpc::ClientContext& context, bool with_deadline) const 
   }
 }
 
-absl::StatusOr<tuneledger::v1::SubmitJobResponse> JobClient::Submit(
-    const tuneledger::v1::JobSpec& spec) {
+template <typename Request, typename Response>
+absl::StatusOr<Response> JobClient::Unary(grpc::Status (tuneledger::v1::JobService::Stub::*method)(
+                                              grpc::ClientContext*, const Request&, Response*),
+                                          const Request& request) {
   grpc::ClientContext context;
   Prepare(context, /*with_deadline=*/true);
-  tuneledger::v1::SubmitJobRequest request;
-  *request.mutable_spec() = spec;
-  tuneledger::v1::SubmitJobResponse response;
-  absl::Status status = ToAbslStatus(stub_->SubmitJob(&context, request, &response));
+  Response response;
+  absl::Status status = ToAbslStatus((stub_.get()->*method)(&context, request, &response));
   if (!status.ok()) return status;
   return response;
 }
 
+absl::StatusOr<tuneledger::v1::SubmitJobResponse> JobClient::Submit(
+    const tuneledger::v1::JobSpec& spec) {
+  tuneledger::v1::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  return Unary(&tuneledger::v1::JobService::Stub::SubmitJob, request);
+}
+
 absl::StatusOr<Job> JobClient::Get(const std::string& id) {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
   tuneledger::v1::GetJobRequest request;
   request.set_id(id);
-  Job job;
-  absl::Status status = ToAbslStatus(stub_->GetJob(&context, request, &job));
-  if (!status.ok()) return status;
-  return job;
+  return Unary(&tuneledger::v1::JobService::Stub::GetJob, request);
 }
 
 absl::StatusOr<tuneledger::v1::ListJobsResponse> JobClient::ListPage(
     const tuneledger::v1::ListJobsRequest& request) {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
-  tuneledger::v1::ListJobsResponse response;
-  absl::Status status = ToAbslStatus(stub_->ListJobs(&context, request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return Unary(&tuneledger::v1::JobService::Stub::ListJobs, request);
 }
 
 absl::StatusOr<std::vector<Job>> JobClient::ListAll(const std::vector<Job::State>& states,
@@ -101,47 +98,32 @@ absl::StatusOr<std::vector<Job>> JobClient::ListAll(const std::vector<Job::State
 }
 
 absl::StatusOr<Job> JobClient::Cancel(const std::string& id, const std::string& message) {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
   tuneledger::v1::CancelJobRequest request;
   request.set_id(id);
   request.set_message(message);
-  Job job;
-  absl::Status status = ToAbslStatus(stub_->CancelJob(&context, request, &job));
-  if (!status.ok()) return status;
-  return job;
+  return Unary(&tuneledger::v1::JobService::Stub::CancelJob, request);
 }
 
 absl::StatusOr<std::vector<JobEvent>> JobClient::ListEvents(const std::string& id) {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
   tuneledger::v1::ListJobEventsRequest request;
   request.set_id(id);
-  tuneledger::v1::ListJobEventsResponse response;
-  absl::Status status = ToAbslStatus(stub_->ListJobEvents(&context, request, &response));
-  if (!status.ok()) return status;
-  return std::vector<JobEvent>(response.events().begin(), response.events().end());
+  absl::StatusOr<tuneledger::v1::ListJobEventsResponse> response =
+      Unary(&tuneledger::v1::JobService::Stub::ListJobEvents, request);
+  if (!response.ok()) return response.status();
+  return std::vector<JobEvent>(response->events().begin(), response->events().end());
 }
 
 absl::StatusOr<tuneledger::v1::CostReport> JobClient::GetCostReport(const std::string& id) {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
   tuneledger::v1::GetCostReportRequest request;
   request.set_id(id);
-  tuneledger::v1::CostReport report;
-  absl::Status status = ToAbslStatus(stub_->GetCostReport(&context, request, &report));
-  if (!status.ok()) return status;
-  return report;
+  return Unary(&tuneledger::v1::JobService::Stub::GetCostReport, request);
 }
 
 absl::StatusOr<std::vector<Worker>> JobClient::ListWorkers() {
-  grpc::ClientContext context;
-  Prepare(context, /*with_deadline=*/true);
-  tuneledger::v1::ListWorkersResponse response;
-  absl::Status status =
-      ToAbslStatus(stub_->ListWorkers(&context, tuneledger::v1::ListWorkersRequest(), &response));
-  if (!status.ok()) return status;
-  return std::vector<Worker>(response.workers().begin(), response.workers().end());
+  absl::StatusOr<tuneledger::v1::ListWorkersResponse> response =
+      Unary(&tuneledger::v1::JobService::Stub::ListWorkers, tuneledger::v1::ListWorkersRequest());
+  if (!response.ok()) return response.status();
+  return std::vector<Worker>(response->workers().begin(), response->workers().end());
 }
 
 absl::Status JobClient::Watch(

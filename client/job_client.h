@@ -71,6 +71,12 @@ class JobClient {
   // Prepares a context: the authorization metadata and, for unary calls, the deadline.
   void Prepare(grpc::ClientContext& context, bool with_deadline) const;
 
+  // Every unary call: a fresh context with token and deadline, the call, the status conversion.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Unary(grpc::Status (tuneledger::v1::JobService::Stub::*method)(
+                                     grpc::ClientContext*, const Request&, Response*),
+                                 const Request& request);
+
   const Options options_;
   std::unique_ptr<tuneledger::v1::JobService::Stub> stub_;
 

@@ -3,6 +3,7 @@
 // JSON uses the proto JSON mapping with the proto's own field names ("state": "QUEUED",
 // "reason": "USER", "model_path": ...), and prints fields at their default values too, so a
 // script finds every field; one document per command.
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
 #define TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
 

@@ -63,12 +63,16 @@ std::string CostText(const Job& job) {
 
 }  // namespace
 
+double ProgressRatio(const tuneledger::v1::Progress& progress) {
+  if (progress.ratio() > 0) return progress.ratio();
+  if (progress.total_steps() > 0)
+    return static_cast<double>(progress.step()) / progress.total_steps();
+  return 0;
+}
+
 double EstimateEtaSeconds(const tuneledger::v1::Progress& progress) {
   if (progress.eta_seconds() > 0) return progress.eta_seconds();
-  double ratio = progress.ratio();
-  if (ratio <= 0 && progress.total_steps() > 0) {
-    ratio = static_cast<double>(progress.step()) / progress.total_steps();
-  }
+  const double ratio = ProgressRatio(progress);
   if (ratio >= 1) return 0;
   if (ratio <= 0 || progress.elapsed_seconds() <= 0) return -1;
   return progress.elapsed_seconds() * (1 - ratio) / ratio;
@@ -87,10 +91,7 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
   const tuneledger::v1::Progress& progress = job.progress();
   const bool running = job.state() == Job::RUNNING;
   const bool has_steps = progress.step() > 0 || progress.total_steps() > 0;
-  double ratio = progress.ratio();
-  if (ratio <= 0 && progress.total_steps() > 0) {
-    ratio = static_cast<double>(progress.step()) / progress.total_steps();
-  }
+  const double ratio = ProgressRatio(progress);
 
   std::vector<Part> parts;
   parts.push_back({absl::StrCat("job ", job.id(), " ", StateText(job)), 100});

@@ -4,6 +4,7 @@
 //       $0.42/$5.00 ETA 3m12s                                       (one line on a terminal)
 //
 // Pure functions of the Job message, so widths and ETA are unit-tested without a terminal.
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_PROGRESS_BAR_H_
 #define TUNELEDGER_CLIENT_PROGRESS_BAR_H_
 
@@ -12,6 +13,9 @@
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger::client {
+
+// step / total_steps: the report's ratio, or computed when the report has none; 0 when unknown.
+double ProgressRatio(const tuneledger::v1::Progress& progress);
 
 // Seconds until the job's training finishes: the trainer's eta_seconds when it gave one, else
 // extrapolated from elapsed time and the step ratio; negative when unknown (no progress yet).

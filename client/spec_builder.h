@@ -10,6 +10,7 @@
 // The client checks only what it must to build the message (numbers parse, enums are known);
 // ranges, paths and module names are the server's ValidateJobSpec()'s job, so that there is
 // one validation and its errors name the proto field.
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_SPEC_BUILDER_H_
 #define TUNELEDGER_CLIENT_SPEC_BUILDER_H_
 

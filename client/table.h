@@ -7,6 +7,7 @@
 //
 // Columns are separated by two spaces and padded to their widest cell (counted in code
 // points); a right-aligned column pads on the left. Lines carry no trailing blanks.
+// Thread safety: a plain value; not safe to modify from two threads at once.
 #ifndef TUNELEDGER_CLIENT_TABLE_H_
 #define TUNELEDGER_CLIENT_TABLE_H_
 

@@ -1,5 +1,6 @@
 // How tunectl writes single values for people (tables, progress bar, event lines): money,
 // durations, rates, counts, times. JSON output never goes through these.
+// Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_VALUE_FORMAT_H_
 #define TUNELEDGER_CLIENT_VALUE_FORMAT_H_
 

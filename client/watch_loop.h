@@ -10,6 +10,7 @@
 //   `reconnect_timeout`;
 // - errors that a retry cannot fix (NOT_FOUND, PERMISSION_DENIED, ...), and any error before the
 //   first connection (a wrong address), end it at once.
+// Thread safety: one call per JobClient/WatchRenderer pair; it blocks until the job ends.
 #ifndef TUNELEDGER_CLIENT_WATCH_LOOP_H_
 #define TUNELEDGER_CLIENT_WATCH_LOOP_H_
 

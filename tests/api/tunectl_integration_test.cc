@@ -299,6 +299,21 @@ TEST_F(TunectlTest, WatchFollowsTheJobAcrossAServerRestart) {
   EXPECT_EQ(ended->code, kExitCancelled) << ended->ToString();
 }
 
+TEST_F(TunectlTest, SubmitWaitPrintsTheIdThenWatchesTheJob) {
+  absl::StatusOr<std::unique_ptr<ChildProcess>> submit = server_.StartTunectl(
+      {"submit", "--model", "model", "--train", "train.jsonl", "--name", "waited", "--wait"});
+  ASSERT_OK(submit);
+  LineReader out((*submit)->stdout_fd());
+  absl::StatusOr<std::string> id = out.ReadLine(absl::Seconds(30));
+  ASSERT_OK(id);
+  ASSERT_OK(out.ReadLineContaining("QUEUED", absl::Seconds(30)));
+  ASSERT_EQ(Tunectl({"cancel", *id}).exit_code, 0);
+  ASSERT_OK(out.ReadLineContaining("CANCELLED", absl::Seconds(30)));
+  absl::StatusOr<ExitStatus> ended = (*submit)->Wait(absl::Seconds(30));
+  ASSERT_OK(ended);
+  EXPECT_EQ(ended->code, kExitCancelled) << ended->ToString();
+}
+
 TEST(TunectlAuthTest, TokenFromFlagOrEnvironmentIsSentAndChecked) {
   ServerHarness server;
   const std::string tokens = server.temp_dir() + "/tokens";
