@@ -1,0 +1,188 @@
+// The real tuneledger-server binary: readiness contract, health via a client the project did not
+// write (Debian's python3-grpcio), /metrics, and a clean SIGTERM shutdown.
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/base/child_process.h"
+#include "tests/server/job_fixtures.h"
+#include "tests/testing/status_matchers.h"
+
+namespace tuneledger {
+namespace {
+
+using ::testing::HasSubstr;
+using ::tuneledger::testing::TempDir;
+
+constexpr absl::Duration kReadyTimeout = absl::Seconds(60);
+constexpr char kPython[] = "/usr/bin/python3";
+
+std::string ServerBinary() { return std::string(TUNELEDGER_BIN_DIR) + "/tuneledger-server"; }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// The value of "key" in the ready file's flat JSON object.
+std::string JsonField(const std::string& json, const std::string& key) {
+  const std::string marker = "\"" + key + "\":";
+  const size_t at = json.find(marker);
+  if (at == std::string::npos) return "";
+  size_t begin = at + marker.size();
+  size_t end = json.find_first_of(",}", begin);
+  std::string value = json.substr(begin, end - begin);
+  return std::string(absl::StripSuffix(absl::StripPrefix(value, "\""), "\""));
+}
+
+struct RunningServer {
+  std::unique_ptr<ChildProcess> process;
+  std::string ready_json;
+  std::string grpc;
+  std::string metrics;
+};
+
+class ServerMainTest : public ::testing::Test {
+ protected:
+  // Starts the server and waits (deadline) for its ready file; fails if it exits first.
+  absl::StatusOr<RunningServer> StartServer(const std::vector<std::string>& extra = {}) {
+    const std::string ready = dir_.File(absl::StrCat("ready-", ++starts_, ".json"));
+    ChildProcessOptions options;
+    options.argv = {ServerBinary(),         "--listen",     "127.0.0.1:0",
+                    "--metrics-listen",     "127.0.0.1:0",  "--db",
+                    dir_.File("server.db"), "--ready-file", ready};
+    options.argv.insert(options.argv.end(), extra.begin(), extra.end());
+    options.stdout_mode = StdioMode::kFile;
+    options.stdout_path = log_path();
+    options.stderr_mode = StdioMode::kFile;
+    options.stderr_path = log_path();
+    RunningServer server;
+    absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(options);
+    if (!process.ok()) return process.status();
+    server.process = *std::move(process);
+    const absl::Time deadline = absl::Now() + kReadyTimeout;
+    while (!std::filesystem::exists(ready)) {
+      // Waiting on the child doubles as the pause between looks, and notices an early exit.
+      absl::StatusOr<ExitStatus> exited = server.process->Wait(absl::Milliseconds(50));
+      if (exited.ok()) {
+        return absl::InternalError(absl::StrCat("server exited before it was ready (",
+                                                exited->ToString(), "): ", ReadFile(log_path())));
+      }
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat("no ready file after ",
+                                                        absl::FormatDuration(kReadyTimeout), ": ",
+                                                        ReadFile(log_path())));
+      }
+    }
+    server.ready_json = ReadFile(ready);
+    server.grpc = JsonField(server.ready_json, "grpc");
+    server.metrics = JsonField(server.ready_json, "metrics");
+    return server;
+  }
+
+  absl::StatusOr<CompletedProcess> Python(const std::vector<std::string>& args) {
+    ChildProcessOptions options;
+    options.argv = {kPython};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    return ChildProcess::RunToCompletion(options, absl::Seconds(60));
+  }
+
+  std::string log_path() const { return dir_.File("server.log"); }
+
+  TempDir dir_;
+  int starts_ = 0;
+};
+
+TEST_F(ServerMainTest, ReadyFileHealthMetricsAndACleanSigtermExit) {
+  absl::StatusOr<RunningServer> server = StartServer();
+  ASSERT_OK(server);
+  EXPECT_THAT(server->grpc, ::testing::StartsWith("127.0.0.1:"));
+  EXPECT_THAT(server->metrics, ::testing::StartsWith("127.0.0.1:"));
+  EXPECT_NE(server->grpc, "127.0.0.1:0") << "the real port is in the ready file";
+  EXPECT_EQ(JsonField(server->ready_json, "pid"), absl::StrCat(server->process->pid()));
+
+  // grpc.health.v1 through Debian's python3-grpcio.
+  const std::string health_check =
+      std::string(TUNELEDGER_SOURCE_DIR) + "/tests/server/health_check.py";
+  for (const std::string service : {"", "tuneledger.v1.JobService"}) {
+    absl::StatusOr<CompletedProcess> health = Python({health_check, server->grpc, service});
+    ASSERT_OK(health);
+    EXPECT_TRUE(health->status.success()) << health->status.ToString() << "\n"
+                                          << health->stderr_text;
+    EXPECT_EQ(health->stdout_text, "SERVING\n") << "service \"" << service << "\"";
+  }
+
+  // /metrics answers with the server's own families.
+  absl::StatusOr<CompletedProcess> scrape =
+      Python({"-c",
+              "import sys, urllib.request; "
+              "sys.stdout.write(urllib.request.urlopen('http://' + sys.argv[1] + '/metrics', "
+              "timeout=10).read().decode())",
+              server->metrics});
+  ASSERT_OK(scrape);
+  EXPECT_THAT(scrape->stdout_text, HasSubstr("tuneledger_queue_depth"));
+  EXPECT_THAT(scrape->stdout_text, HasSubstr("tuneledger_rpc_duration_seconds"))
+      << "the health checks above were timed";
+
+  ASSERT_OK(server->process->Signal(SIGTERM));
+  absl::StatusOr<ExitStatus> exit = server->process->Wait(absl::Seconds(30));
+  ASSERT_OK(exit);
+  EXPECT_TRUE(exit->success()) << exit->ToString() << "\n" << ReadFile(log_path());
+  EXPECT_THAT(ReadFile(log_path()), HasSubstr("stopped cleanly"));
+}
+
+TEST_F(ServerMainTest, SigintAlsoShutsDownCleanlyAndTheDbReopens) {
+  for (int run = 0; run < 2; ++run) {
+    absl::StatusOr<RunningServer> server = StartServer();
+    ASSERT_OK(server);
+    ASSERT_OK(server->process->Signal(SIGINT));
+    absl::StatusOr<ExitStatus> exit = server->process->Wait(absl::Seconds(30));
+    ASSERT_OK(exit);
+    EXPECT_TRUE(exit->success()) << "run " << run << ": " << exit->ToString();
+  }
+}
+
+TEST_F(ServerMainTest, AnAddressInUseFailsWithExitCodeOne) {
+  absl::StatusOr<RunningServer> first = StartServer();
+  ASSERT_OK(first);
+  ChildProcessOptions options;
+  options.argv = {ServerBinary(), "--listen", first->grpc,           "--metrics-listen",
+                  "127.0.0.1:0",  "--db",     dir_.File("second.db")};
+  absl::StatusOr<CompletedProcess> second =
+      ChildProcess::RunToCompletion(options, absl::Seconds(60));
+  ASSERT_OK(second);
+  EXPECT_EQ(second->status.code, 1) << second->status.ToString();
+  EXPECT_THAT(second->stderr_text, HasSubstr(first->grpc));
+  ASSERT_OK(first->process->Signal(SIGTERM));
+  ASSERT_OK(first->process->Wait(absl::Seconds(30)));
+}
+
+TEST_F(ServerMainTest, HelpExitsZeroAndABadFlagExitsTwo) {
+  ChildProcessOptions help;
+  help.argv = {ServerBinary(), "--help"};
+  absl::StatusOr<CompletedProcess> shown = ChildProcess::RunToCompletion(help, absl::Seconds(30));
+  ASSERT_OK(shown);
+  EXPECT_TRUE(shown->status.success());
+  EXPECT_THAT(shown->stdout_text, HasSubstr("--ready-file"));
+
+  ChildProcessOptions bad;
+  bad.argv = {ServerBinary(), "--listen", "nowhere"};
+  absl::StatusOr<CompletedProcess> refused = ChildProcess::RunToCompletion(bad, absl::Seconds(30));
+  ASSERT_OK(refused);
+  EXPECT_EQ(refused->status.code, 2);
+  EXPECT_THAT(refused->stderr_text, HasSubstr("--listen: must be HOST:PORT"));
+}
+
+}  // namespace
+}  // namespace tuneledger
