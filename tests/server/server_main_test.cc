@@ -1,7 +1,9 @@
 // The real tuneledger-server binary: readiness contract, health via a client the project did not
 // write (Debian's python3-grpcio), /metrics, and a clean SIGTERM shutdown.
 #include <signal.h>
+#include <stdlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -140,6 +142,38 @@ TEST_F(ServerMainTest, ReadyFileHealthMetricsAndACleanSigtermExit) {
   ASSERT_OK(exit);
   EXPECT_TRUE(exit->success()) << exit->ToString() << "\n" << ReadFile(log_path());
   EXPECT_THAT(ReadFile(log_path()), HasSubstr("stopped cleanly"));
+}
+
+TEST_F(ServerMainTest, LocalWorkersDialTheBoundPortAndAreStoppedOnShutdown) {
+  const std::string worker_log = dir_.File("fake-worker.log");
+  setenv("FAKE_WORKER_LOG", worker_log.c_str(), 1);  // inherited by the server and its workers
+  absl::StatusOr<RunningServer> server =
+      StartServer({"--local-workers", "2", "--work-dir", dir_.File("work"), "--price-per-gpu-hour",
+                   "1.5", "--spot", "--worker-binary",
+                   std::string(TUNELEDGER_SOURCE_DIR) + "/tests/server/fake_worker.sh"});
+  ASSERT_OK(server);
+  // Both workers were started (before the ready file) and got the real gRPC port.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string log = ReadFile(worker_log);
+  while (std::count(log.begin(), log.end(), '\n') < 2 && absl::Now() < deadline) {
+    ASSERT_FALSE(server->process->Wait(absl::Milliseconds(50)).ok()) << ReadFile(log_path());
+    log = ReadFile(worker_log);
+  }
+  EXPECT_THAT(log, HasSubstr("--server " + server->grpc));
+  EXPECT_THAT(log, HasSubstr("--price-per-gpu-hour 1.5"));
+  EXPECT_THAT(log, HasSubstr("--spot"));
+
+  ASSERT_OK(server->process->Signal(SIGTERM));
+  absl::StatusOr<ExitStatus> exit = server->process->Wait(absl::Seconds(60));
+  ASSERT_OK(exit);
+  EXPECT_TRUE(exit->success()) << exit->ToString() << "\n" << ReadFile(log_path());
+  log = ReadFile(worker_log);
+  size_t stopped = 0;
+  for (size_t at = log.find("stopped"); at != std::string::npos; at = log.find("stopped", at + 1)) {
+    ++stopped;
+  }
+  EXPECT_EQ(stopped, 2u) << "each local worker got SIGTERM before the server exited:\n" << log;
+  unsetenv("FAKE_WORKER_LOG");
 }
 
 TEST_F(ServerMainTest, SigintAlsoShutsDownCleanlyAndTheDbReopens) {
