@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -89,10 +90,13 @@ class GrpcServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token = "") {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() +
-                          absl::ToChronoMilliseconds(kRpcDeadline));
+    std::unique_ptr<grpc::ClientContext> context = Context(kRpcDeadline);
     if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
+    return context;
+  }
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration deadline) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(deadline));
     return context;
   }
   grpc::Status Submit(const v1::JobSpec& spec, v1::Job* job = nullptr,
@@ -326,6 +330,72 @@ TEST_F(GrpcServiceTest, WatchJobSendsTheSnapshotThenEveryEventAndEndsAtTheFinalS
   EXPECT_THAT(events, ElementsAre(v1::JobEvent::STARTED, v1::JobEvent::SUCCEEDED));
   EXPECT_EQ(message.job().state(), v1::Job::SUCCEEDED);
   EXPECT_EQ(message.job().adapter_path(), "/adapters/1");
+}
+
+TEST_F(GrpcServiceTest, ManyWatchersThatDoNotReadDoNotSlowProgressIntake) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(ValidSpec(MakeJobInputs(dir_)), &job).ok());
+  constexpr int kWatchers = 20;
+  constexpr int kReports = 300;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchJobResponse>>> watchers;
+  for (int i = 0; i < kWatchers; ++i) {
+    v1::WatchJobRequest watch;
+    watch.set_id(job.id());
+    contexts.push_back(Context(absl::Seconds(60)));
+    watchers.push_back(jobs_->WatchJob(contexts.back().get(), watch));
+    v1::WatchJobResponse snapshot;
+    ASSERT_TRUE(watchers.back()->Read(&snapshot)) << "watcher " << i;
+  }
+  // From here on the watchers read nothing until every report has been taken in.
+  const std::string worker = RegisterWorker();
+  const v1::Lease lease = LeaseOne(worker);
+  auto stream_context = Context(absl::Seconds(60));
+  auto stream = workers_->ReportProgress(stream_context.get());
+  for (int step = 1; step <= kReports; ++step) {
+    v1::ProgressReport report;
+    report.set_worker_id(worker);
+    report.set_job_id(lease.job_id());
+    report.set_attempt(lease.attempt());
+    report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
+    report.mutable_update()->set_step(step);
+    report.mutable_update()->set_total_steps(kReports);
+    ASSERT_TRUE(stream->Write(report)) << "step " << step;
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  v1::Job seen;
+  do {
+    v1::GetJobRequest get;
+    get.set_id(job.id());
+    ASSERT_TRUE(jobs_->GetJob(Context().get(), get, &seen).ok());
+  } while (seen.progress().step() < kReports && absl::Now() < deadline);
+  EXPECT_EQ(seen.progress().step(), kReports) << "intake did not keep up";
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+
+  v1::FinishAttemptRequest finish;
+  finish.set_worker_id(worker);
+  finish.set_job_id(lease.job_id());
+  finish.set_attempt(lease.attempt());
+  finish.set_outcome(v1::FinishAttemptRequest::SUCCEEDED);
+  v1::FinishAttemptResponse finish_response;
+  ASSERT_TRUE(workers_->FinishAttempt(Context().get(), finish, &finish_response).ok());
+
+  // Every watcher then catches up: the latest progress and every event, ending at SUCCEEDED.
+  for (int i = 0; i < kWatchers; ++i) {
+    std::vector<v1::JobEvent::Kind> events;
+    int last_step = 0;
+    v1::WatchJobResponse message;
+    while (watchers[i]->Read(&message)) {
+      if (message.has_event()) events.push_back(message.event().kind());
+      last_step = std::max(last_step, message.job().progress().step());
+    }
+    const grpc::Status ended = watchers[i]->Finish();
+    EXPECT_TRUE(ended.ok()) << "watcher " << i << ": " << Describe(ended);
+    EXPECT_THAT(events, ElementsAre(v1::JobEvent::STARTED, v1::JobEvent::SUCCEEDED))
+        << "watcher " << i;
+    EXPECT_EQ(last_step, kReports) << "watcher " << i;
+  }
 }
 
 TEST_F(GrpcServiceTest, EveryRpcIsTimedByMethodAndCode) {
