@@ -33,8 +33,6 @@ namespace {
 constexpr absl::Duration kLocalWorkersGrace = absl::Seconds(20);
 constexpr absl::Duration kRpcShutdownDeadline = absl::Seconds(5);
 
-std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
-
 // Workers dial a concrete address: a wildcard listener is reached on loopback.
 std::string DialableAddress(const std::string& host, int port) {
   const bool wildcard = host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty();
@@ -100,6 +98,8 @@ absl::Status Run(const ServerFlags& flags, const sigset_t& signals) {
     return grpc_server.status();
   }
 
+  const std::string grpc_address = absl::StrCat(HostOf(flags.listen), ":", (*grpc_server)->port());
+
   std::unique_ptr<LocalWorkers> local_workers;
   absl::Status status;
   if (flags.local_workers > 0) {
@@ -114,12 +114,12 @@ absl::Status Run(const ServerFlags& flags, const sigset_t& signals) {
     status = local_workers->Start();
   }
   if (status.ok() && !flags.ready_file.empty()) {
-    status = WriteReadyFile(flags.ready_file, (*grpc_server)->address(), metrics_address,
-                            static_cast<int>(getpid()));
+    status =
+        WriteReadyFile(flags.ready_file, grpc_address, metrics_address, static_cast<int>(getpid()));
   }
   if (status.ok()) {
-    TL_LOG(INFO) << "tuneledger-server ready: gRPC on " << (*grpc_server)->address()
-                 << ", /metrics on " << metrics_address << ", db " << flags.db
+    TL_LOG(INFO) << "tuneledger-server ready: gRPC on " << grpc_address << ", /metrics on "
+                 << metrics_address << ", db " << flags.db
                  << (flags.local_workers > 0
                          ? absl::StrCat(", ", flags.local_workers, " local workers")
                          : "");

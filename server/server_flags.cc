@@ -160,6 +160,10 @@ absl::StatusOr<ServerFlags> ParseServerFlags(const std::vector<std::string>& arg
   return flags;
 }
 
+std::string HostOf(const std::string& host_port) {
+  return host_port.substr(0, host_port.rfind(':'));
+}
+
 std::string ServerUsage() {
   return R"(tuneledger-server: queues LoRA fine-tuning jobs in SQLite, dispatches them to workers,
 accounts their cost live and exports Prometheus metrics.

@@ -37,6 +37,9 @@ absl::StatusOr<ServerFlags> ParseServerFlags(const std::vector<std::string>& arg
 // The --help text.
 std::string ServerUsage();
 
+// HOST of a HOST:PORT flag value (an IPv6 literal keeps its brackets).
+std::string HostOf(const std::string& host_port);
+
 }  // namespace tuneledger
 
 #endif  // TUNELEDGER_SERVER_SERVER_FLAGS_H_

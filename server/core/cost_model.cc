@@ -6,18 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/core/job_states.h"
 
 namespace tuneledger {
 namespace {
 
 constexpr double kSecondsPerHour = 3600.0;
-
-// Four decimals: a short CPU fine-tune costs fractions of a cent.
-std::string Usd(double usd) { return absl::StrFormat("$%.4f", usd); }
-
-bool IsFinal(v1::Job::State state) {
-  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
-}
 
 std::string KindName(v1::InheritedCost::Kind kind) {
   switch (kind) {
@@ -33,6 +27,8 @@ std::string KindName(v1::InheritedCost::Kind kind) {
 }
 
 }  // namespace
+
+std::string FormatUsd(double usd) { return absl::StrFormat("$%.4f", usd); }
 
 double GpuHours(int gpus, absl::Duration lease) {
   return gpus * std::max(0.0, absl::ToDoubleSeconds(lease)) / kSecondsPerHour;
@@ -128,7 +124,7 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
   }
   // A finished job has nothing left to spend; a running one projects from its progress.
   report.set_projected_usd(
-      IsFinal(job.state()) ? compute.usd : std::max(compute.usd, job.cost().projected_usd()));
+      IsFinalState(job.state()) ? compute.usd : std::max(compute.usd, job.cost().projected_usd()));
 
   // Plain-language notes: what the numbers include and what they do not.
   int interrupted = 0;
@@ -136,13 +132,13 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
     if (attempt.state() == "PREEMPTED" || attempt.state() == "LOST") ++interrupted;
   }
   report.add_notes(absl::StrCat(
-      "Compute: ", Usd(compute.usd), " for ", absl::StrFormat("%.4f", compute.gpu_hours),
+      "Compute: ", FormatUsd(compute.usd), " for ", absl::StrFormat("%.4f", compute.gpu_hours),
       " GPU-hours over ", attempts.size(), attempts.size() == 1 ? " attempt" : " attempts",
       interrupted > 0 ? absl::StrCat(" (", interrupted, " preempted or lost, billed too)") : "",
       ", at each worker's declared price for the whole lease, model loading included."));
   if (compute.spot_usd > 0 && compute.on_demand_usd > 0) {
-    report.add_notes(absl::StrCat("Spot: ", Usd(compute.spot_usd),
-                                  "; on-demand: ", Usd(compute.on_demand_usd), "."));
+    report.add_notes(absl::StrCat("Spot: ", FormatUsd(compute.spot_usd),
+                                  "; on-demand: ", FormatUsd(compute.on_demand_usd), "."));
   }
   if (job.spec().inherited_costs().empty()) {
     report.add_notes(
@@ -150,20 +146,21 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
         "the base model's pre-training, the data or the people.");
   } else {
     for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
-      report.add_notes(absl::StrCat("Inherited (", KindName(cost.kind()), "): ", Usd(cost.usd()),
+      report.add_notes(absl::StrCat("Inherited (", KindName(cost.kind()),
+                                    "): ", FormatUsd(cost.usd()),
                                     ", declared by the submitter; source: ", cost.source(), "."));
     }
-    report.add_notes(absl::StrCat("The cost of this fine-tune is ", Usd(compute.usd),
+    report.add_notes(absl::StrCat("The cost of this fine-tune is ", FormatUsd(compute.usd),
                                   "; the cost of this model, with "
                                   "what it inherits, is ",
-                                  Usd(total), " (compute is ",
+                                  FormatUsd(total), " (compute is ",
                                   absl::StrFormat("%.2f", 100.0 * report.compute_share()),
                                   "% of it)."));
   }
   if (has_budget && report.overshoot_usd() > 0) {
     report.add_notes(absl::StrCat(
-        "Compute exceeded the budget of ", Usd(job.spec().budget().usd()), " by ",
-        Usd(report.overshoot_usd()),
+        "Compute exceeded the budget of ", FormatUsd(job.spec().budget().usd()), " by ",
+        FormatUsd(report.overshoot_usd()),
         ": enforcement acts within one report interval, and that interval is billed."));
   }
   return report;

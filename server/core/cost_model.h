@@ -13,6 +13,7 @@
 #define TUNELEDGER_SERVER_CORE_COST_MODEL_H_
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -26,6 +27,10 @@ struct AttemptPricing {
   int gpus = 1;
   bool spot = false;
 };
+
+// "$1.2345": four decimals, because a short CPU fine-tune costs fractions of a cent. Every
+// message that states money uses it.
+std::string FormatUsd(double usd);
 
 double GpuHours(int gpus, absl::Duration lease);
 double AttemptCostUsd(const AttemptPricing& pricing, absl::Duration lease);

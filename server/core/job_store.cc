@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/base/status_macros.h"
+#include "server/core/cost_model.h"
+#include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
 #include "server/core/job_store_schema.h"
 #include "server/core/sqlite_db.h"
@@ -22,10 +24,6 @@ struct JobStore::Batch {
 namespace {
 
 std::string StateName(v1::Job::State state) { return v1::Job::State_Name(state); }
-
-bool IsFinal(v1::Job::State state) {
-  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
-}
 
 absl::Status JobNotFound(const std::string& job_id) {
   return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
@@ -180,7 +178,7 @@ absl::Status SetJobState(SqliteDb& db, int64_t job_id, v1::Job::State state, v1:
       .Bind(2, static_cast<int64_t>(state))
       .Bind(3, static_cast<int64_t>(reason))
       .Bind(4, message)
-      .Bind(5, IsFinal(state))
+      .Bind(5, IsFinalState(state))
       .Bind(6, static_cast<int64_t>(v1::Job::RUNNING))
       .Bind(7, ToMicrosColumn(now));
   return query.Run();
@@ -548,15 +546,16 @@ absl::StatusOr<JobUpdate> JobStore::RecordBudget(const std::string& job_id, int 
       v1::JobEvent event = EventFor(job, v1::JobEvent::BUDGET_THRESHOLD);
       event.set_threshold(threshold);
       event.set_cost_usd(accrued_usd);
-      event.set_message(absl::StrFormat("accrued $%.4f crossed %g%% of the $%.4f budget",
-                                        accrued_usd, threshold * 100, budget));
+      event.set_message(absl::StrCat("accrued ", FormatUsd(accrued_usd), " crossed ",
+                                     absl::StrFormat("%g", threshold * 100), "% of the ",
+                                     FormatUsd(budget), " budget"));
       TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
     }
     if (decision.raise_projected_overrun) {
       v1::JobEvent event = EventFor(job, v1::JobEvent::PROJECTED_OVERRUN);
       event.set_cost_usd(projected_usd);
-      event.set_message(
-          absl::StrFormat("projected total $%.4f exceeds the $%.4f budget", projected_usd, budget));
+      event.set_message(absl::StrCat("projected total ", FormatUsd(projected_usd), " exceeds the ",
+                                     FormatUsd(budget), " budget"));
       TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
     }
     TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));

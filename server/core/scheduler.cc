@@ -5,11 +5,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/base/log.h"
 #include "server/base/status_macros.h"
 #include "server/core/job_spec_validator.h"
+#include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
 
 namespace tuneledger {
@@ -17,10 +17,6 @@ namespace {
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
-
-bool IsFinal(v1::Job::State state) {
-  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
-}
 
 // ServerMetrics spells "no reason" as an empty string.
 std::string ReasonLabel(v1::Job::Reason reason) {
@@ -541,7 +537,7 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     running_.erase(it);
     ++queue_generation_;
     Announce(*update);
-    if (IsFinal(update->job.state())) OnJobEnded(update->job);
+    if (IsFinalState(update->job.state())) OnJobEnded(update->job);
   }
   RefreshGauges();
   return absl::OkStatus();
@@ -612,8 +608,9 @@ absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::J
     Announce(recorded);
   }
   if (!decision.cancel) return absl::OkStatus();
-  const std::string message = absl::StrFormat("budget exceeded: accrued $%.4f of the $%.4f budget",
-                                              observation.accrued_usd, running.budget.usd());
+  const std::string message =
+      absl::StrCat("budget exceeded: accrued ", FormatUsd(observation.accrued_usd), " of the ",
+                   FormatUsd(running.budget.usd()), " budget");
   // `running` is gone after this call.
   return CancelLocked(running.job_id, v1::Job::BUDGET_EXCEEDED, message).status();
 }
@@ -673,7 +670,7 @@ void Scheduler::LoseAttemptLocked(const std::string& job_id, absl::Time last_con
   TL_LOG(WARNING) << "job " << job_id << " attempt " << end.attempt << " LOST; job is "
                   << v1::Job::State_Name(update->job.state());
   Announce(*update);
-  if (IsFinal(update->job.state())) OnJobEnded(update->job);
+  if (IsFinalState(update->job.state())) OnJobEnded(update->job);
 }
 
 void Scheduler::ExpireWorkersLocked(absl::Time now) {

@@ -13,16 +13,6 @@
 #include "server/service/rpc_metrics_interceptor.h"
 
 namespace tuneledger {
-namespace {
-
-// "HOST:PORT" -> HOST (brackets of an IPv6 literal kept).
-std::string HostOf(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& options,
                                                               Scheduler& scheduler,
                                                               const Authenticator& authenticator,
@@ -51,7 +41,6 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
     return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", options.listen_address,
                                                ": the address is in use or not valid here"));
   }
-  server->address_ = absl::StrCat(HostOf(options.listen_address), ":", server->port_);
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   if (health != nullptr) {
     health->SetServingStatus(true);

@@ -38,8 +38,7 @@ class GrpcServer {
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;
 
-  // HOST:PORT with the port actually bound.
-  const std::string& address() const { return address_; }
+  // The port actually bound (the one asked for, or the one picked for port 0).
   int port() const { return port_; }
 
   // Health NOT_SERVING, then stops accepting calls and cancels the ones still running after
@@ -53,7 +52,6 @@ class GrpcServer {
   JobServiceImpl job_service_;
   WorkerServiceImpl worker_service_;
   std::unique_ptr<grpc::Server> server_;
-  std::string address_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "server/base/log.h"
+#include "server/core/job_states.h"
 #include "server/service/grpc_status.h"
 
 namespace tuneledger {
@@ -11,10 +12,6 @@ namespace {
 
 // How long a watch stream sleeps between checks that its client is still there.
 constexpr absl::Duration kWatchPoll = absl::Milliseconds(500);
-
-bool IsFinal(v1::Job::State state) {
-  return state == v1::Job::SUCCEEDED || state == v1::Job::FAILED || state == v1::Job::CANCELLED;
-}
 
 // Runs `call(tenant)` for an authenticated caller and maps its status.
 template <typename Call>
@@ -85,7 +82,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   v1::WatchJobResponse first;
   *first.mutable_job() = watch->snapshot;
   if (!writer->Write(first)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-  if (IsFinal(watch->snapshot.state())) return grpc::Status::OK;
+  if (IsFinalState(watch->snapshot.state())) return grpc::Status::OK;
 
   while (true) {
     if (context->IsCancelled()) {
@@ -109,8 +106,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     }
     // The stream ends with the event that made the job final.
-    const bool final_event = update->event.has_value() && IsFinal(update->event->state());
-    if (final_event || (!update->event.has_value() && IsFinal(update->job.state()))) {
+    const bool final_event = update->event.has_value() && IsFinalState(update->event->state());
+    if (final_event || (!update->event.has_value() && IsFinalState(update->job.state()))) {
       return grpc::Status::OK;
     }
   }

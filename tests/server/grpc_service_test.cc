@@ -76,8 +76,8 @@ class GrpcServiceTest : public ::testing::Test {
     ASSERT_OK(server);
     server_ = *std::move(server);
     ASSERT_GT(server_->port(), 0);
-    std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials());
     jobs_ = v1::JobService::NewStub(channel);
     workers_ = v1::WorkerService::NewStub(channel);
   }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tuneledger/v1/jobs.pb.h"
@@ -79,6 +80,13 @@ inline v1::WorkerInfo CpuWorker(double price_per_gpu_hour = 3.6, bool spot = fal
   info.set_price_per_gpu_hour(price_per_gpu_hour);
   info.set_spot(spot);
   return info;
+}
+
+// The kinds of `events`, in order, for compact expectations.
+inline std::vector<v1::JobEvent::Kind> EventKinds(const std::vector<v1::JobEvent>& events) {
+  std::vector<v1::JobEvent::Kind> kinds;
+  for (const v1::JobEvent& event : events) kinds.push_back(event.kind());
+  return kinds;
 }
 
 }  // namespace tuneledger::testing

@@ -24,6 +24,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 using ::tuneledger::testing::CpuWorker;
+using ::tuneledger::testing::EventKinds;
 using ::tuneledger::testing::StatusIs;
 using ::tuneledger::testing::TempDir;
 using ::tuneledger::testing::ValidSpec;
@@ -45,12 +46,6 @@ AttemptEnd End(int attempt, const std::string& outcome, absl::Time when, double 
   end.bill.seconds = 60;
   end.bill.job_cost.set_accrued_usd(usd);
   return end;
-}
-
-std::vector<v1::JobEvent::Kind> Kinds(const std::vector<v1::JobEvent>& events) {
-  std::vector<v1::JobEvent::Kind> kinds;
-  for (const v1::JobEvent& event : events) kinds.push_back(event.kind());
-  return kinds;
 }
 
 class JobStoreTest : public ::testing::Test {
@@ -133,7 +128,7 @@ TEST_F(JobStoreTest, JobsEventsAndAttemptsSurviveCloseAndReopen) {
   EXPECT_EQ(jobs_before[0].last_checkpoint(), "/ckpt/step-10");
   EXPECT_EQ(jobs_before[0].progress().step(), 10);
   EXPECT_THAT(
-      Kinds(events_before[jobs_before[0].id()]),
+      EventKinds(events_before[jobs_before[0].id()]),
       ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::CHECKPOINT));
   EXPECT_EQ(jobs_before[1].state(), v1::Job::CANCELLED);
   EXPECT_EQ(jobs_before[1].reason(), v1::Job::USER);
@@ -248,15 +243,17 @@ TEST_F(JobStoreTest, EightThreadsSubmittingAndTransitioningLoseNothing) {
       const std::vector<v1::JobEvent> events = *store->ListJobEvents(id);
       switch (job->state()) {
         case v1::Job::QUEUED:
-          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED)) << "job " << id;
+          EXPECT_THAT(EventKinds(events), ElementsAre(v1::JobEvent::SUBMITTED)) << "job " << id;
           break;
         case v1::Job::SUCCEEDED:
-          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED,
-                                                 v1::JobEvent::SUCCEEDED))
+          EXPECT_THAT(
+              EventKinds(events),
+              ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::SUCCEEDED))
               << "job " << id;
           break;
         case v1::Job::CANCELLED:
-          EXPECT_THAT(Kinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::CANCELLED))
+          EXPECT_THAT(EventKinds(events),
+                      ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::CANCELLED))
               << "job " << id;
           break;
         default:
@@ -353,7 +350,7 @@ TEST_F(JobStoreTest, RequeueCountsAttemptsAndFailsPastTheCap) {
   ASSERT_THAT(attempts, SizeIs(2));
   EXPECT_EQ(attempts[0].state(), "PREEMPTED");
   EXPECT_EQ(attempts[1].state(), "LOST");
-  EXPECT_THAT(Kinds(*store->ListJobEvents(job)),
+  EXPECT_THAT(EventKinds(*store->ListJobEvents(job)),
               ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::REQUEUED,
                           v1::JobEvent::STARTED, v1::JobEvent::FAILED));
 }

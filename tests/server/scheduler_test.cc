@@ -23,18 +23,13 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using ::tuneledger::testing::CpuWorker;
+using ::tuneledger::testing::EventKinds;
 using ::tuneledger::testing::StatusIs;
 using ::tuneledger::testing::TempDir;
 using ::tuneledger::testing::ValidSpec;
 
 // $3600 per GPU-hour is $1 per GPU-second: costs in these tests read as seconds.
 constexpr double kDollarPerSecond = 3600.0;
-
-std::vector<v1::JobEvent::Kind> Kinds(const std::vector<v1::JobEvent>& events) {
-  std::vector<v1::JobEvent::Kind> kinds;
-  for (const v1::JobEvent& event : events) kinds.push_back(event.kind());
-  return kinds;
-}
 
 class SchedulerTest : public ::testing::Test {
  protected:
@@ -207,8 +202,9 @@ TEST_F(SchedulerTest, AnExpiredLeaseRequeuesTheJobAndCountsTheAttempt) {
   EXPECT_EQ(report->attempts(0).state(), "LOST");
   // Billed up to the worker's last contact (its report at 4 s), not the 19 s until expiry.
   EXPECT_NEAR(report->attempts(0).usd(), 4.0, 1e-6);
-  EXPECT_THAT(Kinds(Events(job)), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED,
-                                              v1::JobEvent::CHECKPOINT, v1::JobEvent::REQUEUED));
+  EXPECT_THAT(EventKinds(Events(job)),
+              ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::CHECKPOINT,
+                          v1::JobEvent::REQUEUED));
 
   EXPECT_FALSE(Heartbeat(lost_worker).known()) << "a LOST worker must re-register";
   absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_->ListWorkers();
