@@ -15,7 +15,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$repo/build}
-steps=${TINY_LLAMA_STEPS:-2000}
+steps=${TINY_LLAMA_STEPS:-300}
 
 if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
   cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
@@ -32,15 +32,15 @@ start=$(date +%s)
 "$build/bin/tuneledger-pretrain" \
   --config "$repo/models/tiny_llama_config.json" \
   --train "$work/data/pretrain_train.jsonl" --valid "$work/data/pretrain_valid.jsonl" \
-  --out "$work/tiny-llama" --steps "$steps" --batch-size 32 --seq-len 160 --lr 3e-3 \
-  --warmup 100 --seed 1 --threads 2 --eval-every 250 --storage bf16 \
+  --out "$work/tiny-llama" --steps "$steps" --batch-size 16 --seq-len 96 --lr 3e-3 \
+  --warmup 30 --seed 1 --threads 2 --eval-every 100 --storage bf16 \
   | tee "$work/pretrain.log" \
   | /usr/bin/python3 -u -c '
 import json, sys
 for raw in sys.stdin:
     line = json.loads(raw)
     if line["type"] == "eval" or line["type"] == "done" or line["type"] == "error" or (
-            line["type"] == "progress" and line["step"] % 100 == 0):
+            line["type"] == "progress" and line["step"] % 50 == 0):
         print(raw.strip(), flush=True)
 '
 end=$(date +%s)

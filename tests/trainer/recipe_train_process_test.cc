@@ -182,6 +182,25 @@ TEST_F(TrainProcessTest, TwoRunsWithTheSameSeedAreIdentical) {
       << "another seed must give another adapter";
 }
 
+// Precision and gradient checkpointing reach the model: bf16 / fp16 base weights (fp16 with
+// dynamic loss scaling) and per-layer recomputation all train and lower the loss.
+TEST_F(TrainProcessTest, PrecisionsAndGradientCheckpointingTrain) {
+  for (const char* precision : {"BF16", "FP16"}) {
+    nlohmann::json spec = Spec();
+    spec["training"]["max_steps"] = 16;
+    spec["training"]["precision"] = precision;
+    spec["training"]["gradient_checkpointing"] = std::string(precision) == "FP16";
+    const TrainerRun run = Train(WriteSpec(spec), dir_.File(std::string("out-") + precision));
+    ASSERT_EQ(run.exit_code, 0) << precision << ": " << run.stderr_text;
+    std::string expected = precision == std::string("BF16") ? "bf16" : "fp16";
+    EXPECT_EQ(run.lines.front()["precision"], expected);
+    const auto evals = run.OfType("eval");
+    ASSERT_GE(evals.size(), 2u);
+    EXPECT_LT(evals.back()["eval_loss"].get<double>(), evals.front()["eval_loss"].get<double>())
+        << precision;
+  }
+}
+
 TEST_F(TrainProcessTest, DivergenceIsAnErrorNamingTheStep) {
   nlohmann::json spec = Spec();
   spec["training"]["learning_rate"] = 1e30;

@@ -3,7 +3,22 @@
 # the executables built on it:
 #   tuneledger-train     LoRA fine-tuning (PROGRESS_PROTOCOL.md)
 #   tuneledger-pretrain  full training of a small model from scratch (builds models/tiny-llama)
-# Links the model library, sentencepiece and nlohmann_json; no gRPC, protobuf or Abseil.
+# Links the model library and nlohmann_json; no gRPC, protobuf or Abseil. libsentencepiece is
+# reached only through libtuneledger_sentencepiece.so, a shim loaded with dlopen (see
+# sentencepiece_shim.h: Debian's libsentencepiece carries its own protobuf-lite, which crashes a
+# process that also loads LibTorch's libprotobuf when both are linked normally).
+
+# The shim: the only code that links libsentencepiece. Lands in <build>/lib/, found from
+# <build>/bin/ executables as ../lib/ (and from anywhere via its build path).
+add_library(tuneledger_sentencepiece MODULE ${CMAKE_CURRENT_LIST_DIR}/sentencepiece_shim.cc)
+target_include_directories(tuneledger_sentencepiece PRIVATE ${PROJECT_SOURCE_DIR})
+target_link_libraries(tuneledger_sentencepiece PRIVATE PkgConfig::SENTENCEPIECE
+                      tuneledger::warnings)
+set_target_properties(tuneledger_sentencepiece PROPERTIES
+  OUTPUT_NAME tuneledger_sentencepiece
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib
+  CXX_VISIBILITY_PRESET hidden)
+
 add_library(tuneledger_trainer STATIC
   ${CMAKE_CURRENT_LIST_DIR}/batcher.cc
   ${CMAKE_CURRENT_LIST_DIR}/byte_tokenizer.cc
@@ -24,9 +39,13 @@ add_library(tuneledger_trainer STATIC
 )
 add_library(tuneledger::trainer ALIAS tuneledger_trainer)
 target_link_libraries(tuneledger_trainer
-  PUBLIC tuneledger::trainer_model PkgConfig::SENTENCEPIECE nlohmann_json::nlohmann_json
+  PUBLIC tuneledger::trainer_model nlohmann_json::nlohmann_json ${CMAKE_DL_LIBS}
   PRIVATE tuneledger::warnings)
 target_precompile_headers(tuneledger_trainer REUSE_FROM tuneledger_trainer_model)
+add_dependencies(tuneledger_trainer tuneledger_sentencepiece)
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/sentencepiece_tokenizer.cc PROPERTIES
+  COMPILE_DEFINITIONS
+  "TUNELEDGER_SENTENCEPIECE_SHIM_PATH=\"$<TARGET_FILE:tuneledger_sentencepiece>\"")
 
 add_executable(tuneledger-train ${CMAKE_CURRENT_LIST_DIR}/train_main.cc)
 target_link_libraries(tuneledger-train PRIVATE tuneledger::trainer tuneledger::warnings)

@@ -1,30 +1,117 @@
 #include "worker/trainer/sentencepiece_tokenizer.h"
 
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+
+#include "worker/trainer/sentencepiece_shim.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
+namespace {
 
-std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::FromFile(const std::string& path) {
-  auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const auto status = processor->Load(path);
-  if (!status.ok()) {
-    throw TrainError(path + ": cannot load the SentencePiece model: " + status.ToString());
+namespace fs = std::filesystem;
+
+constexpr const char* kShimFileName = "libtuneledger_sentencepiece.so";
+
+// The shim's entry points, loaded once.
+struct ShimLibrary {
+  TuneledgerSpmLoadFn load = nullptr;
+  TuneledgerSpmFreeFn free = nullptr;
+  TuneledgerSpmEncodeFn encode = nullptr;
+  TuneledgerSpmDecodeFn decode = nullptr;
+  TuneledgerSpmInfoFn info = nullptr;
+  TuneledgerSpmTrainFn train = nullptr;
+  std::string error;  // why loading failed; empty when loaded
+};
+
+std::vector<std::string> CandidatePaths() {
+  std::vector<std::string> paths;
+  if (const char* env = std::getenv("TUNELEDGER_SENTENCEPIECE_SHIM")) paths.push_back(env);
+  std::error_code error;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    paths.push_back((exe.parent_path().parent_path() / "lib" / kShimFileName).string());
+    paths.push_back((exe.parent_path() / kShimFileName).string());
   }
-  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(processor)));
+#ifdef TUNELEDGER_SENTENCEPIECE_SHIM_PATH
+  paths.push_back(TUNELEDGER_SENTENCEPIECE_SHIM_PATH);
+#endif
+  return paths;
 }
 
-SentencePieceTokenizer::SentencePieceTokenizer(
-    std::unique_ptr<sentencepiece::SentencePieceProcessor> processor)
-    : processor_(std::move(processor)) {}
+ShimLibrary LoadShim() {
+  ShimLibrary shim;
+  void* handle = nullptr;
+  std::string tried;
+  for (const std::string& path : CandidatePaths()) {
+    if (!fs::exists(path)) {
+      tried += " " + path;
+      continue;
+    }
+    // RTLD_DEEPBIND: libsentencepiece binds to its own protobuf-lite; RTLD_LOCAL: its symbols
+    // stay out of the global scope that libprotobuf (via LibTorch) resolves against.
+    handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (handle != nullptr) break;
+    tried += " " + path + " (" + ::dlerror() + ")";
+  }
+  if (handle == nullptr) {
+    shim.error =
+        std::string("cannot load the SentencePiece shim ") + kShimFileName + "; tried:" + tried;
+    return shim;
+  }
+  auto symbol = [&](const char* name) {
+    void* address = ::dlsym(handle, name);
+    if (address == nullptr && shim.error.empty()) {
+      shim.error = std::string(kShimFileName) + " lacks " + name;
+    }
+    return address;
+  };
+  shim.load = reinterpret_cast<TuneledgerSpmLoadFn>(symbol("tuneledger_spm_load"));
+  shim.free = reinterpret_cast<TuneledgerSpmFreeFn>(symbol("tuneledger_spm_free"));
+  shim.encode = reinterpret_cast<TuneledgerSpmEncodeFn>(symbol("tuneledger_spm_encode"));
+  shim.decode = reinterpret_cast<TuneledgerSpmDecodeFn>(symbol("tuneledger_spm_decode"));
+  shim.info = reinterpret_cast<TuneledgerSpmInfoFn>(symbol("tuneledger_spm_info"));
+  shim.train = reinterpret_cast<TuneledgerSpmTrainFn>(symbol("tuneledger_spm_train"));
+  return shim;  // the handle stays open for the life of the process
+}
 
-SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+const ShimLibrary& Shim() {
+  static const ShimLibrary shim = LoadShim();
+  if (!shim.error.empty()) throw TrainError(shim.error);
+  return shim;
+}
+
+}  // namespace
+
+std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::FromFile(const std::string& path) {
+  std::string error;
+  void* processor = Shim().load(&path, &error);
+  if (processor == nullptr) {
+    throw TrainError(path + ": cannot load the SentencePiece model: " + error);
+  }
+  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(processor));
+}
+
+SentencePieceTokenizer::SentencePieceTokenizer(void* processor) : processor_(processor) {
+  const ShimLibrary& shim = Shim();
+  vocab_size_ = shim.info(processor_, kTuneledgerSpmPieceSize);
+  bos_id_ = shim.info(processor_, kTuneledgerSpmBosId);
+  eos_id_ = shim.info(processor_, kTuneledgerSpmEosId);
+  const int pad = shim.info(processor_, kTuneledgerSpmPadId);
+  pad_id_ = pad >= 0 ? pad : (eos_id_ >= 0 ? eos_id_ : 0);
+}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() { Shim().free(processor_); }
 
 std::vector<int64_t> SentencePieceTokenizer::Encode(const std::string& text) const {
   std::vector<int> ids;
-  const auto status = processor_->Encode(text, &ids);
-  if (!status.ok()) throw TrainError("SentencePiece encode failed: " + status.ToString());
+  std::string error;
+  if (!Shim().encode(processor_, &text, &ids, &error)) {
+    throw TrainError("SentencePiece encode failed: " + error);
+  }
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
 
@@ -34,23 +121,20 @@ std::string SentencePieceTokenizer::Decode(const std::vector<int64_t>& ids) cons
   for (int64_t id : ids) {
     // Out-of-range ids (a model can emit any id below its own vocab_size, which may exceed the
     // tokenizer's) decode to nothing rather than failing the whole sample.
-    if (id < 0 || id >= vocab_size()) continue;
+    if (id < 0 || id >= vocab_size_) continue;
     pieces.push_back(static_cast<int>(id));
   }
   std::string text;
-  const auto status = processor_->Decode(pieces, &text);
-  if (!status.ok()) throw TrainError("SentencePiece decode failed: " + status.ToString());
+  std::string error;
+  if (!Shim().decode(processor_, &pieces, &text, &error)) {
+    throw TrainError("SentencePiece decode failed: " + error);
+  }
   return text;
 }
 
-int64_t SentencePieceTokenizer::vocab_size() const { return processor_->GetPieceSize(); }
-int64_t SentencePieceTokenizer::bos_id() const { return processor_->bos_id(); }
-int64_t SentencePieceTokenizer::eos_id() const { return processor_->eos_id(); }
-
-int64_t SentencePieceTokenizer::pad_id() const {
-  if (processor_->pad_id() >= 0) return processor_->pad_id();
-  if (processor_->eos_id() >= 0) return processor_->eos_id();
-  return 0;
+void TrainSentencePieceModel(const std::string& args) {
+  std::string error;
+  if (!Shim().train(&args, &error)) throw TrainError("SentencePiece training failed: " + error);
 }
 
 }  // namespace tuneledger::train

@@ -2,7 +2,13 @@
 // BOS/EOS/PAD ids come from the model proto; a model without a pad piece pads with EOS (pads
 // carry label -100, so the value never trains) or, lacking that too, with id 0.
 //
-// Thread safety: SentencePieceProcessor's const methods are thread-safe; so are these.
+// libsentencepiece is reached only through a shim loaded with dlopen (sentencepiece_shim.h
+// explains the protobuf clash that makes this necessary). The shim is looked up at
+//   $TUNELEDGER_SENTENCEPIECE_SHIM, else <executable dir>/../lib/libtuneledger_sentencepiece.so,
+//   else <executable dir>/libtuneledger_sentencepiece.so, else the path it was built at.
+//
+// Thread safety: SentencePieceProcessor's const methods are thread-safe; so are these. The shim
+// is loaded once (thread-safe static initialisation).
 #ifndef TUNELEDGER_WORKER_TRAINER_SENTENCEPIECE_TOKENIZER_H_
 #define TUNELEDGER_WORKER_TRAINER_SENTENCEPIECE_TOKENIZER_H_
 
@@ -11,10 +17,6 @@
 #include <vector>
 
 #include "worker/trainer/tokenizer.h"
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
 
 namespace tuneledger::train {
 
@@ -27,19 +29,30 @@ class SentencePieceTokenizer : public Tokenizer {
   static std::unique_ptr<SentencePieceTokenizer> FromFile(const std::string& path);
 
   ~SentencePieceTokenizer() override;
+  SentencePieceTokenizer(const SentencePieceTokenizer&) = delete;
+  SentencePieceTokenizer& operator=(const SentencePieceTokenizer&) = delete;
 
   std::vector<int64_t> Encode(const std::string& text) const override;
   std::string Decode(const std::vector<int64_t>& ids) const override;
-  int64_t vocab_size() const override;
-  int64_t bos_id() const override;
-  int64_t eos_id() const override;
-  int64_t pad_id() const override;
+  int64_t vocab_size() const override { return vocab_size_; }
+  int64_t bos_id() const override { return bos_id_; }
+  int64_t eos_id() const override { return eos_id_; }
+  int64_t pad_id() const override { return pad_id_; }
 
  private:
-  explicit SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> sp);
+  explicit SentencePieceTokenizer(void* processor);
 
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  void* processor_;  // owned; a sentencepiece::SentencePieceProcessor inside the shim
+  int64_t vocab_size_;
+  int64_t bos_id_;
+  int64_t eos_id_;
+  int64_t pad_id_;
 };
+
+// Trains a SentencePiece model with libsentencepiece's trainer (command-line style arguments,
+// e.g. "--input=corpus.txt --model_prefix=dir/tokenizer --vocab_size=60"). For tests and tools
+// that need a small tokenizer.model. Throws TrainError with the trainer's message.
+void TrainSentencePieceModel(const std::string& args);
 
 }  // namespace tuneledger::train
 
