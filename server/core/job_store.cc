@@ -430,10 +430,9 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
     TL_ASSIGN_OR_RETURN(leased.attempt, LoadAttempt(db, job_id, attempt));
     v1::JobEvent event = EventFor(leased.job, v1::JobEvent::STARTED);
     event.set_path(leased.job.last_checkpoint());
-    event.set_message(leased.job.last_checkpoint().empty()
-                          ? absl::StrCat("attempt ", attempt, " on ", worker_id)
-                          : absl::StrCat("attempt ", attempt, " on ", worker_id, ", resuming from ",
-                                         leased.job.last_checkpoint()));
+    if (!leased.job.last_checkpoint().empty()) {
+      event.set_message(absl::StrCat("resuming from ", leased.job.last_checkpoint()));
+    }
     TL_RETURN_IF_ERROR(AppendEvent(db, event, now, leased.events));
     record = std::move(leased);
     return absl::OkStatus();

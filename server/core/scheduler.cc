@@ -17,6 +17,8 @@ namespace {
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
+// How often a waiting long poll looks whether its worker is still on the line.
+constexpr absl::Duration kHangUpCheckPeriod = absl::Milliseconds(250);
 
 // ServerMetrics spells "no reason" as an empty string.
 std::string ReasonLabel(v1::Job::Reason reason) {
@@ -334,28 +336,30 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
   running.total_steps = record.job.progress().total_steps();
 }
 
-absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request) {
+absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request,
+                                                         const std::function<bool()>& caller_gone) {
   const absl::Duration wait = std::clamp(absl::Seconds(request.wait_seconds()),
                                          absl::ZeroDuration(), options_.max_lease_wait);
   const absl::Time deadline = absl::Now() + wait;  // wall time: bounds the RPC, decides nothing
   absl::StatusOr<v1::LeaseJobResponse> response;
   {
     absl::MutexLock lock(&mu_);
-    response = LeaseJobLocked(request, deadline);
+    response = LeaseJobLocked(request, deadline, caller_gone);
   }
   if (response.ok() && response->has_lease()) RefreshGauges();
   return response;
 }
 
-absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(const v1::LeaseJobRequest& request,
-                                                               absl::Time deadline) {
+absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
+    const v1::LeaseJobRequest& request, absl::Time deadline,
+    const std::function<bool()>& caller_gone) {
   v1::LeaseJobResponse response;
   const absl::Status touched = TouchWorkerLocked(request.worker_id());
   if (NeedsRegistration(touched)) return response;  // known = false
   TL_RETURN_IF_ERROR(touched);
   response.set_known(true);
 
-  while (!stopping_) {
+  while (!stopping_ && !caller_gone()) {
     TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
                         store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id())));
     if (record.has_value()) {
@@ -382,9 +386,9 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(const v1::LeaseJo
       return stopping_ || queue_generation_ != generation;
     };
     const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration() || !mu_.AwaitWithTimeout(absl::Condition(&changed), left)) {
-      break;
-    }
+    if (left <= absl::ZeroDuration()) break;
+    // Wake now and then even without news, to notice a worker that hung up.
+    mu_.AwaitWithTimeout(absl::Condition(&changed), std::min(left, kHangUpCheckPeriod));
   }
   return response;
 }

@@ -32,6 +32,7 @@
 #ifndef TUNELEDGER_SERVER_CORE_SCHEDULER_H_
 #define TUNELEDGER_SERVER_CORE_SCHEDULER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -113,7 +114,11 @@ class Scheduler {
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::WorkerInfo& info);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
   // Long poll: waits up to min(request.wait_seconds, max_lease_wait) for a job that fits.
-  absl::StatusOr<v1::LeaseJobResponse> LeaseJob(const v1::LeaseJobRequest& request);
+  // `caller_gone` (checked before every lease and a few times a second while waiting) ends the
+  // wait without a lease once the worker has hung up, so a job is never leased to a dead call.
+  absl::StatusOr<v1::LeaseJobResponse> LeaseJob(
+      const v1::LeaseJobRequest& request,
+      const std::function<bool()>& caller_gone = [] { return false; });
   // One report of the worker's stream. FAILED_PRECONDITION when the attempt is not running
   // there any more (cancelled, lost): the stream stays open so the CANCEL can be delivered.
   absl::Status ReportProgress(const v1::ProgressReport& report);
@@ -161,7 +166,8 @@ class Scheduler {
 
   // The long poll; `deadline` is wall time.
   absl::StatusOr<v1::LeaseJobResponse> LeaseJobLocked(const v1::LeaseJobRequest& request,
-                                                      absl::Time deadline)
+                                                      absl::Time deadline,
+                                                      const std::function<bool()>& caller_gone)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Job> GetOwnedJob(const std::string& tenant, const std::string& job_id);
 

@@ -76,7 +76,8 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context,
                                          const v1::LeaseJobRequest* request,
                                          v1::LeaseJobResponse* response) {
-  absl::StatusOr<v1::LeaseJobResponse> lease = scheduler_.LeaseJob(*request);
+  absl::StatusOr<v1::LeaseJobResponse> lease =
+      scheduler_.LeaseJob(*request, [context] { return context->IsCancelled(); });
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   *response = *std::move(lease);
   return grpc::Status::OK;

@@ -2,6 +2,7 @@
 
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -457,6 +458,28 @@ TEST_F(SchedulerTest, ALongPollWakesWhenAJobIsSubmitted) {
   ASSERT_TRUE(response->has_lease());
   EXPECT_EQ(response->lease().job_id(), job);
   EXPECT_EQ(response->lease().spec().lora().r(), 16) << "leased with defaults filled";
+}
+
+TEST_F(SchedulerTest, ALongPollWhoseWorkerHungUpLeasesNothing) {
+  const std::string worker = Register();
+  std::atomic<bool> hung_up{false};
+  std::optional<v1::LeaseJobResponse> response;
+  std::thread poller([&] {
+    v1::LeaseJobRequest request;
+    request.set_worker_id(worker);
+    request.set_wait_seconds(30);
+    absl::StatusOr<v1::LeaseJobResponse> leased =
+        scheduler_->LeaseJob(request, [&] { return hung_up.load(); });
+    if (leased.ok()) response = *leased;
+  });
+  const absl::Time start = absl::Now();
+  hung_up = true;
+  poller.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "the wait ends when the caller goes";
+  ASSERT_TRUE(response.has_value());
+  EXPECT_FALSE(response->has_lease());
+  const std::string job = Submit(ValidSpec());
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED) << "nobody leased it to the dead call";
 }
 
 TEST_F(SchedulerTest, RunningAttemptsSurviveASchedulerRestart) {
