@@ -619,7 +619,7 @@ absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::J
   return CancelLocked(running.job_id, v1::Job::BUDGET_EXCEEDED, message).status();
 }
 
-absl::StatusOr<v1::Job> Scheduler::CancelLocked(const std::string& job_id, v1::Job::Reason reason,
+absl::StatusOr<v1::Job> Scheduler::CancelLocked(std::string job_id, v1::Job::Reason reason,
                                                 const std::string& message) {
   auto it = running_.find(job_id);
   std::optional<AttemptEnd> end;
@@ -654,7 +654,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelLocked(const std::string& job_id, v1::J
   return update.job;
 }
 
-void Scheduler::LoseAttemptLocked(const std::string& job_id, absl::Time last_contact) {
+void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact) {
   auto it = running_.find(job_id);
   if (it == running_.end()) return;
   RunningAttempt& running = it->second;

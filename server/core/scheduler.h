@@ -181,11 +181,12 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Cancels a job (running or queued); a running attempt is charged up to now and its worker
   // gets a CANCEL command.
-  absl::StatusOr<v1::Job> CancelLocked(const std::string& job_id, v1::Job::Reason reason,
+  // `job_id` is a copy: callers often pass the id of the attempt this call erases.
+  absl::StatusOr<v1::Job> CancelLocked(std::string job_id, v1::Job::Reason reason,
                                        const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends a running attempt as LOST at its worker's last contact and requeues its job.
-  void LoseAttemptLocked(const std::string& job_id, absl::Time last_contact)
+  void LoseAttemptLocked(std::string job_id, absl::Time last_contact)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireWorkersLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AccrueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
