@@ -3,6 +3,7 @@
 # (models/demo/train.jsonl, valid.jsonl) from nothing but this repository: no downloads.
 #
 #   models/build_tiny_llama.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build)
+#   TUNELEDGER_PRETRAIN=/path/to/tuneledger-pretrain models/build_tiny_llama.sh   (no build)
 #
 # 1. models/generate_data.py writes the pre-training corpus (to a temp folder) and the demo
 #    data, deterministically from a fixed seed;
@@ -15,12 +16,16 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$repo/build}
-steps=${TINY_LLAMA_STEPS:-300}
+steps=${TINY_LLAMA_STEPS:-120}
 
-if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
-  cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+pretrain=${TUNELEDGER_PRETRAIN:-}
+if [ -z "$pretrain" ]; then
+  if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
+    cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  cmake --build "$build" --target tuneledger-pretrain
+  pretrain=$build/bin/tuneledger-pretrain
 fi
-cmake --build "$build" --target tuneledger-pretrain
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -29,11 +34,11 @@ trap 'rm -rf "$work"' EXIT
   --pretrain-dir "$work/data" --demo-dir "$repo/models/demo"
 
 start=$(date +%s)
-"$build/bin/tuneledger-pretrain" \
+"$pretrain" \
   --config "$repo/models/tiny_llama_config.json" \
   --train "$work/data/pretrain_train.jsonl" --valid "$work/data/pretrain_valid.jsonl" \
   --out "$work/tiny-llama" --steps "$steps" --batch-size 16 --seq-len 96 --lr 3e-3 \
-  --warmup 30 --seed 1 --threads 2 --eval-every 100 --storage bf16 \
+  --warmup 20 --seed 1 --threads 2 --eval-every 60 --storage bf16 \
   | tee "$work/pretrain.log" \
   | /usr/bin/python3 -u -c '
 import json, sys

@@ -14,11 +14,11 @@
 namespace tuneledger::train {
 namespace {
 
-using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using testing::TempDir;
 using testing::WriteTextFile;
 
+using IdList = std::vector<int64_t>;
 constexpr int64_t kIgnore = kIgnoreLabel;
 const ByteTokenizer kBytes;
 
@@ -41,14 +41,14 @@ std::string ErrorOfFile(const std::string& content, const std::string& name = "t
 
 TEST(JsonlDatasetTest, TextTrainsOnEveryTokenWithBosAndEos) {
   const TokenizedExample example = Tokenize(R"({"text": "hi"})");
-  EXPECT_THAT(example.input_ids, ElementsAreArray({1, 3 + 'h', 3 + 'i', 2}));
+  EXPECT_EQ(example.input_ids, (IdList{1, 3 + 'h', 3 + 'i', 2}));
   EXPECT_EQ(example.labels, example.input_ids);
 }
 
 TEST(JsonlDatasetTest, PromptTokensCarryNoLabels) {
   const TokenizedExample example = Tokenize(R"({"prompt": "ab", "completion": "cd"})");
-  EXPECT_THAT(example.input_ids, ElementsAreArray({1, 3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd', 2}));
-  EXPECT_THAT(example.labels, ElementsAreArray({kIgnore, kIgnore, kIgnore, 3 + 'c', 3 + 'd', 2}));
+  EXPECT_EQ(example.input_ids, (IdList{1, 3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd', 2}));
+  EXPECT_EQ(example.labels, (IdList{kIgnore, kIgnore, kIgnore, 3 + 'c', 3 + 'd', 2}));
 }
 
 // The loss itself: logits at positions that predict prompt tokens get no gradient, and
@@ -109,10 +109,10 @@ TEST(JsonlDatasetTest, ChatTemplateTrainsOnAssistantTurnsOnly) {
 
 TEST(JsonlDatasetTest, PreTokenizedIsUsedAsGiven) {
   TokenizedExample example = Tokenize(R"({"input_ids": [5, 6, 7]})");
-  EXPECT_THAT(example.input_ids, ElementsAreArray({5, 6, 7}));
-  EXPECT_THAT(example.labels, ElementsAreArray({5, 6, 7}));
+  EXPECT_EQ(example.input_ids, (IdList{5, 6, 7}));
+  EXPECT_EQ(example.labels, (IdList{5, 6, 7}));
   example = Tokenize(R"({"input_ids": [5, 6, 7], "labels": [-100, -100, 7]})");
-  EXPECT_THAT(example.labels, ElementsAreArray({kIgnore, kIgnore, 7}));
+  EXPECT_EQ(example.labels, (IdList{kIgnore, kIgnore, 7}));
 }
 
 TEST(JsonlDatasetTest, TruncatesToSeqLen) {
@@ -120,7 +120,7 @@ TEST(JsonlDatasetTest, TruncatesToSeqLen) {
   TokenizedExample example = TokenizeRecord(nlohmann::json::parse(R"({"text": "abcdefgh"})"),
                                             kBytes, DatasetOptions{5, 0}, &truncated);
   EXPECT_TRUE(truncated);
-  EXPECT_THAT(example.input_ids, ElementsAreArray({1, 3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd'}));
+  EXPECT_EQ(example.input_ids, (IdList{1, 3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd'}));
   EXPECT_EQ(example.labels.size(), 5u);
 
   TempDir dir;

@@ -6,6 +6,10 @@ add_library(tuneledger_recipe_test_util STATIC ${_recipe_dir}/recipe_test_util.c
 target_link_libraries(tuneledger_recipe_test_util PUBLIC tuneledger::trainer tuneledger::testing)
 target_precompile_headers(tuneledger_recipe_test_util REUSE_FROM tuneledger_trainer_model)
 
+# Trains SentencePiece models for the tokenizer test, outside any process that loads LibTorch.
+add_executable(trainer_recipe_spm_train ${_recipe_dir}/recipe_spm_train_tool.cc)
+target_link_libraries(trainer_recipe_spm_train PRIVATE PkgConfig::SENTENCEPIECE)
+
 # Unit: in-process, seconds.
 add_executable(trainer_recipe_unit_tests
   ${_recipe_dir}/recipe_batcher_test.cc
@@ -18,6 +22,7 @@ add_executable(trainer_recipe_unit_tests
 target_link_libraries(trainer_recipe_unit_tests PRIVATE tuneledger_recipe_test_util
                       tuneledger::warnings)
 target_precompile_headers(trainer_recipe_unit_tests REUSE_FROM tuneledger_trainer_model)
+add_dependencies(trainer_recipe_unit_tests trainer_recipe_spm_train)
 gtest_discover_tests(trainer_recipe_unit_tests PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)
 
 # Integration: runs tuneledger-train as a process on a tiny random model (tens of seconds).

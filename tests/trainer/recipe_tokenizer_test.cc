@@ -1,8 +1,9 @@
 // Tokenizers: byte-level round trip and layout; SentencePiece trained here with
-// libsentencepiece's trainer (through the shim), then loaded through the model folder like a
-// real model's, in a process that also loads LibTorch (the protobuf clash the shim avoids).
+// libsentencepiece's trainer (in a torch-free helper process), then loaded through the model folder
+// like a real model's, in a process that also loads LibTorch (the protobuf clash the shim avoids).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/byte_tokenizer.h"
 #include "worker/trainer/sentencepiece_tokenizer.h"
@@ -77,10 +78,13 @@ void TrainSentencePiece(const TempDir& dir) {
     corpus += "\n";
   }
   WriteTextFile(dir.File("corpus.txt"), corpus);
-  TrainSentencePieceModel("--input=" + dir.File("corpus.txt") + " --model_prefix=" +
-                          dir.File("tokenizer") +
-                          " --vocab_size=60 --model_type=bpe --character_coverage=1.0"
-                          " --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=3 --minloglevel=2");
+  // libsentencepiece's trainer, in its own torch-free process (sentencepiece_shim.h).
+  const testing::TrainerRun run = testing::RunProcess(
+      std::string(TUNELEDGER_BIN_DIR) + "/trainer_recipe_spm_train",
+      {"--input=" + dir.File("corpus.txt"), "--model_prefix=" + dir.File("tokenizer"),
+       "--vocab_size=60", "--model_type=bpe", "--character_coverage=1.0", "--bos_id=1",
+       "--eos_id=2", "--unk_id=0", "--pad_id=3", "--minloglevel=2"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
 }
 
 TEST(SentencePieceTokenizerTest, EncodesAndDecodesThroughTheModelFolder) {

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/trainer/job_spec_defaults.h"
+
 namespace tuneledger::train {
 
 enum class Precision { kUnspecified, kFp32, kBf16, kFp16 };
@@ -37,7 +39,7 @@ struct TrainJobSpec {
   // LoRA
   int lora_r = 0;
   double lora_alpha = 0;
-  double lora_dropout = 0;
+  double lora_dropout = spec_defaults::kLoraDropout;  // optional in the proto: absent = default
   std::vector<std::string> target_modules;
 
   // Training. Exactly one of epochs / max_steps is > 0 after defaults.
@@ -54,8 +56,8 @@ struct TrainJobSpec {
   bool gradient_checkpointing = false;
   int checkpoint_every_steps = 0;
   int eval_every_steps = 0;
-  double weight_decay = 0;
-  double max_grad_norm = 0;  // 0 = no clipping
+  double weight_decay = spec_defaults::kWeightDecay;
+  double max_grad_norm = spec_defaults::kMaxGradNorm;  // 0 = no clipping
   bool save_merged_model = false;
   std::string sample_prompt;
   int sample_max_tokens = 0;

@@ -2,7 +2,6 @@
 #include "worker/trainer/sentencepiece_shim.h"
 
 #include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include <memory>
 
@@ -56,13 +55,6 @@ __attribute__((visibility("default"))) int tuneledger_spm_info(void* processor, 
       return sp->pad_id();
   }
   return -1;
-}
-
-__attribute__((visibility("default"))) bool tuneledger_spm_train(const std::string* args,
-                                                                 std::string* error) {
-  const auto status = sentencepiece::SentencePieceTrainer::Train(*args);
-  if (!status.ok()) *error = status.ToString();
-  return status.ok();
 }
 
 }  // extern "C"

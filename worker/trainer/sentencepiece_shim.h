@@ -11,6 +11,11 @@
 // The functions use C linkage (stable dlsym names) but pass libstdc++ types: both sides share
 // the process's one libstdc++. No exception crosses the boundary: failures return false /
 // nullptr with a message in *error.
+//
+// Limit of RTLD_DEEPBIND: libsentencepiece binds libstdc++'s data symbols (std::cerr) to
+// libstdc++'s own instances rather than the executable's copy-relocated ones, so code paths
+// that log (the trainer, SentencePieceTrainer) crash inside the shim. Loading, encoding and
+// decoding do not log; tests train tokenizer models in a separate torch-free process.
 #ifndef TUNELEDGER_WORKER_TRAINER_SENTENCEPIECE_SHIM_H_
 #define TUNELEDGER_WORKER_TRAINER_SENTENCEPIECE_SHIM_H_
 
@@ -34,8 +39,6 @@ using TuneledgerSpmEncodeFn = bool (*)(void* processor, const std::string* text,
 using TuneledgerSpmDecodeFn = bool (*)(void* processor, const std::vector<int>* ids,
                                        std::string* text, std::string* error);
 using TuneledgerSpmInfoFn = int (*)(void* processor, int what);
-// SentencePieceTrainer::Train with a command-line style argument string.
-using TuneledgerSpmTrainFn = bool (*)(const std::string* args, std::string* error);
 
 }  // extern "C"
 

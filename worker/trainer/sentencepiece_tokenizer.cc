@@ -23,7 +23,6 @@ struct ShimLibrary {
   TuneledgerSpmEncodeFn encode = nullptr;
   TuneledgerSpmDecodeFn decode = nullptr;
   TuneledgerSpmInfoFn info = nullptr;
-  TuneledgerSpmTrainFn train = nullptr;
   std::string error;  // why loading failed; empty when loaded
 };
 
@@ -74,7 +73,6 @@ ShimLibrary LoadShim() {
   shim.encode = reinterpret_cast<TuneledgerSpmEncodeFn>(symbol("tuneledger_spm_encode"));
   shim.decode = reinterpret_cast<TuneledgerSpmDecodeFn>(symbol("tuneledger_spm_decode"));
   shim.info = reinterpret_cast<TuneledgerSpmInfoFn>(symbol("tuneledger_spm_info"));
-  shim.train = reinterpret_cast<TuneledgerSpmTrainFn>(symbol("tuneledger_spm_train"));
   return shim;  // the handle stays open for the life of the process
 }
 
@@ -130,11 +128,6 @@ std::string SentencePieceTokenizer::Decode(const std::vector<int64_t>& ids) cons
     throw TrainError("SentencePiece decode failed: " + error);
   }
   return text;
-}
-
-void TrainSentencePieceModel(const std::string& args) {
-  std::string error;
-  if (!Shim().train(&args, &error)) throw TrainError("SentencePiece training failed: " + error);
 }
 
 }  // namespace tuneledger::train

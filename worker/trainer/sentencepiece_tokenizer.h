@@ -49,11 +49,6 @@ class SentencePieceTokenizer : public Tokenizer {
   int64_t pad_id_;
 };
 
-// Trains a SentencePiece model with libsentencepiece's trainer (command-line style arguments,
-// e.g. "--input=corpus.txt --model_prefix=dir/tokenizer --vocab_size=60"). For tests and tools
-// that need a small tokenizer.model. Throws TrainError with the trainer's message.
-void TrainSentencePieceModel(const std::string& args);
-
 }  // namespace tuneledger::train
 
 #endif  // TUNELEDGER_WORKER_TRAINER_SENTENCEPIECE_TOKENIZER_H_
