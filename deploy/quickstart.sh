@@ -21,17 +21,20 @@ say "dependencies"
 ./deploy/install-deps.sh
 
 build_dir=${BUILD_DIR:-build}
+case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
 jobs=${JOBS:-$(nproc)}
-say "configure ($build_dir)"
-launcher=()
-if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-generator=()
-if [ ! -f "$build_dir/Makefile" ]; then generator=(-G Ninja); fi
-cmake -S . -B "$build_dir" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  # A new build folder: Ninja, Release, ccache when present. An existing one is used as it is
+  # configured (changing its settings would rebuild everything in it).
+  say "configure ($build_dir)"
+  launcher=()
+  if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+  cmake -S . -B "$build_dir" -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
 say "build (-j$jobs): tuneledger-server tuneledger-worker tuneledger-train tunectl"
 cmake --build "$build_dir" -j "$jobs" --target tuneledger-server tuneledger-worker \
   tuneledger-train tunectl
-bin="$root/$build_dir/bin"
+bin="$build_dir/bin"
 
 model="$root/models/tiny-llama"
 train="$root/models/demo/train.jsonl"
