@@ -44,10 +44,11 @@ struct TrainerRun {
 };
 
 // Runs `binary` with `args` (stderr to a temp file) and waits, with a deadline. When
-// `on_line` returns true for a stdout line, the child gets SIGTERM (once).
+// `on_line` returns true for a stdout line, the child gets SIGTERM (once). Every stdout line
+// must be JSON unless `stdout_is_json` is false (e.g. --help).
 TrainerRun RunProcess(const std::string& binary, const std::vector<std::string>& args,
                       const std::function<bool(const nlohmann::json&)>& on_line = nullptr,
-                      int timeout_seconds = 300);
+                      int timeout_seconds = 300, bool stdout_is_json = true);
 
 std::string TrainerBinary();  // <bin>/tuneledger-train
 

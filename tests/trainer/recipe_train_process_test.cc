@@ -146,6 +146,15 @@ TEST_F(TrainProcessTest, ResumeAfterSigtermIsExact) {
   EXPECT_TRUE(fs::exists(stop_checkpoint + "/header.json"));
   EXPECT_TRUE(stopped.OfType("done").empty());
 
+  // --resume-from: a new attempt folder starting from the stopped attempt's checkpoint (run
+  // first: resuming in place later prunes that checkpoint folder).
+  const TrainerRun other = Train(spec, dir_.File("other"), {"--resume-from", stop_checkpoint});
+  ASSERT_EQ(other.exit_code, 0) << other.stderr_text;
+  EXPECT_EQ(other.lines.front()["start_step"], stop_step);
+  const double other_diff =
+      MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("other/adapter"));
+  EXPECT_LE(other_diff, 1e-6) << "--resume-from adapter: max abs diff " << other_diff;
+
   const TrainerRun resumed = Train(spec, dir_.File("resumed"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;
   EXPECT_EQ(resumed.lines.front()["start_step"], stop_step);
@@ -157,14 +166,6 @@ TEST_F(TrainProcessTest, ResumeAfterSigtermIsExact) {
 
   const double diff = MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("resumed/adapter"));
   EXPECT_LE(diff, 1e-6) << "resumed adapter vs uninterrupted run: max abs diff " << diff;
-
-  // --resume-from: a new attempt folder starting from the stopped attempt's checkpoint.
-  const TrainerRun other = Train(spec, dir_.File("other"), {"--resume-from", stop_checkpoint});
-  ASSERT_EQ(other.exit_code, 0) << other.stderr_text;
-  EXPECT_EQ(other.lines.front()["start_step"], stop_step);
-  const double other_diff =
-      MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("other/adapter"));
-  EXPECT_LE(other_diff, 1e-6) << "--resume-from adapter: max abs diff " << other_diff;
 }
 
 TEST_F(TrainProcessTest, TwoRunsWithTheSameSeedAreIdentical) {
@@ -243,8 +244,9 @@ TEST_F(TrainProcessTest, InputErrorsAreErrorLines) {
   EXPECT_EQ(run.exit_code, 2);
   run = RunProcess(TrainerBinary(), {"--spec", "x", "--out", "y", "--frobnicate", "1"});
   EXPECT_EQ(run.exit_code, 2);
-  run = RunProcess(TrainerBinary(), {"--help"});
+  run = RunProcess(TrainerBinary(), {"--help"}, nullptr, 60, /*stdout_is_json=*/false);
   EXPECT_EQ(run.exit_code, 0);
+  EXPECT_THAT(run.stdout_text, HasSubstr("usage: tuneledger-train --spec FILE --out DIR"));
 }
 
 }  // namespace
