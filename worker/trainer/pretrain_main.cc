@@ -30,6 +30,7 @@
 #include "worker/trainer/model_loader.h"
 #include "worker/trainer/optimizer_setup.h"
 #include "worker/trainer/progress_reporter.h"
+#include "worker/trainer/thread_environment.h"
 #include "worker/trainer/train_loop.h"
 #include "worker/trainer/trainer_error.h"
 
@@ -134,6 +135,7 @@ int Run(const std::map<std::string, std::string>& flags, ProgressReporter& repor
 }  // namespace tuneledger::train
 
 int main(int argc, char** argv) {
+  tuneledger::train::EnsureThreadEnvironment(argv);
   auto flags = tuneledger::train::DefaultFlags();
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];

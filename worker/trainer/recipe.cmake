@@ -33,6 +33,7 @@ add_library(tuneledger_trainer STATIC
   ${CMAKE_CURRENT_LIST_DIR}/progress_reporter.cc
   ${CMAKE_CURRENT_LIST_DIR}/sentencepiece_tokenizer.cc
   ${CMAKE_CURRENT_LIST_DIR}/stop_signal.cc
+  ${CMAKE_CURRENT_LIST_DIR}/thread_environment.cc
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer.cc
   ${CMAKE_CURRENT_LIST_DIR}/train_loop.cc
   ${CMAKE_CURRENT_LIST_DIR}/train_state.cc

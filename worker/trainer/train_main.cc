@@ -36,6 +36,7 @@
 #include "worker/trainer/peft_adapter.h"
 #include "worker/trainer/progress_reporter.h"
 #include "worker/trainer/stop_signal.h"
+#include "worker/trainer/thread_environment.h"
 #include "worker/trainer/tokenizer.h"
 #include "worker/trainer/train_loop.h"
 #include "worker/trainer/trainer_error.h"
@@ -323,6 +324,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
 }  // namespace tuneledger::train
 
 int main(int argc, char** argv) {
+  tuneledger::train::EnsureThreadEnvironment(argv);
   using tuneledger::train::ProgressReporter;
   bool help = false;
   const auto flags = tuneledger::train::ParseFlags(argc, argv, help);
