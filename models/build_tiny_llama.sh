@@ -16,7 +16,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$repo/build}
-steps=${TINY_LLAMA_STEPS:-120}
+steps=${TINY_LLAMA_STEPS:-400}
 
 pretrain=${TUNELEDGER_PRETRAIN:-}
 if [ -z "$pretrain" ]; then
@@ -38,7 +38,7 @@ start=$(date +%s)
   --config "$repo/models/tiny_llama_config.json" \
   --train "$work/data/pretrain_train.jsonl" --valid "$work/data/pretrain_valid.jsonl" \
   --out "$work/tiny-llama" --steps "$steps" --batch-size 16 --seq-len 96 --lr 3e-3 \
-  --warmup 20 --seed 1 --threads 2 --eval-every 60 --storage bf16 \
+  --warmup 30 --seed 1 --threads 2 --eval-every 100 --storage bf16 \
   | tee "$work/pretrain.log" \
   | /usr/bin/python3 -u -c '
 import json, sys
