@@ -12,14 +12,18 @@
 //   BM_JobStoreRecordProgress/threads:N the write behind every progress report (N running jobs)
 //   BM_JobStoreLeaseProgressFinish      one attempt's life: LeaseNext + RecordProgress + Finish
 //                                       (its Enqueue runs with the timer paused)
+//   BM_JobStoreCountJobsByState/jobs:N  the read behind the job gauges (after every submit and
+//                                       finish) with N jobs stored: it scans every job
 //
 // items_per_second counts submits, reports or cycles.
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -181,6 +185,52 @@ void BM_JobStoreLeaseProgressFinish(benchmark::State& state) {
 }
 BENCHMARK(BM_JobStoreLeaseProgressFinish)
     ->Setup(SetUpEmptyStore)
+    ->Teardown(TearDownStore)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// Fills the store with `jobs` QUEUED jobs from 8 threads (group commit keeps this to seconds).
+void SetUpJobHistory(const benchmark::State& state) {
+  SetUpStore(0);
+  if (fixture == nullptr) return;
+  const int64_t jobs = state.range(0);
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> statuses(kMaxThreads);
+  for (int t = 0; t < kMaxThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int64_t i = t; i < jobs && statuses[t].ok(); i += kMaxThreads) {
+        statuses[t] = fixture->store->Enqueue("tenant", fixture->spec).status();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& status : statuses) {
+    if (status.ok()) continue;
+    fixture_status = status;
+    TearDownStore(state);
+    return;
+  }
+}
+
+// What the scheduler's gauge refresh reads after every submit, finish and tick: the cost grows
+// with every job the store has ever held.
+void BM_JobStoreCountJobsByState(benchmark::State& state) {
+  if (!FixtureReady(state)) return;
+  for (auto _ : state) {
+    absl::StatusOr<std::map<std::string, int64_t>> counts = fixture->store->CountJobsByState();
+    if (!counts.ok()) {
+      state.SkipWithError(counts.status().ToString().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(counts->size());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_JobStoreCountJobsByState)
+    ->ArgName("jobs")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Setup(SetUpJobHistory)
     ->Teardown(TearDownStore)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
