@@ -95,7 +95,7 @@ bool FixtureReady(benchmark::State& state) {
   return false;
 }
 
-AttemptProgress ProgressReport(int step) {
+AttemptProgress ProgressUpdate(int step) {
   AttemptProgress update;
   update.attempt = 1;
   update.progress.emplace();
@@ -136,7 +136,7 @@ void BM_JobStoreRecordProgress(benchmark::State& state) {
   int step = 0;
   for (auto _ : state) {
     absl::StatusOr<JobUpdate> recorded =
-        fixture->store->RecordProgress(job_id, ProgressReport(++step));
+        fixture->store->RecordProgress(job_id, ProgressUpdate(++step));
     if (!recorded.ok()) {
       state.SkipWithError(recorded.status().ToString().c_str());
       break;
@@ -167,7 +167,7 @@ void BM_JobStoreLeaseProgressFinish(benchmark::State& state) {
     if (status.ok() && !lease->has_value()) status = absl::InternalError("no job to lease");
     if (status.ok()) {
       const std::string& job_id = (*lease)->job.id();
-      status = store.RecordProgress(job_id, ProgressReport(1)).status();
+      status = store.RecordProgress(job_id, ProgressUpdate(1)).status();
       end.end_time = absl::Now();
       if (status.ok()) {
         status = store
