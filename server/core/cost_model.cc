@@ -30,18 +30,6 @@ std::string KindName(v1::InheritedCost::Kind kind) {
 
 std::string FormatUsd(double usd) { return absl::StrFormat("$%.4f", usd); }
 
-double GpuHours(int gpus, absl::Duration lease) {
-  return gpus * std::max(0.0, absl::ToDoubleSeconds(lease)) / kSecondsPerHour;
-}
-
-double AttemptCostUsd(const AttemptPricing& pricing, absl::Duration lease) {
-  return pricing.price_per_gpu_hour * GpuHours(pricing.gpus, lease);
-}
-
-double RateUsdPerHour(const AttemptPricing& pricing) {
-  return pricing.price_per_gpu_hour * pricing.gpus;
-}
-
 double BilledAttemptUsd(const AttemptPricing& pricing, absl::Duration server_lease,
                         double worker_reported_usd) {
   const double server_usd = AttemptCostUsd(pricing, server_lease);
@@ -78,6 +66,11 @@ std::optional<double> StepRateEstimator::StepsPerSecond() const {
   const int steps = latest_->step - first_->step;
   if (seconds <= 0 || steps <= 0) return std::nullopt;
   return steps / seconds;
+}
+
+int StepRateEstimator::StepsMeasured() const {
+  if (!first_.has_value() || !latest_.has_value()) return 0;
+  return latest_->step - first_->step;
 }
 
 std::optional<absl::Duration> RemainingTime(int step, int total_steps,

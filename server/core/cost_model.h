@@ -1,4 +1,6 @@
-// The cost model (DESIGN.md "Cost model"): the ONE place that computes money. Pure functions.
+// The cost model (DESIGN.md "Cost model"): the ONE place that computes money (the bare
+// attempt formula lives in server/base/compute_cost.h so the worker agent bills with it too).
+// Pure functions.
 //
 //   attempt cost = price_per_gpu_hour x gpus x lease seconds / 3600
 //   job cost     = sum over the job's attempts
@@ -17,24 +19,14 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "server/base/compute_cost.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
 
-// What a worker charges for one attempt.
-struct AttemptPricing {
-  double price_per_gpu_hour = 0;  // USD
-  int gpus = 1;
-  bool spot = false;
-};
-
 // "$1.2345": four decimals, because a short CPU fine-tune costs fractions of a cent. Every
 // message that states money uses it.
 std::string FormatUsd(double usd);
-
-double GpuHours(int gpus, absl::Duration lease);
-double AttemptCostUsd(const AttemptPricing& pricing, absl::Duration lease);
-double RateUsdPerHour(const AttemptPricing& pricing);
 
 // An attempt's bill: the server's own clock sets a floor (a silent or lying worker cannot
 // under-report); a worker that reports more (its lease started earlier on its clock) is believed.
@@ -61,6 +53,8 @@ class StepRateEstimator {
   void Observe(absl::Time time, int step);
   // Unknown until the attempt has advanced at least one step over a positive time.
   std::optional<double> StepsPerSecond() const;
+  // Steps between the first and the latest observation (what the rate is measured over).
+  int StepsMeasured() const;
 
  private:
   struct Observation {

@@ -92,7 +92,8 @@ struct AttemptRunner::TrainerRun {
 };
 
 double AccruedUsd(const AgentOptions& options, absl::Duration lease) {
-  return options.price_per_gpu_hour * options.gpus() * absl::ToDoubleSeconds(lease) / 3600.0;
+  return AttemptCostUsd(AttemptPricing{options.price_per_gpu_hour, options.gpus(), options.spot},
+                        lease);
 }
 
 AttemptRunner::AttemptRunner(const AgentOptions& options,

@@ -26,13 +26,14 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/compute_cost.h"
 #include "tuneledger/v1/worker.grpc.pb.h"
 #include "worker/agent/agent_options.h"
 #include "worker/agent/progress_stream.h"
 
 namespace tuneledger::worker {
 
-// The attempt's cost on the worker's clock: price x GPUs x lease seconds / 3600.
+// The attempt's cost on the worker's clock (the formula of server/base/compute_cost.h).
 double AccruedUsd(const AgentOptions& options, absl::Duration lease);
 
 class AttemptRunner {
