@@ -18,8 +18,11 @@ BudgetDecision EvaluateBudget(const v1::Budget& budget, const BudgetState& state
   decision.next_state.thresholds_crossed = crossed;
 
   const bool over_budget = observation.accrued_usd >= usd;
-  if (!state.overrun_raised && !over_budget && observation.projection_known &&
-      observation.progress_ratio >= kMinProgressForProjection && observation.projected_usd > usd) {
+  const bool projection_meaningful =
+      observation.projection_known && (observation.progress_ratio >= kMinProgressForProjection ||
+                                       observation.steps_measured >= kMinStepsForProjection);
+  if (!state.overrun_raised && !over_budget && projection_meaningful &&
+      observation.projected_usd > usd) {
     decision.raise_projected_overrun = true;
     decision.next_state.overrun_raised = true;
   }

@@ -9,8 +9,9 @@
 //     several may be crossed by one report;
 //   - policy CANCEL (the default) cancels once accrued >= usd (100%); ALERT_ONLY never cancels;
 //   - a projected overrun (projected > usd) is raised once, early, and only after enough of
-//     the job has run for the projection to mean something (kMinProgressForProjection of the
-//     steps and a measured step rate), and never once accrued alone is past the budget.
+//     the job has run for the projection to mean something (a measured step rate, over either
+//     kMinProgressForProjection of the steps or kMinStepsForProjection steps, so that a long job
+//     is warned long before its budget runs out), and never once accrued alone is past it.
 // Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_SERVER_CORE_BUDGET_POLICY_H_
 #define TUNELEDGER_SERVER_CORE_BUDGET_POLICY_H_
@@ -23,6 +24,8 @@ namespace tuneledger {
 
 // Below this fraction of the steps a projection is mostly start-up noise (model loading).
 inline constexpr double kMinProgressForProjection = 0.1;
+// ... or, for long jobs, once the step rate was measured over this many steps.
+inline constexpr int kMinStepsForProjection = 20;
 
 // What a job has already recorded (persisted with the job).
 struct BudgetState {
@@ -35,6 +38,7 @@ struct BudgetObservation {
   double projected_usd = 0;
   double progress_ratio = 0;      // step / total_steps
   bool projection_known = false;  // a step rate has been measured in this attempt
+  int steps_measured = 0;         // steps the step rate was measured over
 };
 
 struct BudgetDecision {

@@ -597,6 +597,7 @@ absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::J
   observation.progress_ratio =
       running.total_steps > 0 ? static_cast<double>(running.step) / running.total_steps : 0;
   observation.projection_known = running.step_rate.StepsPerSecond().has_value();
+  observation.steps_measured = running.step_rate.StepsMeasured();
   const BudgetDecision decision = EvaluateBudget(running.budget, running.budget_state, observation);
   if (!decision.crossed_thresholds.empty() || decision.raise_projected_overrun) {
     TL_ASSIGN_OR_RETURN(const JobUpdate recorded,

@@ -102,5 +102,18 @@ TEST(BudgetPolicyTest, ProjectedOverrunIsRaisedOnceAndOnlyAfterMeaningfulProgres
   EXPECT_FALSE(EvaluateBudget(budget, {}, observation).raise_projected_overrun);
 }
 
+TEST(BudgetPolicyTest, ALongJobIsWarnedOnceItsRateIsMeasuredOverEnoughSteps) {
+  const v1::Budget budget = MakeBudget(10.0);
+  BudgetObservation observation = Spent(1.0);
+  observation.projected_usd = 500.0;
+  observation.projection_known = true;
+  observation.progress_ratio = 0.001;  // 100,000-step job: 10% would come far too late
+
+  observation.steps_measured = kMinStepsForProjection - 1;
+  EXPECT_FALSE(EvaluateBudget(budget, {}, observation).raise_projected_overrun);
+  observation.steps_measured = kMinStepsForProjection;
+  EXPECT_TRUE(EvaluateBudget(budget, {}, observation).raise_projected_overrun);
+}
+
 }  // namespace
 }  // namespace tuneledger
