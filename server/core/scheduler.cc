@@ -148,7 +148,6 @@ absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
     ++queue_generation_;  // wakes long polls
   }
   Announce(result.update);
-  RefreshGauges();
   return result;
 }
 
@@ -188,7 +187,6 @@ absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& tenant, const st
     absl::MutexLock lock(&mu_);
     job = CancelLocked(job_id, v1::Job::USER, message.empty() ? "cancelled by the user" : message);
   }
-  if (job.ok()) RefreshGauges();
   return job;
 }
 
@@ -255,7 +253,6 @@ absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(const v1::W
                << info.gpus() << " x " << info.accelerator() << " at $" << info.price_per_gpu_hour()
                << "/GPU-hour" << (info.spot() ? " (spot)" : "");
   metrics_.SetWorker(worker.id(), info.price_per_gpu_hour(), info.spot(), info.gpus());
-  RefreshGauges();
 
   v1::RegisterWorkerResponse response;
   response.set_worker_id(worker.id());
@@ -346,7 +343,6 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobReque
     absl::MutexLock lock(&mu_);
     response = LeaseJobLocked(request, deadline, caller_gone);
   }
-  if (response.ok() && response->has_lease()) RefreshGauges();
   return response;
 }
 
@@ -543,7 +539,6 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     Announce(*update);
     if (IsFinalState(update->job.state())) OnJobEnded(update->job);
   }
-  RefreshGauges();
   return absl::OkStatus();
 }
 

@@ -198,6 +198,8 @@ class Scheduler {
   // Watchers, metrics and long polls learn about a verb's result.
   void Announce(const JobUpdate& update);
   void OnJobEnded(const v1::Job& job);
+  // Jobs and workers by state, queue depth. Counting reads every stored job, so it runs at
+  // Start() and on the ticker (at most one tick stale), never on the submit or report path.
   void RefreshGauges();
   void RunTicker();
 
