@@ -10,18 +10,11 @@
 namespace tuneledger::train {
 
 void EnsureThreadEnvironment(char** argv) {
-  bool changed = false;
-  for (const auto& [name, value] :
-       {std::pair{"OMP_WAIT_POLICY", "PASSIVE"}, std::pair{"OPENBLAS_NUM_THREADS", "1"}}) {
-    if (std::getenv(name) == nullptr) {
-      ::setenv(name, value, /*overwrite=*/0);
-      changed = true;
-    }
-  }
-  if (!changed) return;
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;  // the user's choice stands
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
   ::execv("/proc/self/exe", argv);
-  std::cerr << "note: cannot re-execute with OMP_WAIT_POLICY/OPENBLAS_NUM_THREADS set ("
-            << std::strerror(errno) << "); continuing with the libraries' defaults\n";
+  std::cerr << "note: cannot re-execute with OMP_WAIT_POLICY set (" << std::strerror(errno)
+            << "); continuing with the libraries' defaults\n";
 }
 
 }  // namespace tuneledger::train

@@ -1,13 +1,13 @@
 // The threading environment of the trainer's executables, fixed before LibTorch starts.
 //
 // LibTorch's OpenMP threads spin after every parallel region (libgomp's default wait policy)
-// and OpenBLAS runs its own spinning thread pool next to them. On a 2-core machine that is shared
-// with anything else, the spinners steal the cores the real work needs: measured here on the
-// bundled model, LoRA training ran at ~350 tokens/s with the defaults and at ~4,000 tokens/s with
-// OMP_WAIT_POLICY=PASSIVE and OPENBLAS_NUM_THREADS=1 (LibTorch's own intra-op threads, set by
-// --threads, still use every core). Both libraries read these variables only when they load,
-// so main() sets whichever are unset and re-executes itself once (same pid, same file
-// descriptors) before doing anything else. A value the user set is kept.
+// while OpenBLAS runs its own thread pool next to them, so the spinners steal the cores the
+// GEMMs need. bench/README.md measured a ~110M-parameter LoRA step on 2 cores at 136 tokens/s
+// with the defaults and 168 with OMP_WAIT_POLICY=PASSIVE (eager PyTorch: 138 and 171); also
+// forcing OPENBLAS_NUM_THREADS=1 halved the GEMM peak and cost a third (115), so BLAS keeps its
+// threads. libgomp reads the variable only when it loads, so main() sets it when unset and
+// re-executes itself once (same pid, same file descriptors) before doing anything else. A value
+// the user set is kept.
 //
 // Thread safety: call first thing in main(), before any thread exists.
 #ifndef TUNELEDGER_WORKER_TRAINER_THREAD_ENVIRONMENT_H_
