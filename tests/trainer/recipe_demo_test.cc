@@ -22,7 +22,8 @@ TEST(DemoTest, LoraLowersValidationLossByThirtyPercentWithinTwoMinutes) {
   nlohmann::json spec =
       nlohmann::json::parse(testing::ReadTextFile((repo / "models/demo/spec.json").string()));
   for (const char* field : {"model_path", "train_path", "valid_path"}) {
-    spec[field] = (repo / spec[field].get<std::string>()).string();
+    spec[field] =
+        (repo / "models/demo" / spec[field].get<std::string>()).lexically_normal().string();
   }
   TempDir dir;
   WriteTextFile(dir.File("spec.json"), spec.dump(2));

@@ -1,6 +1,7 @@
 #include "worker/trainer/job_spec.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -445,11 +446,21 @@ TrainJobSpec LoadJobSpec(const std::string& path) {
   } catch (const json::parse_error& e) {
     throw TrainError(path + ": not valid JSON: " + e.what());
   }
+  TrainJobSpec spec;
   try {
-    return ParseJobSpec(object);
+    spec = ParseJobSpec(object);
   } catch (const TrainError& e) {
     throw TrainError(path + ": " + e.what());
   }
+  // Relative data and model paths are relative to the spec file's folder (as for
+  // `tunectl submit --spec`), so a spec works from any working directory.
+  const std::filesystem::path spec_dir = std::filesystem::path(path).parent_path();
+  for (std::string* field : {&spec.model_path, &spec.train_path, &spec.valid_path}) {
+    if (!field->empty() && std::filesystem::path(*field).is_relative()) {
+      *field = (spec_dir / *field).lexically_normal().string();
+    }
+  }
+  return spec;
 }
 
 }  // namespace tuneledger::train

@@ -67,7 +67,8 @@ struct TrainJobSpec {
 // fields, wrong types and values the trainer cannot run with.
 TrainJobSpec ParseJobSpec(const nlohmann::json& spec);
 
-// Reads FILE and parses it; errors start with the file name.
+// Reads FILE and parses it; errors start with the file name. Relative model_path, train_path
+// and valid_path are resolved against the folder of FILE.
 TrainJobSpec LoadJobSpec(const std::string& path);
 
 }  // namespace tuneledger::train
