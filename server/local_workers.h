@@ -21,7 +21,7 @@ struct LocalWorkersOptions {
   std::string work_dir;        // shared by all local workers (checkpoints are reachable by all)
   double price_per_gpu_hour = 0;
   bool spot = false;
-  std::string worker_binary;   // path of tuneledger-worker; empty = next to this executable
+  std::string worker_binary;  // path of tuneledger-worker; empty = next to this executable
 };
 
 class LocalWorkers {
