@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include "tests/trainer/recipe_test_util.h"
 
@@ -247,6 +250,54 @@ TEST_F(TrainProcessTest, InputErrorsAreErrorLines) {
   run = RunProcess(TrainerBinary(), {"--help"}, nullptr, 60, /*stdout_is_json=*/false);
   EXPECT_EQ(run.exit_code, 0);
   EXPECT_THAT(run.stdout_text, HasSubstr("usage: tuneledger-train --spec FILE --out DIR"));
+}
+
+// Sets an environment variable for the children this test starts; restores it on scope exit.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value, /*overwrite=*/1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST_F(TrainProcessTest, MinStepSecondsPacesEveryStepButTheLast) {
+  nlohmann::json spec = Spec();
+  spec["training"]["max_steps"] = 5;
+  spec.erase("valid_path");
+  {
+    ScopedEnv pace("TUNELEDGER_TRAIN_MIN_STEP_SECONDS", "0.3");
+    const TrainerRun run = Train(WriteSpec(spec), dir_.File("paced"));
+    ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+    const std::vector<nlohmann::json> progress = run.OfType("progress");
+    ASSERT_EQ(progress.size(), 5u);
+    // Steps 1-4 each last >= 0.3 s before the next one starts: a lower bound, never flaky.
+    const double spread =
+        progress.back()["elapsed_s"].get<double>() - progress.front()["elapsed_s"].get<double>();
+    EXPECT_GE(spread, 4 * 0.3 - 1e-3);
+  }
+  {
+    ScopedEnv pace("TUNELEDGER_TRAIN_MIN_STEP_SECONDS", "-1");
+    const TrainerRun run = Train(WriteSpec(spec), dir_.File("bad-pace"));
+    EXPECT_EQ(run.exit_code, 1);
+    ASSERT_FALSE(run.lines.empty());
+    EXPECT_EQ(run.lines.back()["type"], "error");
+    EXPECT_THAT(run.lines.back()["message"].get<std::string>(),
+                HasSubstr("TUNELEDGER_TRAIN_MIN_STEP_SECONDS"));
+  }
 }
 
 }  // namespace

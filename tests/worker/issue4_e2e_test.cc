@@ -63,6 +63,10 @@ using ::tuneledger::v1::JobEvent;
 // seconds on two cores. Checkpoints every kCheckpointEvery steps.
 constexpr int kSteps = 12;
 constexpr int kCheckpointEvery = 3;
+// Every step lasts at least this long (TUNELEDGER_TRAIN_MIN_STEP_SECONDS), so that a test that
+// acts mid-run (kill, preempt, watch) still finds the job running on a machine where the tiny
+// model trains hundreds of steps a second. Two busy cores here take about this long anyway.
+constexpr char kMinStepSeconds[] = "0.25";
 constexpr absl::Duration kJobTimeout = absl::Minutes(4);
 
 std::string SourcePath(const std::string& relative) {
@@ -164,6 +168,7 @@ class Issue4Test : public ::testing::Test {
     options.stderr_mode = StdioMode::kFile;
     options.stderr_path = worker.log_path;
     options.parent_death_signal = SIGKILL;
+    options.env["TUNELEDGER_TRAIN_MIN_STEP_SECONDS"] = kMinStepSeconds;
     absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(options);
     EXPECT_OK(started);
     if (started.ok()) worker.process = std::move(*started);

@@ -11,7 +11,9 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -58,7 +60,35 @@ constexpr const char* kUsage =
     "  Fine-tunes a LoRA adapter as the JobSpec JSON in FILE says; writes checkpoints and\n"
     "  the PEFT adapter under DIR and one JSON progress line per event on stdout.\n"
     "  Rerunning with the same --out resumes from its newest checkpoint.\n"
-    "  Protocol: worker/trainer/PROGRESS_PROTOCOL.md\n";
+    "  Protocol: worker/trainer/PROGRESS_PROTOCOL.md\n"
+    "environment:\n"
+    "  TUNELEDGER_TRAIN_MIN_STEP_SECONDS=S  make every optimizer step last at least S seconds\n"
+    "      (sleeping after it): tests and demos that must see a job mid-run on any machine.\n";
+
+// TUNELEDGER_TRAIN_MIN_STEP_SECONDS, 0 when unset. A bad value is an error, not ignored.
+std::chrono::duration<double> MinStepDuration() {
+  const char* text = std::getenv("TUNELEDGER_TRAIN_MIN_STEP_SECONDS");
+  if (text == nullptr || *text == '\0') return std::chrono::duration<double>(0);
+  char* end = nullptr;
+  const double seconds = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !std::isfinite(seconds) || seconds < 0 || seconds > 3600) {
+    throw TrainError(std::string("TUNELEDGER_TRAIN_MIN_STEP_SECONDS must be a number of seconds "
+                                 "in [0, 3600], got \"") +
+                     text + "\"");
+  }
+  return std::chrono::duration<double>(seconds);
+}
+
+// Sleeps until `deadline` in short slices, waking early when a stop is requested.
+void SleepUntilStopOr(std::chrono::steady_clock::time_point deadline) {
+  constexpr auto kSlice = std::chrono::milliseconds(10);
+  while (!StopRequested()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(deadline - now, kSlice));
+  }
+}
 
 struct Flags {
   std::string spec;
@@ -201,6 +231,7 @@ std::string Absolute(const fs::path& path) {
 }
 
 int Run(const Flags& flags, ProgressReporter& reporter) {
+  const std::chrono::duration<double> min_step = MinStepDuration();  // checked before loading
   const auto process_start = std::chrono::steady_clock::now();
   InstallStopSignalHandlers();
 
@@ -290,12 +321,16 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
 
   // 6. Train.
   while (!loop.finished() && !StopRequested()) {
+    const auto step_start = std::chrono::steady_clock::now();
     const std::vector<Batch> micro_batches = loop.NextBatch();
     const StepResult result = loop.ForwardBackward(micro_batches);
     loop.OptimizerStep();
     loop.Report(result);
     loop.MaybeEvaluate();
     loop.MaybeCheckpoint();
+    if (min_step.count() > 0 && !loop.finished()) {
+      SleepUntilStopOr(step_start + std::chrono::duration_cast<std::chrono::nanoseconds>(min_step));
+    }
   }
   if (StopRequested() && !loop.finished()) {
     const std::string checkpoint = loop.Checkpoint();
