@@ -46,6 +46,21 @@ absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = 
   return JobFromRow(query);
 }
 
+// Calls on_row for each row `sql` (which binds the job's id as ?1) selects, after checking the
+// job exists (NOT_FOUND otherwise, rather than an empty list).
+absl::Status ForEachRowOfJob(SqliteDb& db, int64_t id, const char* sql,
+                             absl::FunctionRef<void(Query&)> on_row) {
+  TL_RETURN_IF_ERROR(LoadJob(db, id).status());
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select, db.Prepare(sql));
+  Query query(select);
+  query.Bind(1, id);
+  while (true) {
+    TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) return absl::OkStatus();
+    on_row(query);
+  }
+}
+
 absl::StatusOr<v1::AttemptCost> LoadAttempt(SqliteDb& db, int64_t job_id, int attempt) {
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * select,
@@ -804,18 +819,10 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
 absl::StatusOr<std::vector<v1::JobEvent>> JobStore::ListJobEvents(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::JobEvent> events;
-  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
-    TL_ASSIGN_OR_RETURN(
-        SqliteDb::Statement * select,
-        db.Prepare("SELECT " TL_EVENT_COLUMNS " FROM events WHERE job_id = ?1 ORDER BY seq"));
-    Query query(select);
-    query.Bind(1, id);
-    while (true) {
-      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
-      if (!row) return absl::OkStatus();
-      events.push_back(EventFromRow(query));
-    }
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
+    return ForEachRowOfJob(db, id,
+                           "SELECT " TL_EVENT_COLUMNS " FROM events WHERE job_id = ?1 ORDER BY seq",
+                           [&](Query& row) { events.push_back(EventFromRow(row)); });
   }));
   return events;
 }
@@ -823,18 +830,10 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::ListJobEvents(const std::str
 absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::AttemptCost> attempts;
-  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
-    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
-                        db.Prepare("SELECT " TL_ATTEMPT_COLUMNS
-                                   " FROM attempts WHERE job_id = ?1 ORDER BY attempt"));
-    Query query(select);
-    query.Bind(1, id);
-    while (true) {
-      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
-      if (!row) return absl::OkStatus();
-      attempts.push_back(AttemptFromRow(query));
-    }
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
+    return ForEachRowOfJob(
+        db, id, "SELECT " TL_ATTEMPT_COLUMNS " FROM attempts WHERE job_id = ?1 ORDER BY attempt",
+        [&](Query& row) { attempts.push_back(AttemptFromRow(row)); });
   }));
   return attempts;
 }
@@ -842,18 +841,10 @@ absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::s
 absl::StatusOr<std::vector<v1::Progress>> JobStore::ListProgressHistory(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::Progress> points;
-  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    TL_RETURN_IF_ERROR(LoadJob(db, id).status());
-    TL_ASSIGN_OR_RETURN(
-        SqliteDb::Statement * select,
-        db.Prepare("SELECT progress FROM progress_points WHERE job_id = ?1 ORDER BY ordinal"));
-    Query query(select);
-    query.Bind(1, id);
-    while (true) {
-      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
-      if (!row) return absl::OkStatus();
-      (void)points.emplace_back().ParseFromString(query.Text(0));
-    }
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
+    return ForEachRowOfJob(
+        db, id, "SELECT progress FROM progress_points WHERE job_id = ?1 ORDER BY ordinal",
+        [&](Query& row) { (void)points.emplace_back().ParseFromString(row.Text(0)); });
   }));
   return points;
 }
