@@ -10,7 +10,6 @@
 //                       [--storage bf16|fp32]
 // Progress lines on stdout as tuneledger-train writes them; exit 0 / 1 (error line) / 2.
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -158,17 +157,6 @@ int main(int argc, char** argv) {
     }
   }
   tuneledger::train::ProgressReporter reporter(std::cout);
-  std::string message;
-  try {
-    return tuneledger::train::Run(flags, reporter);
-  } catch (const tuneledger::train::TrainError& e) {
-    message = e.what();
-  } catch (const c10::Error& e) {
-    message = std::string("LibTorch: ") + e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    message = e.what();
-  }
-  reporter.Error(message);
-  std::cerr << "tuneledger-pretrain: error: " << message << "\n";
-  return 1;
+  return tuneledger::train::RunReportingErrors(
+      "tuneledger-pretrain", reporter, [&] { return tuneledger::train::Run(flags, reporter); });
 }

@@ -1,7 +1,12 @@
 #include "worker/trainer/progress_reporter.h"
 
+#include <c10/util/Exception.h>
+
 #include <cmath>
+#include <iostream>
 #include <nlohmann/json.hpp>
+
+#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -65,6 +70,23 @@ void ProgressReporter::Stopped(int64_t step, const std::string& checkpoint) {
 
 void ProgressReporter::Error(const std::string& message) {
   Write(out_, Line{{"type", "error"}, {"message", message}});
+}
+
+int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
+                       const std::function<int()>& body) {
+  std::string message;
+  try {
+    return body();
+  } catch (const TrainError& e) {
+    message = e.what();
+  } catch (const c10::Error& e) {
+    message = std::string("LibTorch: ") + e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  reporter.Error(message);
+  std::cerr << program << ": error: " << message << "\n";
+  return 1;
 }
 
 }  // namespace tuneledger::train

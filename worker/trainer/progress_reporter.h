@@ -6,6 +6,7 @@
 #define TUNELEDGER_WORKER_TRAINER_PROGRESS_REPORTER_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -55,6 +56,12 @@ class ProgressReporter {
  private:
   std::ostream& out_;
 };
+
+// A trainer program's edge: runs `body` and turns a TrainError, c10::Error or other exception
+// escaping it into an `error` line on `reporter` and "<program>: error: <message>" on stderr,
+// returning 1 (the protocol's "failed"); otherwise returns what `body` returned.
+int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
+                       const std::function<int()>& body);
 
 }  // namespace tuneledger::train
 

@@ -4,10 +4,9 @@
 //   -> restore checkpoint -> loop of named steps -> adapter (+ merged model) -> done
 //
 // The command line, output folder, exit codes and progress lines are PROGRESS_PROTOCOL.md.
-// This file is the trainer's edge: the only place that catches TrainError, c10::Error and
-// std::exception and turns them into an `error` line and exit code 1.
+// main() is the trainer's edge: RunReportingErrors (progress_reporter.h) turns a TrainError,
+// c10::Error or std::exception escaping Run() into an `error` line and exit code 1.
 #include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -49,7 +48,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitStopped = 75;
 constexpr int kKeepCheckpoints = 3;
@@ -369,17 +367,6 @@ int main(int argc, char** argv) {
   }
   if (!flags) return tuneledger::train::kExitUsage;
   ProgressReporter reporter(std::cout);
-  std::string message;
-  try {
-    return tuneledger::train::Run(*flags, reporter);
-  } catch (const tuneledger::train::TrainError& e) {
-    message = e.what();
-  } catch (const c10::Error& e) {
-    message = std::string("LibTorch: ") + e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    message = e.what();
-  }
-  reporter.Error(message);
-  std::cerr << "tuneledger-train: error: " << message << "\n";
-  return tuneledger::train::kExitFailed;
+  return tuneledger::train::RunReportingErrors(
+      "tuneledger-train", reporter, [&] { return tuneledger::train::Run(*flags, reporter); });
 }

@@ -1,6 +1,7 @@
 // The one error type of the trainer. The trainer links no Abseil: components throw
 // TrainError for bad input or state, with a message that names the problem (the file, the
-// field, the tensor); only the trainer's edge (train_main.cc) catches it (and c10::Error).
+// field, the tensor); only the programs' edge catches it (and c10::Error): RunReportingErrors
+// in progress_reporter.h.
 #ifndef TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
 #define TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
 
