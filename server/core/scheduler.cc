@@ -267,9 +267,10 @@ absl::Status Scheduler::TouchWorkerLocked(const std::string& worker_id) {
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker \"", worker_id, "\" is not registered"));
   }
-  TL_RETURN_IF_ERROR(store_.TouchWorker(worker_id));
+  // The worker spoke now, however long the durable write below takes (an fsync can stall for
+  // seconds on a busy disk, and the ticker must not count that against the worker).
   it->second.last_contact = clock_.Now();
-  return absl::OkStatus();
+  return store_.TouchWorker(worker_id);
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {

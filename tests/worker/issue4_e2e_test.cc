@@ -131,8 +131,10 @@ class Issue4Test : public ::testing::Test {
         << "the bundled model is missing: models/build_tiny_llama.sh makes it";
     work_dir_ = server_.temp_dir() + "/work";
     fs::create_directories(work_dir_);
-    // Short heartbeat timeout so that a killed worker is declared lost within seconds.
-    server_.options().extra_args = {"--heartbeat-timeout", "3s", "--report-interval", "500ms"};
+    // Short heartbeat timeout so that a killed worker is declared lost within seconds, yet long
+    // enough that a live worker on two overloaded cores (tests in parallel, each with trainers
+    // fsyncing checkpoints) is not: 3 s lost one mid-attempt under `ctest -j2`.
+    server_.options().extra_args = {"--heartbeat-timeout", "8s", "--report-interval", "500ms"};
   }
 
   void TearDown() override {
