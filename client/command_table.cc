@@ -112,6 +112,13 @@ const std::vector<CommandSpec>& CommandSpecs() {
            {"message", "TEXT", "a note recorded in the job's CANCELLED event"},
        }},
       {"events", "ID", "show a job's event log", "Shows every event of a job, oldest first.", {}},
+      {"history",
+       "ID",
+       "show a job's progress history",
+       "Shows the job's progress over its whole life, oldest first (loss, eval loss, learning "
+       "rate, tokens/s), downsampled by the server to a bounded number of points; "
+       "--output json gives the points for plotting.",
+       {}},
       {"cost",
        "ID",
        "show a job's cost report",

@@ -141,6 +141,12 @@ int RunCommand(const CommandLine& line, const CommandEnvironment& env) {
                    return RenderEvents(events, format);
                  });
   }
+  if (command == "history") {
+    return Print(env, command, client.GetProgressHistory(id),
+                 [format](const tuneledger::v1::ProgressHistory& history) {
+                   return RenderProgressHistory(history, format);
+                 });
+  }
   if (command == "cost") {
     return Print(env, command, client.GetCostReport(id),
                  [format](const tuneledger::v1::CostReport& report) {

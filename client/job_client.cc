@@ -113,6 +113,13 @@ absl::StatusOr<std::vector<JobEvent>> JobClient::ListEvents(const std::string& i
   return std::vector<JobEvent>(response->events().begin(), response->events().end());
 }
 
+absl::StatusOr<tuneledger::v1::ProgressHistory> JobClient::GetProgressHistory(
+    const std::string& id) {
+  tuneledger::v1::GetProgressHistoryRequest request;
+  request.set_id(id);
+  return Unary(&tuneledger::v1::JobService::Stub::GetProgressHistory, request);
+}
+
 absl::StatusOr<tuneledger::v1::CostReport> JobClient::GetCostReport(const std::string& id) {
   tuneledger::v1::GetCostReportRequest request;
   request.set_id(id);

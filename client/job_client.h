@@ -55,6 +55,7 @@ class JobClient {
       const tuneledger::v1::ListJobsRequest& request);
   absl::StatusOr<tuneledger::v1::Job> Cancel(const std::string& id, const std::string& message);
   absl::StatusOr<std::vector<tuneledger::v1::JobEvent>> ListEvents(const std::string& id);
+  absl::StatusOr<tuneledger::v1::ProgressHistory> GetProgressHistory(const std::string& id);
   absl::StatusOr<tuneledger::v1::CostReport> GetCostReport(const std::string& id);
   absl::StatusOr<std::vector<tuneledger::v1::Worker>> ListWorkers();
 

@@ -283,6 +283,21 @@ std::string RenderEvents(const std::vector<JobEvent>& events, OutputFormat forma
   return table.Render();
 }
 
+std::string RenderProgressHistory(const tuneledger::v1::ProgressHistory& history,
+                                  OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(history) + "\n";
+  if (history.points().empty()) return "no progress yet\n";
+  Table table({"TIME", "STEP", "EPOCH", "LOSS", "EVAL LOSS", "LR", "TOKENS", "TOKENS/S"});
+  for (size_t column : {1, 2, 3, 4, 5, 6, 7}) table.AlignRight(column);
+  for (const tuneledger::v1::Progress& p : history.points()) {
+    table.AddRow({FormatTimestamp(p.update_time()), StepText(p), FormatReal(p.epoch()),
+                  FormatReal(p.loss()), p.has_eval_loss() ? FormatReal(p.eval_loss()) : "-",
+                  FormatReal(p.learning_rate()), FormatCount(static_cast<double>(p.tokens())),
+                  FormatCount(p.tokens_per_second())});
+  }
+  return table.Render();
+}
+
 std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   if (format == OutputFormat::kJson) return ToJson(report) + "\n";
   std::string out = absl::StrCat("Cost report for job ", report.job_id(), " (",

@@ -31,6 +31,8 @@ std::string RenderJobList(const std::vector<tuneledger::v1::Job>& jobs, OutputFo
 std::string RenderJob(const tuneledger::v1::Job& job, OutputFormat format);
 std::string RenderCancelled(const tuneledger::v1::Job& job, OutputFormat format);
 std::string RenderEvents(const std::vector<tuneledger::v1::JobEvent>& events, OutputFormat format);
+std::string RenderProgressHistory(const tuneledger::v1::ProgressHistory& history,
+                                  OutputFormat format);
 std::string RenderCostReport(const tuneledger::v1::CostReport& report, OutputFormat format);
 std::string RenderWorkers(const std::vector<tuneledger::v1::Worker>& workers, OutputFormat format);
 

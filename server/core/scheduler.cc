@@ -196,6 +196,16 @@ absl::StatusOr<std::vector<v1::JobEvent>> Scheduler::ListJobEvents(const std::st
   return store_.ListJobEvents(job_id);
 }
 
+absl::StatusOr<v1::ProgressHistory> Scheduler::GetProgressHistory(const std::string& tenant,
+                                                                  const std::string& job_id) {
+  TL_RETURN_IF_ERROR(GetOwnedJob(tenant, job_id).status());
+  TL_ASSIGN_OR_RETURN(std::vector<v1::Progress> points, store_.ListProgressHistory(job_id));
+  v1::ProgressHistory history;
+  history.set_job_id(job_id);
+  for (v1::Progress& point : points) *history.add_points() = std::move(point);
+  return history;
+}
+
 absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenant,
                                                         const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(v1::Job job, GetOwnedJob(tenant, job_id));

@@ -102,6 +102,8 @@ class Scheduler {
   // USER cancel; FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<v1::Job> CancelJob(const std::string& tenant, const std::string& job_id,
                                     const std::string& message);
+  absl::StatusOr<v1::ProgressHistory> GetProgressHistory(const std::string& tenant,
+                                                         const std::string& job_id);
   absl::StatusOr<std::vector<v1::JobEvent>> ListJobEvents(const std::string& tenant,
                                                           const std::string& job_id);
   // Running attempts are billed up to now.

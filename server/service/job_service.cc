@@ -125,6 +125,18 @@ grpc::Status JobServiceImpl::ListJobEvents(grpc::ServerContext* context,
   });
 }
 
+grpc::Status JobServiceImpl::GetProgressHistory(grpc::ServerContext* context,
+                                                const v1::GetProgressHistoryRequest* request,
+                                                v1::ProgressHistory* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+    absl::StatusOr<v1::ProgressHistory> history =
+        scheduler_.GetProgressHistory(tenant, request->id());
+    if (!history.ok()) return history.status();
+    *response = *std::move(history);
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status JobServiceImpl::GetCostReport(grpc::ServerContext* context,
                                            const v1::GetCostReportRequest* request,
                                            v1::CostReport* response) {

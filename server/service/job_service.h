@@ -32,6 +32,9 @@ class JobServiceImpl final : public v1::JobService::Service {
                              v1::ListJobEventsResponse* response) override;
   grpc::Status GetCostReport(grpc::ServerContext* context, const v1::GetCostReportRequest* request,
                              v1::CostReport* response) override;
+  grpc::Status GetProgressHistory(grpc::ServerContext* context,
+                                  const v1::GetProgressHistoryRequest* request,
+                                  v1::ProgressHistory* response) override;
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override;
 

@@ -158,6 +158,31 @@ TEST(RenderEventsTest, TableDescribesEachEvent) {
   EXPECT_THAT(json, HasSubstr(R"("events":[{"seq":"1")"));  // int64 is a string in proto JSON
 }
 
+TEST(RenderProgressHistoryTest, OneRowPerPointAndJsonForPlotting) {
+  tuneledger::v1::ProgressHistory history;
+  history.set_job_id("4");
+  EXPECT_EQ(RenderProgressHistory(history, OutputFormat::kTable), "no progress yet\n");
+  for (int step : {10, 20}) {
+    tuneledger::v1::Progress* point = history.add_points();
+    point->set_step(step);
+    point->set_total_steps(20);
+    point->set_loss(step == 10 ? 2.5 : 1.25);
+    point->set_tokens(step * 100);
+  }
+  history.mutable_points(1)->set_eval_loss(1.5);
+  const std::vector<std::string> lines =
+      Lines(RenderProgressHistory(history, OutputFormat::kTable));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], HasSubstr("EVAL LOSS"));
+  EXPECT_THAT(lines[1], HasSubstr("10/20"));
+  EXPECT_THAT(lines[1], HasSubstr("2.5"));
+  EXPECT_THAT(lines[2], HasSubstr("20/20"));
+  EXPECT_THAT(lines[2], HasSubstr("1.5"));
+  const std::string json = RenderProgressHistory(history, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr(R"("job_id":"4")"));
+  EXPECT_THAT(json, HasSubstr(R"("step":20)"));
+}
+
 TEST(RenderCostReportTest, TableStatesTheWholeBill) {
   CostReport report;
   report.set_job_id("8");

@@ -241,6 +241,12 @@ TEST_F(GrpcServiceTest, TokensMapCallersToTenants) {
   const grpc::Status other = jobs_->GetJob(Context("tok-bob").get(), get, &fetched);
   EXPECT_EQ(other.error_code(), grpc::StatusCode::PERMISSION_DENIED) << Describe(other);
   EXPECT_THAT(List("tok-bob"), IsEmpty()) << "bob sees only bob's jobs";
+  v1::GetProgressHistoryRequest history_request;
+  history_request.set_id(job.id());
+  v1::ProgressHistory history;
+  EXPECT_EQ(
+      jobs_->GetProgressHistory(Context("tok-bob").get(), history_request, &history).error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(List("tok-alice").size(), 1u);
 }
 
@@ -294,6 +300,52 @@ TEST_F(GrpcServiceTest, ReportProgressStreamCarriesCancelAsSoonAsItHappens) {
   const grpc::Status acknowledged =
       workers_->FinishAttempt(Context().get(), finish, &finish_response);
   EXPECT_TRUE(acknowledged.ok()) << Describe(acknowledged);
+}
+
+TEST_F(GrpcServiceTest, ProgressHistoryHoldsTheReportedStepsOldestFirst) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(ValidSpec(MakeJobInputs(dir_)), &job).ok());
+  v1::GetProgressHistoryRequest request;
+  request.set_id(job.id());
+  v1::ProgressHistory history;
+  grpc::Status status = jobs_->GetProgressHistory(Context().get(), request, &history);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(history.job_id(), job.id());
+  EXPECT_THAT(history.points(), IsEmpty()) << "a queued job has no progress yet";
+
+  const std::string worker = RegisterWorker();
+  const v1::Lease lease = LeaseOne(worker);
+  auto stream_context = Context();
+  auto stream = workers_->ReportProgress(stream_context.get());
+  for (int step = 1; step <= 3; ++step) {
+    v1::ProgressReport report;
+    report.set_worker_id(worker);
+    report.set_job_id(lease.job_id());
+    report.set_attempt(lease.attempt());
+    report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
+    report.mutable_update()->set_step(step);
+    report.mutable_update()->set_total_steps(10);
+    report.mutable_update()->set_loss(4.0 - step);
+    ASSERT_TRUE(stream->Write(report));
+  }
+  const absl::Time deadline = absl::Now() + kRpcDeadline;
+  do {
+    history.Clear();
+    status = jobs_->GetProgressHistory(Context().get(), request, &history);
+    ASSERT_TRUE(status.ok()) << Describe(status);
+  } while (history.points_size() < 3 && absl::Now() < deadline);
+  ASSERT_EQ(history.points_size(), 3) << history.DebugString();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(history.points(i).step(), i + 1);
+    EXPECT_DOUBLE_EQ(history.points(i).loss(), 3.0 - i);
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  const grpc::Status closed = stream->Finish();
+  EXPECT_TRUE(closed.ok()) << Describe(closed);
+
+  request.set_id("424242");
+  EXPECT_EQ(jobs_->GetProgressHistory(Context().get(), request, &history).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(GrpcServiceTest, WatchJobSendsTheSnapshotThenEveryEventAndEndsAtTheFinalState) {

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -383,6 +384,19 @@ TEST_F(Issue4Test, SubmittedJobTrainsToSuccessWithLiveProgressAndAnAdapter) {
   EXPECT_GT(job.cost().accrued_usd(), 0);
   CommandResult get_table = Tunectl({"get", id});
   EXPECT_THAT(get_table.stdout_text, HasSubstr(job.adapter_path()));
+
+  // The stored progress history, for plotting: every step of this short job, in order.
+  CommandResult history = Tunectl({"--output", "json", "history", id});
+  ASSERT_EQ(history.exit_code, 0) << history.ToString();
+  auto points = ParseJson<tuneledger::v1::ProgressHistory>(history.stdout_text).points();
+  std::vector<int> history_steps;
+  for (const auto& point : points) history_steps.push_back(point.step());
+  // (FinishAttempt's final update, with the final losses, repeats the last step.)
+  history_steps.erase(std::unique(history_steps.begin(), history_steps.end()), history_steps.end());
+  std::vector<int> all_steps(kSteps);
+  std::iota(all_steps.begin(), all_steps.end(), 1);
+  EXPECT_EQ(history_steps, all_steps);
+  EXPECT_THAT(Tunectl({"history", id}).stdout_text, HasSubstr("EVAL LOSS"));
 
   // Events: SUBMITTED (QUEUED), STARTED (RUNNING), CHECKPOINT(s), SUCCEEDED with the adapter.
   std::vector<JobEvent> events = Events(id);
