@@ -132,6 +132,18 @@ class GrpcServiceTest : public ::testing::Test {
     EXPECT_TRUE(response.has_lease());
     return response.lease();
   }
+  // A PROGRESS report of `lease`'s attempt at `step` of `total_steps`.
+  static v1::ProgressReport ProgressAt(const std::string& worker, const v1::Lease& lease, int step,
+                                       int total_steps) {
+    v1::ProgressReport report;
+    report.set_worker_id(worker);
+    report.set_job_id(lease.job_id());
+    report.set_attempt(lease.attempt());
+    report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
+    report.mutable_update()->set_step(step);
+    report.mutable_update()->set_total_steps(total_steps);
+    return report;
+  }
   std::string Scrape() { return prometheus::TextSerializer().Serialize(registry_.Collect()); }
 
   TempDir dir_;
@@ -259,14 +271,7 @@ TEST_F(GrpcServiceTest, ReportProgressStreamCarriesCancelAsSoonAsItHappens) {
 
   auto stream_context = Context();
   auto stream = workers_->ReportProgress(stream_context.get());
-  v1::ProgressReport report;
-  report.set_worker_id(worker);
-  report.set_job_id(lease.job_id());
-  report.set_attempt(lease.attempt());
-  report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
-  report.mutable_update()->set_step(1);
-  report.mutable_update()->set_total_steps(10);
-  ASSERT_TRUE(stream->Write(report));
+  ASSERT_TRUE(stream->Write(ProgressAt(worker, lease, 1, 10)));
 
   // Cancel once the server has seen the report; no further report is sent after that.
   const absl::Time deadline = absl::Now() + kRpcDeadline;
@@ -318,13 +323,7 @@ TEST_F(GrpcServiceTest, ProgressHistoryHoldsTheReportedStepsOldestFirst) {
   auto stream_context = Context();
   auto stream = workers_->ReportProgress(stream_context.get());
   for (int step = 1; step <= 3; ++step) {
-    v1::ProgressReport report;
-    report.set_worker_id(worker);
-    report.set_job_id(lease.job_id());
-    report.set_attempt(lease.attempt());
-    report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
-    report.mutable_update()->set_step(step);
-    report.mutable_update()->set_total_steps(10);
+    v1::ProgressReport report = ProgressAt(worker, lease, step, 10);
     report.mutable_update()->set_loss(4.0 - step);
     ASSERT_TRUE(stream->Write(report));
   }
@@ -405,14 +404,7 @@ TEST_F(GrpcServiceTest, ManyWatchersThatDoNotReadDoNotSlowProgressIntake) {
   auto stream_context = Context(absl::Seconds(60));
   auto stream = workers_->ReportProgress(stream_context.get());
   for (int step = 1; step <= kReports; ++step) {
-    v1::ProgressReport report;
-    report.set_worker_id(worker);
-    report.set_job_id(lease.job_id());
-    report.set_attempt(lease.attempt());
-    report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
-    report.mutable_update()->set_step(step);
-    report.mutable_update()->set_total_steps(kReports);
-    ASSERT_TRUE(stream->Write(report)) << "step " << step;
+    ASSERT_TRUE(stream->Write(ProgressAt(worker, lease, step, kReports))) << "step " << step;
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   v1::Job seen;
