@@ -31,10 +31,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/clock.h"
+#include "base/status_macros.h"
 #include "bench/bench_jobs.h"
-#include "bench/bench_temp_dir.h"
-#include "server/base/clock.h"
-#include "server/base/status_macros.h"
 #include "server/core/job_spec_validator.h"
 #include "server/core/job_store.h"
 #include "tuneledger/v1/jobs.pb.h"
@@ -47,7 +46,7 @@ constexpr int kMaxThreads = 8;
 // A store in a fresh temp dir, shared by the threads of one benchmark run. Built by Setup,
 // dropped by Teardown; Google Benchmark runs them on the main thread around each run.
 struct StoreFixture {
-  std::unique_ptr<BenchTempDir> dir;
+  std::unique_ptr<testing::TempDir> dir;
   RealClock clock;
   std::unique_ptr<JobStore> store;
   v1::JobSpec spec;  // with defaults, as the scheduler hands it to Enqueue
@@ -60,7 +59,7 @@ absl::Status fixture_status;      // why Setup failed, reported by the benchmark
 
 absl::StatusOr<std::unique_ptr<StoreFixture>> MakeFixture(int running_jobs) {
   auto made = std::make_unique<StoreFixture>();
-  TL_ASSIGN_OR_RETURN(made->dir, BenchTempDir::Create());
+  TL_ASSIGN_OR_RETURN(made->dir, MakeBenchTempDir());
   TL_ASSIGN_OR_RETURN(made->store, JobStore::Open(made->dir->File("jobs.db"), made->clock));
   TL_ASSIGN_OR_RETURN(const v1::JobSpec spec, MakeBenchSpec(*made->dir));
   made->spec = WithDefaults(spec);
@@ -312,7 +311,7 @@ class PlainSqlite {
 
 void BM_PlainSqliteSubmit(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
-  absl::StatusOr<std::unique_ptr<BenchTempDir>> dir = BenchTempDir::Create();
+  absl::StatusOr<std::unique_ptr<testing::TempDir>> dir = MakeBenchTempDir();
   absl::StatusOr<std::unique_ptr<PlainSqlite>> db =
       dir.ok() ? PlainSqlite::Open((*dir)->File("plain.db")) : dir.status();
   absl::StatusOr<v1::JobSpec> spec = dir.ok() ? MakeBenchSpec(**dir) : dir.status();

@@ -4,8 +4,9 @@
 # Environment: BUILD_DIR (default build), OUT (default $BUILD_DIR/bench-results/<UTC time>),
 #   MIN_TIME (seconds per server benchmark, default 2), STEPS (timed steps of the 110M case, 3),
 #   TMPDIR (where the SQLite files go: the disk being measured).
-# The trainer part runs trainer_step_bench and then the eager PyTorch baseline right after it, so
-# both see the same machine load, in each of three thread environments (~10 minutes on 2 cores);
+# The trainer part runs trainer_step_bench and then the eager PyTorch baseline (PYTHON, default
+# .venv/bin/python3: the same torch) right after it, so both see the same machine load, in each
+# of two thread environments (~7 minutes on 2 cores);
 # load.txt records the load average around every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,16 +45,16 @@ if [ "$what" = server ] || [ "$what" = all ]; then
   run_bench metrics_bench --benchmark_min_time="$min_time"
 fi
 if [ "$what" = trainer ] || [ "$what" = all ]; then
-  # Three thread environments (both libraries read them when they load):
-  #   defaults  libgomp spins after parallel regions, OpenBLAS runs its own 2-thread pool
-  #   passive   OMP_WAIT_POLICY=PASSIVE
-  #   trainer   what tuneledger-train sets for itself (worker/trainer/thread_environment.h):
-  #             OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
-  for variant in defaults passive trainer; do
+  # Two thread environments (LibTorch's bundled libgomp reads it when it loads):
+  #   defaults  libgomp's threads spin after every parallel region
+  #   passive   OMP_WAIT_POLICY=PASSIVE (threads sleep between regions; tuneledger-train set it
+  #             for itself with LibTorch 1.13 + OpenBLAS, where it paid, and no longer does:
+  #             bench/README.md, finding 7)
+  python=${PYTHON:-.venv/bin/python3}
+  for variant in defaults passive; do
     case $variant in
-      defaults) environment=(env -u OMP_WAIT_POLICY -u OPENBLAS_NUM_THREADS) ;;
-      passive) environment=(env -u OPENBLAS_NUM_THREADS OMP_WAIT_POLICY=PASSIVE) ;;
-      trainer) environment=(env OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1) ;;
+      defaults) environment=(env -u OMP_WAIT_POLICY) ;;
+      passive) environment=(env OMP_WAIT_POLICY=PASSIVE) ;;
     esac
     echo "== thread environment: $variant"
     note_load "trainer_step_bench ($variant) start"
@@ -62,7 +63,7 @@ if [ "$what" = trainer ] || [ "$what" = all ]; then
       --benchmark_out_format=json 2>"$out/trainer_step_bench.$variant.stderr" |
       tee "$out/trainer_step_bench.$variant.txt"
     note_load "trainer_step_bench ($variant) end; eager_lora_step.py ($variant) start"
-    "${environment[@]}" /usr/bin/python3 bench/reference/eager_lora_step.py --llama110m \
+    "${environment[@]}" "$python" bench/reference/eager_lora_step.py --llama110m \
       --steps "$steps" --min-seconds 5 | tee "$out/eager_lora_step.$variant.jsonl"
     note_load "eager_lora_step.py ($variant) end"
   done

@@ -13,7 +13,7 @@
 //   BM_ScrapeServerMetrics/jobs:N       a /metrics scrape: TextSerializer over Collect(), with N
 //                                       jobs' series (counters: samples, bytes per scrape)
 //   BM_ScrapePlainGauges/series:N       baseline: the same scrape of N plain gauge samples
-//                                       (FACTS.md: ~11.5 ms for 10,000)
+//                                       (bench/README.md has the numbers measured)
 #include <benchmark/benchmark.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/base/clock.h"
+#include "base/clock.h"
 #include "server/metrics/server_metrics.h"
 
 namespace tuneledger::bench {

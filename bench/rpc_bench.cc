@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -45,11 +46,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/data_roots.h"
+#include "base/grpc_status.h"
+#include "base/status_macros.h"
 #include "bench/bench_jobs.h"
-#include "bench/bench_temp_dir.h"
 #include "bench/latency_recorder.h"
-#include "server/base/clock.h"
-#include "server/base/status_macros.h"
 #include "server/core/job_store.h"
 #include "server/core/scheduler.h"
 #include "server/metrics/server_metrics.h"
@@ -64,10 +66,6 @@ namespace {
 constexpr int kMaxThreads = 8;
 constexpr absl::Duration kRpcDeadline = absl::Seconds(10);
 constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
-
-std::string Describe(const grpc::Status& status) {
-  return absl::StrCat("gRPC code ", status.error_code(), ": ", status.error_message());
-}
 
 // The bytes of `buffer` (empty when it cannot be read).
 std::string Bytes(const grpc::ByteBuffer& buffer) {
@@ -90,12 +88,17 @@ class InProcessServer {
  public:
   static absl::StatusOr<std::unique_ptr<InProcessServer>> Start() {
     auto server = std::unique_ptr<InProcessServer>(new InProcessServer());
-    TL_ASSIGN_OR_RETURN(server->dir_, BenchTempDir::Create());
+    TL_ASSIGN_OR_RETURN(server->dir_, MakeBenchTempDir());
     TL_ASSIGN_OR_RETURN(server->spec_, MakeBenchSpec(*server->dir_));
     TL_ASSIGN_OR_RETURN(server->store_,
                         JobStore::Open(server->dir_->File("jobs.db"), server->clock_));
-    server->scheduler_ =
-        std::make_unique<Scheduler>(*server->store_, server->metrics_, server->clock_);
+    SchedulerOptions scheduler_options;
+    std::string roots_error;
+    std::optional<DataRoots> roots = DataRoots::Parse({server->dir_->path()}, &roots_error);
+    if (!roots) return absl::InternalError(roots_error);
+    scheduler_options.data_roots = *roots;
+    server->scheduler_ = std::make_unique<Scheduler>(*server->store_, server->metrics_,
+                                                     server->clock_, scheduler_options);
     TL_RETURN_IF_ERROR(server->scheduler_->Start());
     GrpcServerOptions options;
     options.listen_address = "127.0.0.1:0";
@@ -113,11 +116,16 @@ class InProcessServer {
   // A channel with its own connection (`client` makes the channel arguments distinct, so gRPC
   // does not share one subchannel between clients).
   std::shared_ptr<grpc::Channel> Channel(int client) const {
-    grpc::ChannelArguments arguments;
-    arguments.SetInt("tuneledger.bench_client", client);
-    return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", grpc_->port()),
-                                     grpc::InsecureChannelCredentials(), arguments);
+    return ChannelTo(grpc_->port(), client);
   }
+  // The same, to the worker listener; calls on it need AuthorizeWorker(context).
+  std::shared_ptr<grpc::Channel> WorkerChannel(int client) const {
+    return ChannelTo(grpc_->worker_port(), client);
+  }
+  static void AuthorizeWorker(grpc::ClientContext& context) {
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", kWorkerToken));
+  }
+  static constexpr char kWorkerCredential[] = "bench-workers";
 
   Scheduler& scheduler() { return *scheduler_; }
   const v1::JobSpec& spec() const { return spec_; }
@@ -125,12 +133,22 @@ class InProcessServer {
  private:
   InProcessServer() : metrics_(registry_, clock_) {}
 
-  std::unique_ptr<BenchTempDir> dir_;
+  std::unique_ptr<testing::TempDir> dir_;
   v1::JobSpec spec_;
   RealClock clock_;
   prometheus::Registry registry_;
   ServerMetrics metrics_;
-  Authenticator authenticator_ = Authenticator::AllowAll();
+  static constexpr char kWorkerToken[] = "bench-worker-token";
+
+  static std::shared_ptr<grpc::Channel> ChannelTo(int port, int client) {
+    grpc::ChannelArguments arguments;
+    arguments.SetInt("tuneledger.bench_client", client);
+    return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                     grpc::InsecureChannelCredentials(), arguments);
+  }
+
+  Authenticator authenticator_ =
+      Authenticator::AllowAll().WithWorkerToken(kWorkerToken, kWorkerCredential);
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<GrpcServer> grpc_;
@@ -170,7 +188,7 @@ void BM_SubmitJobRpc(benchmark::State& state) {
     const grpc::Status status = jobs->SubmitJob(&context, request, &response);
     latency.Add(LatencyRecorder::Clock::now() - start);
     if (!status.ok()) {
-      state.SkipWithError(Describe(status).c_str());
+      state.SkipWithError(GrpcStatusText(status).c_str());
       break;
     }
   }
@@ -229,7 +247,7 @@ void BM_HealthCheckRpc(benchmark::State& state) {
             channel.get(), method, &context, request, &response);
     latency.Add(LatencyRecorder::Clock::now() - start);
     if (!status.ok()) {
-      state.SkipWithError(Describe(status).c_str());
+      state.SkipWithError(GrpcStatusText(status).c_str());
       break;
     }
     if (const std::string answer = Bytes(response); answer != serving) {
@@ -268,7 +286,7 @@ class Watchers {
       v1::WatchJobResponse snapshot;
       if (!watcher->reader->Read(&snapshot)) {
         return absl::UnavailableError(absl::StrCat("watcher ", index, " of job ", job_id, ": ",
-                                                   Describe(watcher->reader->Finish())));
+                                                   GrpcStatusText(watcher->reader->Finish())));
       }
       {
         absl::MutexLock lock(&mu_);
@@ -328,22 +346,27 @@ class ReportingWorker {
     auto worker = std::unique_ptr<ReportingWorker>(new ReportingWorker());
     Scheduler& scheduler = in_process.scheduler();
     TL_RETURN_IF_ERROR(scheduler.SubmitJob("default", in_process.spec()).status());
-    TL_ASSIGN_OR_RETURN(const v1::RegisterWorkerResponse registered,
-                        scheduler.RegisterWorker(BenchWorker()));
+    TL_ASSIGN_OR_RETURN(
+        const v1::RegisterWorkerResponse registered,
+        scheduler.RegisterWorker(BenchWorker(), InProcessServer::kWorkerCredential));
     v1::LeaseJobRequest request;
     request.set_worker_id(registered.worker_id());
-    TL_ASSIGN_OR_RETURN(const v1::LeaseJobResponse leased, scheduler.LeaseJob(request));
+    request.set_session_token(registered.session_token());
+    TL_ASSIGN_OR_RETURN(const v1::LeaseJobResponse leased,
+                        scheduler.LeaseJob(request, InProcessServer::kWorkerCredential));
     if (!leased.has_lease()) return absl::InternalError("the worker got no lease");
     worker->report_.set_worker_id(registered.worker_id());
     worker->report_.set_job_id(leased.lease().job_id());
     worker->report_.set_attempt(leased.lease().attempt());
+    worker->report_.set_lease_token(leased.lease().lease_token());
     v1::TrainerUpdate& update = *worker->report_.mutable_update();
     update.set_kind(v1::TrainerUpdate::PROGRESS);
     update.set_total_steps(1'000'000'000);
     update.set_loss(2.0);
     update.set_tokens_per_second(140);
-    worker->stub_ = v1::WorkerService::NewStub(in_process.Channel(client));
+    worker->stub_ = v1::WorkerService::NewStub(in_process.WorkerChannel(client));
     SetDeadline(worker->context_, absl::Hours(1));
+    InProcessServer::AuthorizeWorker(worker->context_);
     worker->stream_ = worker->stub_->ReportProgress(&worker->context_);
     return worker;
   }

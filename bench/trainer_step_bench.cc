@@ -42,10 +42,10 @@
 #include <vector>
 
 #include "bench/peak_rss.h"
-#include "worker/trainer/llama_model.h"
-#include "worker/trainer/lora_linear.h"
-#include "worker/trainer/model_config.h"
-#include "worker/trainer/model_loader.h"
+#include "worker/trainer/model/llama_model.h"
+#include "worker/trainer/model/lora_linear.h"
+#include "worker/trainer/model/model_config.h"
+#include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::bench {
@@ -74,8 +74,8 @@ struct StepCase {
 //   frozen base projections (and lm_head), P weights: forward 2P + input gradient 2P = 4P
 //     (no weight gradient: the base is frozen)
 //   LoRA A and B, P_lora weights: forward, input gradient and weight gradient = 6 P_lora
-//   attention scores and weighted values: 4 T H Dh per layer forward (LibTorch 1.13 computes
-//     the full T x T product and masks it), twice that backward = 12 T H Dh per layer
+//   attention scores and weighted values: 4 T H Dh per layer forward (counted as the full T x T
+//     product, as the plain kernel computes it), twice that backward = 12 T H Dh per layer
 double ModelFlopsPerToken(const StepCase& step_case) {
   const LlamaConfig& c = step_case.config;
   const int64_t q_out = c.num_attention_heads * c.head_dim;

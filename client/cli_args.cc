@@ -1,13 +1,16 @@
 #include "client/cli_args.h"
 
 #include <cstdlib>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/command_line.h"
+#include "base/status_macros.h"
 #include "client/command_table.h"
 
 namespace tuneledger::client {
@@ -23,30 +26,33 @@ std::string CommandNames() {
   return absl::StrJoin(names, ", ");
 }
 
-// Applies one global flag to the command line.
+// Applies one global flag to the command line; a problem is spelled without the "--name: "
+// that base/command_line.h puts in front.
 absl::Status ApplyGlobalFlag(absl::string_view name, const std::string& value, CommandLine& out) {
   if (name == "server") {
-    if (value.empty()) return UsageError("--server: needs HOST:PORT, got an empty value");
+    if (value.empty()) return UsageError("needs HOST:PORT, got an empty value");
     out.server = value;
   } else if (name == "token") {
     out.token = value;
+  } else if (name == "tls-ca") {
+    if (value.empty()) return UsageError("needs a PEM file, got an empty value");
+    out.tls_ca = value;
   } else if (name == "output") {
     if (value == "table") {
       out.output = OutputFormat::kTable;
     } else if (value == "json") {
       out.output = OutputFormat::kJson;
     } else {
-      return UsageError(absl::StrCat("--output: must be table or json, got '", value, "'"));
+      return UsageError(absl::StrCat("must be table or json, got '", value, "'"));
     }
   } else if (name == "timeout") {
     double seconds = 0;
     if (!absl::SimpleAtod(value, &seconds) || !(seconds > 0)) {
-      return UsageError(
-          absl::StrCat("--timeout: must be a number of seconds > 0, got '", value, "'"));
+      return UsageError(absl::StrCat("must be a number of seconds > 0, got '", value, "'"));
     }
     out.timeout = absl::Seconds(seconds);
   } else if (name == "help") {
-    out.help = value != "false" && value != "0";
+    out.help = value == "true";
   }
   return absl::OkStatus();
 }
@@ -98,74 +104,54 @@ std::vector<std::string> FlagValues::All(absl::string_view name) const {
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
   CommandLine line;
   const CommandSpec* command = nullptr;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h") {
-      line.help = true;
-      continue;
+  // The global flags, then (after the command word) the command's own.
+  // (Debian's Abseil has its own string_view, not std::string_view.)
+  auto find_flag = [&](std::string_view std_name, bool* is_global) -> const FlagSpec* {
+    const absl::string_view name(std_name.data(), std_name.size());
+    *is_global = true;
+    if (const FlagSpec* flag = FindFlag(GlobalFlagSpecs(), name)) return flag;
+    *is_global = false;
+    return command != nullptr ? FindFlag(command->flags, name) : nullptr;
+  };
+  CommandLineHandlers handlers;
+  handlers.kind = [&](std::string_view name) -> std::optional<FlagKind> {
+    bool is_global = false;
+    const FlagSpec* flag = find_flag(name, &is_global);
+    if (flag == nullptr) return std::nullopt;
+    return flag->value_name.empty() ? FlagKind::kSwitch : FlagKind::kValue;
+  };
+  handlers.unknown_flag = [&](std::string_view name) {
+    if (command == nullptr) {
+      return absl::StrCat("unknown flag --", std::string(name),
+                          " (command flags go after the command)");
     }
-    if (!absl::StartsWith(arg, "--")) {
-      if (absl::StartsWith(arg, "-") && arg.size() > 1) {
-        return UsageError(absl::StrCat("unknown flag '", arg, "' (flags are spelled --name)"));
-      }
-      if (command == nullptr) {
-        command = FindCommand(arg);
-        if (command == nullptr) {
-          return UsageError(
-              absl::StrCat("unknown command '", arg, "' (commands: ", CommandNames(), ")"));
-        }
-        line.command = std::string(command->name);
-      } else {
-        line.positionals.push_back(arg);
-      }
-      continue;
+    return absl::StrCat(command->name, ": unknown flag --", std::string(name));
+  };
+  handlers.apply = [&](std::string_view name, const std::string& value) -> std::string {
+    bool is_global = false;
+    const FlagSpec* flag = find_flag(name, &is_global);
+    if (!is_global) {
+      line.flags.Add(flag->name, value);
+      return "";
     }
-
-    absl::string_view body = absl::string_view(arg).substr(2);
-    std::optional<std::string> inline_value;
-    if (size_t eq = body.find('='); eq != absl::string_view::npos) {
-      inline_value = std::string(body.substr(eq + 1));
-      body = body.substr(0, eq);
+    const absl::Status status = ApplyGlobalFlag(flag->name, value, line);
+    return status.ok() ? "" : std::string(status.message());
+  };
+  handlers.positional = [&](const std::string& arg) -> std::string {
+    if (command != nullptr) {
+      line.positionals.push_back(arg);
+      return "";
     }
-    bool is_global = true;
-    const FlagSpec* flag = FindFlag(GlobalFlagSpecs(), body);
-    if (flag == nullptr && command != nullptr) {
-      flag = FindFlag(command->flags, body);
-      is_global = false;
+    command = FindCommand(arg);
+    if (command == nullptr) {
+      return absl::StrCat("unknown command '", arg, "' (commands: ", CommandNames(), ")");
     }
-    if (flag == nullptr) {
-      if (command == nullptr) {
-        return UsageError(
-            absl::StrCat("unknown flag --", body, " (command flags go after the command)"));
-      }
-      return UsageError(absl::StrCat(command->name, ": unknown flag --", body));
-    }
-
-    std::string value;
-    if (flag->value_name.empty()) {  // a switch
-      value = inline_value.value_or("true");
-      if (value != "true" && value != "false" && value != "1" && value != "0") {
-        return UsageError(
-            absl::StrCat("--", flag->name, ": is a switch; give it alone or =true/=false"));
-      }
-      if (value == "1") value = "true";
-      if (value == "0") value = "false";
-    } else if (inline_value.has_value()) {
-      value = *inline_value;
-    } else {
-      if (i + 1 >= args.size()) {
-        return UsageError(
-            absl::StrCat("--", flag->name, ": needs a value (", flag->value_name, ")"));
-      }
-      value = args[++i];
-    }
-
-    if (is_global) {
-      absl::Status status = ApplyGlobalFlag(flag->name, value, line);
-      if (!status.ok()) return status;
-    } else {
-      line.flags.Add(flag->name, std::move(value));
-    }
+    line.command = std::string(command->name);
+    return "";
+  };
+  if (const std::string problem = ::tuneledger::ParseCommandLine(args, handlers);
+      !problem.empty()) {
+    return UsageError(problem);
   }
 
   if (line.help) {
@@ -175,8 +161,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   if (command == nullptr) {
     return UsageError(absl::StrCat("no command given (commands: ", CommandNames(), ")"));
   }
-  absl::Status status = CheckPositionals(*command, line);
-  if (!status.ok()) return status;
+  TL_RETURN_IF_ERROR(CheckPositionals(*command, line));
   return line;
 }
 
@@ -186,6 +171,7 @@ Environment ReadEnvironment() {
     env.server = server;
   }
   if (const char* token = std::getenv("TUNELEDGER_TOKEN"); token != nullptr) env.token = token;
+  if (const char* ca = std::getenv("TUNELEDGER_TLS_CA"); ca != nullptr) env.tls_ca = ca;
   return env;
 }
 
@@ -200,6 +186,12 @@ std::string ResolveServerAddress(const CommandLine& command_line, const Environm
 std::string ResolveToken(const CommandLine& command_line, const Environment& env) {
   if (command_line.token.has_value()) return *command_line.token;
   if (env.token.has_value()) return *env.token;
+  return "";
+}
+
+std::string ResolveTlsCaFile(const CommandLine& command_line, const Environment& env) {
+  if (command_line.tls_ca.has_value() && !command_line.tls_ca->empty()) return *command_line.tls_ca;
+  if (env.tls_ca.has_value() && !env.tls_ca->empty()) return *env.tls_ca;
   return "";
 }
 

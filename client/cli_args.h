@@ -40,6 +40,7 @@ class FlagValues {
 struct CommandLine {
   std::optional<std::string> server;  // --server
   std::optional<std::string> token;   // --token
+  std::optional<std::string> tls_ca;  // --tls-ca
   OutputFormat output = OutputFormat::kTable;
   absl::Duration timeout = absl::Seconds(30);
   bool help = false;    // --help / -h anywhere
@@ -55,6 +56,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 struct Environment {
   std::optional<std::string> server;  // $TUNELEDGER_SERVER
   std::optional<std::string> token;   // $TUNELEDGER_TOKEN
+  std::optional<std::string> tls_ca;  // $TUNELEDGER_TLS_CA
 };
 Environment ReadEnvironment();
 
@@ -63,6 +65,8 @@ inline constexpr absl::string_view kDefaultServer = "127.0.0.1:50051";
 std::string ResolveServerAddress(const CommandLine& command_line, const Environment& env);
 // --token, else $TUNELEDGER_TOKEN, else empty (no authorization metadata).
 std::string ResolveToken(const CommandLine& command_line, const Environment& env);
+// --tls-ca, else $TUNELEDGER_TLS_CA, else empty (plaintext); empty values count as unset.
+std::string ResolveTlsCaFile(const CommandLine& command_line, const Environment& env);
 
 }  // namespace tuneledger::client
 

@@ -9,6 +9,9 @@ const std::vector<FlagSpec>& GlobalFlagSpecs() {
       {"token", "T",
        "bearer token sent as 'authorization: Bearer T' (default: $TUNELEDGER_TOKEN; none if "
        "unset)"},
+      {"tls-ca", "FILE",
+       "dial over TLS, trusting the CA certificates in FILE (PEM): for a server started with "
+       "--tls-cert (default: $TUNELEDGER_TLS_CA; plaintext if unset)"},
       {"output", "table|json",
        "table: aligned columns for people (default); json: one JSON document per command with "
        "the proto field names (watch: one JSON object per line)"},
@@ -26,8 +29,10 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "Submits a job built from the flags below (and from --spec FILE, whose fields the flags "
        "override) and prints the new job's id (json: {\"id\": ...}). Relative paths in --model, "
        "--train and --valid are made absolute against the current directory; relative paths "
-       "inside a --spec file against that file's folder. The server validates every field and "
-       "answers INVALID_ARGUMENT naming each bad one; nothing is stored then. Unset fields take "
+       "inside a --spec file against that file's folder. Without --model and --train (from the "
+       "flags or the --spec file), or with a --spec file that cannot be read, tunectl exits 2 "
+       "before asking the server. The server validates every field and answers "
+       "INVALID_ARGUMENT naming each bad one; nothing is stored then. Unset fields take "
        "the server's defaults (shown in brackets).",
        {
            {"model", "DIR", "Hugging Face model folder (config.json + model.safetensors)"},
@@ -67,7 +72,8 @@ const std::vector<CommandSpec>& CommandSpecs() {
             "cancel: cancel the job at 100% of the budget [default]; alert-only: record only"},
            {"priority", "P", "higher runs first, -1000..1000 [0]"},
            {"gpus", "N", "GPUs per attempt [1]"},
-           {"max-attempts", "N", "attempts (after preemption or loss) before giving up [3]"},
+           {"max-attempts", "N",
+            "lost attempts (a worker vanished) before giving up; preemptions do not count [3]"},
            {"label", "KEY=VALUE", "attach a label (repeatable)", true},
            {"inherited-cost", "KIND=USD:SOURCE",
             "declare a cost the model inherits, KIND one of pretraining, data, labour, other, "
@@ -97,8 +103,9 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "Follows a job until it reaches a final state: on a terminal a one-line progress bar "
        "(step/total, loss, tokens/s, cost/budget, ETA) redrawn in place, with the job's events "
        "printed above it; when stdout is not a terminal, plain lines; with --output json one "
-       "JSON object per update ({\"job\": ..., \"event\": ...}). Reconnects if the stream "
-       "breaks. Exits 0 only when the job SUCCEEDED (3 FAILED, 4 CANCELLED).",
+       "JSON object per event and per change of state or step ({\"job\": ..., \"event\": "
+       "...}). Reconnects if the stream breaks. Exits 0 only when the job SUCCEEDED (3 FAILED, 4 "
+       "CANCELLED).",
        {
            {"reconnect-timeout", "SECONDS",
             "give up when the server stays unreachable this long [120]"},

@@ -18,9 +18,31 @@ namespace {
 
 using tuneledger::v1::Job;
 
+// UNAVAILABLE is what gRPC answers for a server that is not there; its text ("failed to
+// connect to all addresses; last error: UNKNOWN: ipv4:...: Connection refused") names neither
+// the address tunectl chose nor what to do. Says both, keeping the cause (the part after the
+// last ": ").
+int ReportUnreachable(const CommandEnvironment& env, const std::string& command,
+                      const absl::Status& status) {
+  const std::string address = env.client->options().address;
+  absl::string_view cause = status.message();
+  if (const size_t colon = cause.rfind(": "); colon != absl::string_view::npos) {
+    cause = cause.substr(colon + 2);
+  }
+  *env.err << "tunectl: " << command << ": cannot reach tuneledger-server at " << address << " ("
+           << cause << ")\n"
+           << "Start one (tuneledger-server --listen " << address
+           << " --db FILE), or point tunectl at a running server with --server HOST:PORT or "
+              "TUNELEDGER_SERVER=HOST:PORT; a server that serves TLS needs --tls-ca FILE.\n";
+  return kExitError;
+}
+
 // "tunectl: get: NOT_FOUND: job 42 not found"
 int ReportError(const CommandEnvironment& env, const std::string& command,
                 const absl::Status& status, ExitCode code = kExitError) {
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    return ReportUnreachable(env, command, status);
+  }
   *env.err << "tunectl: " << command << ": " << absl::StatusCodeToString(status.code()) << ": "
            << status.message() << "\n";
   return code;
@@ -75,12 +97,16 @@ int Watch(const CommandLine& line, const CommandEnvironment& env, const std::str
 }
 
 int Submit(const CommandLine& line, const CommandEnvironment& env) {
+  // Every problem found before the server is asked (a flag value, an unreadable --spec file, a
+  // missing --model or --train) is the caller's to fix: a usage error.
   absl::StatusOr<tuneledger::v1::JobSpec> spec = BuildJobSpec(line.flags, env.cwd);
-  if (!spec.ok()) {
-    if (spec.status().code() == absl::StatusCode::kInvalidArgument) {
-      return ReportUsageError(env, line.command, spec.status());
+  absl::Status local = spec.status();
+  if (local.ok()) local = CheckSubmitHasInputs(*spec);
+  if (!local.ok()) {
+    if (local.code() == absl::StatusCode::kInvalidArgument) {
+      return ReportUsageError(env, line.command, local);
     }
-    return ReportError(env, line.command, spec.status());
+    return ReportError(env, line.command, local);
   }
   absl::StatusOr<tuneledger::v1::SubmitJobResponse> response = env.client->Submit(*spec);
   if (!response.ok()) return ReportError(env, line.command, response.status());

@@ -76,7 +76,8 @@ std::string MainHelp() {
   std::string out =
       "tunectl: the command-line client of tuneledger (LoRA fine-tuning with live cost "
       "accounting)\n\n"
-      "Usage: tunectl [--server HOST:PORT] [--token T] [--output table|json] COMMAND [ARGS]\n\n"
+      "Usage: tunectl [--server HOST:PORT] [--token T] [--tls-ca FILE] [--output table|json] "
+      "COMMAND [ARGS]\n\n"
       "Commands:\n";
   size_t name_width = 0;
   for (const CommandSpec& command : CommandSpecs()) {

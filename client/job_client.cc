@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/grpc_status.h"
+#include "base/status_macros.h"
 
 namespace tuneledger::client {
 namespace {
@@ -11,29 +13,19 @@ using tuneledger::v1::Job;
 using tuneledger::v1::JobEvent;
 using tuneledger::v1::Worker;
 
-}  // namespace
-
-absl::Status ToAbslStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  // grpc::StatusCode and absl::StatusCode share their numbering (both follow
-  // google.rpc.Code), so the cast keeps the code.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
-
-namespace {
-
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const TlsClientPem& tls) {
   grpc::ChannelArguments args;
   // gRPC's reconnect backoff grows to 120 s by default; a watch that outlives a server restart
   // should find the new server within seconds.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, MakeChannelCredentials(tls), args);
 }
 
 }  // namespace
 
-JobClient::JobClient(Options options) : JobClient(MakeChannel(options.address), options) {}
+JobClient::JobClient(Options options)
+    : JobClient(MakeChannel(options.address, options.tls), options) {}
 
 JobClient::JobClient(std::shared_ptr<grpc::ChannelInterface> channel, Options options)
     : options_(std::move(options)), stub_(tuneledger::v1::JobService::NewStub(channel)) {}
@@ -54,8 +46,7 @@ absl::StatusOr<Response> JobClient::Unary(grpc::Status (tuneledger::v1::JobServi
   grpc::ClientContext context;
   Prepare(context, /*with_deadline=*/true);
   Response response;
-  absl::Status status = ToAbslStatus((stub_.get()->*method)(&context, request, &response));
-  if (!status.ok()) return status;
+  TL_RETURN_IF_ERROR(FromGrpcStatus((stub_.get()->*method)(&context, request, &response)));
   return response;
 }
 
@@ -84,15 +75,14 @@ absl::StatusOr<std::vector<Job>> JobClient::ListAll(const std::vector<Job::State
   request.set_page_size(page_size);
   std::vector<Job> jobs;
   while (true) {
-    absl::StatusOr<tuneledger::v1::ListJobsResponse> page = ListPage(request);
-    if (!page.ok()) return page.status();
-    for (Job& job : *page->mutable_jobs()) jobs.push_back(std::move(job));
-    if (page->next_page_token().empty()) break;
-    if (page->next_page_token() == request.page_token()) {
+    TL_ASSIGN_OR_RETURN(tuneledger::v1::ListJobsResponse page, ListPage(request));
+    for (Job& job : *page.mutable_jobs()) jobs.push_back(std::move(job));
+    if (page.next_page_token().empty()) break;
+    if (page.next_page_token() == request.page_token()) {
       return absl::InternalError(
           absl::StrCat("ListJobs returned the same page token twice: ", request.page_token()));
     }
-    request.set_page_token(page->next_page_token());
+    request.set_page_token(page.next_page_token());
   }
   return jobs;
 }
@@ -107,10 +97,9 @@ absl::StatusOr<Job> JobClient::Cancel(const std::string& id, const std::string& 
 absl::StatusOr<std::vector<JobEvent>> JobClient::ListEvents(const std::string& id) {
   tuneledger::v1::ListJobEventsRequest request;
   request.set_id(id);
-  absl::StatusOr<tuneledger::v1::ListJobEventsResponse> response =
-      Unary(&tuneledger::v1::JobService::Stub::ListJobEvents, request);
-  if (!response.ok()) return response.status();
-  return std::vector<JobEvent>(response->events().begin(), response->events().end());
+  TL_ASSIGN_OR_RETURN(const tuneledger::v1::ListJobEventsResponse response,
+                      Unary(&tuneledger::v1::JobService::Stub::ListJobEvents, request));
+  return std::vector<JobEvent>(response.events().begin(), response.events().end());
 }
 
 absl::StatusOr<tuneledger::v1::ProgressHistory> JobClient::GetProgressHistory(
@@ -127,10 +116,10 @@ absl::StatusOr<tuneledger::v1::CostReport> JobClient::GetCostReport(const std::s
 }
 
 absl::StatusOr<std::vector<Worker>> JobClient::ListWorkers() {
-  absl::StatusOr<tuneledger::v1::ListWorkersResponse> response =
-      Unary(&tuneledger::v1::JobService::Stub::ListWorkers, tuneledger::v1::ListWorkersRequest());
-  if (!response.ok()) return response.status();
-  return std::vector<Worker>(response->workers().begin(), response->workers().end());
+  TL_ASSIGN_OR_RETURN(
+      const tuneledger::v1::ListWorkersResponse response,
+      Unary(&tuneledger::v1::JobService::Stub::ListWorkers, tuneledger::v1::ListWorkersRequest()));
+  return std::vector<Worker>(response.workers().begin(), response.workers().end());
 }
 
 absl::Status JobClient::Watch(
@@ -166,7 +155,7 @@ absl::Status JobClient::Watch(
     watch_cancel_requested_ = false;
   }
   if (stopped_by_caller) return absl::CancelledError("watch stopped by the caller");
-  return ToAbslStatus(status);
+  return FromGrpcStatus(status);
 }
 
 void JobClient::CancelWatch() {

@@ -1,9 +1,9 @@
 // JobClient: the C++ client of tuneledger.v1.JobService that tunectl uses.
 //
 // Every unary call carries a deadline (Options::deadline) and, when a token is configured, the
-// metadata "authorization: Bearer <token>". Results are absl::StatusOr; the one conversion from
-// grpc::Status is ToAbslStatus() (the numeric codes are the same). WatchJob has no deadline
-// (a job may train for days) but can be cancelled from any thread with CancelWatch().
+// metadata "authorization: Bearer <token>". Results are absl::StatusOr, converted from
+// grpc::Status by the project's one FromGrpcStatus() (base/grpc_status.h). WatchJob has no
+// deadline (a job may train for days) but can be cancelled from any thread with CancelWatch().
 //
 // Thread safety: all methods may be called concurrently; each call uses its own ClientContext.
 // CancelWatch() is the one method meant to be called while another thread is inside Watch().
@@ -20,13 +20,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/tls_credentials.h"
 #include "grpcpp/grpcpp.h"
 #include "tuneledger/v1/jobs.grpc.pb.h"
 
 namespace tuneledger::client {
-
-// Converts a gRPC status into the equivalent absl::Status (same code, same message).
-absl::Status ToAbslStatus(const grpc::Status& status);
 
 class JobClient {
  public:
@@ -34,9 +32,11 @@ class JobClient {
     std::string address = "127.0.0.1:50051";      // HOST:PORT of tuneledger-server
     std::string token;                            // empty = send no authorization metadata
     absl::Duration deadline = absl::Seconds(30);  // per unary call
+    TlsClientPem tls;                             // not enabled(): plaintext
   };
 
-  // Dials options.address with insecure credentials (the connection is made lazily).
+  // Dials options.address, over TLS when options.tls is enabled() (the connection is made
+  // lazily).
   explicit JobClient(Options options);
   // Uses an existing channel (tests); options.address is ignored.
   JobClient(std::shared_ptr<grpc::ChannelInterface> channel, Options options);

@@ -8,8 +8,11 @@
 #include "client/progress_bar.h"
 #include "client/table.h"
 #include "client/value_format.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/struct.pb.h"
+#include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace tuneledger::client {
 namespace {
@@ -24,13 +27,59 @@ using tuneledger::v1::Worker;
 
 std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
 
-std::string ReasonText(Job::Reason reason) {
-  return reason == Job::REASON_UNSPECIFIED ? "-" : Job::Reason_Name(reason);
+// A count that is 0 when it does not apply (an event's step or attempt): "-" then.
+std::string CountOrDash(int64_t count) { return count == 0 ? "-" : absl::StrCat(count); }
+
+// The name of an enum value; "-" for the X_UNSPECIFIED zero that means "not set".
+template <typename Enum>
+std::string EnumText(Enum value) {
+  if (static_cast<int>(value) == 0) return "-";
+  const google::protobuf::EnumValueDescriptor* described =
+      google::protobuf::GetEnumDescriptor<Enum>()->FindValueByNumber(value);
+  return described != nullptr ? described->name() : absl::StrCat(static_cast<int>(value));
 }
 
-std::string BudgetText(const tuneledger::v1::CostSummary& cost) {
-  return cost.has_budget_usd() ? FormatUsd(cost.budget_usd()) : "-";
+using OrderedJson = nlohmann::ordered_json;
+
+bool IsUnsetTimestamp(const google::protobuf::Message& message) {
+  const auto* timestamp = dynamic_cast<const google::protobuf::Timestamp*>(&message);
+  return timestamp != nullptr && timestamp->seconds() == 0 && timestamp->nanos() == 0;
 }
+
+// Removes from `json` (the proto JSON of `message`) what says "not set" rather than a value: an
+// enum at its X_UNSPECIFIED zero and a zero Timestamp, which the JSON mapping would print as
+// "REASON_UNSPECIFIED" and "1970-01-01T00:00:00Z". Walks nested and repeated messages.
+void OmitUnsetFields(const google::protobuf::Message& message, OrderedJson& json) {
+  if (!json.is_object()) return;
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    auto it = json.find(field->name());  // printed with preserve_proto_field_names
+    if (it == json.end() || field->is_map()) continue;
+    if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_ENUM) {
+      if (!field->is_repeated() && reflection->GetEnumValue(message, field) == 0) json.erase(it);
+      continue;
+    }
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (field->is_repeated()) {
+      if (!it->is_array()) continue;
+      const int size = reflection->FieldSize(message, field);
+      for (int j = 0; j < size && j < static_cast<int>(it->size()); ++j) {
+        OmitUnsetFields(reflection->GetRepeatedMessage(message, field, j), (*it)[j]);
+      }
+      continue;
+    }
+    const google::protobuf::Message& child = reflection->GetMessage(message, field);
+    if (IsUnsetTimestamp(child)) {
+      json.erase(it);
+    } else {
+      OmitUnsetFields(child, *it);
+    }
+  }
+}
+
+std::string ReasonText(Job::Reason reason) { return EnumText(reason); }
 
 std::string StepText(const tuneledger::v1::Progress& progress) {
   if (progress.total_steps() > 0) return absl::StrCat(progress.step(), "/", progress.total_steps());
@@ -74,11 +123,16 @@ std::string TrainingText(const JobSpec& spec) {
     absl::StrAppend(&text, "epochs=", t.epochs());
   }
   absl::StrAppend(&text, " batch=", t.batch_size(), "x", t.grad_accum_steps(),
-                  " lr=", t.learning_rate(), " warmup=", t.warmup_steps(),
-                  " schedule=", TrainingConfig::LrSchedule_Name(t.lr_schedule()),
-                  " seq_len=", t.seq_len(), " seed=", t.seed(),
-                  " precision=", TrainingConfig::Precision_Name(t.precision()),
-                  " grad_checkpointing=", t.gradient_checkpointing() ? "on" : "off");
+                  " lr=", t.learning_rate(), " warmup=", t.warmup_steps());
+  // Unset enums mean "the trainer's default" (precision depends on the device): left out.
+  if (t.lr_schedule() != TrainingConfig::SCHEDULE_UNSPECIFIED) {
+    absl::StrAppend(&text, " schedule=", TrainingConfig::LrSchedule_Name(t.lr_schedule()));
+  }
+  absl::StrAppend(&text, " seq_len=", t.seq_len(), " seed=", t.seed());
+  if (t.precision() != TrainingConfig::PRECISION_UNSPECIFIED) {
+    absl::StrAppend(&text, " precision=", TrainingConfig::Precision_Name(t.precision()));
+  }
+  absl::StrAppend(&text, " grad_checkpointing=", t.gradient_checkpointing() ? "on" : "off");
   return text;
 }
 
@@ -87,12 +141,16 @@ std::string BudgetSpecText(const JobSpec& spec) {
   if (!budget.has_usd()) return "none";
   std::vector<std::string> thresholds;
   for (double threshold : budget.thresholds()) thresholds.push_back(FormatPercent(threshold));
-  return absl::StrCat(FormatUsd(budget.usd()), " thresholds ",
-                      OrDash(absl::StrJoin(thresholds, ",")), " policy ",
-                      tuneledger::v1::Budget::Policy_Name(budget.policy()));
+  std::string text =
+      absl::StrCat(FormatUsd(budget.usd()), " thresholds ", OrDash(absl::StrJoin(thresholds, ",")));
+  if (budget.policy() != tuneledger::v1::Budget::POLICY_UNSPECIFIED) {
+    absl::StrAppend(&text, " policy ", tuneledger::v1::Budget::Policy_Name(budget.policy()));
+  }
+  return text;
 }
 
-std::string ProgressText(const tuneledger::v1::Progress& p) {
+// The ETA only while the job runs: a finished or waiting job has none.
+std::string ProgressText(const tuneledger::v1::Progress& p, bool running) {
   if (p.step() == 0 && p.total_steps() == 0) return "-";
   std::string text = absl::StrCat("step ", StepText(p), " epoch ", FormatReal(p.epoch()), " loss ",
                                   FormatReal(p.loss()));
@@ -100,21 +158,22 @@ std::string ProgressText(const tuneledger::v1::Progress& p) {
   absl::StrAppend(&text, " lr ", FormatReal(p.learning_rate()), " tokens ",
                   FormatCount(static_cast<double>(p.tokens())), " tok/s ",
                   FormatCount(p.tokens_per_second()), " elapsed ",
-                  FormatDuration(p.elapsed_seconds()), " ETA ",
-                  FormatDuration(EstimateEtaSeconds(p)));
+                  FormatDuration(p.elapsed_seconds()));
+  if (running) absl::StrAppend(&text, " ETA ", EtaText(p));
   return text;
 }
 
 std::string CostSummaryText(const tuneledger::v1::CostSummary& cost) {
-  std::string text = absl::StrCat("accrued ", FormatUsd(cost.accrued_usd()), " projected ",
-                                  FormatUsd(cost.projected_usd()));
+  const int decimals = UsdDecimals({cost.accrued_usd(), cost.projected_usd(), cost.budget_usd()});
+  std::string text = absl::StrCat("accrued ", FormatUsd(cost.accrued_usd(), decimals),
+                                  " projected ", FormatUsd(cost.projected_usd(), decimals));
   if (cost.has_budget_usd()) {
-    absl::StrAppend(&text, " budget ", FormatUsd(cost.budget_usd()));
+    absl::StrAppend(&text, " budget ", FormatUsd(cost.budget_usd(), decimals));
     if (cost.budget_usd() > 0) {
       absl::StrAppend(&text, " (", FormatPercent(cost.accrued_usd() / cost.budget_usd()), " used)");
     }
   }
-  absl::StrAppend(&text, " gpu_hours ", FormatReal(cost.gpu_hours()));
+  absl::StrAppend(&text, " gpu_time ", FormatDuration(cost.gpu_hours() * 3600));
   if (cost.rate_usd_per_hour() > 0) {
     absl::StrAppend(&text, " rate ", FormatUsd(cost.rate_usd_per_hour()), "/h");
   }
@@ -136,8 +195,12 @@ std::string ToJson(const google::protobuf::Message& message) {
     (*error.mutable_fields())["error"].set_string_value(
         absl::StrCat("cannot render as JSON: ", status.message().ToString()));
     google::protobuf::util::MessageToJsonString(error, &json);
+    return json;
   }
-  return json;
+  OrderedJson document = OrderedJson::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) return json;  // cannot happen: protobuf wrote it
+  OmitUnsetFields(message, document);
+  return document.dump();
 }
 
 std::string DescribeEvent(const JobEvent& event) {
@@ -155,12 +218,15 @@ std::string DescribeEvent(const JobEvent& event) {
     case JobEvent::REQUEUED:
       parts.push_back(absl::StrCat("after attempt ", event.attempt()));
       break;
+    // The server's message for these two repeats the fields in its own money format; the
+    // fields alone say it once.
     case JobEvent::BUDGET_THRESHOLD:
-      parts.push_back(absl::StrCat("crossed ", FormatPercent(event.threshold()),
-                                   " of the budget at ", FormatUsd(event.cost_usd())));
+      parts.push_back(absl::StrCat("accrued ", FormatUsd(event.cost_usd()), " crossed ",
+                                   FormatPercent(event.threshold()), " of the budget"));
       break;
     case JobEvent::PROJECTED_OVERRUN:
-      parts.push_back(absl::StrCat("projected total ", FormatUsd(event.cost_usd())));
+      parts.push_back(
+          absl::StrCat("projected total ", FormatUsd(event.value()), " exceeds the budget"));
       break;
     case JobEvent::EVAL:
       parts.push_back(
@@ -175,7 +241,11 @@ std::string DescribeEvent(const JobEvent& event) {
   if (event.reason() != Job::REASON_UNSPECIFIED) {
     parts.push_back(absl::StrCat("reason ", Job::Reason_Name(event.reason())));
   }
-  if (!event.message().empty()) parts.push_back(absl::StrCat("- ", event.message()));
+  const bool message_repeats_fields =
+      event.kind() == JobEvent::BUDGET_THRESHOLD || event.kind() == JobEvent::PROJECTED_OVERRUN;
+  if (!event.message().empty() && !message_repeats_fields) {
+    parts.push_back(absl::StrCat("- ", event.message()));
+  }
   return absl::StrJoin(parts, " ");
 }
 
@@ -208,11 +278,19 @@ std::string RenderJobList(const std::vector<Job>& jobs, OutputFormat format) {
   Table table({"ID", "NAME", "STATE", "REASON", "PRIO", "STEP", "LOSS", "COST", "BUDGET", "ATT",
                "WORKER", "CREATED"});
   for (size_t column : {0, 4, 5, 6, 7, 8, 9}) table.AlignRight(column);
+  // COST and BUDGET: one money format for both columns.
+  std::vector<double> amounts;
   for (const Job& job : jobs) {
-    table.AddRow({job.id(), OrDash(job.spec().name()), Job::State_Name(job.state()),
+    amounts.push_back(job.cost().accrued_usd());
+    if (job.cost().has_budget_usd()) amounts.push_back(job.cost().budget_usd());
+  }
+  const int decimals = UsdDecimals(amounts);
+  for (const Job& job : jobs) {
+    table.AddRow({job.id(), OrDash(job.spec().name()), EnumText(job.state()),
                   ReasonText(job.reason()), absl::StrCat(job.spec().priority()),
                   StepText(job.progress()), LossText(job.progress()),
-                  FormatUsd(job.cost().accrued_usd()), BudgetText(job.cost()),
+                  FormatUsd(job.cost().accrued_usd(), decimals),
+                  job.cost().has_budget_usd() ? FormatUsd(job.cost().budget_usd(), decimals) : "-",
                   absl::StrCat(job.attempts()), OrDash(job.worker_id()),
                   FormatTimestamp(job.create_time())});
   }
@@ -226,12 +304,15 @@ std::string RenderJob(const Job& job, OutputFormat format) {
   Table table({});
   table.AddRow({"id", job.id()});
   table.AddRow({"name", OrDash(spec.name())});
-  table.AddRow({"state", Job::State_Name(job.state())});
+  table.AddRow({"state", EnumText(job.state())});
   table.AddRow({"reason", ReasonText(job.reason())});
   table.AddRow({"message", OrDash(job.message())});
   table.AddRow({"tenant", OrDash(job.tenant())});
   table.AddRow({"priority", absl::StrCat(spec.priority())});
-  table.AddRow({"attempts", absl::StrCat(job.attempts(), " of ", spec.max_attempts())});
+  // Only lost attempts count against max_attempts; preemptions are shown apart.
+  table.AddRow({"attempts", absl::StrCat(job.attempts(), " (", job.failed_attempts(), " lost of ",
+                                         spec.max_attempts(), " allowed, ",
+                                         job.preempted_attempts(), " preempted)")});
   table.AddRow({"worker", OrDash(job.worker_id())});
   table.AddRow({"model", OrDash(spec.model_path())});
   table.AddRow({"train", OrDash(spec.train_path())});
@@ -239,17 +320,20 @@ std::string RenderJob(const Job& job, OutputFormat format) {
   table.AddRow({"lora", LoraText(spec)});
   table.AddRow({"training", TrainingText(spec)});
   table.AddRow({"gpus", absl::StrCat(spec.gpus())});
-  table.AddRow({"progress", ProgressText(job.progress())});
+  table.AddRow({"progress", ProgressText(job.progress(), job.state() == Job::RUNNING)});
   table.AddRow({"cost", CostSummaryText(job.cost())});
   table.AddRow({"budget", BudgetSpecText(spec)});
   std::vector<std::string> labels;
   for (const auto& [key, value] : spec.labels()) labels.push_back(absl::StrCat(key, "=", value));
   std::sort(labels.begin(), labels.end());  // proto maps have no order
   table.AddRow({"labels", OrDash(absl::StrJoin(labels, ","))});
-  for (const InheritedCost& cost : spec.inherited_costs()) {
-    table.AddRow(
-        {"inherited", absl::StrCat(InheritedKindText(cost.kind()), " ", FormatUsd(cost.usd()),
-                                   " (source: ", OrDash(cost.source()), ")")});
+  std::vector<double> inherited_usd;
+  for (const InheritedCost& cost : spec.inherited_costs()) inherited_usd.push_back(cost.usd());
+  const std::vector<std::string> inherited_text = FormatUsdColumn(inherited_usd);
+  for (int i = 0; i < spec.inherited_costs_size(); ++i) {
+    const InheritedCost& cost = spec.inherited_costs(i);
+    table.AddRow({"inherited", absl::StrCat(InheritedKindText(cost.kind()), " ", inherited_text[i],
+                                            " (source: ", OrDash(cost.source()), ")")});
   }
   table.AddRow({"adapter", OrDash(job.adapter_path())});
   table.AddRow({"checkpoint", OrDash(job.last_checkpoint())});
@@ -261,8 +345,11 @@ std::string RenderJob(const Job& job, OutputFormat format) {
 
 std::string RenderCancelled(const Job& job, OutputFormat format) {
   if (format == OutputFormat::kJson) return ToJson(job) + "\n";
-  return absl::StrCat("job ", job.id(), " ", Job::State_Name(job.state()), " (reason ",
-                      ReasonText(job.reason()), ")\n");
+  std::string text = absl::StrCat("job ", job.id(), " ", EnumText(job.state()));
+  if (job.reason() != Job::REASON_UNSPECIFIED) {
+    absl::StrAppend(&text, " (reason ", Job::Reason_Name(job.reason()), ")");
+  }
+  return text + "\n";
 }
 
 std::string RenderEvents(const std::vector<JobEvent>& events, OutputFormat format) {
@@ -274,11 +361,16 @@ std::string RenderEvents(const std::vector<JobEvent>& events, OutputFormat forma
   if (events.empty()) return "no events\n";
   Table table({"SEQ", "TIME", "KIND", "STATE", "ATTEMPT", "STEP", "COST", "DETAIL"});
   for (size_t column : {0, 4, 5, 6}) table.AlignRight(column);
+  // COST is the accrued cost at each event (a PROJECTED_OVERRUN's projection is in DETAIL).
+  std::vector<double> accrued;
   for (const JobEvent& event : events) {
-    table.AddRow({absl::StrCat(event.seq()), FormatTimestamp(event.time()),
-                  JobEvent::Kind_Name(event.kind()), Job::State_Name(event.state()),
-                  absl::StrCat(event.attempt()), absl::StrCat(event.step()),
-                  FormatUsd(event.cost_usd()), DescribeEvent(event)});
+    accrued.push_back(event.cost_usd());
+  }
+  const int decimals = UsdDecimals(accrued);
+  for (const JobEvent& event : events) {
+    table.AddRow({absl::StrCat(event.seq()), FormatTimestamp(event.time()), EnumText(event.kind()),
+                  EnumText(event.state()), CountOrDash(event.attempt()), CountOrDash(event.step()),
+                  FormatUsd(event.cost_usd(), decimals), DescribeEvent(event)});
   }
   return table.Render();
 }
@@ -301,27 +393,38 @@ std::string RenderProgressHistory(const tuneledger::v1::ProgressHistory& history
 std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   if (format == OutputFormat::kJson) return ToJson(report) + "\n";
   std::string out = absl::StrCat("Cost report for job ", report.job_id(), " (",
-                                 Job::State_Name(report.state()), ")\n\n");
+                                 EnumText(report.state()), ")\n\n");
 
   out += "Compute (measured by the service)\n";
   if (report.attempts().empty()) {
     out += "  no attempts yet\n";
   } else {
+    // WALL and GPU TIME in the same units: GPU time is wall time x GPUs.
     Table attempts(
-        {"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL", "GPU-HOURS", "USD"});
+        {"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL", "GPU TIME", "USD"});
     for (size_t column : {0, 3, 4, 6, 7, 8}) attempts.AlignRight(column);
+    std::vector<double> prices, usd;
     for (const tuneledger::v1::AttemptCost& a : report.attempts()) {
+      prices.push_back(a.price_per_gpu_hour());
+      usd.push_back(a.usd());
+    }
+    const std::vector<std::string> price_text = FormatUsdColumn(prices);
+    const std::vector<std::string> usd_text = FormatUsdColumn(usd);
+    for (int i = 0; i < report.attempts_size(); ++i) {
+      const tuneledger::v1::AttemptCost& a = report.attempts(i);
       attempts.AddRow({absl::StrCat(a.attempt()), OrDash(a.worker_id()), OrDash(a.state()),
-                       absl::StrCat(a.gpus()), FormatUsd(a.price_per_gpu_hour()),
-                       a.spot() ? "spot" : "on-demand", FormatDuration(a.seconds()),
-                       FormatReal(a.gpu_hours()), FormatUsd(a.usd())});
+                       absl::StrCat(a.gpus()), price_text[i], a.spot() ? "spot" : "on-demand",
+                       FormatDuration(a.seconds()), FormatDuration(a.gpu_hours() * 3600),
+                       usd_text[i]});
     }
     out += attempts.Render(2);
   }
-  absl::StrAppend(&out, "  compute total ", FormatUsd(report.compute_usd()), " for ",
-                  FormatReal(report.compute_gpu_hours()), " GPU-hours (spot ",
-                  FormatUsd(report.spot_usd()), ", on-demand ", FormatUsd(report.on_demand_usd()),
-                  ")\n\n");
+  const int compute_decimals =
+      UsdDecimals({report.compute_usd(), report.spot_usd(), report.on_demand_usd()});
+  absl::StrAppend(&out, "  compute total ", FormatUsd(report.compute_usd(), compute_decimals),
+                  " for ", FormatDuration(report.compute_gpu_hours() * 3600), " of GPU time (spot ",
+                  FormatUsd(report.spot_usd(), compute_decimals), ", on-demand ",
+                  FormatUsd(report.on_demand_usd(), compute_decimals), ")\n\n");
 
   out += "Inherited (declared by the submitter)\n";
   if (report.inherited().empty()) {
@@ -329,9 +432,13 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   } else {
     Table inherited({"KIND", "USD", "SOURCE", "DESCRIPTION"});
     inherited.AlignRight(1);
-    for (const InheritedCost& cost : report.inherited()) {
-      inherited.AddRow({InheritedKindText(cost.kind()), FormatUsd(cost.usd()),
-                        OrDash(cost.source()), OrDash(cost.description())});
+    std::vector<double> usd;
+    for (const InheritedCost& cost : report.inherited()) usd.push_back(cost.usd());
+    const std::vector<std::string> usd_text = FormatUsdColumn(usd);
+    for (int i = 0; i < report.inherited_size(); ++i) {
+      const InheritedCost& cost = report.inherited(i);
+      inherited.AddRow({InheritedKindText(cost.kind()), usd_text[i], OrDash(cost.source()),
+                        OrDash(cost.description())});
     }
     out += inherited.Render(2);
   }
@@ -340,13 +447,17 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   out += "Totals\n";
   Table totals({});
   totals.AlignRight(1);
-  totals.AddRow({"compute (this fine-tune)", FormatUsd(report.compute_usd())});
-  totals.AddRow({"inherited", FormatUsd(report.inherited_usd())});
-  totals.AddRow({"total (this model)", FormatUsd(report.total_usd())});
+  const int decimals =
+      UsdDecimals({report.compute_usd(), report.inherited_usd(), report.total_usd(),
+                   report.budget_usd(), report.overshoot_usd(), report.projected_usd()});
+  totals.AddRow({"compute (this fine-tune)", FormatUsd(report.compute_usd(), decimals)});
+  totals.AddRow({"inherited", FormatUsd(report.inherited_usd(), decimals)});
+  totals.AddRow({"total (this model)", FormatUsd(report.total_usd(), decimals)});
   totals.AddRow({"compute share of total", FormatPercent(report.compute_share())});
-  totals.AddRow({"budget", report.has_budget_usd() ? FormatUsd(report.budget_usd()) : "none"});
-  totals.AddRow({"overshoot", FormatUsd(report.overshoot_usd())});
-  totals.AddRow({"projected compute", FormatUsd(report.projected_usd())});
+  totals.AddRow(
+      {"budget", report.has_budget_usd() ? FormatUsd(report.budget_usd(), decimals) : "none"});
+  totals.AddRow({"overshoot", FormatUsd(report.overshoot_usd(), decimals)});
+  totals.AddRow({"projected compute", FormatUsd(report.projected_usd(), decimals)});
   out += totals.Render(2);
 
   if (!report.notes().empty()) {
@@ -366,14 +477,17 @@ std::string RenderWorkers(const std::vector<Worker>& workers, OutputFormat forma
   Table table({"ID", "HOST", "ACCELERATOR", "GPUS", "MEMORY", "$/GPU-HOUR", "MARKET", "STATE",
                "JOB", "LAST HEARTBEAT"});
   for (size_t column : {3, 4, 5}) table.AlignRight(column);
-  for (const Worker& w : workers) {
+  std::vector<double> prices;
+  for (const Worker& w : workers) prices.push_back(w.price_per_gpu_hour());
+  const std::vector<std::string> price_text = FormatUsdColumn(prices);
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const Worker& w = workers[i];
     table.AddRow({w.id(), OrDash(w.hostname()), OrDash(w.accelerator()), absl::StrCat(w.gpus()),
                   w.memory_bytes() > 0
                       ? absl::StrCat(FormatCount(static_cast<double>(w.memory_bytes())), "B")
                       : "-",
-                  FormatUsd(w.price_per_gpu_hour()), w.spot() ? "spot" : "on-demand",
-                  Worker::State_Name(w.state()), OrDash(w.job_id()),
-                  FormatTimestamp(w.last_heartbeat_time())});
+                  price_text[i], w.spot() ? "spot" : "on-demand", EnumText(w.state()),
+                  OrDash(w.job_id()), FormatTimestamp(w.last_heartbeat_time())});
   }
   return table.Render();
 }

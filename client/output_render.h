@@ -1,8 +1,12 @@
 // Rendering of each command's result as a table (for people) or JSON (for programs).
 //
 // JSON uses the proto JSON mapping with the proto's own field names ("state": "QUEUED",
-// "reason": "USER", "model_path": ...), and prints fields at their default values too, so a
-// script finds every field; one document per command.
+// "reason": "USER", "model_path": ...), and prints numbers, strings and bools at their default
+// values too, so a script finds them; what is not set is left out rather than printed as a
+// placeholder: an enum at its X_UNSPECIFIED zero ("reason" of a job that succeeded) and a zero
+// Timestamp ("end_time" of a running job). One document per command.
+//
+// Tables write "-" for what is not set, and money in one format per column (value_format.h).
 // Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
 #define TUNELEDGER_CLIENT_OUTPUT_RENDER_H_
@@ -19,8 +23,8 @@ namespace tuneledger::client {
 // One line of JSON (no trailing newline).
 std::string ToJson(const google::protobuf::Message& message);
 
-// What happened in one event, in words: "attempt 1 on worker w-3", "crossed 80% of the budget
-// at $4.01", "checkpoint step 50 at /w/...". Empty when the event has nothing to add.
+// What happened in one event, in words: "attempt 1 on worker w-3", "accrued $4.01 crossed 80%
+// of the budget", "step 50 at /w/...". Empty when the event has nothing to add.
 std::string DescribeEvent(const tuneledger::v1::JobEvent& event);
 // "20:41:07 STARTED attempt 1 on worker w-3": the line `watch` prints for an event.
 std::string EventLine(const tuneledger::v1::JobEvent& event);

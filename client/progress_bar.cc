@@ -55,9 +55,12 @@ std::string StateText(const Job& job) {
   return text;
 }
 
+// "$0.0042/$1.0000": cost and budget in one money format.
 std::string CostText(const Job& job) {
-  std::string text = FormatUsd(job.cost().accrued_usd());
-  if (job.cost().has_budget_usd()) absl::StrAppend(&text, "/", FormatUsd(job.cost().budget_usd()));
+  const tuneledger::v1::CostSummary& cost = job.cost();
+  const int decimals = UsdDecimals({cost.accrued_usd(), cost.budget_usd()});
+  std::string text = FormatUsd(cost.accrued_usd(), decimals);
+  if (cost.has_budget_usd()) absl::StrAppend(&text, "/", FormatUsd(cost.budget_usd(), decimals));
   return text;
 }
 
@@ -72,10 +75,15 @@ double ProgressRatio(const tuneledger::v1::Progress& progress) {
 
 double EstimateEtaSeconds(const tuneledger::v1::Progress& progress) {
   if (progress.eta_seconds() > 0) return progress.eta_seconds();
-  const double ratio = ProgressRatio(progress);
-  if (ratio >= 1) return 0;
-  if (ratio <= 0 || progress.elapsed_seconds() <= 0) return -1;
-  return progress.elapsed_seconds() * (1 - ratio) / ratio;
+  if (ProgressRatio(progress) >= 1) return 0;
+  // No extrapolation from elapsed time: it includes loading the model, so an early guess is
+  // many times too long. Unknown until the server has measured the step rate.
+  return -1;
+}
+
+std::string EtaText(const tuneledger::v1::Progress& progress) {
+  const double eta = EstimateEtaSeconds(progress);
+  return eta < 0 ? std::string("measuring") : FormatDuration(eta);
 }
 
 std::string FormatBar(double ratio, size_t width) {
@@ -118,7 +126,7 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
   }
   parts.push_back({CostText(job), 80});
   if (running) {
-    parts.push_back({absl::StrCat("ETA ", FormatDuration(EstimateEtaSeconds(progress))), 70});
+    parts.push_back({absl::StrCat("ETA ", EtaText(progress)), 70});
   }
 
   if (options.width > 0) {

@@ -17,9 +17,11 @@ namespace tuneledger::client {
 // step / total_steps: the report's ratio, or computed when the report has none; 0 when unknown.
 double ProgressRatio(const tuneledger::v1::Progress& progress);
 
-// Seconds until the job's training finishes: the trainer's eta_seconds when it gave one, else
-// extrapolated from elapsed time and the step ratio; negative when unknown (no progress yet).
+// Seconds until the job's training finishes: the server's eta_seconds (from the step rate it
+// measured), 0 when all steps are done, negative while unknown.
 double EstimateEtaSeconds(const tuneledger::v1::Progress& progress);
+// "3m12s", or "measuring" while the ETA is unknown.
+std::string EtaText(const tuneledger::v1::Progress& progress);
 
 // "[####......]" exactly `width` characters wide (width >= 3); ratio clamped to [0, 1].
 std::string FormatBar(double ratio, size_t width);

@@ -1,5 +1,7 @@
 #include "client/spec_builder.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -9,8 +11,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace tuneledger::client {
@@ -122,8 +126,7 @@ absl::StatusOr<InheritedCost> ParseInheritedCost(const std::string& value) {
   if (eq == std::string::npos) {
     return FlagError("inherited-cost", "must be KIND=USD:SOURCE", value);
   }
-  absl::StatusOr<InheritedCost::Kind> kind = ParseCostKind(value.substr(0, eq));
-  if (!kind.ok()) return kind.status();
+  TL_ASSIGN_OR_RETURN(const InheritedCost::Kind kind, ParseCostKind(value.substr(0, eq)));
   std::string rest = value.substr(eq + 1);
   std::string source;
   if (const size_t colon = rest.find(':'); colon != std::string::npos) {
@@ -135,7 +138,7 @@ absl::StatusOr<InheritedCost> ParseInheritedCost(const std::string& value) {
     return FlagError("inherited-cost", "USD must be a number (KIND=USD:SOURCE)", value);
   }
   InheritedCost cost;
-  cost.set_kind(*kind);
+  cost.set_kind(kind);
   cost.set_usd(usd);
   cost.set_source(source);
   return cost;
@@ -143,19 +146,18 @@ absl::StatusOr<InheritedCost> ParseInheritedCost(const std::string& value) {
 
 absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
   if (flags.Has("precision")) {
-    absl::StatusOr<TrainingConfig::Precision> precision = ParsePrecision(flags.Last("precision"));
-    if (!precision.ok()) return precision.status();
-    spec.mutable_training()->set_precision(*precision);
+    TL_ASSIGN_OR_RETURN(const TrainingConfig::Precision precision,
+                        ParsePrecision(flags.Last("precision")));
+    spec.mutable_training()->set_precision(precision);
   }
   if (flags.Has("lr-schedule")) {
-    absl::StatusOr<TrainingConfig::LrSchedule> schedule = ParseSchedule(flags.Last("lr-schedule"));
-    if (!schedule.ok()) return schedule.status();
-    spec.mutable_training()->set_lr_schedule(*schedule);
+    TL_ASSIGN_OR_RETURN(const TrainingConfig::LrSchedule schedule,
+                        ParseSchedule(flags.Last("lr-schedule")));
+    spec.mutable_training()->set_lr_schedule(schedule);
   }
   if (flags.Has("budget-policy")) {
-    absl::StatusOr<Budget::Policy> policy = ParsePolicy(flags.Last("budget-policy"));
-    if (!policy.ok()) return policy.status();
-    spec.mutable_budget()->set_policy(*policy);
+    TL_ASSIGN_OR_RETURN(const Budget::Policy policy, ParsePolicy(flags.Last("budget-policy")));
+    spec.mutable_budget()->set_policy(policy);
   }
   if (flags.Has("grad-checkpointing")) {
     spec.mutable_training()->set_gradient_checkpointing(flags.Last("grad-checkpointing") == "true");
@@ -169,9 +171,8 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
   if (flags.Has("budget-thresholds")) {
     spec.mutable_budget()->clear_thresholds();
     for (const std::string& item : SplitList(flags.Last("budget-thresholds"))) {
-      absl::StatusOr<double> threshold = ParseDouble("budget-thresholds", item);
-      if (!threshold.ok()) return threshold.status();
-      spec.mutable_budget()->add_thresholds(*threshold);
+      TL_ASSIGN_OR_RETURN(const double threshold, ParseDouble("budget-thresholds", item));
+      spec.mutable_budget()->add_thresholds(threshold);
     }
   }
   for (const std::string& label : flags.All("label")) {
@@ -180,9 +181,8 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
     (*spec.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
   }
   for (const std::string& value : flags.All("inherited-cost")) {
-    absl::StatusOr<InheritedCost> cost = ParseInheritedCost(value);
-    if (!cost.ok()) return cost.status();
-    *spec.add_inherited_costs() = *std::move(cost);
+    TL_ASSIGN_OR_RETURN(InheritedCost cost, ParseInheritedCost(value));
+    *spec.add_inherited_costs() = std::move(cost);
   }
   return absl::OkStatus();
 }
@@ -221,28 +221,24 @@ absl::Status ApplySubmitFlags(const FlagValues& flags, const std::string& cwd, J
   }
   // Either flag replaces both fields of a --spec file, so the result never has both set.
   if (flags.Has("epochs")) {
-    absl::StatusOr<int32_t> epochs = ParseInt("epochs", flags.Last("epochs"));
-    if (!epochs.ok()) return epochs.status();
-    spec.mutable_training()->set_epochs(*epochs);
+    TL_ASSIGN_OR_RETURN(const int32_t epochs, ParseInt("epochs", flags.Last("epochs")));
+    spec.mutable_training()->set_epochs(epochs);
     spec.mutable_training()->set_max_steps(0);
   }
   if (flags.Has("max-steps")) {
-    absl::StatusOr<int32_t> steps = ParseInt("max-steps", flags.Last("max-steps"));
-    if (!steps.ok()) return steps.status();
-    spec.mutable_training()->set_max_steps(*steps);
+    TL_ASSIGN_OR_RETURN(const int32_t steps, ParseInt("max-steps", flags.Last("max-steps")));
+    spec.mutable_training()->set_max_steps(steps);
     spec.mutable_training()->set_epochs(0);
   }
   for (const IntField& field : kIntFields) {
     if (!flags.Has(field.flag)) continue;
-    absl::StatusOr<int32_t> value = ParseInt(field.flag, flags.Last(field.flag));
-    if (!value.ok()) return value.status();
-    field.set(spec, *value);
+    TL_ASSIGN_OR_RETURN(const int32_t value, ParseInt(field.flag, flags.Last(field.flag)));
+    field.set(spec, value);
   }
   for (const DoubleField& field : kDoubleFields) {
     if (!flags.Has(field.flag)) continue;
-    absl::StatusOr<double> value = ParseDouble(field.flag, flags.Last(field.flag));
-    if (!value.ok()) return value.status();
-    field.set(spec, *value);
+    TL_ASSIGN_OR_RETURN(const double value, ParseDouble(field.flag, flags.Last(field.flag)));
+    field.set(spec, value);
   }
   return ApplyEnumAndListFlags(flags, spec);
 }
@@ -252,7 +248,11 @@ absl::StatusOr<JobSpec> BuildJobSpec(const FlagValues& flags, const std::string&
   if (flags.Has("spec")) {
     const std::string path = AbsolutePath(flags.Last("spec"), cwd);
     std::ifstream in(path);
-    if (!in) return absl::NotFoundError(absl::StrCat("--spec: cannot read ", path));
+    if (!in) {
+      // A local file the caller named: a bad flag value (usage), not a server's NOT_FOUND.
+      return absl::InvalidArgumentError(
+          absl::StrCat("--spec: cannot read ", path, " (", std::strerror(errno), ")"));
+    }
     std::stringstream text;
     text << in.rdbuf();
     absl::StatusOr<JobSpec> parsed = ParseJobSpecJson(text.str());
@@ -266,9 +266,18 @@ absl::StatusOr<JobSpec> BuildJobSpec(const FlagValues& flags, const std::string&
     spec.set_train_path(AbsolutePath(spec.train_path(), spec_dir));
     spec.set_valid_path(AbsolutePath(spec.valid_path(), spec_dir));
   }
-  absl::Status status = ApplySubmitFlags(flags, cwd, spec);
-  if (!status.ok()) return status;
+  TL_RETURN_IF_ERROR(ApplySubmitFlags(flags, cwd, spec));
   return spec;
+}
+
+absl::Status CheckSubmitHasInputs(const JobSpec& spec) {
+  std::vector<std::string> missing;
+  if (spec.model_path().empty()) missing.push_back("--model DIR");
+  if (spec.train_path().empty()) missing.push_back("--train FILE");
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("missing ", absl::StrJoin(missing, " and "),
+                                                 " (or a --spec FILE that sets ",
+                                                 missing.size() == 1 ? "it" : "them", ")"));
 }
 
 }  // namespace tuneledger::client

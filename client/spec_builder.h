@@ -37,10 +37,15 @@ std::string AbsolutePath(const std::string& path, const std::string& base_dir);
 absl::Status ApplySubmitFlags(const FlagValues& flags, const std::string& cwd,
                               tuneledger::v1::JobSpec& spec);
 
-// The whole of submit's spec: reads --spec (NOT_FOUND if it cannot be read, INVALID_ARGUMENT if
-// it is not a JobSpec), then applies the flags.
+// The whole of submit's spec: reads --spec, then applies the flags. INVALID_ARGUMENT (a usage
+// error) when the --spec file cannot be read or is not a JobSpec, or a flag does not parse.
 absl::StatusOr<tuneledger::v1::JobSpec> BuildJobSpec(const FlagValues& flags,
                                                      const std::string& cwd);
+
+// INVALID_ARGUMENT naming --model and/or --train when the spec has no model or training data:
+// the two inputs `tunectl submit` cannot do without (its usage line), checked before the
+// server is asked so that a bare `tunectl submit` is a usage error.
+absl::Status CheckSubmitHasInputs(const tuneledger::v1::JobSpec& spec);
 
 }  // namespace tuneledger::client
 

@@ -1,5 +1,5 @@
-// tunectl: the command-line client of tuneledger. See `tunectl --help` and the CLI contract in
-// DESIGN.md. main() only composes: parse, pick the server and token, run the command.
+// tunectl: the command-line client of tuneledger. See `tunectl --help` and README.md
+// "tunectl". main() only composes: parse, pick the server and token, run the command.
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -9,9 +9,11 @@
 #include <iostream>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "base/tls_credentials.h"
 #include "client/cli_args.h"
 #include "client/command_table.h"
 #include "client/commands.h"
@@ -72,6 +74,13 @@ int main(int argc, char** argv) {
   options.address = ResolveServerAddress(*line, environment);
   options.token = ResolveToken(*line, environment);
   options.deadline = line->timeout;
+  absl::StatusOr<tuneledger::TlsClientPem> tls =
+      tuneledger::LoadTlsClientFiles(ResolveTlsCaFile(*line, environment), "", "");
+  if (!tls.ok()) {
+    std::cerr << "tunectl: " << tls.status().message() << "\n";
+    return kExitUsage;
+  }
+  options.tls = *std::move(tls);
   JobClient client(options);
 
   CommandEnvironment env;

@@ -31,19 +31,39 @@ absl::Time ToAbslTime(const google::protobuf::Timestamp& time) {
 
 }  // namespace
 
-std::string FormatUsd(double usd) {
+int UsdDecimals(const std::vector<double>& amounts) {
+  for (double usd : amounts) {
+    const double magnitude = std::fabs(usd);
+    if (std::isfinite(magnitude) && magnitude > 0 && magnitude < 0.01) return 4;
+  }
+  return 2;
+}
+
+std::string FormatUsd(double usd, int decimals) {
   if (std::isnan(usd)) return "-";
   if (std::isinf(usd)) return usd > 0 ? "$inf" : "-$inf";
   const std::string sign = usd < 0 ? "-" : "";
-  const double magnitude = std::fabs(usd);
-  if (magnitude > 0 && magnitude < 0.01) return absl::StrFormat("%s$%.4f", sign, magnitude);
-  const std::string fixed = absl::StrFormat("%.2f", magnitude);
+  const std::string fixed = absl::StrFormat("%.*f", decimals, std::fabs(usd));
   const size_t dot = fixed.find('.');
+  if (dot == std::string::npos) return absl::StrCat(sign, "$", GroupThousands(fixed));
   return absl::StrCat(sign, "$", GroupThousands(fixed.substr(0, dot)), fixed.substr(dot));
+}
+
+std::string FormatUsd(double usd) { return FormatUsd(usd, UsdDecimals({usd})); }
+
+std::vector<std::string> FormatUsdColumn(const std::vector<double>& amounts) {
+  const int decimals = UsdDecimals(amounts);
+  std::vector<std::string> texts;
+  texts.reserve(amounts.size());
+  for (double usd : amounts) texts.push_back(FormatUsd(usd, decimals));
+  return texts;
 }
 
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--";
+  if (seconds >= 0.05 && seconds < 9.95) {
+    return absl::StrFormat("%.1fs", seconds);
+  }
   const int64_t total = static_cast<int64_t>(std::llround(seconds));
   if (total < 60) return absl::StrFormat("%ds", total);
   if (total < 3600) return absl::StrFormat("%dm%02ds", total / 60, total % 60);

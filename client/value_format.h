@@ -6,15 +6,25 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "google/protobuf/timestamp.pb.h"
 
 namespace tuneledger::client {
 
-// "$0.0042" below one cent, "$12.34", "$1,234.50", "$1,200,000.00"; negative with a leading
-// "-"; "-" for NaN.
+// Money shown together (a table column, the parts of one line) uses one number of decimals, so
+// that "$0.0099" never sits above "$0.01": 4 when any non-zero amount is below one cent (2
+// decimals would round it away), else 2.
+int UsdDecimals(const std::vector<double>& amounts);
+// "$12.34", "$1,234.50", "$1,200,000.00" with 2 decimals; "$0.0042" with 4; negative with a
+// leading "-"; "-" for NaN.
+std::string FormatUsd(double usd, int decimals);
+// One amount on its own: FormatUsd(usd, UsdDecimals({usd})).
 std::string FormatUsd(double usd);
-// "45s", "3m12s", "1h05m", "2d03h"; "--" when negative, NaN or infinite (unknown).
+// Each amount with the decimals of the whole set (a column).
+std::vector<std::string> FormatUsdColumn(const std::vector<double>& amounts);
+// "0s", "0.3s", "5.0s" (tenths below 10 s, so a short run does not read as 0s), "45s", "3m12s",
+// "1h05m", "2d03h"; "--" when negative, NaN or infinite (unknown).
 std::string FormatDuration(double seconds);
 // 3 significant digits with k/M/G: "137", "1.23k", "45.6M".
 std::string FormatCount(double value);

@@ -12,6 +12,14 @@ namespace {
 // Carriage return, then ANSI "erase to end of line".
 constexpr char kClearLine[] = "\r\x1b[K";
 
+// What changed enough for a new line when an update carries no event: the state, its reason,
+// the attempt or the step. The server also sends a snapshot for every cost tick and heartbeat,
+// which would otherwise print the same job several times a second.
+std::string MilestoneKey(const tuneledger::v1::Job& job) {
+  return absl::StrCat(job.state(), "/", job.reason(), "/", job.attempts(), "/",
+                      job.progress().step());
+}
+
 }  // namespace
 
 WatchRenderer::WatchRenderer(Mode mode, std::ostream& out, std::ostream& notices,
@@ -39,9 +47,12 @@ void WatchRenderer::Update(const tuneledger::v1::WatchJobResponse& update) {
   last_job_ = update.job();
   have_job_ = true;
   switch (mode_) {
-    case Mode::kJson:
-      out_ << ToJson(update) << "\n";
+    case Mode::kJson: {
+      const std::string key = MilestoneKey(update.job());
+      if (update.has_event() || key != last_key_) out_ << ToJson(update) << "\n";
+      last_key_ = key;
       break;
+    }
     case Mode::kTerminal:
       if (update.has_event()) {
         ClearLiveLine();
@@ -51,11 +62,10 @@ void WatchRenderer::Update(const tuneledger::v1::WatchJobResponse& update) {
       break;
     case Mode::kPlain: {
       if (update.has_event()) out_ << EventLine(update.event()) << "\n";
-      const std::string key = absl::StrCat(update.job().state(), "/", update.job().reason(), "/",
-                                           update.job().progress().step());
-      if (key != last_plain_key_) {
+      const std::string key = MilestoneKey(update.job());
+      if (key != last_key_) {
         out_ << FormatProgressLine(update.job(), ProgressLineOptions{}) << "\n";
-        last_plain_key_ = key;
+        last_key_ = key;
       }
       break;
     }

@@ -3,8 +3,10 @@
 //   kTerminal  a one-line progress bar (progress_bar.h) redrawn in place with "\r" and
 //              "erase to end of line", each event printed as a line above it
 //   kPlain     stdout is not a terminal: an event line per event, and a progress line whenever
-//              the state or step changed (no control characters)
-//   kJson      one JSON object per update (NDJSON): {"job": {...}, "event": {...}}
+//              the state, reason, attempt or step changed (no control characters)
+//   kJson      one JSON object (NDJSON) per event and per change of state, reason, attempt or
+//              step: {"job": {...}, "event": {...}}; snapshots that only moved cost or timing
+//              (heartbeats) are not repeated
 //
 // Notices (lost connection, reconnecting) go to `notices`: the same stream as `out` for people,
 // stderr in json mode so stdout stays NDJSON.
@@ -48,7 +50,7 @@ class WatchRenderer {
   tuneledger::v1::Job last_job_;
   bool have_job_ = false;
   bool live_line_drawn_ = false;  // terminal: a bar is on screen without its newline
-  std::string last_plain_key_;    // plain: state and step of the last progress line printed
+  std::string last_key_;          // plain and json: MilestoneKey() of the last job line printed
 };
 
 }  // namespace tuneledger::client

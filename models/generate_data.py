@@ -5,7 +5,7 @@ Writes, from a fixed seed and nothing else:
   <pretrain-dir>/pretrain_train.jsonl, pretrain_valid.jsonl   {"text": ...} short stories and
       facts in a small English world (names, animals, colours, places, counting) on which the
       base model is pre-trained from scratch;
-  <demo-dir>/train.jsonl, valid.jsonl   the demo LoRA task, {"prompt", "completion"}: turn a
+  <demo-dir>/train.jsonl, valid.jsonl, heldout.jsonl   the demo LoRA task, {"prompt", "completion"}: turn a
       sentence into a "card"  (Mia | 5 | green | kites). The card format (the "Make a card:"
       instruction, the "|" separators, number words as digits) never occurs in the
       pre-training text, so the base model cannot do it and a LoRA adapter visibly learns it.
@@ -123,6 +123,7 @@ def main():
     parser.add_argument("--pretrain-docs", type=int, default=24000)
     parser.add_argument("--demo-train", type=int, default=2400)
     parser.add_argument("--demo-valid", type=int, default=200)
+    parser.add_argument("--demo-heldout", type=int, default=100)
     args = parser.parse_args()
 
     world = World(random.Random(args.seed))
@@ -134,10 +135,21 @@ def main():
     write_jsonl(os.path.join(args.pretrain_dir, "pretrain_valid.jsonl"), docs[:n_valid])
 
     demo_world = World(random.Random(args.seed + 1))
-    write_jsonl(os.path.join(args.demo_dir, "train.jsonl"),
-                [demo_world.card_example() for _ in range(args.demo_train)])
-    write_jsonl(os.path.join(args.demo_dir, "valid.jsonl"),
-                [demo_world.card_example() for _ in range(args.demo_valid)])
+    train = [demo_world.card_example() for _ in range(args.demo_train)]
+    write_jsonl(os.path.join(args.demo_dir, "train.jsonl"), train)
+    valid = [demo_world.card_example() for _ in range(args.demo_valid)]
+    write_jsonl(os.path.join(args.demo_dir, "valid.jsonl"), valid)
+    # A test set no training or validation example shares a prompt with, from its own stream:
+    # what tuneledger-generate scores after the demo fine-tune (deploy/quickstart.sh).
+    seen = {example["prompt"] for example in train + valid}
+    heldout_world = World(random.Random(args.seed + 2))
+    heldout = []
+    while len(heldout) < args.demo_heldout:
+        example = heldout_world.card_example()
+        if example["prompt"] not in seen:
+            seen.add(example["prompt"])
+            heldout.append(example)
+    write_jsonl(os.path.join(args.demo_dir, "heldout.jsonl"), heldout)
 
 
 if __name__ == "__main__":

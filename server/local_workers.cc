@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 #include <utility>
@@ -11,9 +14,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "server/base/child_process.h"
-#include "server/base/log.h"
-#include "worker/agent/work_dir_layout.h"
+#include "base/child_process.h"
+#include "base/executable_dir.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/work_dir_layout.h"
+#include "base/worker_token_env.h"
 
 namespace tuneledger {
 namespace {
@@ -25,12 +31,6 @@ constexpr absl::Duration kMaxRestartDelay = absl::Seconds(30);
 constexpr absl::Duration kHealthyRun = absl::Seconds(60);
 // How often the supervisor looks for workers that died.
 constexpr absl::Duration kCheckEvery = absl::Milliseconds(200);
-
-std::string ExecutableDir() {
-  std::error_code error;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? "." : self.parent_path().string();
-}
 
 }  // namespace
 
@@ -59,7 +59,7 @@ struct LocalWorkers::Impl {
 };
 
 absl::Status LocalWorkers::Impl::Launch(Slot& slot) {
-  const std::string log_dir = worker::layout::LocalWorkerDir(options.work_dir, slot.name);
+  const std::string log_dir = layout::LocalWorkerDir(options.work_dir, slot.name);
   std::error_code error;
   std::filesystem::create_directories(log_dir, error);
   if (error) {
@@ -77,17 +77,20 @@ absl::Status LocalWorkers::Impl::Launch(Slot& slot) {
                 "--name",
                 slot.name};
   if (options.spot) child.argv.push_back("--spot");
+  for (const std::string& root : options.data_roots) {
+    child.argv.push_back("--data-root");
+    child.argv.push_back(root);
+  }
+  if (!options.worker_token.empty()) child.env[kWorkerTokenEnv] = options.worker_token;
   child.stdout_mode = StdioMode::kFile;
-  child.stdout_path = worker::layout::LocalWorkerLogPath(options.work_dir, slot.name);
+  child.stdout_path = layout::LocalWorkerLogPath(options.work_dir, slot.name);
   child.stderr_mode = StdioMode::kFile;
   child.stderr_path = child.stdout_path;
   // If the server dies without stopping them, its workers preempt their attempts and exit.
   // Tied to the launching thread: Start()'s caller (which owns this object) for the first
   // launch, the supervisor thread (which stops every worker before it returns) for restarts.
   child.parent_death_signal = SIGTERM;
-  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(child);
-  if (!started.ok()) return started.status();
-  slot.process = std::move(*started);
+  TL_ASSIGN_OR_RETURN(slot.process, ChildProcess::Start(child));
   slot.started_at = absl::Now();
   TL_LOG(INFO) << "local worker " << slot.name << " started, pid " << slot.process->pid()
                << ", log " << child.stdout_path;
@@ -180,7 +183,7 @@ absl::Status LocalWorkers::Start() {
   // Workers resume each other's checkpoints by absolute path.
   options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
   if (options.worker_binary.empty()) {
-    options.worker_binary = ExecutableDir() + "/tuneledger-worker";
+    options.worker_binary = (ExecutableDir().value_or(".") / "tuneledger-worker").string();
   }
   if (access(options.worker_binary.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
@@ -209,6 +212,23 @@ void LocalWorkers::Stop(absl::Duration grace) {
     impl_->grace = grace;
   }
   impl_->supervisor.join();
+}
+
+absl::StatusOr<std::unique_ptr<LocalWorkerSocket>> LocalWorkerSocket::Create() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string pattern = absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
+                                     "/tuneledger-server-XXXXXX");
+  if (mkdtemp(pattern.data()) == nullptr) {  // mode 0700
+    return absl::InternalError(
+        absl::StrCat("local workers: cannot create a folder for their socket (", pattern,
+                     "): ", std::strerror(errno)));
+  }
+  return std::unique_ptr<LocalWorkerSocket>(new LocalWorkerSocket(pattern));
+}
+
+LocalWorkerSocket::~LocalWorkerSocket() {
+  std::error_code ignored;  // a folder left in $TMPDIR is harmless
+  std::filesystem::remove_all(dir_, ignored);
 }
 
 }  // namespace tuneledger

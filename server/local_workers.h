@@ -9,8 +9,11 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace tuneledger {
@@ -22,6 +25,10 @@ struct LocalWorkersOptions {
   double price_per_gpu_hour = 0;
   bool spot = false;
   std::string worker_binary;  // path of tuneledger-worker; empty = next to this executable
+  std::vector<std::string> data_roots;  // the server's --data-root values, passed on as they are
+  // The worker credential the server made for them; passed in the environment (worker_main.cc),
+  // never on a command line that `ps` shows.
+  std::string worker_token;
 };
 
 class LocalWorkers {
@@ -37,6 +44,25 @@ class LocalWorkers {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// The Unix socket local workers dial when the worker listener speaks TLS (main.cc says why):
+// a fresh folder only this user may enter ($TMPDIR or /tmp, mode 0700; a socket path must stay
+// under 108 bytes, which a --work-dir path need not), removed with the object.
+// Thread safety: a plain value after Create().
+class LocalWorkerSocket {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalWorkerSocket>> Create();
+  ~LocalWorkerSocket();
+  LocalWorkerSocket(const LocalWorkerSocket&) = delete;
+  LocalWorkerSocket& operator=(const LocalWorkerSocket&) = delete;
+
+  // The gRPC address, "unix:<folder>/workers.sock".
+  std::string address() const { return "unix:" + dir_ + "/workers.sock"; }
+
+ private:
+  explicit LocalWorkerSocket(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
 };
 
 }  // namespace tuneledger

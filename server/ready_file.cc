@@ -7,11 +7,11 @@
 
 namespace tuneledger {
 
-absl::Status WriteReadyFile(const std::string& path, const std::string& grpc_address,
-                            const std::string& metrics_address, int pid) {
+absl::Status WriteReadyFile(const std::string& path, const ReadyAddresses& addresses, int pid) {
   // The addresses are HOST:PORT built by the server (no quotes or backslashes to escape).
-  const std::string json = absl::StrCat("{\"grpc\":\"", grpc_address, "\",\"metrics\":\"",
-                                        metrics_address, "\",\"pid\":", pid, "}\n");
+  const std::string json =
+      absl::StrCat("{\"grpc\":\"", addresses.grpc, "\",\"worker\":\"", addresses.worker,
+                   "\",\"metrics\":\"", addresses.metrics, "\",\"pid\":", pid, "}\n");
   const std::string temporary = absl::StrCat(path, ".tmp.", pid);
   {
     std::ofstream out(temporary, std::ios::trunc);

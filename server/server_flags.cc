@@ -4,17 +4,19 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <string_view>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/command_line.h"
 
 namespace tuneledger {
 namespace {
 
+// The problem with a flag's value; base/command_line.h puts "--flag: " in front.
 absl::Status BadValue(const std::string& flag, const std::string& value, const std::string& rule) {
-  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", rule, ", got \"", value, "\""));
+  return absl::InvalidArgumentError(absl::StrCat(rule, ", got \"", value, "\""));
 }
 
 absl::Status ParseDurationValue(const std::string& flag, const std::string& value,
@@ -47,12 +49,30 @@ absl::Status ParseAddress(const std::string& flag, const std::string& value, std
   return absl::OkStatus();
 }
 
+absl::Status NonEmptyFile(const std::string& flag, const std::string& value, std::string& out) {
+  if (value.empty()) return BadValue(flag, value, "must name a file");
+  out = value;
+  return absl::OkStatus();
+}
+
 using ValueParser = std::function<absl::Status(ServerFlags&, const std::string&)>;
 
 const std::map<std::string, ValueParser>& ValueFlags() {
   static const auto* flags = new std::map<std::string, ValueParser>{
       {"listen",
        [](ServerFlags& f, const std::string& v) { return ParseAddress("listen", v, f.listen); }},
+      {"worker-listen",
+       [](ServerFlags& f, const std::string& v) {
+         return ParseAddress("worker-listen", v, f.worker_listen);
+       }},
+      {"max-price-per-gpu-hour",
+       [](ServerFlags& f, const std::string& v) {
+         if (!absl::SimpleAtod(v, &f.max_price_per_gpu_hour) ||
+             !std::isfinite(f.max_price_per_gpu_hour) || f.max_price_per_gpu_hour < 0) {
+           return BadValue("max-price-per-gpu-hour", v, "must be a number of USD >= 0");
+         }
+         return absl::OkStatus();
+       }},
       {"metrics-listen",
        [](ServerFlags& f, const std::string& v) {
          return ParseAddress("metrics-listen", v, f.metrics_listen);
@@ -91,10 +111,28 @@ const std::map<std::string, ValueParser>& ValueFlags() {
          f.ready_file = v;
          return absl::OkStatus();
        }},
+      {"data-root",
+       [](ServerFlags& f, const std::string& v) {
+         if (v.empty()) return BadValue("data-root", v, "must name a folder ([TENANT=]DIR)");
+         f.data_roots.push_back(v);
+         return absl::OkStatus();
+       }},
       {"tokens-file",
        [](ServerFlags& f, const std::string& v) {
          f.tokens_file = v;
          return absl::OkStatus();
+       }},
+      {"tls-cert", [](ServerFlags& f,
+                      const std::string& v) { return NonEmptyFile("tls-cert", v, f.tls_cert); }},
+      {"tls-key",
+       [](ServerFlags& f, const std::string& v) { return NonEmptyFile("tls-key", v, f.tls_key); }},
+      {"tls-client-ca",
+       [](ServerFlags& f, const std::string& v) {
+         return NonEmptyFile("tls-client-ca", v, f.tls_client_ca);
+       }},
+      {"metrics-token-file",
+       [](ServerFlags& f, const std::string& v) {
+         return NonEmptyFile("metrics-token-file", v, f.metrics_token_file);
        }},
       {"heartbeat-timeout",
        [](ServerFlags& f, const std::string& v) {
@@ -120,36 +158,37 @@ const std::map<std::string, ValueParser>& ValueFlags() {
 
 absl::StatusOr<ServerFlags> ParseServerFlags(const std::vector<std::string>& args) {
   ServerFlags flags;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (!absl::StartsWith(arg, "--")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument \"", arg, "\" (see --help)"));
-    }
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (const size_t equals = name.find('='); equals != std::string::npos) {
-      value = name.substr(equals + 1);
-      name = name.substr(0, equals);
-    }
+  CommandLineHandlers handlers;
+  handlers.kind = [](std::string_view name) -> std::optional<FlagKind> {
+    if (name == "help" || name == "spot") return FlagKind::kSwitch;
+    if (ValueFlags().count(std::string(name)) > 0) return FlagKind::kValue;
+    return std::nullopt;
+  };
+  handlers.apply = [&flags](std::string_view name, const std::string& value) -> std::string {
     if (name == "help" || name == "spot") {
-      if (value.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat("--", name, " takes no value"));
-      }
-      (name == "help" ? flags.help : flags.spot) = true;
-      continue;
+      (name == "help" ? flags.help : flags.spot) = value == "true";
+      return "";
     }
-    auto parser = ValueFlags().find(name);
-    if (parser == ValueFlags().end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
-    }
-    if (!value.has_value()) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
-      }
-      value = args[++i];
-    }
-    if (absl::Status status = parser->second(flags, *value); !status.ok()) return status;
+    const absl::Status status = ValueFlags().at(std::string(name))(flags, value);
+    return status.ok() ? "" : std::string(status.message());
+  };
+  if (const std::string problem = ParseCommandLine(args, handlers); !problem.empty()) {
+    return absl::InvalidArgumentError(problem);
+  }
+  if (!flags.help && flags.data_roots.empty()) {
+    return absl::InvalidArgumentError(
+        "--data-root is required: the folders whose models and data jobs may name (repeat it; "
+        "TENANT=DIR gives one tenant a root of its own)");
+  }
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flags.tls_cert.empty() ? "--tls-key needs --tls-cert" : "--tls-cert needs --tls-key",
+        ": give the certificate and its private key together"));
+  }
+  if (!flags.tls_client_ca.empty() && flags.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in "
+        "the TLS handshake");
   }
   if (flags.heartbeat_timeout <= flags.report_interval) {
     return absl::InvalidArgumentError(
@@ -170,20 +209,43 @@ accounts their cost live and exports Prometheus metrics.
 
 Usage: tuneledger-server [flags]
 
-  --listen HOST:PORT            gRPC (JobService, WorkerService, health, reflection)
-                                [127.0.0.1:50051]; port 0 picks a free port
+  --listen HOST:PORT            the public gRPC listener: JobService (tunectl), health,
+                                reflection [127.0.0.1:50051]; port 0 picks a free port
+  --worker-listen HOST:PORT     WorkerService, for workers only: they authenticate with a
+                                worker token [127.0.0.1:0, so only local workers reach it;
+                                give 0.0.0.0:PORT for workers on other machines]
   --metrics-listen HOST:PORT    Prometheus /metrics [127.0.0.1:9464]; port 0 picks one
   --db FILE                     SQLite database (created if missing) [tuneledger.db]
   --local-workers N             run N tuneledger-worker agents as children [0]
   --work-dir DIR                their shared work folder (checkpoints, adapters)
                                 [tuneledger-work]
   --price-per-gpu-hour USD      what local workers declare per GPU-hour [0]
+  --max-price-per-gpu-hour USD  a worker declaring more is refused at RegisterWorker [1000]
   --spot                        local workers declare spot (preemptible) capacity
   --worker-binary PATH          tuneledger-worker to run [next to this executable]
-  --ready-file FILE             once both listeners are up, write
-                                {"grpc":"HOST:PORT","metrics":"HOST:PORT","pid":N} (atomically)
-  --tokens-file FILE            lines "TOKEN TENANT"; JobService calls then need metadata
-                                "authorization: Bearer TOKEN" [off: every caller is "default"]
+  --ready-file FILE             once every listener is up, write (atomically)
+                                {"grpc":"HOST:PORT","worker":"HOST:PORT","metrics":"HOST:PORT",
+                                 "pid":N}
+  --data-root [TENANT=]DIR      a folder whose models and data jobs may name (required;
+                                repeat it). A spec's model_path, train_path and valid_path must
+                                resolve, links followed, inside one of the submitting tenant's
+                                roots; relative paths are relative to a root. Local workers
+                                get the same roots.
+  --tokens-file FILE            lines "TOKEN NAME [tenant|worker]": with it, JobService calls
+                                need metadata "authorization: Bearer TOKEN" of a tenant line
+                                [off: every caller is tenant "default"]. WorkerService calls
+                                always need a worker line's token (local workers get one the
+                                server makes at start)
+  --tls-cert FILE               serve both gRPC listeners over TLS with this PEM certificate
+                                (chain) [off: plaintext]; needs --tls-key. Clients then dial
+                                with --tls-ca (tunectl, tuneledger-worker); local workers reach
+                                the server on a private Unix socket instead
+  --tls-key FILE                the PEM private key of --tls-cert (unencrypted)
+  --tls-client-ca FILE          the worker listener also requires a client certificate issued
+                                by a CA in FILE (PEM), on top of the worker token
+  --metrics-token-file FILE     /metrics wants HTTP Basic auth with password TOKEN (any user
+                                name), TOKEN the first line of FILE; others get 401 [off: bind
+                                --metrics-listen to loopback to keep it private]
   --heartbeat-timeout DURATION  a worker silent this long is LOST and its job requeued [15s]
   --report-interval DURATION    how often workers report cost; budgets are enforced within
                                 one interval [1s]

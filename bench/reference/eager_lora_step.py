@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Baseline for trainer_step_bench: the same LoRA training step in eager PyTorch.
 
 A plain Llama (RMSNorm, RoPE, causal attention, SwiGLU MLP, untied or tied lm_head) with LoRA
@@ -7,9 +7,10 @@ same step: forward in train mode (LoRA dropout on), mean next-token cross-entrop
 global-norm clip at 1.0, AdamW (lr 2e-4, betas 0.9/0.999, eps 1e-8, no decay) on the LoRA
 weights. fp32 on the CPU, torch threads = cores unless --threads says otherwise.
 
-Run with Debian's interpreter (it has torch 1.13):
-    /usr/bin/python3 bench/reference/eager_lora_step.py               # GEMM peak + tiny
-    /usr/bin/python3 bench/reference/eager_lora_step.py --llama110m   # + the 110M case
+Run with the project's Python environment (the pinned torch the trainer links, from
+deploy/install-deps.sh), so that both sides run the same ATen kernels:
+    .venv/bin/python3 bench/reference/eager_lora_step.py               # GEMM peak + tiny
+    .venv/bin/python3 bench/reference/eager_lora_step.py --llama110m   # + the 110M case
 
 Prints one JSON object per measurement (gemm, then each case): tokens_per_second,
 model_flops (same formula as trainer_step_bench's ModelFlopsPerToken), of_gemm_peak and

@@ -1,4 +1,4 @@
-// The budget policy (DESIGN.md "Cost model", issue 5): pure decisions, no state of its own.
+// The budget policy (README.md "Job lifecycle and cost"): pure decisions, no state of its own.
 //
 // Given a job's budget (defaults filled), what it has already recorded (how many thresholds were
 // crossed, whether a projected overrun was raised) and its new cost, EvaluateBudget() says which

@@ -30,19 +30,11 @@ std::string KindName(v1::InheritedCost::Kind kind) {
 
 std::string FormatUsd(double usd) { return absl::StrFormat("$%.4f", usd); }
 
-double BilledAttemptUsd(const AttemptPricing& pricing, absl::Duration server_lease,
-                        double worker_reported_usd) {
-  const double server_usd = AttemptCostUsd(pricing, server_lease);
-  return std::isfinite(worker_reported_usd) ? std::max(server_usd, worker_reported_usd)
-                                            : server_usd;
-}
-
-void BillAttempt(absl::Duration server_lease, double worker_reported_usd,
-                 v1::AttemptCost& attempt) {
+void BillAttempt(absl::Duration server_lease, v1::AttemptCost& attempt) {
   const AttemptPricing pricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()};
   attempt.set_seconds(std::max(0.0, absl::ToDoubleSeconds(server_lease)));
   attempt.set_gpu_hours(GpuHours(attempt.gpus(), server_lease));
-  attempt.set_usd(BilledAttemptUsd(pricing, server_lease, worker_reported_usd));
+  attempt.set_usd(AttemptCostUsd(pricing, server_lease));
 }
 
 ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts) {

@@ -1,10 +1,10 @@
-// The cost model (DESIGN.md "Cost model"): the ONE place that computes money (the bare
-// attempt formula lives in server/base/compute_cost.h so the worker agent bills with it too).
+// The cost model (README.md "Job lifecycle and cost"): the ONE place that computes money (the bare
+// attempt formula lives in base/compute_cost.h so the worker agent bills with it too).
 // Pure functions.
 //
 //   attempt cost = price_per_gpu_hour x gpus x lease seconds / 3600
 //   job cost     = sum over the job's attempts
-//   billed       = max(worker-reported, server clock) for an attempt that runs or ends
+//   billed       = the server's clock alone: what a worker reports is never believed
 //   projected    = accrued + rate x remaining time; remaining = steps left / observed step rate
 //
 // When a lease starts and ends is the scheduler's business (see scheduler.h); this file only
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "server/base/compute_cost.h"
+#include "base/compute_cost.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
@@ -28,14 +28,10 @@ namespace tuneledger {
 // message that states money uses it.
 std::string FormatUsd(double usd);
 
-// An attempt's bill: the server's own clock sets a floor (a silent or lying worker cannot
-// under-report); a worker that reports more (its lease started earlier on its clock) is believed.
-double BilledAttemptUsd(const AttemptPricing& pricing, absl::Duration server_lease,
-                        double worker_reported_usd);
-
 // Fills seconds, gpu_hours and usd of one attempt line from its pricing fields (gpus,
-// price_per_gpu_hour) and the billed lease; usd is BilledAttemptUsd().
-void BillAttempt(absl::Duration server_lease, double worker_reported_usd, v1::AttemptCost& attempt);
+// price_per_gpu_hour) and the billed lease, measured on the server's clock (the scheduler
+// decides which stretch of it is billed: scheduler.h).
+void BillAttempt(absl::Duration server_lease, v1::AttemptCost& attempt);
 
 // Totals over a job's attempts.
 struct ComputeTotals {

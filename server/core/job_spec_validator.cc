@@ -1,9 +1,9 @@
 #include "server/core/job_spec_validator.h"
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -11,20 +11,117 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "worker/trainer/job_spec_defaults.h"
+#include "base/status_macros.h"
+#include "tuneledger/v1/job_spec_contract.h"
 
 namespace tuneledger {
 namespace {
 
-namespace defaults = spec_defaults;
+// The proto <-> contract mapping: every JobSpec field, both ways, in one place.
+spec::JobSpecValues ToValues(const v1::JobSpec& proto) {
+  spec::JobSpecValues values;
+  values.name = proto.name();
+  values.model_path = proto.model_path();
+  values.train_path = proto.train_path();
+  values.valid_path = proto.valid_path();
 
-constexpr int kMaxNameLength = 128;
-constexpr int kMaxRequestIdLength = 128;
-constexpr int kMaxGpus = 64;
-constexpr int kMaxAttemptsLimit = 100;
-constexpr double kMaxThreshold = 10.0;
+  const v1::LoraConfig& lora = proto.lora();
+  if (lora.has_r()) values.lora.r = lora.r();
+  values.lora.alpha = lora.alpha();
+  if (lora.has_dropout()) values.lora.dropout = lora.dropout();
+  values.lora.target_modules.assign(lora.target_modules().begin(), lora.target_modules().end());
 
-// Collects "field: problem" lines; the one place that formats them.
+  const v1::TrainingConfig& training = proto.training();
+  spec::JobSpecValues::Training& t = values.training;
+  t.epochs = training.epochs();
+  t.max_steps = training.max_steps();
+  t.batch_size = training.batch_size();
+  t.grad_accum_steps = training.grad_accum_steps();
+  t.learning_rate = training.learning_rate();
+  t.warmup_steps = training.warmup_steps();
+  t.lr_schedule = training.lr_schedule();
+  t.seq_len = training.seq_len();
+  t.seed = training.seed();
+  t.precision = training.precision();
+  t.gradient_checkpointing = training.gradient_checkpointing();
+  t.checkpoint_every_steps = training.checkpoint_every_steps();
+  t.eval_every_steps = training.eval_every_steps();
+  if (training.has_weight_decay()) t.weight_decay = training.weight_decay();
+  if (training.has_max_grad_norm()) t.max_grad_norm = training.max_grad_norm();
+  t.save_merged_model = training.save_merged_model();
+  t.sample_prompt = training.sample_prompt();
+  t.sample_max_tokens = training.sample_max_tokens();
+
+  const v1::Budget& budget = proto.budget();
+  if (budget.has_usd()) values.budget.usd = budget.usd();
+  values.budget.thresholds.assign(budget.thresholds().begin(), budget.thresholds().end());
+  values.budget.policy = budget.policy();
+
+  values.priority = proto.priority();
+  // Sorted by key: a proto map has no order, and error messages should not wander.
+  values.labels.assign(proto.labels().begin(), proto.labels().end());
+  std::sort(values.labels.begin(), values.labels.end());
+  for (const v1::InheritedCost& cost : proto.inherited_costs()) {
+    values.inherited_costs.push_back({cost.kind(), cost.usd(), cost.source(), cost.description()});
+  }
+  values.client_request_id = proto.client_request_id();
+  values.gpus = proto.gpus();
+  values.max_attempts = proto.max_attempts();
+  return values;
+}
+
+// Writes back the fields ApplyDefaults() fills; the others are the proto's already.
+void CopyDefaultedFields(const spec::JobSpecValues& values, v1::JobSpec& proto) {
+  v1::LoraConfig& lora = *proto.mutable_lora();
+  lora.set_r(static_cast<int32_t>(*values.lora.r));
+  lora.set_alpha(values.lora.alpha);
+  lora.set_dropout(*values.lora.dropout);
+  lora.mutable_target_modules()->Assign(values.lora.target_modules.begin(),
+                                        values.lora.target_modules.end());
+
+  const spec::JobSpecValues::Training& t = values.training;
+  v1::TrainingConfig& training = *proto.mutable_training();
+  training.set_epochs(static_cast<int32_t>(t.epochs));
+  training.set_batch_size(static_cast<int32_t>(t.batch_size));
+  training.set_grad_accum_steps(static_cast<int32_t>(t.grad_accum_steps));
+  training.set_learning_rate(t.learning_rate);
+  training.set_lr_schedule(static_cast<v1::TrainingConfig::LrSchedule>(t.lr_schedule));
+  training.set_seq_len(static_cast<int32_t>(t.seq_len));
+  training.set_checkpoint_every_steps(static_cast<int32_t>(t.checkpoint_every_steps));
+  training.set_eval_every_steps(static_cast<int32_t>(t.eval_every_steps));
+  training.set_weight_decay(*t.weight_decay);
+  training.set_max_grad_norm(*t.max_grad_norm);
+  training.set_sample_max_tokens(static_cast<int32_t>(t.sample_max_tokens));
+
+  if (values.budget.usd) {
+    v1::Budget& budget = *proto.mutable_budget();
+    budget.mutable_thresholds()->Assign(values.budget.thresholds.begin(),
+                                        values.budget.thresholds.end());
+    budget.set_policy(static_cast<v1::Budget::Policy>(values.budget.policy));
+  }
+  proto.set_gpus(static_cast<int32_t>(values.gpus));
+  proto.set_max_attempts(static_cast<int32_t>(values.max_attempts));
+}
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
+  std::vector<spec::Problem> problems = spec::Validate(ToValues(spec));
+  const size_t bytes = spec.ByteSizeLong();
+  if (bytes > static_cast<size_t>(spec::kSpecMaxBytes)) {
+    problems.push_back(
+        {"spec", absl::StrCat("must be at most ", spec::kSpecMaxBytes, " bytes as protobuf, got ",
+                              bytes, " (unknown fields count too)")});
+  }
+  if (problems.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(spec::JoinProblems(problems));
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Collects "field: problem" lines of the input checks.
 class Problems {
  public:
   void Add(absl::string_view field, absl::string_view problem) {
@@ -38,172 +135,6 @@ class Problems {
  private:
   std::vector<std::string> lines_;
 };
-
-void CheckIntRange(Problems& problems, absl::string_view field, int64_t value, int64_t min,
-                   int64_t max) {
-  if (value < min || value > max) {
-    problems.Add(field, absl::StrCat("must be in [", min, ", ", max, "], got ", value));
-  }
-}
-
-// For fields where 0 means "the default": only negative values and values past `max` are bad.
-void CheckOptionalCount(Problems& problems, absl::string_view field, int64_t value, int64_t max) {
-  if (value < 0 || value > max) {
-    problems.Add(field, absl::StrCat("must be in [0, ", max, "] (0 = default), got ", value));
-  }
-}
-
-// The defaults table holds std::string_view, which this Abseil's StrJoin does not format.
-void AppendName(std::string* out, std::string_view name) { out->append(name); }
-
-bool IsKnownTargetModule(const std::string& name) {
-  return std::find(defaults::kAllTargetModules.begin(), defaults::kAllTargetModules.end(), name) !=
-         defaults::kAllTargetModules.end();
-}
-
-void ValidateLora(const v1::LoraConfig& lora, Problems& problems) {
-  if (lora.has_r()) CheckIntRange(problems, "spec.lora.r", lora.r(), 1, defaults::kLoraRMax);
-  if (!std::isfinite(lora.alpha()) || lora.alpha() < 0) {
-    problems.Add("spec.lora.alpha", absl::StrCat("must be > 0 (0 = default ", defaults::kLoraAlpha,
-                                                 "), got ", lora.alpha()));
-  }
-  if (lora.has_dropout() && !(lora.dropout() >= 0 && lora.dropout() < 1)) {
-    problems.Add("spec.lora.dropout", absl::StrCat("must be in [0, 1), got ", lora.dropout()));
-  }
-  for (int i = 0; i < lora.target_modules_size(); ++i) {
-    const std::string& name = lora.target_modules(i);
-    const std::string field = absl::StrCat("spec.lora.target_modules[", i, "]");
-    if (!IsKnownTargetModule(name)) {
-      problems.Add(field,
-                   absl::StrCat("unknown module \"", name, "\" (known: ",
-                                absl::StrJoin(defaults::kAllTargetModules, ", ", AppendName), ")"));
-    } else if (std::find(lora.target_modules().begin(), lora.target_modules().begin() + i, name) !=
-               lora.target_modules().begin() + i) {
-      problems.Add(field, absl::StrCat("module \"", name, "\" is listed twice"));
-    }
-  }
-}
-
-void ValidateTraining(const v1::TrainingConfig& training, Problems& problems) {
-  constexpr int kBig = 1'000'000'000;
-  CheckOptionalCount(problems, "spec.training.epochs", training.epochs(), 10'000);
-  CheckOptionalCount(problems, "spec.training.max_steps", training.max_steps(), kBig);
-  if (training.epochs() > 0 && training.max_steps() > 0) {
-    problems.Add("spec.training.max_steps",
-                 absl::StrCat("must not be set together with spec.training.epochs (got epochs ",
-                              training.epochs(), " and max_steps ", training.max_steps(), ")"));
-  }
-  CheckOptionalCount(problems, "spec.training.batch_size", training.batch_size(), 65'536);
-  CheckOptionalCount(problems, "spec.training.grad_accum_steps", training.grad_accum_steps(),
-                     65'536);
-  const double lr = training.learning_rate();
-  if (!std::isfinite(lr) || lr < 0) {
-    problems.Add("spec.training.learning_rate", absl::StrCat("must be > 0, got ", lr));
-  }
-  CheckOptionalCount(problems, "spec.training.warmup_steps", training.warmup_steps(), kBig);
-  if (training.max_steps() > 0 && training.warmup_steps() > training.max_steps()) {
-    problems.Add("spec.training.warmup_steps",
-                 absl::StrCat("must be <= spec.training.max_steps (", training.max_steps(),
-                              "), got ", training.warmup_steps()));
-  }
-  if (!v1::TrainingConfig::LrSchedule_IsValid(training.lr_schedule())) {
-    problems.Add("spec.training.lr_schedule",
-                 absl::StrCat("unknown schedule value ", training.lr_schedule()));
-  }
-  CheckOptionalCount(problems, "spec.training.seq_len", training.seq_len(), defaults::kSeqLenMax);
-  if (!v1::TrainingConfig::Precision_IsValid(training.precision())) {
-    problems.Add("spec.training.precision",
-                 absl::StrCat("unknown precision value ", training.precision()));
-  }
-  CheckOptionalCount(problems, "spec.training.checkpoint_every_steps",
-                     training.checkpoint_every_steps(), kBig);
-  CheckOptionalCount(problems, "spec.training.eval_every_steps", training.eval_every_steps(), kBig);
-  if (training.has_weight_decay() &&
-      !(std::isfinite(training.weight_decay()) && training.weight_decay() >= 0)) {
-    problems.Add("spec.training.weight_decay",
-                 absl::StrCat("must be >= 0, got ", training.weight_decay()));
-  }
-  if (training.has_max_grad_norm() &&
-      !(std::isfinite(training.max_grad_norm()) && training.max_grad_norm() >= 0)) {
-    problems.Add("spec.training.max_grad_norm",
-                 absl::StrCat("must be >= 0 (0 = no clipping), got ", training.max_grad_norm()));
-  }
-  CheckOptionalCount(problems, "spec.training.sample_max_tokens", training.sample_max_tokens(),
-                     65'536);
-}
-
-void ValidateBudget(const v1::Budget& budget, Problems& problems) {
-  if (budget.has_usd() && !(std::isfinite(budget.usd()) && budget.usd() > 0)) {
-    problems.Add("spec.budget.usd",
-                 absl::StrCat("must be > 0 (leave it unset for no budget), got ", budget.usd()));
-  }
-  for (int i = 0; i < budget.thresholds_size(); ++i) {
-    const double threshold = budget.thresholds(i);
-    const std::string field = absl::StrCat("spec.budget.thresholds[", i, "]");
-    if (!(threshold > 0 && threshold <= kMaxThreshold)) {
-      problems.Add(field, absl::StrCat("must be in (0, ", kMaxThreshold, "], got ", threshold));
-    } else if (i > 0 && !(threshold > budget.thresholds(i - 1))) {
-      problems.Add(field, absl::StrCat("thresholds must be strictly increasing, got ", threshold,
-                                       " after ", budget.thresholds(i - 1)));
-    }
-  }
-  if (!v1::Budget::Policy_IsValid(budget.policy())) {
-    problems.Add("spec.budget.policy", absl::StrCat("unknown policy value ", budget.policy()));
-  }
-}
-
-void ValidateInheritedCosts(const v1::JobSpec& spec, Problems& problems) {
-  for (int i = 0; i < spec.inherited_costs_size(); ++i) {
-    const v1::InheritedCost& cost = spec.inherited_costs(i);
-    const std::string prefix = absl::StrCat("spec.inherited_costs[", i, "]");
-    if (!(std::isfinite(cost.usd()) && cost.usd() >= 0)) {
-      problems.Add(absl::StrCat(prefix, ".usd"), absl::StrCat("must be >= 0, got ", cost.usd()));
-    }
-    if (!v1::InheritedCost::Kind_IsValid(cost.kind()) ||
-        cost.kind() == v1::InheritedCost::KIND_UNSPECIFIED) {
-      problems.Add(
-          absl::StrCat(prefix, ".kind"),
-          absl::StrCat("must be BASE_MODEL_PRETRAINING, DATA, LABOUR or OTHER, got ", cost.kind()));
-    }
-    if (cost.source().empty()) {
-      problems.Add(absl::StrCat(prefix, ".source"),
-                   "required: say where the number comes from (paper, invoice, estimate)");
-    }
-  }
-}
-
-}  // namespace
-
-absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
-  Problems problems;
-  if (spec.name().size() > kMaxNameLength) {
-    problems.Add("spec.name", absl::StrCat("must be at most ", kMaxNameLength, " characters, got ",
-                                           spec.name().size()));
-  }
-  if (spec.model_path().empty()) problems.Add("spec.model_path", "required");
-  if (spec.train_path().empty()) problems.Add("spec.train_path", "required");
-  ValidateLora(spec.lora(), problems);
-  ValidateTraining(spec.training(), problems);
-  ValidateBudget(spec.budget(), problems);
-  CheckIntRange(problems, "spec.priority", spec.priority(), defaults::kPriorityMin,
-                defaults::kPriorityMax);
-  for (const auto& [key, value] : spec.labels()) {
-    if (key.empty()) problems.Add("spec.labels", "keys must not be empty");
-  }
-  ValidateInheritedCosts(spec, problems);
-  if (spec.client_request_id().size() > kMaxRequestIdLength) {
-    problems.Add("spec.client_request_id",
-                 absl::StrCat("must be at most ", kMaxRequestIdLength, " characters, got ",
-                              spec.client_request_id().size()));
-  }
-  CheckOptionalCount(problems, "spec.gpus", spec.gpus(), kMaxGpus);
-  CheckOptionalCount(problems, "spec.max_attempts", spec.max_attempts(), kMaxAttemptsLimit);
-  return problems.ToStatus();
-}
-
-namespace {
-
-namespace fs = std::filesystem;
 
 bool IsReadableFile(const fs::path& path) {
   std::error_code error;
@@ -246,6 +177,33 @@ void CheckDataFile(absl::string_view field, const std::string& path, Problems& p
 
 }  // namespace
 
+absl::StatusOr<v1::JobSpec> ConfineJobPaths(const v1::JobSpec& spec, const DataRoots& roots,
+                                            const std::string& tenant) {
+  if (roots.empty()) {
+    return absl::FailedPreconditionError(
+        "this server has no data roots (--data-root): it accepts no job that names files");
+  }
+  v1::JobSpec confined = spec;
+  Problems problems;
+  auto confine = [&](absl::string_view field, std::string* path) {
+    if (path->empty()) return;
+    const std::optional<std::string> resolved = roots.Resolve(tenant, *path);
+    if (!resolved) {
+      // The same words whether or not the path exists: nothing about files outside the roots.
+      problems.Add(field, absl::StrCat("must be inside one of the data roots of tenant \"", tenant,
+                                       "\" (the server's --data-root; relative paths are relative "
+                                       "to a root)"));
+      return;
+    }
+    *path = *resolved;
+  };
+  confine("spec.model_path", confined.mutable_model_path());
+  confine("spec.train_path", confined.mutable_train_path());
+  confine("spec.valid_path", confined.mutable_valid_path());
+  TL_RETURN_IF_ERROR(problems.ToStatus());
+  return confined;
+}
+
 absl::Status ValidateJobInputs(const v1::JobSpec& spec) {
   Problems problems;
   CheckModelFolder(spec.model_path(), problems);
@@ -255,45 +213,9 @@ absl::Status ValidateJobInputs(const v1::JobSpec& spec) {
 }
 
 v1::JobSpec WithDefaults(v1::JobSpec spec) {
-  v1::LoraConfig& lora = *spec.mutable_lora();
-  if (!lora.has_r()) lora.set_r(defaults::kLoraR);
-  if (lora.alpha() == 0) lora.set_alpha(defaults::kLoraAlpha);
-  if (!lora.has_dropout()) lora.set_dropout(defaults::kLoraDropout);
-  if (lora.target_modules().empty()) {
-    for (std::string_view name : defaults::kTargetModules) {
-      lora.add_target_modules(std::string(name));
-    }
-  }
-
-  v1::TrainingConfig& training = *spec.mutable_training();
-  if (training.epochs() == 0 && training.max_steps() == 0) training.set_epochs(defaults::kEpochs);
-  if (training.batch_size() == 0) training.set_batch_size(defaults::kBatchSize);
-  if (training.grad_accum_steps() == 0) training.set_grad_accum_steps(defaults::kGradAccumSteps);
-  if (training.learning_rate() == 0) training.set_learning_rate(defaults::kLearningRate);
-  if (training.lr_schedule() == v1::TrainingConfig::SCHEDULE_UNSPECIFIED) {
-    training.set_lr_schedule(v1::TrainingConfig::COSINE);
-  }
-  if (training.seq_len() == 0) training.set_seq_len(defaults::kSeqLen);
-  if (training.checkpoint_every_steps() == 0) {
-    training.set_checkpoint_every_steps(defaults::kCheckpointEverySteps);
-  }
-  if (training.eval_every_steps() == 0) training.set_eval_every_steps(defaults::kEvalEverySteps);
-  if (!training.has_weight_decay()) training.set_weight_decay(defaults::kWeightDecay);
-  if (!training.has_max_grad_norm()) training.set_max_grad_norm(defaults::kMaxGradNorm);
-  if (training.sample_max_tokens() == 0) {
-    training.set_sample_max_tokens(defaults::kSampleMaxTokens);
-  }
-
-  v1::Budget& budget = *spec.mutable_budget();
-  if (budget.has_usd()) {
-    if (budget.thresholds().empty()) {
-      for (double threshold : defaults::kBudgetThresholds) budget.add_thresholds(threshold);
-    }
-    if (budget.policy() == v1::Budget::POLICY_UNSPECIFIED) budget.set_policy(v1::Budget::CANCEL);
-  }
-
-  if (spec.gpus() == 0) spec.set_gpus(defaults::kGpus);
-  if (spec.max_attempts() == 0) spec.set_max_attempts(defaults::kMaxAttempts);
+  spec::JobSpecValues values = ToValues(spec);
+  spec::ApplyDefaults(values);
+  CopyDefaultedFields(values, spec);
   return spec;
 }
 

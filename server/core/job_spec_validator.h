@@ -1,4 +1,5 @@
-// Validation and defaults of a submitted JobSpec.
+// Validation and defaults of a submitted JobSpec, by the one contract the trainer applies too
+// (proto/tuneledger/v1/job_spec_contract.h); this file maps the proto onto it.
 //
 // ValidateJobSpec() is pure: it looks at the message only (no filesystem, no store, no clock)
 // and reports EVERY bad field at once, so that a user fixes everything in one round trip:
@@ -6,20 +7,31 @@
 //   must be > 0, got -0.1"
 // Field paths are proto field paths from the SubmitJobRequest (spec.budget.usd,
 // spec.lora.target_modules[2], ...). ValidateJobInputs() is the separate check of what the spec
-// names on disk. WithDefaults() fills every unset field from worker/trainer/job_spec_defaults.h,
-// the table the trainer reads too.
+// names on disk. WithDefaults() fills every unset field with the contract's default.
 // Thread safety: free functions without shared state.
 #ifndef TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_
 #define TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/data_roots.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
 
 // OK, or INVALID_ARGUMENT listing every field that breaks a documented rule (ranges, enums,
-// target module names, budget > 0 with increasing thresholds, epochs xor max_steps, ...).
+// target module names, budget > 0 with increasing thresholds, epochs xor max_steps, text and
+// list sizes, ...) and a spec larger than spec::kSpecMaxBytes serialized ("spec: ...").
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+
+// The spec with model_path, train_path and valid_path replaced by their canonical absolute
+// paths inside `tenant`'s data roots (base/data_roots.h). INVALID_ARGUMENT naming each path
+// that is not inside one, with the same words whether or not the path exists;
+// FAILED_PRECONDITION when the server has no roots at all.
+absl::StatusOr<v1::JobSpec> ConfineJobPaths(const v1::JobSpec& spec, const DataRoots& roots,
+                                            const std::string& tenant);
 
 // OK, or INVALID_ARGUMENT naming each input that is not usable: spec.model_path must be a folder
 // holding config.json and *.safetensors (or model.safetensors.index.json); spec.train_path and

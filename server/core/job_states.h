@@ -1,4 +1,5 @@
-// Facts about the job lifecycle (DESIGN.md "Job lifecycle") that several rooms ask about.
+// Facts about the job lifecycle (README.md "Job lifecycle and cost") that several rooms ask
+// about.
 // Thread safety: pure functions.
 #ifndef TUNELEDGER_SERVER_CORE_JOB_STATES_H_
 #define TUNELEDGER_SERVER_CORE_JOB_STATES_H_

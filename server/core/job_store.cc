@@ -1,11 +1,15 @@
 #include "server/core/job_store.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/util/message_differencer.h>
+
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/base/status_macros.h"
+#include "base/random_bytes.h"
+#include "base/status_macros.h"
 #include "server/core/cost_model.h"
 #include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
@@ -47,9 +51,9 @@ absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = 
 }
 
 // Calls on_row for each row `sql` (which binds the job's id as ?1) selects, after checking the
-// job exists (NOT_FOUND otherwise, rather than an empty list).
+// job exists (NOT_FOUND otherwise, rather than an empty list); stops at on_row's first error.
 absl::Status ForEachRowOfJob(SqliteDb& db, int64_t id, const char* sql,
-                             absl::FunctionRef<void(Query&)> on_row) {
+                             absl::FunctionRef<absl::Status(Query&)> on_row) {
   TL_RETURN_IF_ERROR(LoadJob(db, id).status());
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select, db.Prepare(sql));
   Query query(select);
@@ -57,7 +61,7 @@ absl::Status ForEachRowOfJob(SqliteDb& db, int64_t id, const char* sql,
   while (true) {
     TL_ASSIGN_OR_RETURN(const bool row, query.Step());
     if (!row) return absl::OkStatus();
-    on_row(query);
+    TL_RETURN_IF_ERROR(on_row(query));
   }
 }
 
@@ -213,7 +217,7 @@ absl::StatusOr<std::pair<v1::WorkerInfo, v1::Worker::State>> LoadWorkerInfo(
   TL_ASSIGN_OR_RETURN(const bool found, query.Step());
   if (!found) return absl::NotFoundError(WorkerNotFoundMessage(worker_id));
   v1::WorkerInfo info;
-  (void)info.ParseFromString(query.Text(0));
+  TL_RETURN_IF_ERROR(ParseStoredMessage(query.Text(0), absl::StrCat("worker ", worker_id), info));
   return std::make_pair(info, static_cast<v1::Worker::State>(query.Int(1)));
 }
 
@@ -343,8 +347,31 @@ absl::Status JobStore::Read(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
   return status.ok() ? ended : status;
 }
 
-absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant,
-                                                const v1::JobSpec& spec) {
+absl::StatusOr<JobUpdate> JobStore::Transition(
+    const std::string& job_id, std::optional<int> running_attempt,
+    absl::FunctionRef<absl::Status(const TransitionContext&)> write,
+    absl::FunctionRef<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)>
+        events) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  const absl::Time now = clock_.Now();
+  JobUpdate result;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(const v1::Job before, LoadJob(db, id));
+    if (running_attempt.has_value()) {
+      TL_RETURN_IF_ERROR(RequireRunningAttempt(before, *running_attempt));
+    }
+    TL_RETURN_IF_ERROR(write(TransitionContext{db, id, before, now}));
+    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
+    for (v1::JobEvent& event : events(before, result.job)) {
+      TL_RETURN_IF_ERROR(AppendEvent(db, std::move(event), now, result.events));
+    }
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const v1::JobSpec& spec,
+                                                std::optional<int> max_queued_for_tenant) {
   EnqueueResult result;
   const absl::Time now = clock_.Now();
   TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
@@ -357,8 +384,30 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant,
       TL_ASSIGN_OR_RETURN(const bool found, query.Step());
       if (found) {
         TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, query.Int(0)));
+        // A retry carries the same spec; another spec under the same key is a mistake that a
+        // silent answer with the first job would hide.
+        if (!google::protobuf::util::MessageDifferencer::Equals(result.update.job.spec(), spec)) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "client_request_id: \"", spec.client_request_id(), "\" was already used for job ",
+              result.update.job.id(), " with a different spec; use a new id for a new job"));
+        }
         result.deduplicated = true;
         return absl::OkStatus();
+      }
+    }
+    if (max_queued_for_tenant.has_value()) {
+      // Counted in the transaction that inserts, so concurrent submits cannot pass the cap.
+      TL_ASSIGN_OR_RETURN(SqliteDb::Statement * count,
+                          db.Prepare("SELECT COUNT(*) FROM jobs WHERE state = ?1 AND tenant = ?2"));
+      Query query(count);
+      query.Bind(1, static_cast<int64_t>(v1::Job::QUEUED)).Bind(2, tenant);
+      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+      const int64_t queued = found ? query.Int(0) : 0;
+      if (queued >= *max_queued_for_tenant) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "tenant \"", tenant, "\" has ", queued,
+            " QUEUED jobs, the most this server queues for one tenant: cancel some or wait until "
+            "they start"));
       }
     }
     TL_ASSIGN_OR_RETURN(
@@ -455,127 +504,127 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
   return record;
 }
 
+namespace {
+
+// For verbs that record no event.
+std::vector<v1::JobEvent> NoEvents(const v1::Job&, const v1::Job&) { return {}; }
+
+absl::Status SetProgressBlob(SqliteDb& db, int64_t id, const std::string& bytes) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                      db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
+  Query query(set);
+  query.Bind(1, id).BindBlob(2, bytes);
+  return query.Run();
+}
+
+absl::Status SetLastCheckpoint(SqliteDb& db, int64_t id, const std::string& path) {
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                      db.Prepare("UPDATE jobs SET last_checkpoint = ?2 WHERE id = ?1"));
+  Query query(set);
+  query.Bind(1, id).Bind(2, path);
+  return query.Run();
+}
+
+}  // namespace
+
 absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
                                                    const AttemptProgress& update) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
-    TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, update.bill));
-    TL_RETURN_IF_ERROR(UpdateJobCost(db, id, update.bill.job_cost));
-    if (update.progress.has_value()) {
-      v1::Progress progress = *update.progress;
-      // Evaluation comes on its own reports: the latest eval loss stays until the next one.
-      if (!progress.has_eval_loss() && job.progress().has_eval_loss()) {
-        progress.set_eval_loss(job.progress().eval_loss());
-      }
-      const std::string bytes = progress.SerializeAsString();
-      TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
-                          db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
-      {
-        Query query(set);
-        query.Bind(1, id).BindBlob(2, bytes);
-        TL_RETURN_IF_ERROR(query.Run());
-      }
-      TL_RETURN_IF_ERROR(AppendProgressPoint(db, id, bytes, options_.max_progress_points));
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    return absl::OkStatus();
-  }));
-  return result;
+  return Transition(
+      job_id, update.attempt,
+      [&](const TransitionContext& t) -> absl::Status {
+        TL_RETURN_IF_ERROR(UpdateAttemptBill(t.db, t.id, update.attempt, update.bill));
+        TL_RETURN_IF_ERROR(UpdateJobCost(t.db, t.id, update.bill.job_cost));
+        if (update.worker_contact.has_value()) {
+          TL_ASSIGN_OR_RETURN(
+              SqliteDb::Statement * touch,
+              t.db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = "
+                           "(SELECT worker_id FROM attempts WHERE job_id = ?1 AND attempt = ?3)"));
+          Query query(touch);
+          query.Bind(1, t.id)
+              .Bind(2, ToMicrosColumn(*update.worker_contact))
+              .Bind(3, update.attempt);
+          TL_RETURN_IF_ERROR(query.Run());
+        }
+        if (!update.progress.has_value()) return absl::OkStatus();
+        v1::Progress progress = *update.progress;
+        // Evaluation comes on its own reports: the latest eval loss stays until the next one.
+        if (!progress.has_eval_loss() && t.before.progress().has_eval_loss()) {
+          progress.set_eval_loss(t.before.progress().eval_loss());
+        }
+        const std::string bytes = progress.SerializeAsString();
+        TL_RETURN_IF_ERROR(SetProgressBlob(t.db, t.id, bytes));
+        return AppendProgressPoint(t.db, t.id, bytes, options_.max_progress_points);
+      },
+      NoEvents);
 }
 
 absl::StatusOr<JobUpdate> JobStore::RecordEval(const std::string& job_id, int attempt, int step,
                                                double eval_loss) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
-    v1::Progress progress = job.progress();
-    progress.set_eval_loss(eval_loss);
-    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
-                        db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
-    {
-      Query query(set);
-      query.Bind(1, id).BindBlob(2, progress.SerializeAsString());
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    v1::JobEvent event = EventFor(result.job, v1::JobEvent::EVAL);
-    event.set_step(step);
-    event.set_value(eval_loss);
-    return AppendEvent(db, event, now, result.events);
-  }));
-  return result;
+  return Transition(
+      job_id, attempt,
+      [&](const TransitionContext& t) {
+        v1::Progress progress = t.before.progress();
+        progress.set_eval_loss(eval_loss);
+        return SetProgressBlob(t.db, t.id, progress.SerializeAsString());
+      },
+      [&](const v1::Job&, const v1::Job& after) {
+        v1::JobEvent event = EventFor(after, v1::JobEvent::EVAL);
+        event.set_step(step);
+        event.set_value(eval_loss);
+        return std::vector<v1::JobEvent>{event};
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::RecordCheckpoint(const std::string& job_id, int attempt,
                                                      int step, const std::string& path) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
-    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
-                        db.Prepare("UPDATE jobs SET last_checkpoint = ?2 WHERE id = ?1"));
-    {
-      Query query(set);
-      query.Bind(1, id).Bind(2, path);
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    v1::JobEvent event = EventFor(result.job, v1::JobEvent::CHECKPOINT);
-    event.set_step(step);
-    event.set_path(path);
-    return AppendEvent(db, event, now, result.events);
-  }));
-  return result;
+  return Transition(
+      job_id, attempt,
+      [&](const TransitionContext& t) { return SetLastCheckpoint(t.db, t.id, path); },
+      [&](const v1::Job&, const v1::Job& after) {
+        v1::JobEvent event = EventFor(after, v1::JobEvent::CHECKPOINT);
+        event.set_step(step);
+        event.set_path(path);
+        return std::vector<v1::JobEvent>{event};
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::RecordBudget(const std::string& job_id, int attempt,
                                                  const BudgetDecision& decision, double accrued_usd,
                                                  double projected_usd) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, attempt));
-    TL_ASSIGN_OR_RETURN(
-        SqliteDb::Statement * set,
-        db.Prepare("UPDATE jobs SET thresholds_crossed = ?2, overrun_raised = ?3 WHERE id = ?1"));
-    {
-      Query query(set);
-      query.Bind(1, id)
-          .Bind(2, decision.next_state.thresholds_crossed)
-          .Bind(3, decision.next_state.overrun_raised);
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    const double budget = job.spec().budget().usd();
-    for (const double threshold : decision.crossed_thresholds) {
-      v1::JobEvent event = EventFor(job, v1::JobEvent::BUDGET_THRESHOLD);
-      event.set_threshold(threshold);
-      event.set_cost_usd(accrued_usd);
-      event.set_message(absl::StrCat("accrued ", FormatUsd(accrued_usd), " crossed ",
-                                     absl::StrFormat("%g", threshold * 100), "% of the ",
-                                     FormatUsd(budget), " budget"));
-      TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
-    }
-    if (decision.raise_projected_overrun) {
-      v1::JobEvent event = EventFor(job, v1::JobEvent::PROJECTED_OVERRUN);
-      event.set_cost_usd(projected_usd);
-      event.set_message(absl::StrCat("projected total ", FormatUsd(projected_usd), " exceeds the ",
-                                     FormatUsd(budget), " budget"));
-      TL_RETURN_IF_ERROR(AppendEvent(db, event, now, result.events));
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    return absl::OkStatus();
-  }));
-  return result;
+  return Transition(
+      job_id, attempt,
+      [&](const TransitionContext& t) -> absl::Status {
+        TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                            t.db.Prepare("UPDATE jobs SET thresholds_crossed = ?2, "
+                                         "overrun_raised = ?3 WHERE id = ?1"));
+        Query query(set);
+        query.Bind(1, t.id)
+            .Bind(2, decision.next_state.thresholds_crossed)
+            .Bind(3, decision.next_state.overrun_raised);
+        return query.Run();
+      },
+      [&](const v1::Job& before, const v1::Job&) {
+        std::vector<v1::JobEvent> events;
+        const double budget = before.spec().budget().usd();
+        for (const double threshold : decision.crossed_thresholds) {
+          v1::JobEvent& event =
+              events.emplace_back(EventFor(before, v1::JobEvent::BUDGET_THRESHOLD));
+          event.set_threshold(threshold);
+          event.set_cost_usd(accrued_usd);
+          event.set_message(absl::StrCat("accrued ", FormatUsd(accrued_usd), " crossed ",
+                                         absl::StrFormat("%g", threshold * 100), "% of the ",
+                                         FormatUsd(budget), " budget"));
+        }
+        if (decision.raise_projected_overrun) {
+          v1::JobEvent& event =
+              events.emplace_back(EventFor(before, v1::JobEvent::PROJECTED_OVERRUN));
+          event.set_cost_usd(accrued_usd);
+          event.set_value(projected_usd);
+          event.set_message(absl::StrCat("projected total ", FormatUsd(projected_usd),
+                                         " exceeds the ", FormatUsd(budget), " budget"));
+        }
+        return events;
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const AttemptEnd& end) {
@@ -583,41 +632,46 @@ absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const Att
     return absl::InvalidArgumentError(
         absl::StrCat("requeue outcome must be PREEMPTED or LOST, got \"", end.outcome, "\""));
   }
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
-    TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
-    if (!end.last_checkpoint.empty()) {
-      TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
-                          db.Prepare("UPDATE jobs SET last_checkpoint = ?2 WHERE id = ?1"));
-      Query query(set);
-      query.Bind(1, id).Bind(2, end.last_checkpoint);
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    const std::string what = absl::StrCat("attempt ", end.attempt, " ended ", end.outcome,
-                                          end.message.empty() ? "" : ": ", end.message);
-    const bool exhausted = job.attempts() >= job.spec().max_attempts();
-    if (exhausted) {
-      TL_RETURN_IF_ERROR(SetJobState(
-          db, id, v1::Job::FAILED, v1::Job::ATTEMPTS_EXHAUSTED,
-          absl::StrCat(what, "; all ", job.spec().max_attempts(), " attempts are used"), now));
-    } else {
-      TL_RETURN_IF_ERROR(
-          SetJobState(db, id, v1::Job::QUEUED, v1::Job::REASON_UNSPECIFIED, what, now));
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    v1::JobEvent event =
-        EventFor(result.job, exhausted ? v1::JobEvent::FAILED : v1::JobEvent::REQUEUED);
-    event.set_attempt(end.attempt);
-    event.set_worker_id(job.worker_id());
-    event.set_path(result.job.last_checkpoint());
-    event.set_message(result.job.message());
-    return AppendEvent(db, event, now, result.events);
-  }));
-  return result;
+  bool exhausted = false;
+  return Transition(
+      job_id, end.attempt,
+      [&](const TransitionContext& t) -> absl::Status {
+        TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, end));
+        if (!end.last_checkpoint.empty()) {
+          TL_RETURN_IF_ERROR(SetLastCheckpoint(t.db, t.id, end.last_checkpoint));
+        }
+        const std::string what = absl::StrCat("attempt ", end.attempt, " ended ", end.outcome,
+                                              end.message.empty() ? "" : ": ", end.message);
+        // Only lost attempts are failures; preemptions have their own, higher cap.
+        const bool lost = end.outcome == "LOST";
+        const int cap = lost ? t.before.spec().max_attempts() : kMaxPreemptedAttempts;
+        TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                            t.db.Prepare("SELECT COUNT(*) FROM attempts WHERE job_id = ?1 AND "
+                                         "state = ?2"));
+        Query count(select);
+        count.Bind(1, t.id).Bind(2, end.outcome);
+        TL_ASSIGN_OR_RETURN(const bool counted, count.Step());
+        const int64_t ended = counted ? count.Int(0) : 0;
+        exhausted = ended >= cap;
+        if (exhausted) {
+          return SetJobState(t.db, t.id, v1::Job::FAILED, v1::Job::ATTEMPTS_EXHAUSTED,
+                             absl::StrCat(what, "; ", ended,
+                                          lost ? " attempts lost, the job's max_attempts is "
+                                               : " attempts preempted, the cap is ",
+                                          cap),
+                             t.now);
+        }
+        return SetJobState(t.db, t.id, v1::Job::QUEUED, v1::Job::REASON_UNSPECIFIED, what, t.now);
+      },
+      [&](const v1::Job& before, const v1::Job& after) {
+        v1::JobEvent event =
+            EventFor(after, exhausted ? v1::JobEvent::FAILED : v1::JobEvent::REQUEUED);
+        event.set_attempt(end.attempt);
+        event.set_worker_id(before.worker_id());
+        event.set_path(after.last_checkpoint());
+        event.set_message(after.message());
+        return std::vector<v1::JobEvent>{event};
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::Finish(const std::string& job_id, const AttemptEnd& end,
@@ -627,74 +681,70 @@ absl::StatusOr<JobUpdate> JobStore::Finish(const std::string& job_id, const Atte
     return absl::InvalidArgumentError(
         absl::StrCat("finish state must be SUCCEEDED or FAILED, got ", StateName(state)));
   }
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
-    TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
-    TL_RETURN_IF_ERROR(SetJobState(db, id, state, reason, end.message, now));
-    if (!end.last_checkpoint.empty() || !adapter_path.empty()) {
-      TL_ASSIGN_OR_RETURN(
-          SqliteDb::Statement * set,
-          db.Prepare("UPDATE jobs SET adapter_path = ?2, "
-                     "last_checkpoint = CASE WHEN ?3 = '' THEN last_checkpoint ELSE ?3 END "
-                     "WHERE id = ?1"));
-      Query query(set);
-      query.Bind(1, id).Bind(2, adapter_path).Bind(3, end.last_checkpoint);
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    v1::JobEvent event = EventFor(
-        result.job, state == v1::Job::SUCCEEDED ? v1::JobEvent::SUCCEEDED : v1::JobEvent::FAILED);
-    event.set_worker_id(job.worker_id());
-    event.set_path(adapter_path);
-    event.set_message(end.message);
-    return AppendEvent(db, event, now, result.events);
-  }));
-  return result;
+  return Transition(
+      job_id, end.attempt,
+      [&](const TransitionContext& t) -> absl::Status {
+        TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, end));
+        TL_RETURN_IF_ERROR(SetJobState(t.db, t.id, state, reason, end.message, t.now));
+        if (end.last_checkpoint.empty() && adapter_path.empty()) return absl::OkStatus();
+        TL_ASSIGN_OR_RETURN(
+            SqliteDb::Statement * set,
+            t.db.Prepare("UPDATE jobs SET adapter_path = ?2, "
+                         "last_checkpoint = CASE WHEN ?3 = '' THEN last_checkpoint ELSE ?3 END "
+                         "WHERE id = ?1"));
+        Query query(set);
+        query.Bind(1, t.id).Bind(2, adapter_path).Bind(3, end.last_checkpoint);
+        return query.Run();
+      },
+      [&](const v1::Job& before, const v1::Job& after) {
+        v1::JobEvent event = EventFor(
+            after, state == v1::Job::SUCCEEDED ? v1::JobEvent::SUCCEEDED : v1::JobEvent::FAILED);
+        event.set_worker_id(before.worker_id());
+        event.set_path(adapter_path);
+        event.set_message(end.message);
+        return std::vector<v1::JobEvent>{event};
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::Cancel(const std::string& job_id, v1::Job::Reason reason,
                                            const std::string& message,
                                            const std::optional<AttemptEnd>& running_attempt) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
-  const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job job, LoadJob(db, id));
-    if (job.state() != v1::Job::QUEUED && job.state() != v1::Job::RUNNING) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", job.id(), " is ", StateName(job.state()),
-                       ": only a QUEUED or RUNNING job can be cancelled"));
-    }
-    if (job.state() == v1::Job::RUNNING) {
-      AttemptEnd end;
-      if (running_attempt.has_value()) {
-        end = *running_attempt;
-      } else {
-        TL_ASSIGN_OR_RETURN(const v1::AttemptCost last, LoadAttempt(db, id, job.attempts()));
-        end.attempt = job.attempts();
-        end.end_time = now;
-        end.bill.seconds = last.seconds();
-        end.bill.gpu_hours = last.gpu_hours();
-        end.bill.usd = last.usd();
-        end.bill.job_cost = job.cost();
-      }
-      end.outcome = "CANCELLED";
-      if (end.message.empty()) end.message = message;
-      TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
-      TL_RETURN_IF_ERROR(EndAttempt(db, id, end));
-    }
-    TL_RETURN_IF_ERROR(SetJobState(db, id, v1::Job::CANCELLED, reason, message, now));
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    v1::JobEvent event = EventFor(result.job, v1::JobEvent::CANCELLED);
-    event.set_worker_id(job.worker_id());
-    event.set_message(message);
-    return AppendEvent(db, event, now, result.events);
-  }));
-  return result;
+  return Transition(
+      job_id, std::nullopt,
+      [&](const TransitionContext& t) -> absl::Status {
+        const v1::Job& job = t.before;
+        if (job.state() != v1::Job::QUEUED && job.state() != v1::Job::RUNNING) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("job ", job.id(), " is ", StateName(job.state()),
+                           ": only a QUEUED or RUNNING job can be cancelled"));
+        }
+        if (job.state() == v1::Job::RUNNING) {
+          AttemptEnd end;
+          if (running_attempt.has_value()) {
+            end = *running_attempt;
+          } else {
+            TL_ASSIGN_OR_RETURN(const v1::AttemptCost last,
+                                LoadAttempt(t.db, t.id, job.attempts()));
+            end.attempt = job.attempts();
+            end.end_time = t.now;
+            end.bill.seconds = last.seconds();
+            end.bill.gpu_hours = last.gpu_hours();
+            end.bill.usd = last.usd();
+            end.bill.job_cost = job.cost();
+          }
+          end.outcome = "CANCELLED";
+          if (end.message.empty()) end.message = message;
+          TL_RETURN_IF_ERROR(RequireRunningAttempt(job, end.attempt));
+          TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, end));
+        }
+        return SetJobState(t.db, t.id, v1::Job::CANCELLED, reason, message, t.now);
+      },
+      [&](const v1::Job& before, const v1::Job& after) {
+        v1::JobEvent event = EventFor(after, v1::JobEvent::CANCELLED);
+        event.set_worker_id(before.worker_id());
+        event.set_message(message);
+        return std::vector<v1::JobEvent>{event};
+      });
 }
 
 absl::StatusOr<v1::Worker> JobStore::RegisterWorker(const v1::WorkerInfo& info) {
@@ -727,7 +777,7 @@ absl::StatusOr<v1::Worker> JobStore::RegisterWorker(const v1::WorkerInfo& info) 
     query.Bind(1, worker_id);
     TL_ASSIGN_OR_RETURN(const bool found, query.Step());
     if (!found) return absl::InternalError("registered worker row vanished");
-    result = WorkerFromRow(query);
+    TL_ASSIGN_OR_RETURN(result, WorkerFromRow(query));
     return absl::OkStatus();
   }));
   return result;
@@ -783,6 +833,7 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
   }
   const int page_size = query_spec.page_size;
   JobPage page;
+  bool more = false;  // rows follow the page
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
     // Dispatch order: QUEUED by priority then submit order, RUNNING by start, then finished
     // jobs newest first. One row more than the page tells whether another page follows.
@@ -802,17 +853,29 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
         .Bind(4, static_cast<int64_t>(v1::Job::RUNNING))
         .Bind(5, page_size + 1)
         .Bind(6, offset);
+    int64_t bytes = 0;
     while (true) {
       TL_ASSIGN_OR_RETURN(const bool row, query.Step());
       if (!row) break;
-      page.jobs.push_back(JobFromRow(query));
+      if (static_cast<int>(page.jobs.size()) == page_size) {
+        more = true;
+        break;
+      }
+      TL_ASSIGN_OR_RETURN(v1::Job job, JobFromRow(query));
+      // As a `repeated Job jobs = 1` entry: the message, its length and its tag.
+      const size_t size = job.ByteSizeLong();
+      const int64_t job_bytes = static_cast<int64_t>(
+          1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size);
+      if (!page.jobs.empty() && bytes + job_bytes > query_spec.max_bytes) {
+        more = true;
+        break;
+      }
+      bytes += job_bytes;
+      page.jobs.push_back(std::move(job));
     }
     return absl::OkStatus();
   }));
-  if (static_cast<int>(page.jobs.size()) > page_size) {
-    page.jobs.resize(page_size);
-    page.next_page_token = absl::StrCat(offset + page_size);
-  }
+  if (more) page.next_page_token = absl::StrCat(offset + static_cast<int64_t>(page.jobs.size()));
   return page;
 }
 
@@ -822,7 +885,10 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::ListJobEvents(const std::str
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
     return ForEachRowOfJob(db, id,
                            "SELECT " TL_EVENT_COLUMNS " FROM events WHERE job_id = ?1 ORDER BY seq",
-                           [&](Query& row) { events.push_back(EventFromRow(row)); });
+                           [&](Query& row) {
+                             events.push_back(EventFromRow(row));
+                             return absl::OkStatus();
+                           });
   }));
   return events;
 }
@@ -833,7 +899,10 @@ absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::s
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
     return ForEachRowOfJob(
         db, id, "SELECT " TL_ATTEMPT_COLUMNS " FROM attempts WHERE job_id = ?1 ORDER BY attempt",
-        [&](Query& row) { attempts.push_back(AttemptFromRow(row)); });
+        [&](Query& row) {
+          attempts.push_back(AttemptFromRow(row));
+          return absl::OkStatus();
+        });
   }));
   return attempts;
 }
@@ -844,7 +913,10 @@ absl::StatusOr<std::vector<v1::Progress>> JobStore::ListProgressHistory(const st
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
     return ForEachRowOfJob(
         db, id, "SELECT progress FROM progress_points WHERE job_id = ?1 ORDER BY ordinal",
-        [&](Query& row) { (void)points.emplace_back().ParseFromString(row.Text(0)); });
+        [&](Query& row) {
+          return ParseStoredMessage(row.Text(0), absl::StrCat("job ", id, " progress point"),
+                                    points.emplace_back());
+        });
   }));
   return points;
 }
@@ -863,12 +935,62 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListRunningAttempts() {
       TL_ASSIGN_OR_RETURN(const bool row, query.Step());
       if (!row) return absl::OkStatus();
       AttemptRecord& record = records.emplace_back();
-      record.job = JobFromRow(query);
+      TL_ASSIGN_OR_RETURN(record.job, JobFromRow(query));
       record.budget = BudgetStateFromRow(query);
       record.attempt = AttemptFromRow(query, TL_JOB_COLUMN_COUNT);
     }
   }));
   return records;
+}
+
+absl::StatusOr<UnschedulableJobs> JobStore::FindUnschedulable(int max_worker_gpus, int limit) {
+  UnschedulableJobs found;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT id, gpus FROM jobs WHERE state = ?1 AND gpus > ?2 "
+                                   "ORDER BY id"));
+    Query query(select);
+    query.Bind(1, static_cast<int64_t>(v1::Job::QUEUED)).Bind(2, max_worker_gpus);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      ++found.count;
+      if (static_cast<int>(found.jobs.size()) < limit) {
+        found.jobs.push_back({absl::StrCat(query.Int(0)), static_cast<int>(query.Int(1))});
+      }
+    }
+  }));
+  return found;
+}
+
+absl::StatusOr<std::optional<JobUpdate>> JobStore::RecordWaiting(const std::string& job_id,
+                                                                 const std::string& message) {
+  bool changed = false;
+  TL_ASSIGN_OR_RETURN(
+      JobUpdate update,
+      Transition(
+          job_id, std::nullopt,
+          [&](const TransitionContext& t) -> absl::Status {
+            if (t.before.state() != v1::Job::QUEUED || t.before.message() == message) {
+              return absl::OkStatus();
+            }
+            changed = true;
+            TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                                t.db.Prepare("UPDATE jobs SET message = ?2 WHERE id = ?1"));
+            Query query(set);
+            query.Bind(1, t.id).Bind(2, message);
+            return query.Run();
+          },
+          [&](const v1::Job&, const v1::Job& after) {
+            std::vector<v1::JobEvent> events;
+            if (changed) {
+              events.push_back(EventFor(after, v1::JobEvent::WAITING));
+              events.back().set_message(message);
+            }
+            return events;
+          }));
+  if (!changed) return std::nullopt;
+  return update;
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> JobStore::CountJobsByState() {
@@ -895,7 +1017,7 @@ absl::StatusOr<v1::Worker> JobStore::GetWorker(const std::string& worker_id) {
     query.Bind(1, worker_id);
     TL_ASSIGN_OR_RETURN(const bool found, query.Step());
     if (!found) return absl::NotFoundError(WorkerNotFoundMessage(worker_id));
-    result = WorkerFromRow(query);
+    TL_ASSIGN_OR_RETURN(result, WorkerFromRow(query));
     return absl::OkStatus();
   }));
   return result;
@@ -910,10 +1032,38 @@ absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers() {
     while (true) {
       TL_ASSIGN_OR_RETURN(const bool row, query.Step());
       if (!row) return absl::OkStatus();
-      workers.push_back(WorkerFromRow(query));
+      TL_ASSIGN_OR_RETURN(workers.emplace_back(), WorkerFromRow(query));
     }
   }));
   return workers;
+}
+
+absl::StatusOr<std::string> JobStore::ServerKey(const std::string& name, size_t bytes) {
+  std::string key;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT key FROM server_keys WHERE name = ?1"));
+    {
+      Query query(select);
+      query.Bind(1, name);
+      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+      if (found) {
+        key = query.Text(0);
+        if (key.size() != bytes) {
+          return absl::DataLossError(
+              absl::StrCat("server key \"", name, "\" has ", key.size(), " bytes, want ", bytes));
+        }
+        return absl::OkStatus();
+      }
+    }
+    TL_ASSIGN_OR_RETURN(key, RandomBytes(bytes));
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * insert,
+                        db.Prepare("INSERT INTO server_keys (name, key) VALUES (?1, ?2)"));
+    Query query(insert);
+    query.Bind(1, name).BindBlob(2, key);
+    return query.Run();
+  }));
+  return key;
 }
 
 absl::StatusOr<int> JobStore::SchemaVersion() {

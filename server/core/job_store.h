@@ -13,15 +13,17 @@
 // Durability: WAL, synchronous=FULL, busy timeout, STRICT tables, prepared statements only.
 // Every write verb is ONE atomic unit that also appends its event row(s), and is durable when it
 // returns OK. Concurrent writers are group-committed: verbs that arrive while another verb holds
-// the writer run as savepoints inside one transaction and share its fsync (FACTS.md: ~20x more
-// durable commits per second); a verb that fails is rolled back alone; a failed COMMIT fails
-// every verb of its batch. Reads use a second connection and see only committed state.
+// the writer run as savepoints inside one transaction and share its fsync (bench/README.md
+// measures what that buys); a verb that fails is rolled back alone; a failed COMMIT fails every
+// verb of its batch. Reads use a second connection and see only committed state.
 //
 // Transition rules (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED; RUNNING -> QUEUED on
 // a preempted or lost attempt). A verb whose transition is not allowed changes nothing and
 // returns FAILED_PRECONDITION naming the job's state, e.g.
 //   "job 7 is SUCCEEDED: only a QUEUED or RUNNING job can be cancelled".
-// Unknown job or worker ids (including ids that are not decimal) are NOT_FOUND.
+// Unknown job or worker ids (including ids that are not decimal) are NOT_FOUND. A stored blob
+// (spec, progress, worker info) that does not parse is DATA_LOSS naming the row: the file is
+// damaged, and nothing is served or leased from it as if it were empty.
 //
 // Money and time figures are computed by the caller (cost_model.h); the store persists them.
 // Thread safety: all methods are thread-safe. write_mu_ serializes the writer connection,
@@ -43,17 +45,20 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/base/clock.h"
+#include "base/clock.h"
 #include "server/core/budget_policy.h"
+#include "server/core/job_store_schema.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "tuneledger/v1/worker.pb.h"
 
 namespace tuneledger {
 
-class SqliteDb;
+// A job that has been preempted this many times (spot reclaims, workers stopping cleanly,
+// server shutdowns) fails with ATTEMPTS_EXHAUSTED: preemptions are not the job's fault, so they
+// do not use up spec.max_attempts, but a job must not bounce forever.
+inline constexpr int kMaxPreemptedAttempts = 20;
 
-// The schema version this code writes (see the migrations in job_store_schema.cc).
-inline constexpr int kJobStoreSchemaVersion = 2;
+class SqliteDb;
 
 struct JobStoreOptions {
   int max_progress_points = 512;  // per job
@@ -68,6 +73,16 @@ struct JobStoreOptions {
 struct JobUpdate {
   v1::Job job;
   std::vector<v1::JobEvent> events;
+};
+
+// QUEUED jobs that need more GPUs than any registered worker has.
+struct UnschedulableJobs {
+  struct Entry {
+    std::string job_id;
+    int gpus = 0;
+  };
+  int64_t count = 0;        // all of them
+  std::vector<Entry> jobs;  // the first `limit`, oldest first
 };
 
 struct EnqueueResult {
@@ -95,6 +110,9 @@ struct AttemptProgress {
   int attempt = 0;
   std::optional<v1::Progress> progress;  // nullopt: a cost-only report
   AttemptBill bill;
+  // Set when the bill follows a report from the worker: its last contact is recorded with it
+  // (as for a heartbeat), so a restarted server knows when it last heard from the worker.
+  std::optional<absl::Time> worker_contact;
 };
 
 // How an attempt ends. outcome: SUCCEEDED, FAILED, PREEMPTED, LOST or CANCELLED.
@@ -107,15 +125,23 @@ struct AttemptEnd {
   AttemptBill bill;
 };
 
+// The most bytes of jobs one JobPage holds, counted as they are serialized in a
+// ListJobsResponse: a quarter of gRPC's default 4 MiB message limit, so that a page of large
+// jobs (a spec may be spec::kSpecMaxBytes) never fails a client that keeps that limit. A page
+// always holds at least one job, and a job is far smaller than the limit.
+inline constexpr int64_t kJobPageMaxBytes = 1 << 20;
+
 struct JobQuery {
   std::string tenant;                  // empty = every tenant
   std::vector<v1::Job::State> states;  // empty = every state
   int page_size = 100;
   std::string page_token;  // from a previous JobPage
+  int64_t max_bytes = kJobPageMaxBytes;
 };
 
 // Jobs in dispatch order: QUEUED (priority desc, then submit order), RUNNING (start order),
-// then finished jobs newest first.
+// then finished jobs newest first. A page ends at page_size jobs or at max_bytes of them,
+// whichever comes first.
 struct JobPage {
   std::vector<v1::Job> jobs;
   std::string next_page_token;  // empty on the last page
@@ -135,8 +161,11 @@ class JobStore {
 
   // New QUEUED job + SUBMITTED event. `spec` is validated with defaults filled. Idempotent on
   // (tenant, spec.client_request_id) when the id is not empty: the earlier job comes back with
-  // deduplicated = true and nothing is written.
-  absl::StatusOr<EnqueueResult> Enqueue(const std::string& tenant, const v1::JobSpec& spec);
+  // deduplicated = true and nothing is written. RESOURCE_EXHAUSTED, with nothing written, when
+  // the tenant already has `max_queued_for_tenant` QUEUED jobs (nullopt: no cap); a repeated
+  // client_request_id still returns its job.
+  absl::StatusOr<EnqueueResult> Enqueue(const std::string& tenant, const v1::JobSpec& spec,
+                                        std::optional<int> max_queued_for_tenant = std::nullopt);
 
   // Leases the best QUEUED job that fits the worker (spec.gpus <= free_gpus): highest priority,
   // then submit order. The job becomes RUNNING with attempts + 1, the attempt row starts with
@@ -162,9 +191,17 @@ class JobStore {
                                          const BudgetDecision& decision, double accrued_usd,
                                          double projected_usd);
 
+  // QUEUED jobs that need more than `max_worker_gpus` GPUs (count, and the first `limit`).
+  absl::StatusOr<UnschedulableJobs> FindUnschedulable(int max_worker_gpus, int limit);
+  // Says why a QUEUED job waits: sets its message and writes a WAITING event, once per
+  // distinct message. nullopt when nothing changed (the job is not QUEUED, or already says so).
+  absl::StatusOr<std::optional<JobUpdate>> RecordWaiting(const std::string& job_id,
+                                                         const std::string& message);
+
   // Ends the current attempt as PREEMPTED or LOST (end.outcome). The job goes back to QUEUED
-  // (REQUEUED event) to resume from its last checkpoint, or, when it has used max_attempts
-  // attempts, to FAILED with reason ATTEMPTS_EXHAUSTED (FAILED event).
+  // (REQUEUED event) to resume from its last checkpoint, or, when this makes spec.max_attempts
+  // LOST attempts or kMaxPreemptedAttempts PREEMPTED ones, to FAILED with reason
+  // ATTEMPTS_EXHAUSTED (FAILED event).
   // FAILED_PRECONDITION unless the job is RUNNING end.attempt.
   absl::StatusOr<JobUpdate> Requeue(const std::string& job_id, const AttemptEnd& end);
 
@@ -189,6 +226,12 @@ class JobStore {
   absl::Status TouchWorker(const std::string& worker_id);
   // LOST (missed heartbeats) or GONE. NOT_FOUND: unknown.
   absl::Status SetWorkerGone(const std::string& worker_id, v1::Worker::State state);
+
+  // ---- Server keys ----
+
+  // The secret key called `name`: made once from the system's random source (`bytes` long)
+  // and stored, so every later call, and every later server on this file, gets the same one.
+  absl::StatusOr<std::string> ServerKey(const std::string& name, size_t bytes);
 
   // ---- Reads (committed state) ----
 
@@ -216,6 +259,22 @@ class JobStore {
   absl::Status Write(absl::FunctionRef<absl::Status(SqliteDb&)> body);
   // Runs `body` in one read transaction on the reader connection.
   absl::Status Read(absl::FunctionRef<absl::Status(SqliteDb&)> body);
+
+  // The skeleton of every verb on one existing job: in one Write, load the job (NOT_FOUND),
+  // check it runs `running_attempt` when one is given (FAILED_PRECONDITION), run `write`,
+  // reload the job into the result and append the events that `events` makes of the job before
+  // and after.
+  struct TransitionContext {
+    SqliteDb& db;
+    int64_t id;
+    const v1::Job& before;
+    absl::Time now;
+  };
+  absl::StatusOr<JobUpdate> Transition(
+      const std::string& job_id, std::optional<int> running_attempt,
+      absl::FunctionRef<absl::Status(const TransitionContext&)> write,
+      absl::FunctionRef<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)>
+          events);
 
   const Clock& clock_;
   const JobStoreOptions options_;

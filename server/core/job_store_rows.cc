@@ -1,7 +1,10 @@
 #include "server/core/job_store_rows.h"
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "tuneledger/v1/worker.pb.h"
 
 namespace tuneledger {
@@ -27,11 +30,20 @@ absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp) {
 }
 
 std::optional<int64_t> ParseJobId(const std::string& id) {
+  // absl::SimpleAtoi alone would take " 1", "+1" and "01".
+  if (id.empty() || id[0] == '0' || !absl::c_all_of(id, absl::ascii_isdigit)) return std::nullopt;
   int64_t value = 0;
-  if (id.empty() || id[0] == '+' || id[0] == '-' || !absl::SimpleAtoi(id, &value) || value <= 0) {
-    return std::nullopt;
-  }
+  if (!absl::SimpleAtoi(id, &value)) return std::nullopt;  // past int64
   return value;
+}
+
+absl::Status ParseStoredMessage(const std::string& bytes, const std::string& what,
+                                google::protobuf::MessageLite& message) {
+  if (message.ParseFromString(bytes)) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat(what, ": stored ", message.GetTypeName(), " is damaged (",
+                                          bytes.size(),
+                                          " bytes do not parse); restore the database from a "
+                                          "backup"));
 }
 
 namespace {
@@ -42,19 +54,18 @@ void SetOptionalTimestamp(const Query& row, int column, google::protobuf::Timest
 
 }  // namespace
 
-v1::Job JobFromRow(const Query& row, int first) {
+absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first) {
   v1::Job job;
   job.set_id(absl::StrCat(row.Int(first + 0)));
   job.set_tenant(row.Text(first + 1));
-  // The spec and progress blobs were serialized by this store; a parse failure would mean a
-  // damaged file, and an empty message is the most honest thing to show for it.
-  (void)job.mutable_spec()->ParseFromString(row.Text(first + 2));
+  const std::string what = absl::StrCat("job ", job.id());
+  TL_RETURN_IF_ERROR(ParseStoredMessage(row.Text(first + 2), what, *job.mutable_spec()));
   job.set_state(static_cast<v1::Job::State>(row.Int(first + 3)));
   job.set_reason(static_cast<v1::Job::Reason>(row.Int(first + 4)));
   job.set_message(row.Text(first + 5));
   job.set_attempts(static_cast<int32_t>(row.Int(first + 6)));
   job.set_worker_id(row.Text(first + 7));
-  (void)job.mutable_progress()->ParseFromString(row.Text(first + 8));
+  TL_RETURN_IF_ERROR(ParseStoredMessage(row.Text(first + 8), what, *job.mutable_progress()));
   v1::CostSummary& cost = *job.mutable_cost();
   cost.set_accrued_usd(row.Double(first + 9));
   cost.set_gpu_hours(row.Double(first + 10));
@@ -66,6 +77,8 @@ v1::Job JobFromRow(const Query& row, int first) {
   SetTimestamp(FromMicrosColumn(row.Int(first + 15)), *job.mutable_create_time());
   SetOptionalTimestamp(row, first + 16, job.mutable_start_time());
   SetOptionalTimestamp(row, first + 17, job.mutable_end_time());
+  job.set_failed_attempts(static_cast<int32_t>(row.Int(first + 20)));
+  job.set_preempted_attempts(static_cast<int32_t>(row.Int(first + 21)));
   return job;
 }
 
@@ -111,9 +124,10 @@ v1::AttemptCost AttemptFromRow(const Query& row, int first) {
   return attempt;
 }
 
-v1::Worker WorkerFromRow(const Query& row, int first) {
+absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
   v1::WorkerInfo info;
-  (void)info.ParseFromString(row.Text(first + 1));
+  TL_RETURN_IF_ERROR(
+      ParseStoredMessage(row.Text(first + 1), absl::StrCat("worker ", row.Text(first + 0)), info));
   v1::Worker worker;
   worker.set_id(row.Text(first + 0));
   worker.set_hostname(info.hostname());

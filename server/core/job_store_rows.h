@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/core/budget_policy.h"
 #include "server/core/sqlite_db.h"
@@ -21,7 +23,11 @@ namespace tuneledger {
   "jobs.id, jobs.tenant, jobs.spec, jobs.state, jobs.reason, jobs.message, jobs.attempts, " \
   "jobs.worker_id, jobs.progress, jobs.accrued_usd, jobs.gpu_hours, jobs.projected_usd, "   \
   "jobs.rate_usd_per_hour, jobs.adapter_path, jobs.last_checkpoint, jobs.create_time, "     \
-  "jobs.start_time, jobs.end_time, jobs.thresholds_crossed, jobs.overrun_raised"
+  "jobs.start_time, jobs.end_time, jobs.thresholds_crossed, jobs.overrun_raised, "          \
+  "(SELECT COUNT(*) FROM attempts WHERE attempts.job_id = jobs.id AND "                     \
+  "attempts.state = 'LOST'), "                                                              \
+  "(SELECT COUNT(*) FROM attempts WHERE attempts.job_id = jobs.id AND "                     \
+  "attempts.state = 'PREEMPTED')"
 
 #define TL_EVENT_COLUMNS                                                                      \
   "seq, job_id, time, kind, state, reason, attempt, step, cost_usd, threshold, value, path, " \
@@ -32,7 +38,7 @@ namespace tuneledger {
   "attempts.price_per_gpu_hour, attempts.spot, attempts.seconds, attempts.gpu_hours, " \
   "attempts.usd, attempts.start_time, attempts.end_time"
 #define TL_ATTEMPT_COLUMN_COUNT 11
-#define TL_JOB_COLUMN_COUNT 20
+#define TL_JOB_COLUMN_COUNT 22
 
 #define TL_WORKER_COLUMNS                                                                 \
   "workers.id, workers.info, workers.state, workers.register_time, "                      \
@@ -46,16 +52,23 @@ absl::Time FromMicrosColumn(int64_t micros);
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp& out);
 absl::Time FromTimestamp(const google::protobuf::Timestamp& timestamp);
 
-// Job ids are decimal strings outside the store and integers inside; nullopt when `id` is not
-// a positive decimal number.
+// Job ids are decimal strings outside the store and integers inside. An id has one spelling,
+// the canonical one ("17": digits only, no sign, space or leading zero, within int64); nullopt
+// for any other string, so " 1" or "01" never names job 1.
 std::optional<int64_t> ParseJobId(const std::string& id);
 
-// Rows starting with the matching *_COLUMNS (at column `first`).
-v1::Job JobFromRow(const Query& row, int first = 0);
+// Rows starting with the matching *_COLUMNS (at column `first`). A serialized message column
+// (job spec and progress, worker info) that does not parse is DATA_LOSS naming the row.
+absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first = 0);
 BudgetState BudgetStateFromRow(const Query& row, int first = 0);
 v1::JobEvent EventFromRow(const Query& row, int first = 0);
 v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);
-v1::Worker WorkerFromRow(const Query& row, int first = 0);
+absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first = 0);
+
+// `bytes` (a stored blob) parsed into `message`; DATA_LOSS "<what>: stored <type> is damaged"
+// when they do not parse.
+absl::Status ParseStoredMessage(const std::string& bytes, const std::string& what,
+                                google::protobuf::MessageLite& message);
 
 }  // namespace tuneledger
 

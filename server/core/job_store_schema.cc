@@ -3,9 +3,8 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
-#include "server/base/log.h"
-#include "server/base/status_macros.h"
-#include "server/core/job_store.h"
+#include "base/log.h"
+#include "base/status_macros.h"
 
 namespace tuneledger {
 namespace {
@@ -101,9 +100,17 @@ CREATE TABLE progress_points (
 ALTER TABLE jobs ADD COLUMN history_stride INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE jobs ADD COLUMN history_next INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3: the server's secret keys (worker session and lease tokens are HMACs under one), kept
+    // with the jobs so that tokens issued before a restart still verify after it.
+    R"sql(
+CREATE TABLE server_keys (
+  name TEXT PRIMARY KEY,
+  key BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
-static_assert(kLatestVersion == kJobStoreSchemaVersion, "add the version to job_store.h");
+static_assert(kLatestVersion == kJobStoreSchemaVersion, "bump kJobStoreSchemaVersion");
 
 }  // namespace
 
@@ -123,8 +130,8 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
     absl::Status status = db.Exec(kMigrations[next - 1]);
     // user_version takes no bound parameter; the values are this table's own indexes.
     if (status.ok()) {
-      static constexpr const char* kSetVersion[] = {"PRAGMA user_version = 1",
-                                                    "PRAGMA user_version = 2"};
+      static constexpr const char* kSetVersion[] = {
+          "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

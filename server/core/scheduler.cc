@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/base/log.h"
-#include "server/base/status_macros.h"
+#include "base/bounded_text.h"
+#include "base/log.h"
+#include "base/status_macros.h"
 #include "server/core/job_spec_validator.h"
 #include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
@@ -19,6 +23,13 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 // How often a waiting long poll looks whether its worker is still on the line.
 constexpr absl::Duration kHangUpCheckPeriod = absl::Milliseconds(250);
+// The most GPUs one worker may declare.
+constexpr int kMaxWorkerGpus = 1024;
+// A heartbeat that does not list an attempt ends it only once its lease is this old (or one
+// heartbeat interval, if shorter): a heartbeat sent while the lease was on its way is no proof.
+constexpr absl::Duration kLeaseDeliveryGrace = absl::Seconds(2);
+// The name of the job store key that worker tokens derive from.
+constexpr char kWorkerTokensKey[] = "worker-tokens";
 
 // ServerMetrics spells "no reason" as an empty string.
 std::string ReasonLabel(v1::Job::Reason reason) {
@@ -44,6 +55,14 @@ v1::Progress ProgressFromUpdate(const v1::TrainerUpdate& update, absl::Time now,
   return progress;
 }
 
+// Every tenant call that names a job has it in a field `id`. A string that is not a job id's
+// one spelling (job_store_rows.h's ParseJobId) is a bad argument, not an unknown job.
+absl::Status CheckJobIdField(const std::string& job_id) {
+  if (ParseJobId(job_id).has_value()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("id: must be a job id like \"17\", got \"",
+                                                 absl::CHexEscape(BoundedText(job_id, 64)), "\""));
+}
+
 // Re-registration is the cure for both: the worker is unknown, or it was declared LOST.
 bool NeedsRegistration(const absl::Status& status) {
   return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
@@ -59,14 +78,19 @@ Scheduler::~Scheduler() { Stop(); }
 
 absl::Status Scheduler::Start() {
   const absl::Time now = clock_.Now();
+  TL_ASSIGN_OR_RETURN(const std::string key,
+                      store_.ServerKey(kWorkerTokensKey, WorkerTokens::kKeyBytes));
+  tokens_ = WorkerTokens(key);
   TL_ASSIGN_OR_RETURN(const std::vector<v1::Worker> workers, store_.ListWorkers());
   TL_ASSIGN_OR_RETURN(const std::vector<AttemptRecord> running, store_.ListRunningAttempts());
   {
     absl::MutexLock lock(&mu_);
     if (started_) return absl::FailedPreconditionError("the scheduler is already started");
     started_ = true;
+    std::map<std::string, absl::Time> last_heartbeats;
     for (const v1::Worker& worker : workers) {
       if (worker.state() == v1::Worker::LOST || worker.state() == v1::Worker::GONE) continue;
+      last_heartbeats[worker.id()] = FromTimestamp(worker.last_heartbeat_time());
       // A worker from before a restart gets one heartbeat timeout to show up again.
       WorkerEntry& entry = workers_[worker.id()];
       entry.info.set_hostname(worker.hostname());
@@ -80,11 +104,23 @@ absl::Status Scheduler::Start() {
     }
     for (const AttemptRecord& record : running) {
       AddRunningLocked(record);
-      if (workers_.count(record.attempt.worker_id()) == 0) {
-        // Its worker is gone for good: the attempt ended when it was last billed.
-        LoseAttemptLocked(record.job.id(), FromTimestamp(record.attempt.start_time()) +
-                                               absl::Seconds(record.attempt.seconds()));
+      RunningAttempt& attempt = running_[record.job.id()];
+      // What was billed before the server went down, cut back to the worker's last recorded
+      // contact: the downtime itself is never billed.
+      absl::Duration billed = absl::Seconds(record.attempt.seconds());
+      auto heartbeat = last_heartbeats.find(record.attempt.worker_id());
+      if (heartbeat != last_heartbeats.end()) {
+        billed = std::clamp(heartbeat->second - attempt.lease_start, absl::ZeroDuration(), billed);
       }
+      if (heartbeat == last_heartbeats.end()) {
+        // Its worker is gone for good: the attempt ended when it was last billed.
+        LoseAttemptLocked(record.job.id(), attempt.lease_start + billed,
+                          absl::StrCat("worker ", record.attempt.worker_id(),
+                                       " was gone when the server restarted"));
+        continue;
+      }
+      attempt.billing_start = now - billed;  // billing resumes where it stopped
+      attempt.last_seen = now;
     }
     TL_LOG(INFO) << "scheduler started: " << workers_.size() << " workers, " << running_.size()
                  << " running attempts";
@@ -127,6 +163,7 @@ void Scheduler::Tick() {
     const absl::Time now = clock_.Now();
     ExpireWorkersLocked(now);
     AccrueLocked(now);
+    ExplainWaitingLocked();
   }
   RefreshGauges();
   metrics_.RemoveExpired();
@@ -137,8 +174,11 @@ void Scheduler::Tick() {
 absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
                                                    const v1::JobSpec& spec) {
   TL_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  if (options_.check_inputs) TL_RETURN_IF_ERROR(ValidateJobInputs(spec));
-  TL_ASSIGN_OR_RETURN(EnqueueResult result, store_.Enqueue(tenant, WithDefaults(spec)));
+  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined,
+                      ConfineJobPaths(spec, options_.data_roots, tenant));
+  if (options_.check_inputs) TL_RETURN_IF_ERROR(ValidateJobInputs(confined));
+  TL_ASSIGN_OR_RETURN(EnqueueResult result, store_.Enqueue(tenant, WithDefaults(confined),
+                                                           options_.max_queued_jobs_per_tenant));
   if (result.deduplicated) return result;
   TL_LOG(INFO) << "job " << result.update.job.id() << " submitted by tenant " << tenant
                << " (priority " << result.update.job.spec().priority() << ")";
@@ -153,6 +193,7 @@ absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
 
 absl::StatusOr<v1::Job> Scheduler::GetOwnedJob(const std::string& tenant,
                                                const std::string& job_id) {
+  TL_RETURN_IF_ERROR(CheckJobIdField(job_id));
   TL_ASSIGN_OR_RETURN(v1::Job job, store_.GetJob(job_id));
   if (job.tenant() != tenant) {
     return absl::PermissionDeniedError(absl::StrCat("job ", job_id, " belongs to another tenant"));
@@ -170,6 +211,15 @@ absl::StatusOr<JobPage> Scheduler::ListJobs(const std::string& tenant,
   if (page_size < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size: must be >= 0 (0 = ", kDefaultPageSize, "), got ", page_size));
+  }
+  for (size_t i = 0; i < states.size(); ++i) {
+    // An unknown value filtered nothing out and matched nothing: an empty list, as if the
+    // tenant had no jobs. STATE_UNSPECIFIED is no job's state either.
+    if (states[i] == v1::Job::STATE_UNSPECIFIED || !v1::Job::State_IsValid(states[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("states[", i, "]: unknown value ", static_cast<int>(states[i]),
+                       " (known: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)"));
+    }
   }
   JobQuery query;
   query.tenant = tenant;
@@ -228,7 +278,25 @@ absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenan
   return BuildCostReport(job, attempts);
 }
 
-absl::StatusOr<std::vector<v1::Worker>> Scheduler::ListWorkers() { return store_.ListWorkers(); }
+absl::StatusOr<std::vector<v1::Worker>> Scheduler::ListWorkers(const std::string& tenant) {
+  TL_ASSIGN_OR_RETURN(std::vector<v1::Worker> workers, store_.ListWorkers());
+  // Worker id -> the lowest id of the tenant's jobs running there.
+  std::map<std::string, int64_t> own_jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [job_id, running] : running_) {
+      const std::optional<int64_t> id = ParseJobId(job_id);
+      if (running.tenant != tenant || !id.has_value()) continue;
+      auto [it, inserted] = own_jobs.emplace(running.worker_id, *id);
+      if (!inserted) it->second = std::min(it->second, *id);
+    }
+  }
+  for (v1::Worker& worker : workers) {
+    auto own = own_jobs.find(worker.id());
+    worker.set_job_id(own == own_jobs.end() ? "" : absl::StrCat(own->second));
+  }
+  return workers;
+}
 
 absl::StatusOr<Scheduler::Watch> Scheduler::WatchJob(const std::string& tenant,
                                                      const std::string& job_id) {
@@ -240,15 +308,18 @@ absl::StatusOr<Scheduler::Watch> Scheduler::WatchJob(const std::string& tenant,
 
 // ---- Workers ----
 
-absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(const v1::WorkerInfo& info) {
+absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(
+    const v1::WorkerInfo& info, const std::string& credential) {
   std::vector<std::string> problems;
-  if (!(std::isfinite(info.price_per_gpu_hour()) && info.price_per_gpu_hour() >= 0)) {
+  if (!(std::isfinite(info.price_per_gpu_hour()) && info.price_per_gpu_hour() >= 0 &&
+        info.price_per_gpu_hour() <= options_.max_price_per_gpu_hour)) {
     problems.push_back(
-        absl::StrCat("info.price_per_gpu_hour: must be >= 0, got ", info.price_per_gpu_hour()));
+        absl::StrCat("info.price_per_gpu_hour: must be in [0, ", options_.max_price_per_gpu_hour,
+                     "] (the server's --max-price-per-gpu-hour), got ", info.price_per_gpu_hour()));
   }
-  if (info.gpus() < 1) {
-    problems.push_back(
-        absl::StrCat("info.gpus: must be >= 1 (1 for a CPU agent), got ", info.gpus()));
+  if (info.gpus() < 1 || info.gpus() > kMaxWorkerGpus) {
+    problems.push_back(absl::StrCat("info.gpus: must be in [1, ", kMaxWorkerGpus,
+                                    "] (1 for a CPU agent), got ", info.gpus()));
   }
   if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "; "));
 
@@ -259,9 +330,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(const v1::W
     entry.info = info;
     entry.last_contact = clock_.Now();
   }
-  TL_LOG(INFO) << "worker " << worker.id() << " registered: " << info.hostname() << ", "
-               << info.gpus() << " x " << info.accelerator() << " at $" << info.price_per_gpu_hour()
-               << "/GPU-hour" << (info.spot() ? " (spot)" : "");
+  TL_LOG(INFO) << "worker " << worker.id() << " registered with credential \"" << credential
+               << "\": " << info.hostname() << ", " << info.gpus() << " x " << info.accelerator()
+               << " at $" << info.price_per_gpu_hour() << "/GPU-hour"
+               << (info.spot() ? " (spot)" : "");
   metrics_.SetWorker(worker.id(), info.price_per_gpu_hour(), info.spot(), info.gpus());
 
   v1::RegisterWorkerResponse response;
@@ -269,7 +341,26 @@ absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(const v1::W
   response.set_heartbeat_interval_seconds(absl::ToDoubleSeconds(options_.heartbeat_interval));
   response.set_heartbeat_timeout_seconds(absl::ToDoubleSeconds(options_.heartbeat_timeout));
   response.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
+  response.set_session_token(tokens_.Session(worker.id()));
   return response;
+}
+
+absl::Status Scheduler::CheckSession(const std::string& worker_id,
+                                     const std::string& session_token) const {
+  if (WorkerTokens::Matches(tokens_.Session(worker_id), session_token)) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "session_token is not the one issued to worker \"", worker_id, "\" (RegisterWorker)"));
+}
+
+absl::Status Scheduler::CheckLease(const std::string& job_id, int attempt,
+                                   const std::string& worker_id,
+                                   const std::string& lease_token) const {
+  if (WorkerTokens::Matches(tokens_.Lease(job_id, attempt, worker_id), lease_token)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("lease_token is not the one of job ", job_id,
+                                                  " attempt ", attempt, " on worker \"", worker_id,
+                                                  "\""));
 }
 
 absl::Status Scheduler::TouchWorkerLocked(const std::string& worker_id) {
@@ -284,6 +375,7 @@ absl::Status Scheduler::TouchWorkerLocked(const std::string& worker_id) {
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
+  TL_RETURN_IF_ERROR(CheckSession(request.worker_id(), request.session_token()));
   v1::HeartbeatResponse response;
   absl::MutexLock lock(&mu_);
   const absl::Status touched = TouchWorkerLocked(request.worker_id());
@@ -293,6 +385,7 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
 
   const std::set<std::string> reported(request.running_job_ids().begin(),
                                        request.running_job_ids().end());
+  ReconcileLocked(request.worker_id(), reported, clock_.Now());
   for (const std::string& job_id : reported) {
     auto revoked = revoked_.find(job_id);
     auto running = running_.find(job_id);
@@ -314,6 +407,37 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
   return response;
 }
 
+absl::Status Scheduler::DeregisterWorker(const v1::DeregisterWorkerRequest& request) {
+  TL_RETURN_IF_ERROR(CheckSession(request.worker_id(), request.session_token()));
+  absl::MutexLock lock(&mu_);
+  if (workers_.count(request.worker_id()) == 0) return absl::OkStatus();  // already gone
+  TL_LOG(INFO) << "worker " << request.worker_id() << " deregistered";
+  RemoveWorkerLocked(request.worker_id(), v1::Worker::GONE, clock_.Now(),
+                     absl::StrCat("worker ", request.worker_id(), " stopped"));
+  ++queue_generation_;
+  return absl::OkStatus();
+}
+
+void Scheduler::ReconcileLocked(const std::string& worker_id, const std::set<std::string>& reported,
+                                absl::Time now) {
+  const absl::Duration grace = std::min(kLeaseDeliveryGrace, options_.heartbeat_interval);
+  std::vector<std::pair<std::string, absl::Time>> missing;  // job id, billed up to
+  for (auto& [job_id, running] : running_) {
+    if (running.worker_id != worker_id) continue;
+    if (reported.count(job_id) > 0) {
+      running.last_seen = now;
+    } else if (now - running.lease_start >= grace) {
+      missing.emplace_back(job_id, running.last_seen.value_or(running.lease_start));
+    }
+  }
+  for (const auto& [job_id, last_seen] : missing) {
+    LoseAttemptLocked(job_id, last_seen,
+                      absl::StrCat("worker ", worker_id,
+                                   " does not run this attempt (its heartbeat does not list it): "
+                                   "the lease never reached it, or the attempt ended unreported"));
+  }
+}
+
 int Scheduler::FreeGpusLocked(const std::string& worker_id) const {
   auto worker = workers_.find(worker_id);
   if (worker == workers_.end()) return 0;
@@ -333,10 +457,10 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
   running.pricing = AttemptPricing{record.attempt.price_per_gpu_hour(), record.attempt.gpus(),
                                    record.attempt.spot()};
   running.lease_start = FromTimestamp(record.attempt.start_time());
+  running.billing_start = running.lease_start;
   running.prior_usd = std::max(0.0, record.job.cost().accrued_usd() - record.attempt.usd());
   running.prior_gpu_hours =
       std::max(0.0, record.job.cost().gpu_hours() - record.attempt.gpu_hours());
-  running.worker_usd = record.attempt.usd();  // what was billed before a restart, if any
   running.metered_usd = record.attempt.usd();
   running.budget = record.job.spec().budget();
   running.budget_state = record.budget;
@@ -345,14 +469,39 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
 }
 
 absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request,
+                                                         const std::string& credential,
                                                          const std::function<bool()>& caller_gone) {
-  const absl::Duration wait = std::clamp(absl::Seconds(request.wait_seconds()),
-                                         absl::ZeroDuration(), options_.max_lease_wait);
-  const absl::Time deadline = absl::Now() + wait;  // wall time: bounds the RPC, decides nothing
+  TL_RETURN_IF_ERROR(CheckSession(request.worker_id(), request.session_token()));
+  absl::Duration wait = std::clamp(absl::Seconds(request.wait_seconds()), absl::ZeroDuration(),
+                                   options_.max_lease_wait);
   absl::StatusOr<v1::LeaseJobResponse> response;
-  {
-    absl::MutexLock lock(&mu_);
-    response = LeaseJobLocked(request, deadline, caller_gone);
+  absl::MutexLock lock(&mu_);
+  // Admission: a poll over a limit is answered at once, so long polls never take every thread.
+  auto worker = workers_.find(request.worker_id());
+  auto by_credential = waiting_polls_by_credential_.find(credential);
+  const int credential_polls =
+      by_credential == waiting_polls_by_credential_.end() ? 0 : by_credential->second;
+  const bool admitted = worker != workers_.end() && worker->second.waiting_polls == 0 &&
+                        waiting_polls_ < options_.max_waiting_lease_polls &&
+                        credential_polls < options_.max_waiting_lease_polls_per_credential;
+  if (admitted) {
+    ++worker->second.waiting_polls;
+    ++waiting_polls_;
+    ++waiting_polls_by_credential_[credential];
+  } else {
+    wait = absl::ZeroDuration();
+  }
+  const absl::Time deadline = absl::Now() + wait;  // wall time: bounds the RPC, decides nothing
+  response = LeaseJobLocked(request, deadline, caller_gone);
+  if (admitted) {
+    // The worker may have been declared LOST (and erased) while this poll waited.
+    if (auto still = workers_.find(request.worker_id()); still != workers_.end()) {
+      --still->second.waiting_polls;
+    }
+    --waiting_polls_;
+    if (--waiting_polls_by_credential_[credential] <= 0) {
+      waiting_polls_by_credential_.erase(credential);
+    }
   }
   return response;
 }
@@ -386,6 +535,7 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
       *lease.mutable_spec() = record->job.spec();
       lease.set_resume_checkpoint(record->job.last_checkpoint());
       lease.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
+      lease.set_lease_token(tokens_.Lease(lease.job_id(), lease.attempt(), request.worker_id()));
       break;
     }
     const int64_t generation = queue_generation_;
@@ -401,6 +551,8 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
 }
 
 absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
+  TL_RETURN_IF_ERROR(
+      CheckLease(report.job_id(), report.attempt(), report.worker_id(), report.lease_token()));
   absl::MutexLock lock(&mu_);
   auto it = running_.find(report.job_id());
   if (it == running_.end() || it->second.attempt != report.attempt() ||
@@ -415,9 +567,7 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
     worker->second.last_contact = now;
   }
   RunningAttempt& running = it->second;
-  if (std::isfinite(report.accrued_usd())) {
-    running.worker_usd = std::max(running.worker_usd, report.accrued_usd());
-  }
+  running.last_seen = now;
 
   const v1::TrainerUpdate& update = report.update();
   std::optional<v1::Progress> progress;
@@ -453,7 +603,7 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
     default:
       break;  // COST: the bill below is the whole report
   }
-  TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, now, progress));
+  TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, now, progress, /*contact=*/true));
   Announce(billed);
   return EnforceBudgetLocked(running, billed.job);
 }
@@ -473,6 +623,8 @@ std::optional<v1::WorkerCommand> Scheduler::NextCommand(const std::string& job_i
 
 absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
   const std::string& job_id = request.job_id();
+  TL_RETURN_IF_ERROR(
+      CheckLease(job_id, request.attempt(), request.worker_id(), request.lease_token()));
   absl::StatusOr<JobUpdate> update;
   {
     absl::MutexLock lock(&mu_);
@@ -495,9 +647,6 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
       worker->second.last_contact = now;
     }
     RunningAttempt& running = it->second;
-    if (std::isfinite(request.accrued_usd())) {
-      running.worker_usd = std::max(running.worker_usd, request.accrued_usd());
-    }
     if (request.final_update().kind() == v1::TrainerUpdate::PROGRESS) {
       const v1::TrainerUpdate& last = request.final_update();
       running.step = last.step();
@@ -510,7 +659,8 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     AttemptEnd end;
     end.attempt = running.attempt;
     end.end_time = now;
-    end.message = request.message();
+    // A worker's words are stored bounded, whatever it sent.
+    end.message = BoundedText(request.message(), kMaxAttemptMessageBytes);
     end.last_checkpoint = request.last_checkpoint();
     end.bill = ComputeBill(running, now);
     switch (request.outcome()) {
@@ -532,14 +682,14 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
         // again like a preempted attempt.
         end.outcome = "PREEMPTED";
         end.message = absl::StrCat("the worker stopped the attempt without a cancel",
-                                   request.message().empty() ? "" : ": ", request.message());
+                                   request.message().empty() ? "" : ": ", end.message);
         update = store_.Requeue(job_id, end);
         break;
       default:
         return absl::InvalidArgumentError(absl::StrCat(
             "outcome: must be SUCCEEDED, FAILED, PREEMPTED or CANCELLED, got ", request.outcome()));
     }
-    if (!update.ok()) return update.status();
+    TL_RETURN_IF_ERROR(update.status());
     const double delta = end.bill.usd - running.metered_usd;
     if (delta > 0) metrics_.AddComputeCost(running.tenant, delta);
     TL_LOG(INFO) << "job " << job_id << " attempt " << end.attempt << " ended " << end.outcome
@@ -560,8 +710,7 @@ AttemptBill Scheduler::ComputeBill(const RunningAttempt& running, absl::Time unt
   line.set_gpus(running.pricing.gpus);
   line.set_price_per_gpu_hour(running.pricing.price_per_gpu_hour);
   line.set_spot(running.pricing.spot);
-  BillAttempt(std::max(absl::ZeroDuration(), until - running.lease_start), running.worker_usd,
-              line);
+  BillAttempt(std::max(absl::ZeroDuration(), until - running.billing_start), line);
   AttemptBill bill;
   bill.seconds = line.seconds();
   bill.gpu_hours = line.gpu_hours();
@@ -579,21 +728,17 @@ AttemptBill Scheduler::ComputeBill(const RunningAttempt& running, absl::Time unt
 }
 
 absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::Time until,
-                                                const std::optional<v1::Progress>& progress) {
+                                                const std::optional<v1::Progress>& progress,
+                                                bool contact) {
   AttemptProgress update{running.attempt, progress, ComputeBill(running, until)};
+  if (contact) update.worker_contact = until;
   TL_ASSIGN_OR_RETURN(JobUpdate recorded, store_.RecordProgress(running.job_id, update));
   const double delta = update.bill.usd - running.metered_usd;
   if (delta > 0) {
     metrics_.AddComputeCost(running.tenant, delta);
     running.metered_usd = update.bill.usd;
   }
-  std::optional<double> budget;
-  if (running.budget.has_usd()) budget = running.budget.usd();
-  metrics_.OnCost(
-      running.job_id, running.tenant, update.bill.job_cost.accrued_usd(),
-      update.bill.job_cost.projected_usd(), budget,
-      std::vector<double>(running.budget.thresholds().begin(), running.budget.thresholds().end()));
-  return recorded;
+  return recorded;  // the caller announces it, which updates the cost series
 }
 
 absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job) {
@@ -661,15 +806,16 @@ absl::StatusOr<v1::Job> Scheduler::CancelLocked(std::string job_id, v1::Job::Rea
   return update.job;
 }
 
-void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact) {
+void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact,
+                                  const std::string& message, const std::string& outcome) {
   auto it = running_.find(job_id);
   if (it == running_.end()) return;
   RunningAttempt& running = it->second;
   AttemptEnd end;
   end.attempt = running.attempt;
-  end.outcome = "LOST";
+  end.outcome = outcome;
   end.end_time = std::max(running.lease_start, last_contact);
-  end.message = absl::StrCat("worker ", running.worker_id, " missed its heartbeats");
+  end.message = message;
   end.bill = ComputeBill(running, end.end_time);
   const absl::StatusOr<JobUpdate> update = store_.Requeue(job_id, end);
   running_.erase(it);
@@ -678,7 +824,7 @@ void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact) {
     TL_LOG(ERROR) << "requeue of job " << job_id << " after a lost attempt: " << update.status();
     return;
   }
-  TL_LOG(WARNING) << "job " << job_id << " attempt " << end.attempt << " LOST; job is "
+  TL_LOG(WARNING) << "job " << job_id << " attempt " << end.attempt << " " << outcome << "; job is "
                   << v1::Job::State_Name(update->job.state());
   Announce(*update);
   if (IsFinalState(update->job.state())) OnJobEnded(update->job);
@@ -692,21 +838,61 @@ void Scheduler::ExpireWorkersLocked(absl::Time now) {
     }
     const std::string worker_id = it->first;
     const absl::Time last_contact = it->second.last_contact;
+    ++it;  // RemoveWorkerLocked erases worker_id's entry
     TL_LOG(WARNING) << "worker " << worker_id << " is LOST: silent since "
                     << absl::FormatTime(last_contact);
-    if (absl::Status status = store_.SetWorkerGone(worker_id, v1::Worker::LOST); !status.ok()) {
-      TL_LOG(ERROR) << "marking worker " << worker_id << " LOST: " << status;
+    RemoveWorkerLocked(worker_id, v1::Worker::LOST, last_contact,
+                       absl::StrCat("worker ", worker_id, " missed its heartbeats"));
+  }
+}
+
+void Scheduler::RemoveWorkerLocked(const std::string& worker_id, v1::Worker::State state,
+                                   absl::Time attempts_end, const std::string& message) {
+  if (absl::Status status = store_.SetWorkerGone(worker_id, state); !status.ok()) {
+    TL_LOG(ERROR) << "marking worker " << worker_id << " " << v1::Worker::State_Name(state) << ": "
+                  << status;
+  }
+  metrics_.RemoveWorker(worker_id);
+  std::vector<std::string> jobs;
+  for (const auto& [job_id, running] : running_) {
+    if (running.worker_id == worker_id) jobs.push_back(job_id);
+  }
+  // A worker that said goodbye was stopped, not lost: its attempts were preempted.
+  const std::string outcome = state == v1::Worker::GONE ? "PREEMPTED" : "LOST";
+  for (const std::string& job_id : jobs) {
+    LoseAttemptLocked(job_id, attempts_end, message, outcome);
+  }
+  for (auto revoked = revoked_.begin(); revoked != revoked_.end();) {
+    revoked = revoked->second.worker_id == worker_id ? revoked_.erase(revoked) : ++revoked;
+  }
+  workers_.erase(worker_id);
+}
+
+void Scheduler::ExplainWaitingLocked() {
+  // With no worker at all every job waits; the queue alert says so. With workers, a job that
+  // needs more GPUs than the largest has would wait silently forever: say why.
+  if (workers_.empty()) {
+    metrics_.SetUnschedulableJobs(0);
+    return;
+  }
+  int max_gpus = 0;
+  for (const auto& [id, worker] : workers_) max_gpus = std::max(max_gpus, worker.info.gpus());
+  constexpr int kExplainedPerTick = 64;  // the rest are explained on later ticks
+  absl::StatusOr<UnschedulableJobs> waiting = store_.FindUnschedulable(max_gpus, kExplainedPerTick);
+  if (!waiting.ok()) {
+    TL_LOG(ERROR) << "looking for jobs no worker can run: " << waiting.status();
+    return;
+  }
+  metrics_.SetUnschedulableJobs(waiting->count);
+  for (const UnschedulableJobs::Entry& job : waiting->jobs) {
+    const std::string message = absl::StrCat("waiting: no registered worker has ", job.gpus,
+                                             " GPUs (the largest has ", max_gpus, ")");
+    absl::StatusOr<std::optional<JobUpdate>> recorded = store_.RecordWaiting(job.job_id, message);
+    if (!recorded.ok()) {
+      TL_LOG(ERROR) << "explaining why job " << job.job_id << " waits: " << recorded.status();
+    } else if (recorded->has_value()) {
+      Announce(**recorded);
     }
-    metrics_.RemoveWorker(worker_id);
-    std::vector<std::string> jobs;
-    for (const auto& [job_id, running] : running_) {
-      if (running.worker_id == worker_id) jobs.push_back(job_id);
-    }
-    for (const std::string& job_id : jobs) LoseAttemptLocked(job_id, last_contact);
-    for (auto revoked = revoked_.begin(); revoked != revoked_.end();) {
-      revoked = revoked->second.worker_id == worker_id ? revoked_.erase(revoked) : ++revoked;
-    }
-    it = workers_.erase(it);
   }
 }
 
@@ -731,6 +917,18 @@ void Scheduler::AccrueLocked(absl::Time now) {
 // ---- Telling others ----
 
 void Scheduler::Announce(const JobUpdate& update) {
+  // The per-job cost series follows every stored bill, the final one too, so that the metric
+  // always equals what `tunectl cost` says.
+  const v1::Job& job = update.job;
+  if (job.state() != v1::Job::QUEUED || job.cost().accrued_usd() > 0) {
+    const bool ended = IsFinalState(job.state());
+    std::optional<double> budget;
+    if (job.spec().budget().has_usd()) budget = job.spec().budget().usd();
+    metrics_.OnCost(job.id(), job.tenant(), job.cost().accrued_usd(),
+                    ended ? job.cost().accrued_usd() : job.cost().projected_usd(), budget,
+                    std::vector<double>(job.spec().budget().thresholds().begin(),
+                                        job.spec().budget().thresholds().end()));
+  }
   if (update.events.empty()) {
     watch_hub_.Publish(update.job, nullptr);
     return;

@@ -7,13 +7,25 @@
 // requeues), progress intake, FinishAttempt, and a command channel (CANCEL) that the
 // ReportProgress stream and Heartbeat deliver.
 //
+// Worker identity (worker.proto): RegisterWorker issues the id and a session token, LeaseJob a
+// lease token per attempt (WorkerTokens, under a key kept in the store). Heartbeat and LeaseJob
+// must present the worker's session token, ReportProgress and FinishAttempt the attempt's lease
+// token: PERMISSION_DENIED otherwise, so no caller can speak for another worker or attempt.
+// A worker's price is bounded (SchedulerOptions::max_price_per_gpu_hour) and so are its GPUs.
+//
 // Cost semantics (numbers from cost_model.h):
 //   - An attempt's lease starts at LeaseNext and ends at FinishAttempt; when the server revokes
 //     it (cancel by the user or the budget) it ends at that instant: the job is charged up to
 //     the cancel; for a worker declared LOST it ends at the worker's last contact.
-//   - While it runs, an attempt costs max(worker-reported, server clock): the server accrues
-//     price x gpus x time since lease start on its own clock at every tick, so a silent worker
-//     cannot overspend, and enforces the budget at every report and every tick.
+//   - While it runs, an attempt costs price x gpus x its billed time on the server's clock; what
+//     a worker reports as its cost is never believed. The server accrues at every tick, so a
+//     silent worker cannot overspend, and enforces the budget at every report and every tick.
+//   - Server downtime is not billed: after a restart, a running attempt's billed time resumes
+//     from what was billed before it, cut back to its worker's last recorded contact.
+//   - Reconciliation: a Heartbeat lists the worker's running jobs; an attempt leased to it that
+//     the list lacks (once the lease is older than kLeaseDeliveryGrace) ends LOST, billed up to
+//     the last time the worker showed it ran it (nothing, for a lease that never arrived), and
+//     its job is requeued with the attempt counted.
 //   - Budget: thresholds are recorded once each (BudgetPolicy); at 100% with policy CANCEL the
 //     job is CANCELLED with reason BUDGET_EXCEEDED and a CANCEL command is queued for the
 //     worker, within one report interval (the ticker runs every half interval).
@@ -46,11 +58,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/base/clock.h"
+#include "base/clock.h"
+#include "base/data_roots.h"
 #include "server/core/budget_policy.h"
 #include "server/core/cost_model.h"
 #include "server/core/job_store.h"
 #include "server/core/watch_hub.h"
+#include "server/core/worker_tokens.h"
 #include "server/metrics/server_metrics.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "tuneledger/v1/worker.pb.h"
@@ -67,6 +81,19 @@ struct SchedulerOptions {
   absl::Duration tick_interval = absl::ZeroDuration();
   bool start_ticker = true;  // false: the owner calls Tick() (tests with a FakeClock)
   bool check_inputs = true;  // check the spec's files at submit (ValidateJobInputs)
+  // The folders a spec's files must be in (base/data_roots.h). Empty: no job can be submitted.
+  DataRoots data_roots;
+  // RegisterWorker refuses a higher price (a worker's price is what tenants are billed).
+  double max_price_per_gpu_hour = 1000;
+  // LeaseJob long polls that may wait at once, in all and per worker credential; a poll beyond
+  // either is answered at once (a lease if one is ready, else none) instead of holding a
+  // thread. Keep the total under the worker listener's thread pool, so that heartbeats always
+  // find a thread. One worker never has more than one waiting poll.
+  int max_waiting_lease_polls = 128;
+  int max_waiting_lease_polls_per_credential = 64;
+  // A submit is RESOURCE_EXHAUSTED while its tenant has this many QUEUED jobs (jobs requeued
+  // after a lost attempt may pass it; they were admitted before).
+  int max_queued_jobs_per_tenant = 1000;
 };
 
 class Scheduler {
@@ -91,11 +118,14 @@ class Scheduler {
   void Stop();
 
   // ---- Jobs (tenant: the caller's) ----
-  // INVALID_ARGUMENT naming every bad field (nothing stored); a repeated client_request_id
-  // returns the first job (deduplicated).
+  // INVALID_ARGUMENT naming every bad field, sizes included (job_spec_contract.h's limits);
+  // RESOURCE_EXHAUSTED when the tenant has options().max_queued_jobs_per_tenant QUEUED jobs.
+  // Either way nothing is stored. A repeated client_request_id returns the first job
+  // (deduplicated).
   absl::StatusOr<EnqueueResult> SubmitJob(const std::string& tenant, const v1::JobSpec& spec);
   absl::StatusOr<v1::Job> GetJob(const std::string& tenant, const std::string& job_id);
-  // Dispatch order (see JobPage). page_size 0 = 100, at most 1000; negative: INVALID_ARGUMENT.
+  // Dispatch order (see JobPage). page_size 0 = 100, at most 1000; negative: INVALID_ARGUMENT,
+  // and so is a state that is not one of Job.State's five (empty `states`: every state).
   absl::StatusOr<JobPage> ListJobs(const std::string& tenant,
                                    const std::vector<v1::Job::State>& states, int page_size,
                                    const std::string& page_token);
@@ -109,17 +139,25 @@ class Scheduler {
   // Running attempts are billed up to now.
   absl::StatusOr<v1::CostReport> GetCostReport(const std::string& tenant,
                                                const std::string& job_id);
-  absl::StatusOr<std::vector<v1::Worker>> ListWorkers();
+  // Every worker, each with the id of a job of `tenant` it runs, if any: another tenant's job
+  // ids are theirs to see (they tell who runs what, and for how long).
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& tenant);
   absl::StatusOr<Watch> WatchJob(const std::string& tenant, const std::string& job_id);
 
   // ---- Workers ----
-  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::WorkerInfo& info);
+  // `credential`: the name of the worker credential the call came with (the service layer
+  // authenticated it): logged at registration, and long polls are counted per credential.
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::WorkerInfo& info,
+                                                            const std::string& credential);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  // A worker's clean goodbye: it is GONE (never LOST), and an attempt it still holds ends
+  // PREEMPTED (requeued; it does not use up the job's max_attempts).
+  absl::Status DeregisterWorker(const v1::DeregisterWorkerRequest& request);
   // Long poll: waits up to min(request.wait_seconds, max_lease_wait) for a job that fits.
   // `caller_gone` (checked before every lease and a few times a second while waiting) ends the
   // wait without a lease once the worker has hung up, so a job is never leased to a dead call.
   absl::StatusOr<v1::LeaseJobResponse> LeaseJob(
-      const v1::LeaseJobRequest& request,
+      const v1::LeaseJobRequest& request, const std::string& credential,
       const std::function<bool()>& caller_gone = [] { return false; });
   // One report of the worker's stream. FAILED_PRECONDITION when the attempt is not running
   // there any more (cancelled, lost): the stream stays open so the CANCEL can be delivered.
@@ -145,9 +183,13 @@ class Scheduler {
     std::string worker_id;
     AttemptPricing pricing;
     absl::Time lease_start;
+    // Billed time runs from here: lease_start, moved later by any server downtime.
+    absl::Time billing_start;
+    // The last time the worker showed it runs this attempt (a report, or a heartbeat that
+    // lists it); nullopt until then. A reconciled attempt is billed up to it.
+    std::optional<absl::Time> last_seen;
     double prior_usd = 0;        // earlier attempts of the job
     double prior_gpu_hours = 0;  // earlier attempts of the job
-    double worker_usd = 0;       // the worker's latest report for this attempt
     double metered_usd = 0;      // already added to the per-tenant compute counter
     v1::Budget budget;
     BudgetState budget_state;
@@ -158,6 +200,7 @@ class Scheduler {
   struct WorkerEntry {
     v1::WorkerInfo info;
     absl::Time last_contact;
+    int waiting_polls = 0;  // LeaseJob calls of this worker waiting now (at most 1)
   };
   // A CANCEL waiting for delivery to the worker of a revoked attempt.
   struct Revoked {
@@ -173,10 +216,11 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Job> GetOwnedJob(const std::string& tenant, const std::string& job_id);
 
-  // Bills `running` up to `until` and records it (with `progress`, when given).
+  // Bills `running` up to `until` and records it (with `progress`, when given). `contact`:
+  // the bill follows a report from the worker at `until`, recorded as its last contact.
   absl::StatusOr<JobUpdate> BillLocked(RunningAttempt& running, absl::Time until,
-                                       const std::optional<v1::Progress>& progress)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                       const std::optional<v1::Progress>& progress,
+                                       bool contact = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AttemptBill ComputeBill(const RunningAttempt& running, absl::Time until) const;
   // Evaluates the budget after a bill; records crossings; cancels when the policy says so.
   absl::Status EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job)
@@ -187,15 +231,32 @@ class Scheduler {
   absl::StatusOr<v1::Job> CancelLocked(std::string job_id, v1::Job::Reason reason,
                                        const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends a running attempt as LOST at its worker's last contact and requeues its job.
-  void LoseAttemptLocked(std::string job_id, absl::Time last_contact)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a running attempt as `outcome` (LOST or PREEMPTED) at `end` (its worker's last
+  // contact) and requeues its job; `message` says why.
+  void LoseAttemptLocked(std::string job_id, absl::Time end, const std::string& message,
+                         const std::string& outcome = "LOST") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireWorkersLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks a worker LOST or GONE (`state`), ends its attempts at `attempts_end` (LOST, or
+  // PREEMPTED for a GONE worker) and forgets it.
+  void RemoveWorkerLocked(const std::string& worker_id, v1::Worker::State state,
+                          absl::Time attempts_end, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AccrueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // QUEUED jobs that need more GPUs than any live worker has: a message and a WAITING event
+  // say why they wait, and the unschedulable-jobs gauge counts them.
+  void ExplainWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddRunningLocked(const AttemptRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int FreeGpusLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Touches the worker (memory and store). NOT_FOUND / FAILED_PRECONDITION: re-register.
   absl::Status TouchWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PERMISSION_DENIED unless `session_token` is the one issued to `worker_id`.
+  absl::Status CheckSession(const std::string& worker_id, const std::string& session_token) const;
+  // PERMISSION_DENIED unless `lease_token` is the one issued for this attempt on this worker.
+  absl::Status CheckLease(const std::string& job_id, int attempt, const std::string& worker_id,
+                          const std::string& lease_token) const;
+  // Ends the attempts leased to `worker_id` that its heartbeat does not list (`reported`).
+  void ReconcileLocked(const std::string& worker_id, const std::set<std::string>& reported,
+                       absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Watchers, metrics and long polls learn about a verb's result.
   void Announce(const JobUpdate& update);
@@ -210,12 +271,16 @@ class Scheduler {
   const Clock& clock_;
   const SchedulerOptions options_;
   WatchHub watch_hub_;
+  // Set by Start() before any worker call can arrive; read-only after.
+  WorkerTokens tokens_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, RunningAttempt> running_ ABSL_GUARDED_BY(mu_);  // by job id
   std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);     // active workers by id
   std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);         // by job id
   int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a job becomes QUEUED
+  int waiting_polls_ ABSL_GUARDED_BY(mu_) = 0;         // LeaseJob calls waiting now
+  std::map<std::string, int> waiting_polls_by_credential_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
 

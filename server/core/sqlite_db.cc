@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace tuneledger {
 namespace {
@@ -137,7 +138,7 @@ Query& Query::BindNull(int index) {
 }
 
 absl::StatusOr<bool> Query::Step() {
-  if (!bind_status_.ok()) return bind_status_;
+  TL_RETURN_IF_ERROR(bind_status_);
   const int code = sqlite3_step(statement_->raw());
   if (code == SQLITE_ROW) return true;
   if (code == SQLITE_DONE) return false;
@@ -146,9 +147,8 @@ absl::StatusOr<bool> Query::Step() {
 
 absl::Status Query::Run() {
   while (true) {
-    absl::StatusOr<bool> row = Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::OkStatus();
+    TL_ASSIGN_OR_RETURN(const bool row, Step());
+    if (!row) return absl::OkStatus();
   }
 }
 

@@ -26,6 +26,7 @@ enum class Kind { kCounter, kGauge, kHistogram };
 enum FamilyId : int {
   kJobs,
   kQueueDepth,
+  kUnschedulableJobs,
   kJobSubmissions,
   kJobFinishes,
   kJobLoss,
@@ -64,6 +65,11 @@ struct FamilySpec {
 constexpr FamilySpec kFamilies[] = {
     {kJobs, Kind::kGauge, "tuneledger_jobs", "Jobs by state.", {"state"}},
     {kQueueDepth, Kind::kGauge, "tuneledger_queue_depth", "Jobs waiting in state QUEUED.", {}},
+    {kUnschedulableJobs,
+     Kind::kGauge,
+     "tuneledger_unschedulable_jobs",
+     "QUEUED jobs that need more GPUs than any registered worker has.",
+     {}},
     {kJobSubmissions,
      Kind::kCounter,
      "tuneledger_job_submissions_total",
@@ -240,6 +246,7 @@ struct ServerMetrics::Impl {
       }
     }
     queue_depth = &gauges[kQueueDepth]->Add({});
+    unschedulable_jobs = &gauges[kUnschedulableJobs]->Add({});
     for (const char* state : kJobStates) {
       job_state_gauges[state] = &gauges[kJobs]->Add(LabelsFor(kJobs, {state}));
     }
@@ -297,6 +304,7 @@ struct ServerMetrics::Impl {
   std::array<prometheus::Family<prometheus::Gauge>*, kFamilyCount> gauges{};
   std::array<prometheus::Family<prometheus::Histogram>*, kFamilyCount> histograms{};
   prometheus::Gauge* queue_depth = nullptr;
+  prometheus::Gauge* unschedulable_jobs = nullptr;
 
   // mu guards every handle map below (the handles themselves are updated lock-free).
   mutable absl::Mutex mu;
@@ -329,6 +337,10 @@ void ServerMetrics::SetJobCounts(const std::map<std::string, int64_t>& count_by_
 
 void ServerMetrics::SetQueueDepth(int64_t depth) {
   impl_->queue_depth->Set(static_cast<double>(depth));
+}
+
+void ServerMetrics::SetUnschedulableJobs(int64_t count) {
+  impl_->unschedulable_jobs->Set(static_cast<double>(count));
 }
 
 void ServerMetrics::OnSubmitted(const std::string& tenant) {

@@ -9,6 +9,8 @@
 // Names (counters end in _total, base units in the name):
 //   tuneledger_jobs{state}                                  gauge   jobs by state
 //   tuneledger_queue_depth                                  gauge   QUEUED jobs
+//   tuneledger_unschedulable_jobs                           gauge   QUEUED jobs no registered
+//                                                           worker has the GPUs for
 //   tuneledger_job_submissions_total{tenant}                counter
 //   tuneledger_job_finishes_total{state,reason}             counter reason "" -> "NONE"
 //   tuneledger_job_loss{job_id,tenant}                      gauge   training loss (NaN allowed)
@@ -45,7 +47,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "server/base/clock.h"
+#include "base/clock.h"
 
 namespace prometheus {
 class Registry;
@@ -78,6 +80,7 @@ class ServerMetrics {
   // Queue: state names are Job.State names ("QUEUED", ...). Missing states are set to 0.
   void SetJobCounts(const std::map<std::string, int64_t>& count_by_state);
   void SetQueueDepth(int64_t depth);
+  void SetUnschedulableJobs(int64_t count);
 
   void OnSubmitted(const std::string& tenant);
   // Counts the finish and schedules the job's series for removal.

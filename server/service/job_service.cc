@@ -1,11 +1,13 @@
 #include "server/service/job_service.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "server/base/log.h"
+#include "base/grpc_status.h"
+#include "base/log.h"
+#include "base/status_macros.h"
 #include "server/core/job_states.h"
-#include "server/service/grpc_status.h"
 
 namespace tuneledger {
 namespace {
@@ -27,21 +29,18 @@ grpc::Status Authenticated(const Authenticator& authenticator, const grpc::Serve
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<EnqueueResult> result = scheduler_.SubmitJob(tenant, request->spec());
-    if (!result.ok()) return result.status();
-    *response->mutable_job() = result->update.job;
-    response->set_deduplicated(result->deduplicated);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(EnqueueResult result, scheduler_.SubmitJob(tenant, request->spec()));
+    *response->mutable_job() = std::move(result.update.job);
+    response->set_deduplicated(result.deduplicated);
     return absl::OkStatus();
   });
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                     v1::Job* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<v1::Job> job = scheduler_.GetJob(tenant, request->id());
-    if (!job.ok()) return job.status();
-    *response = *std::move(job);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.GetJob(tenant, request->id()));
     return absl::OkStatus();
   });
 }
@@ -49,24 +48,21 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJ
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
     std::vector<v1::Job::State> states;
     for (const int state : request->states()) states.push_back(static_cast<v1::Job::State>(state));
-    absl::StatusOr<JobPage> page =
-        scheduler_.ListJobs(tenant, states, request->page_size(), request->page_token());
-    if (!page.ok()) return page.status();
-    for (v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
-    response->set_next_page_token(page->next_page_token);
+    TL_ASSIGN_OR_RETURN(JobPage page, scheduler_.ListJobs(tenant, states, request->page_size(),
+                                                          request->page_token()));
+    for (v1::Job& job : page.jobs) *response->add_jobs() = std::move(job);
+    response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
   });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request, v1::Job* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<v1::Job> job = scheduler_.CancelJob(tenant, request->id(), request->message());
-    if (!job.ok()) return job.status();
-    *response = *std::move(job);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.CancelJob(tenant, request->id(), request->message()));
     return absl::OkStatus();
   });
 }
@@ -116,11 +112,10 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::ListJobEvents(grpc::ServerContext* context,
                                            const v1::ListJobEventsRequest* request,
                                            v1::ListJobEventsResponse* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<std::vector<v1::JobEvent>> events =
-        scheduler_.ListJobEvents(tenant, request->id());
-    if (!events.ok()) return events.status();
-    for (v1::JobEvent& event : *events) *response->add_events() = std::move(event);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(std::vector<v1::JobEvent> events,
+                        scheduler_.ListJobEvents(tenant, request->id()));
+    for (v1::JobEvent& event : events) *response->add_events() = std::move(event);
     return absl::OkStatus();
   });
 }
@@ -128,11 +123,8 @@ grpc::Status JobServiceImpl::ListJobEvents(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::GetProgressHistory(grpc::ServerContext* context,
                                                 const v1::GetProgressHistoryRequest* request,
                                                 v1::ProgressHistory* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<v1::ProgressHistory> history =
-        scheduler_.GetProgressHistory(tenant, request->id());
-    if (!history.ok()) return history.status();
-    *response = *std::move(history);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.GetProgressHistory(tenant, request->id()));
     return absl::OkStatus();
   });
 }
@@ -140,10 +132,8 @@ grpc::Status JobServiceImpl::GetProgressHistory(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::GetCostReport(grpc::ServerContext* context,
                                            const v1::GetCostReportRequest* request,
                                            v1::CostReport* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<v1::CostReport> report = scheduler_.GetCostReport(tenant, request->id());
-    if (!report.ok()) return report.status();
-    *response = *std::move(report);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.GetCostReport(tenant, request->id()));
     return absl::OkStatus();
   });
 }
@@ -151,10 +141,9 @@ grpc::Status JobServiceImpl::GetCostReport(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
                                          const v1::ListWorkersRequest* request,
                                          v1::ListWorkersResponse* response) {
-  return Authenticated(authenticator_, *context, [&](const std::string& tenant) {
-    absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_.ListWorkers();
-    if (!workers.ok()) return workers.status();
-    for (v1::Worker& worker : *workers) *response->add_workers() = std::move(worker);
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(std::vector<v1::Worker> workers, scheduler_.ListWorkers(tenant));
+    for (v1::Worker& worker : workers) *response->add_workers() = std::move(worker);
     return absl::OkStatus();
   });
 }

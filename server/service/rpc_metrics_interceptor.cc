@@ -4,7 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/service/grpc_status.h"
+#include "base/grpc_status.h"
 
 namespace tuneledger {
 namespace {

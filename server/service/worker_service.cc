@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
-#include "server/base/log.h"
-#include "server/service/grpc_status.h"
+#include "base/grpc_status.h"
+#include "base/log.h"
 
 namespace tuneledger {
 namespace {
@@ -57,8 +57,10 @@ class StreamAttempts {
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                const v1::RegisterWorkerRequest* request,
                                                v1::RegisterWorkerResponse* response) {
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
   absl::StatusOr<v1::RegisterWorkerResponse> registered =
-      scheduler_.RegisterWorker(request->info());
+      scheduler_.RegisterWorker(request->info(), *credential);
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   *response = *std::move(registered);
   return grpc::Status::OK;
@@ -67,17 +69,30 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
   absl::StatusOr<v1::HeartbeatResponse> answer = scheduler_.Heartbeat(*request);
   if (!answer.ok()) return ToGrpcStatus(answer.status());
   *response = *std::move(answer);
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerServiceImpl::DeregisterWorker(grpc::ServerContext* context,
+                                                 const v1::DeregisterWorkerRequest* request,
+                                                 v1::DeregisterWorkerResponse* /*response*/) {
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
+  return ToGrpcStatus(scheduler_.DeregisterWorker(*request));
+}
+
 grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context,
                                          const v1::LeaseJobRequest* request,
                                          v1::LeaseJobResponse* response) {
+  // Refused before it can wait: an unauthenticated poll never holds a thread.
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
   absl::StatusOr<v1::LeaseJobResponse> lease =
-      scheduler_.LeaseJob(*request, [context] { return context->IsCancelled(); });
+      scheduler_.LeaseJob(*request, *credential, [context] { return context->IsCancelled(); });
   if (!lease.ok()) return ToGrpcStatus(lease.status());
   *response = *std::move(lease);
   return grpc::Status::OK;
@@ -86,6 +101,8 @@ grpc::Status WorkerServiceImpl::LeaseJob(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::ReportProgress(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::WorkerCommand, v1::ProgressReport>* stream) {
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
   StreamAttempts attempts;
   // Commands go down as soon as they exist. Only this thread writes; the handler thread reads.
   std::thread commander([&] {
@@ -105,9 +122,15 @@ grpc::Status WorkerServiceImpl::ReportProgress(
   });
 
   v1::ProgressReport report;
+  absl::Status refused;
   while (stream->Read(&report)) {
-    attempts.Report(report.job_id(), report.attempt());
     const absl::Status status = scheduler_.ReportProgress(report);
+    if (absl::IsPermissionDenied(status)) {
+      // Not this caller's attempt: end the stream before it can wait for that attempt's CANCEL.
+      refused = status;
+      break;
+    }
+    attempts.Report(report.job_id(), report.attempt());
     if (absl::IsFailedPrecondition(status)) {
       // Cancelled or moved on: keep the stream so the CANCEL reaches the worker.
       TL_LOG(DEBUG) << "report ignored: " << status;
@@ -117,12 +140,14 @@ grpc::Status WorkerServiceImpl::ReportProgress(
   }
   attempts.Close();
   commander.join();
-  return grpc::Status::OK;
+  return ToGrpcStatus(refused);
 }
 
 grpc::Status WorkerServiceImpl::FinishAttempt(grpc::ServerContext* context,
                                               const v1::FinishAttemptRequest* request,
                                               v1::FinishAttemptResponse* response) {
+  absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
+  if (!credential.ok()) return ToGrpcStatus(credential.status());
   return ToGrpcStatus(scheduler_.FinishAttempt(*request));
 }
 

@@ -1,5 +1,7 @@
-// WorkerService handlers (proto/tuneledger/v1/worker.proto): call the Scheduler, map the
-// result with ToGrpcStatus().
+// WorkerService handlers (proto/tuneledger/v1/worker.proto): authenticate the worker
+// credential (Authenticator::AuthenticateWorker) before anything else, call the Scheduler, map
+// the result with ToGrpcStatus(). A ReportProgress stream that presents a wrong lease token
+// ends with PERMISSION_DENIED, and never receives a command for that attempt.
 //
 // ReportProgress is the worker's bidirectional stream: this thread reads reports and hands them
 // to the scheduler; a second thread, owned by the call and joined before it returns, waits for
@@ -10,19 +12,24 @@
 #define TUNELEDGER_SERVER_SERVICE_WORKER_SERVICE_H_
 
 #include "server/core/scheduler.h"
+#include "server/service/authenticator.h"
 #include "tuneledger/v1/worker.grpc.pb.h"
 
 namespace tuneledger {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  explicit WorkerServiceImpl(Scheduler& scheduler) : scheduler_(scheduler) {}
+  WorkerServiceImpl(Scheduler& scheduler, const Authenticator& authenticator)
+      : scheduler_(scheduler), authenticator_(authenticator) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                          v1::HeartbeatResponse* response) override;
+  grpc::Status DeregisterWorker(grpc::ServerContext* context,
+                                const v1::DeregisterWorkerRequest* request,
+                                v1::DeregisterWorkerResponse* response) override;
   grpc::Status LeaseJob(grpc::ServerContext* context, const v1::LeaseJobRequest* request,
                         v1::LeaseJobResponse* response) override;
   grpc::Status ReportProgress(
@@ -33,6 +40,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
  private:
   Scheduler& scheduler_;
+  const Authenticator& authenticator_;
 };
 
 }  // namespace tuneledger

@@ -96,6 +96,7 @@ TEST(ParseCommandLineTest, HelpAnywhereNeedsNothingElse) {
 }
 
 struct BadArgsCase {
+  std::string name;  // the last part of the test name
   std::vector<std::string> args;
   std::string message_part;
 };
@@ -109,20 +110,27 @@ TEST_P(BadArgsTest, IsAUsageErrorNamingTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, BadArgsTest,
-    ::testing::Values(BadArgsCase{{}, "no command given"},
-                      BadArgsCase{{"frobnicate"}, "unknown command 'frobnicate'"},
-                      BadArgsCase{{"list", "--colour"}, "unknown flag --colour"},
-                      BadArgsCase{{"--lr", "1", "submit"}, "command flags go after the command"},
-                      BadArgsCase{{"get"}, "missing the job ID"},
-                      BadArgsCase{{"get", "1", "2"}, "takes one job ID"},
-                      BadArgsCase{{"list", "extra"}, "unexpected argument 'extra'"},
-                      BadArgsCase{{"list", "--output", "yaml"}, "--output: must be table or json"},
-                      BadArgsCase{{"list", "--timeout", "0"}, "--timeout"},
-                      BadArgsCase{{"submit", "--model"}, "--model: needs a value"},
-                      BadArgsCase{{"submit", "--grad-checkpointing=maybe"}, "is a switch"},
-                      BadArgsCase{{"list", "-x"}, "unknown flag '-x'"},
-                      BadArgsCase{{"help", "nope"}, "unknown command 'nope'"},
-                      BadArgsCase{{"get", "--state", "queued", "1"}, "get: unknown flag --state"}));
+    ::testing::Values(
+        BadArgsCase{"NoCommand", {}, "no command given"},
+        BadArgsCase{"UnknownCommand", {"frobnicate"}, "unknown command 'frobnicate'"},
+        BadArgsCase{"UnknownFlag", {"list", "--colour"}, "unknown flag --colour"},
+        BadArgsCase{"CommandFlagBeforeCommand",
+                    {"--lr", "1", "submit"},
+                    "command flags go after the command"},
+        BadArgsCase{"MissingJobId", {"get"}, "missing the job ID"},
+        BadArgsCase{"TwoJobIds", {"get", "1", "2"}, "takes one job ID"},
+        BadArgsCase{"UnexpectedArgument", {"list", "extra"}, "unexpected argument 'extra'"},
+        BadArgsCase{
+            "BadOutputFormat", {"list", "--output", "yaml"}, "--output: must be table or json"},
+        BadArgsCase{"ZeroTimeout", {"list", "--timeout", "0"}, "--timeout"},
+        BadArgsCase{"FlagWithoutValue", {"submit", "--model"}, "--model: needs a value"},
+        BadArgsCase{"SwitchWithValue", {"submit", "--grad-checkpointing=maybe"}, "is a switch"},
+        BadArgsCase{"ShortFlag", {"list", "-x"}, "unknown flag '-x'"},
+        BadArgsCase{"HelpForUnknownCommand", {"help", "nope"}, "unknown command 'nope'"},
+        BadArgsCase{"FlagOfAnotherCommand",
+                    {"get", "--state", "queued", "1"},
+                    "get: unknown flag --state"}),
+    [](const ::testing::TestParamInfo<BadArgsCase>& info) { return info.param.name; });
 
 TEST(ResolveTest, ServerFlagThenEnvironmentThenDefault) {
   CommandLine line;
@@ -144,6 +152,19 @@ TEST(ResolveTest, TokenFlagThenEnvironmentThenNone) {
   EXPECT_EQ(ResolveToken(line, env), "from-env");
   line.token = "from-flag";
   EXPECT_EQ(ResolveToken(line, env), "from-flag");
+}
+
+TEST(ResolveTest, TlsCaFlagThenEnvironmentThenPlaintext) {
+  CommandLine line;
+  Environment env;
+  EXPECT_EQ(ResolveTlsCaFile(line, env), "");
+  env.tls_ca = "/env/ca.pem";
+  EXPECT_EQ(ResolveTlsCaFile(line, env), "/env/ca.pem");
+  absl::StatusOr<CommandLine> parsed = ParseCommandLine({"list", "--tls-ca", "/flag/ca.pem"});
+  ASSERT_OK(parsed);
+  EXPECT_EQ(ResolveTlsCaFile(*parsed, env), "/flag/ca.pem");
+  EXPECT_THAT(ParseCommandLine({"--tls-ca=", "list"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
 }
 
 TEST(HelpTextTest, MainHelpListsEveryCommandGlobalFlagAndExitCode) {

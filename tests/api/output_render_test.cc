@@ -123,14 +123,29 @@ TEST(RenderJobTest, TableShowsSpecProgressAndCost) {
   cost->set_usd(1e6);
   cost->set_source("paper");
   job.mutable_cost()->set_budget_usd(10);
+  job.mutable_spec()->set_max_attempts(3);
+  job.set_attempts(4);
+  job.set_failed_attempts(1);
+  job.set_preempted_attempts(2);
   const std::string text = RenderJob(job, OutputFormat::kTable);
   EXPECT_THAT(text, HasSubstr("state       RUNNING\n"));
+  EXPECT_THAT(text, HasSubstr("attempts    4 (1 lost of 3 allowed, 2 preempted)\n"));
   EXPECT_THAT(text, HasSubstr("model       /models/tiny\n"));
   EXPECT_THAT(text, HasSubstr("r=16 alpha=0 targets=q_proj"));
   EXPECT_THAT(text, HasSubstr("budget $10.00 (5% used)"));
-  EXPECT_THAT(text, HasSubstr("$10.00 thresholds 50% policy POLICY_UNSPECIFIED"));
+  EXPECT_THAT(text, HasSubstr("budget      $10.00 thresholds 50%\n"));  // policy unset: left out
   EXPECT_THAT(text, HasSubstr("labels      team=nlp\n"));
   EXPECT_THAT(text, HasSubstr("base-model pre-training $1,000,000.00 (source: paper)"));
+}
+
+TEST(RenderJobTest, OnlyARunningJobShowsAnEta) {
+  Job job = MakeJob("6", Job::RUNNING, 3);
+  job.mutable_progress()->set_step(30);
+  job.mutable_progress()->set_total_steps(100);
+  job.mutable_progress()->set_eta_seconds(192);
+  EXPECT_THAT(RenderJob(job, OutputFormat::kTable), HasSubstr(" ETA 3m12s\n"));
+  job.set_state(Job::CANCELLED);
+  EXPECT_THAT(RenderJob(job, OutputFormat::kTable), Not(HasSubstr("ETA")));
 }
 
 TEST(RenderEventsTest, TableDescribesEachEvent) {
@@ -151,11 +166,86 @@ TEST(RenderEventsTest, TableDescribesEachEvent) {
   const std::vector<std::string> lines = Lines(RenderEvents(events, OutputFormat::kTable));
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_THAT(lines[0], HasSubstr("SEQ"));
-  EXPECT_THAT(lines[2], HasSubstr("crossed 80% of the budget at $4.01"));
-  EXPECT_THAT(lines[3], HasSubstr("  3  -     CANCELLED         CANCELLED        0     0  $0.00"));
+  EXPECT_THAT(lines[2], HasSubstr("accrued $4.01 crossed 80% of the budget"));
+  // Attempt and step do not apply to a cancel before any attempt: "-", not 0.
+  EXPECT_THAT(lines[3], HasSubstr("  3  -     CANCELLED         CANCELLED        -     -  $0.00"));
   EXPECT_THAT(lines[3], HasSubstr("reason USER - wrong data"));
   const std::string json = RenderEvents(events, OutputFormat::kJson);
   EXPECT_THAT(json, HasSubstr(R"("events":[{"seq":"1")"));  // int64 is a string in proto JSON
+}
+
+TEST(RenderJobTest, UnsetFieldsAreLeftOutOfJsonAndTable) {
+  Job job = MakeJob("4", Job::RUNNING, 3);
+  job.mutable_start_time()->set_seconds(1'800'000'100);
+  job.mutable_end_time();  // the server sends a zero Timestamp for "not ended"
+  job.mutable_spec()->mutable_training()->set_max_steps(100);  // precision, schedule: unset
+  job.mutable_spec()->mutable_budget()->set_usd(1);
+  const std::string json = RenderJob(job, OutputFormat::kJson);
+  EXPECT_THAT(json, Not(HasSubstr("UNSPECIFIED"))) << json;
+  EXPECT_THAT(json, Not(HasSubstr("1970-01-01"))) << json;
+  EXPECT_THAT(json, Not(HasSubstr(R"("reason")"))) << json;
+  EXPECT_THAT(json, Not(HasSubstr(R"("end_time")"))) << json;
+  // What is set stays, and so do numbers at zero.
+  EXPECT_THAT(json, HasSubstr(R"("state":"RUNNING")")) << json;
+  EXPECT_THAT(json, HasSubstr(R"("start_time":"2027-01-15T08:01:40Z")")) << json;
+  EXPECT_THAT(json, HasSubstr(R"("attempts":0)")) << json;
+  EXPECT_THAT(json, HasSubstr(R"("max_steps":100)")) << json;
+  tuneledger::v1::Job parsed;  // still a Job in the proto JSON mapping
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  EXPECT_EQ(parsed.spec().training().max_steps(), 100);
+
+  const std::string text = RenderJob(job, OutputFormat::kTable);
+  EXPECT_THAT(text, Not(HasSubstr("UNSPECIFIED"))) << text;
+  EXPECT_THAT(text, HasSubstr("ended       -\n")) << text;
+  job.mutable_spec()->mutable_training()->set_precision(tuneledger::v1::TrainingConfig::BF16);
+  EXPECT_THAT(RenderJob(job, OutputFormat::kTable), HasSubstr(" precision=BF16 "));
+
+  // Nested and repeated messages too: an event log's events without a reason.
+  JobEvent event;
+  event.set_seq(1);
+  event.set_kind(JobEvent::SUBMITTED);
+  event.set_state(Job::QUEUED);
+  const std::string events = RenderEvents({event}, OutputFormat::kJson);
+  EXPECT_THAT(events, Not(HasSubstr("UNSPECIFIED"))) << events;
+  EXPECT_THAT(events, Not(HasSubstr("1970-01-01"))) << events;
+  EXPECT_THAT(events, HasSubstr(R"("kind":"SUBMITTED")")) << events;
+}
+
+TEST(RenderJobListTest, MoneyColumnsUseOneFormat) {
+  std::vector<Job> jobs = {MakeJob("2", Job::RUNNING, 0), MakeJob("1", Job::SUCCEEDED, 0)};
+  jobs[0].mutable_cost()->set_accrued_usd(0.0099);
+  jobs[1].mutable_cost()->set_accrued_usd(0.01);
+  jobs[1].mutable_cost()->set_budget_usd(1);
+  const std::vector<std::string> lines = Lines(RenderJobList(jobs, OutputFormat::kTable));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[1], HasSubstr(" $0.0099 "));
+  EXPECT_THAT(lines[2], HasSubstr(" $0.0100  $1.0000 "));
+}
+
+TEST(RenderEventsTest, BudgetEventsSayItOnceAndCostIsNeverAProjection) {
+  std::vector<JobEvent> events(2);
+  events[0].set_seq(7);
+  events[0].set_kind(JobEvent::BUDGET_THRESHOLD);
+  events[0].set_state(Job::RUNNING);
+  events[0].set_threshold(0.5);
+  events[0].set_cost_usd(0.5);
+  // What the server writes in the message: the same facts again, in another money format.
+  events[0].set_message("accrued $0.5000 crossed 50% of the $1.0000 budget");
+  events[1].set_seq(8);
+  events[1].set_kind(JobEvent::PROJECTED_OVERRUN);
+  events[1].set_state(Job::RUNNING);
+  events[1].set_cost_usd(0.6);  // what was spent
+  events[1].set_value(1.2);     // the projected total
+  events[1].set_message("projected total $1.2000 exceeds the $1.0000 budget");
+
+  EXPECT_EQ(DescribeEvent(events[0]), "accrued $0.50 crossed 50% of the budget");
+  EXPECT_EQ(DescribeEvent(events[1]), "projected total $1.20 exceeds the budget");
+  const std::vector<std::string> lines = Lines(RenderEvents(events, OutputFormat::kTable));
+  ASSERT_EQ(lines.size(), 3u);
+  // COST, then DETAIL.
+  EXPECT_THAT(lines[1], HasSubstr("  $0.50  accrued $0.50 crossed 50% of the budget"));
+  // The projection is in DETAIL only; COST holds the accrued cost.
+  EXPECT_THAT(lines[2], HasSubstr("  $0.60  projected total $1.20 exceeds the budget"));
 }
 
 TEST(RenderProgressHistoryTest, OneRowPerPointAndJsonForPlotting) {
@@ -229,13 +319,38 @@ TEST(RenderCostReportTest, TableStatesTheWholeBill) {
   EXPECT_THAT(text, HasSubstr("on-demand"));
   EXPECT_THAT(text, HasSubstr("30m00s"));
   EXPECT_THAT(text,
-              HasSubstr("compute total $3.45 for 1.5000 GPU-hours (spot $0.45, on-demand $3.00)"));
+              HasSubstr("compute total $3.45 for 1h30m of GPU time (spot $0.45, on-demand $3.00)"));
   EXPECT_THAT(text, HasSubstr("base-model pre-training  $5,000,000.00  Llama 2 paper, table 2"));
   EXPECT_THAT(text, HasSubstr("total (this model)        $5,000,003.45"));
   EXPECT_THAT(text, HasSubstr("compute share of total        0.000069%"));
   EXPECT_THAT(text, HasSubstr("overshoot                         $0.45"));
   EXPECT_THAT(text, HasSubstr("  - compute is what this service measured"));
   EXPECT_THAT(RenderCostReport(report, OutputFormat::kJson), HasSubstr(R"("overshoot_usd":0.45)"));
+}
+
+TEST(RenderCostReportTest, WallAndGpuTimeShareHumanUnits) {
+  CostReport report;
+  report.set_job_id("9");
+  report.set_state(Job::SUCCEEDED);
+  tuneledger::v1::AttemptCost* attempt = report.add_attempts();
+  attempt->set_attempt(1);
+  attempt->set_worker_id("local-1");
+  attempt->set_state("SUCCEEDED");
+  attempt->set_gpus(1);
+  attempt->set_price_per_gpu_hour(0.5);
+  attempt->set_seconds(0.278);
+  attempt->set_gpu_hours(0.278 / 3600);
+  attempt->set_usd(0.5 * 0.278 / 3600);
+  report.set_compute_usd(attempt->usd());
+  report.set_compute_gpu_hours(attempt->gpu_hours());
+  report.set_on_demand_usd(attempt->usd());
+  report.set_total_usd(attempt->usd());
+  report.set_compute_share(1);
+  const std::string text = RenderCostReport(report, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("WALL  GPU TIME")) << text;
+  EXPECT_THAT(text, HasSubstr("on-demand  0.3s      0.3s")) << text;
+  EXPECT_THAT(text, HasSubstr("for 0.3s of GPU time")) << text;
+  EXPECT_THAT(text, Not(HasSubstr("e-0"))) << text;
 }
 
 TEST(RenderWorkersTest, TableAndJson) {

@@ -1,6 +1,7 @@
 #include "client/progress_bar.h"
 
 #include <string>
+#include <vector>
 
 #include "client/value_format.h"
 #include "gmock/gmock.h"
@@ -39,14 +40,37 @@ TEST(ValueFormatTest, Usd) {
   EXPECT_EQ(FormatUsd(-3), "-$3.00");
 }
 
+TEST(ValueFormatTest, UsdColumnsUseOneFormatForEveryAmount) {
+  // Below one cent 2 decimals would round an amount away, so the whole column takes 4: never
+  // "$0.0099" above "$0.01".
+  EXPECT_EQ(FormatUsdColumn({0.0099, 0.01, 12.5}),
+            (std::vector<std::string>{"$0.0099", "$0.0100", "$12.5000"}));
+  EXPECT_EQ(FormatUsdColumn({0, 0.01, 1234.5}),
+            (std::vector<std::string>{"$0.00", "$0.01", "$1,234.50"}));
+  EXPECT_EQ(UsdDecimals({}), 2);
+  EXPECT_EQ(UsdDecimals({0, -0.004}), 4);
+  EXPECT_EQ(FormatUsd(0.5, 4), "$0.5000");
+}
+
 TEST(ValueFormatTest, Duration) {
   EXPECT_EQ(FormatDuration(0), "0s");
+  // A run shorter than 10 s keeps its tenths rather than read as "0s".
+  EXPECT_EQ(FormatDuration(0.278), "0.3s");
+  EXPECT_EQ(FormatDuration(5), "5.0s");
+  EXPECT_EQ(FormatDuration(9.96), "10s");
   EXPECT_EQ(FormatDuration(45.4), "45s");
   EXPECT_EQ(FormatDuration(192), "3m12s");
   EXPECT_EQ(FormatDuration(3900), "1h05m");
   EXPECT_EQ(FormatDuration(2 * 86400 + 3 * 3600 + 59), "2d03h");
   EXPECT_EQ(FormatDuration(-1), "--");
   EXPECT_EQ(FormatDuration(1.0 / 0.0), "--");
+}
+
+TEST(ProgressLineTest, CostAndBudgetShareOneMoneyFormat) {
+  Job job = RunningJob();
+  job.mutable_cost()->set_accrued_usd(0.0042);
+  job.mutable_cost()->set_budget_usd(1);
+  EXPECT_THAT(FormatProgressLine(job, {}), HasSubstr(" $0.0042/$1.0000 "));
 }
 
 TEST(ValueFormatTest, CountsPercentsReals) {
@@ -72,22 +96,18 @@ TEST(EtaTest, PrefersTheTrainersEstimate) {
   EXPECT_DOUBLE_EQ(EstimateEtaSeconds(p), 30);
 }
 
-TEST(EtaTest, ExtrapolatesFromElapsedAndRatio) {
+// Elapsed time includes loading the model: extrapolating from it gave 5m56s for a job that
+// took under a minute. The ETA is the server's, or "measuring".
+TEST(EtaTest, UnknownUntilTheServerMeasuredARateAndZeroWhenDone) {
   tuneledger::v1::Progress p;
+  EXPECT_LT(EstimateEtaSeconds(p), 0);
   p.set_ratio(0.25);
   p.set_elapsed_seconds(100);
-  EXPECT_DOUBLE_EQ(EstimateEtaSeconds(p), 300);
-  p.clear_ratio();  // ratio from step/total when the report has none
-  p.set_step(50);
-  p.set_total_steps(100);
-  EXPECT_DOUBLE_EQ(EstimateEtaSeconds(p), 100);
-}
-
-TEST(EtaTest, UnknownWithoutProgressAndZeroWhenDone) {
-  tuneledger::v1::Progress p;
-  EXPECT_LT(EstimateEtaSeconds(p), 0);
-  p.set_elapsed_seconds(10);
-  EXPECT_LT(EstimateEtaSeconds(p), 0);
+  EXPECT_LT(EstimateEtaSeconds(p), 0) << "no guess from elapsed time";
+  EXPECT_EQ(EtaText(p), "measuring");
+  p.set_eta_seconds(42);
+  EXPECT_EQ(EtaText(p), "42s");
+  p.clear_eta_seconds();
   p.set_ratio(1);
   EXPECT_EQ(EstimateEtaSeconds(p), 0);
 }

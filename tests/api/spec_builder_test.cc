@@ -1,10 +1,5 @@
 #include "client/spec_builder.h"
 
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +7,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace tuneledger::client {
 namespace {
@@ -19,6 +15,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::tuneledger::testing::StatusIs;
+using ::tuneledger::testing::TempDir;
 using tuneledger::v1::Budget;
 using tuneledger::v1::InheritedCost;
 using tuneledger::v1::JobSpec;
@@ -29,25 +26,6 @@ FlagValues Flags(const std::vector<std::pair<std::string, std::string>>& values)
   for (const auto& [name, value] : values) flags.Add(name, value);
   return flags;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "spec_builder_XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::string file = path_ + "/" + name;
-    std::filesystem::create_directories(std::filesystem::path(file).parent_path());
-    std::ofstream(file) << text;
-    return file;
-  }
-
- private:
-  std::string path_;
-};
 
 TEST(AbsolutePathTest, ResolvesRelativeAndKeepsAbsoluteAndEmpty) {
   EXPECT_EQ(AbsolutePath("data/train.jsonl", "/home/u"), "/home/u/data/train.jsonl");
@@ -160,6 +138,7 @@ TEST(BuildJobSpecTest, OutOfRangeValuesPassThroughForTheServerToJudge) {
 }
 
 struct BadFlagCase {
+  std::string name;  // the last part of the test name
   std::vector<std::pair<std::string, std::string>> flags;
   std::string message_part;
 };
@@ -174,19 +153,29 @@ TEST_P(BadFlagTest, IsInvalidArgumentNamingTheFlag) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, BadFlagTest,
     ::testing::Values(
-        BadFlagCase{{{"lr", "fast"}}, "--lr: must be a number, got 'fast'"},
-        BadFlagCase{{{"lora-r", "1.5"}}, "--lora-r: must be an integer"},
-        BadFlagCase{{{"seed", "99999999999"}}, "--seed: must be an integer"},
-        BadFlagCase{{{"precision", "int8"}}, "--precision: must be fp32, bf16 or fp16"},
-        BadFlagCase{{{"lr-schedule", "step"}}, "--lr-schedule"},
-        BadFlagCase{{{"budget-policy", "ignore"}}, "--budget-policy"},
-        BadFlagCase{{{"budget-thresholds", "0.5,x"}}, "--budget-thresholds: must be a number"},
-        BadFlagCase{{{"label", "=v"}}, "--label: must be KEY=VALUE"},
-        BadFlagCase{{{"label", "novalue"}}, "--label: must be KEY=VALUE"},
-        BadFlagCase{{{"inherited-cost", "gpu=3"}}, "KIND must be pretraining"},
-        BadFlagCase{{{"inherited-cost", "data=lots:me"}}, "USD must be a number"},
-        BadFlagCase{{{"inherited-cost", "data"}}, "must be KIND=USD:SOURCE"},
-        BadFlagCase{{{"epochs", "1"}, {"max-steps", "5"}}, "--epochs and --max-steps"}));
+        BadFlagCase{"LrNotANumber", {{"lr", "fast"}}, "--lr: must be a number, got 'fast'"},
+        BadFlagCase{"LoraRNotAnInteger", {{"lora-r", "1.5"}}, "--lora-r: must be an integer"},
+        BadFlagCase{"SeedOutOfIntRange", {{"seed", "99999999999"}}, "--seed: must be an integer"},
+        BadFlagCase{
+            "UnknownPrecision", {{"precision", "int8"}}, "--precision: must be fp32, bf16 or fp16"},
+        BadFlagCase{"UnknownSchedule", {{"lr-schedule", "step"}}, "--lr-schedule"},
+        BadFlagCase{"UnknownBudgetPolicy", {{"budget-policy", "ignore"}}, "--budget-policy"},
+        BadFlagCase{"ThresholdNotANumber",
+                    {{"budget-thresholds", "0.5,x"}},
+                    "--budget-thresholds: must be a number"},
+        BadFlagCase{"LabelWithoutKey", {{"label", "=v"}}, "--label: must be KEY=VALUE"},
+        BadFlagCase{"LabelWithoutValue", {{"label", "novalue"}}, "--label: must be KEY=VALUE"},
+        BadFlagCase{
+            "UnknownInheritedCostKind", {{"inherited-cost", "gpu=3"}}, "KIND must be pretraining"},
+        BadFlagCase{"InheritedCostUsdNotANumber",
+                    {{"inherited-cost", "data=lots:me"}},
+                    "USD must be a number"},
+        BadFlagCase{
+            "InheritedCostWithoutUsd", {{"inherited-cost", "data"}}, "must be KIND=USD:SOURCE"},
+        BadFlagCase{"EpochsAndMaxSteps",
+                    {{"epochs", "1"}, {"max-steps", "5"}},
+                    "--epochs and --max-steps"}),
+    [](const ::testing::TestParamInfo<BadFlagCase>& info) { return info.param.name; });
 
 TEST(BuildJobSpecTest, SpecFileIsReadAndFlagsOverrideIt) {
   TempDir dir;
@@ -237,16 +226,32 @@ TEST(BuildJobSpecTest, RelativeSpecFileIsFoundFromTheWorkingDirectory) {
   EXPECT_EQ(spec->name(), "x");
 }
 
-TEST(BuildJobSpecTest, SpecFileErrors) {
+TEST(BuildJobSpecTest, SpecFileErrorsAreUsageErrorsNamingTheFile) {
   TempDir dir;
+  // A file the caller named and tunectl cannot read is a bad flag value (exit 2), not a
+  // NOT_FOUND that reads as if a server had answered.
   EXPECT_THAT(BuildJobSpec(Flags({{"spec", dir.path() + "/missing.json"}}), "/"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.json")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--spec: cannot read " + dir.path() +
+                                 "/missing.json (No such file or directory)")));
   const std::string unknown_field = dir.Write("bad.json", R"({"learning_rate": 1})");
   EXPECT_THAT(BuildJobSpec(Flags({{"spec", unknown_field}}), "/"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("learning_rate")));
   const std::string not_json = dir.Write("bad2.json", "{nope");
   EXPECT_THAT(BuildJobSpec(Flags({{"spec", not_json}}), "/"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad2.json")));
+}
+
+TEST(CheckSubmitHasInputsTest, NamesTheMissingFlags) {
+  EXPECT_THAT(CheckSubmitHasInputs(JobSpec()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("missing --model DIR and --train FILE (or a --spec FILE")));
+  JobSpec spec;
+  spec.set_model_path("/m");
+  EXPECT_THAT(CheckSubmitHasInputs(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("missing --train FILE (or")));
+  spec.set_train_path("/t.jsonl");
+  EXPECT_OK(CheckSubmitHasInputs(spec));
 }
 
 }  // namespace

@@ -1,18 +1,20 @@
-// Issue 2's acceptance, end to end: the real tunectl binary against the real tuneledger-server
-// on free loopback ports, with no workers (jobs stay QUEUED unless cancelled).
+// tunectl end to end: the real tunectl binary against the real tuneledger-server on free
+// loopback ports, with no workers (jobs stay QUEUED unless cancelled).
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/child_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/base/child_process.h"
 #include "tests/testing/server_harness.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_certificates.h"
 
 namespace tuneledger {
 namespace {
@@ -232,6 +234,56 @@ TEST_F(TunectlTest, ServerErrorsExitOneWithTheCodeAndUsageErrorsExitTwo) {
   }
 }
 
+TEST_F(TunectlTest, SubmitProblemsFoundLocallyAreUsageErrorsAndStoreNothing) {
+  const Json list_before = TunectlJson({"list"});
+  struct LocalCase {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  for (const LocalCase& c : std::vector<LocalCase>{
+           // The usage line says --model and --train; the help promises exit 2.
+           {{"submit"}, "missing --model DIR and --train FILE"},
+           {{"submit", "--model", "../model"}, "missing --train FILE"},
+           // A spec file that is not there is the caller's typo, not a server's NOT_FOUND.
+           {{"submit", "--spec", "no-such-spec.json"},
+            "--spec: cannot read " + client_dir_ + "/no-such-spec.json"},
+       }) {
+    const CommandResult result = Tunectl(c.args);
+    EXPECT_EQ(result.exit_code, kExitUsage) << ::testing::PrintToString(c.args) << "\n"
+                                            << result.ToString();
+    EXPECT_THAT(result.stderr_text, HasSubstr(c.message)) << result.ToString();
+    EXPECT_THAT(result.stderr_text, Not(HasSubstr("NOT_FOUND"))) << result.ToString();
+    EXPECT_THAT(result.stderr_text, HasSubstr("tunectl submit --help")) << result.ToString();
+    EXPECT_EQ(result.stdout_text, "") << result.ToString();
+  }
+  EXPECT_EQ(TunectlJson({"list"}), list_before);
+}
+
+TEST(TunectlNoServerTest, SaysWhichAddressItTriedAndHowToFixIt) {
+  ServerHarness server;
+  ASSERT_OK(server.Start());
+  const std::string address = server.grpc_address();
+  ASSERT_OK(server.Kill());  // nothing listens on the address now
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"list"}, {"get", "1"}, {"watch", "1"}}) {
+    ChildProcessOptions child;
+    child.argv = {testing::BinaryPath("tunectl")};
+    child.argv.insert(child.argv.end(), args.begin(), args.end());
+    child.unset_env = {"TUNELEDGER_TOKEN"};
+    child.env = {{"TUNELEDGER_SERVER", address}};
+    absl::StatusOr<CompletedProcess> done = ChildProcess::RunToCompletion(child, absl::Seconds(60));
+    ASSERT_OK(done);
+    const std::string& err = done->stderr_text;
+    EXPECT_EQ(done->status.code, kExitError) << done->status.ToString() << "\n" << err;
+    EXPECT_THAT(err, HasSubstr("cannot reach tuneledger-server at " + address)) << err;
+    EXPECT_THAT(err, HasSubstr("tuneledger-server --listen " + address)) << err;
+    EXPECT_THAT(err, HasSubstr("TUNELEDGER_SERVER")) << err;
+    EXPECT_THAT(err, HasSubstr("--server HOST:PORT")) << err;
+    EXPECT_THAT(err, Not(HasSubstr("failed to connect to all addresses"))) << err;
+    EXPECT_EQ(done->stdout_text, "") << done->stdout_text;
+  }
+}
+
 TEST_F(TunectlTest, EveryCommandAnswersInTableAndJson) {
   const std::string id = Submit("all-commands", 3);
   const Json submitted = TunectlJson(
@@ -339,6 +391,98 @@ TEST(TunectlAuthTest, TokenFromFlagOrEnvironmentIsSentAndChecked) {
       server.RunTunectl({"list"}, absl::Seconds(60), {{"TUNELEDGER_TOKEN", "s3cret"}});
   ASSERT_OK(env);
   EXPECT_EQ(env->exit_code, 0) << env->ToString();
+}
+
+// Issue 10.2: a server with --tls-cert, --tls-key and --tls-client-ca. tunectl needs --tls-ca
+// (or $TUNELEDGER_TLS_CA); a remote worker needs the CA and a client certificate; the server's
+// own local worker needs neither (it dials a private Unix socket: server/main.cc).
+TEST(TunectlTlsTest, TunectlAndWorkersDialWithTlsAndPlaintextIsRefused) {
+  testing::ServerHarnessOptions options;
+  options.worker_token = "tls-worker-token";
+  ServerHarness server(options);
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::MakeTestCertificates(server.temp_dir() + "/tls");
+  ASSERT_OK(certs);
+  // The real agent with the fake trainer (the server passes --server, --work-dir, ...).
+  const std::string wrapper = server.temp_dir() + "/worker.sh";
+  ASSERT_OK(testing::WriteFile(
+      wrapper, absl::StrCat("#!/bin/sh\nexec ", testing::BinaryPath("tuneledger-worker"),
+                            " \"$@\" --trainer ", TUNELEDGER_SOURCE_DIR,
+                            "/tests/worker/testdata/fake_trainer.sh\n")));
+  ASSERT_EQ(chmod(wrapper.c_str(), 0755), 0);
+  server.options().extra_args = {"--tls-cert",      certs->server_cert,
+                                 "--tls-key",       certs->server_key,
+                                 "--tls-client-ca", certs->ca,
+                                 "--local-workers", "1",
+                                 "--work-dir",      server.temp_dir() + "/work",
+                                 "--worker-binary", wrapper};
+  ASSERT_OK(server.Start());
+
+  absl::StatusOr<CommandResult> plaintext = server.RunTunectl({"list"});
+  ASSERT_OK(plaintext);
+  EXPECT_EQ(plaintext->exit_code, kExitError) << plaintext->ToString();
+  EXPECT_THAT(plaintext->stderr_text, HasSubstr("cannot reach tuneledger-server at"));
+  EXPECT_THAT(plaintext->stderr_text, HasSubstr("needs --tls-ca FILE"));
+  absl::StatusOr<CommandResult> missing_ca =
+      server.RunTunectl({"list", "--tls-ca", server.temp_dir() + "/no-such-ca.pem"});
+  ASSERT_OK(missing_ca);
+  EXPECT_EQ(missing_ca->exit_code, kExitUsage) << missing_ca->ToString();
+  EXPECT_THAT(missing_ca->stderr_text, HasSubstr("--tls-ca: cannot read"));
+  absl::StatusOr<CommandResult> from_env = server.RunTunectl(
+      {"list", "--output", "json"}, absl::Seconds(60), {{"TUNELEDGER_TLS_CA", certs->ca}});
+  ASSERT_OK(from_env);
+  EXPECT_EQ(from_env->exit_code, 0) << from_env->ToString();
+
+  // A worker on "another machine": the worker listener, the CA, its client certificate.
+  ChildProcessOptions remote;
+  remote.argv = {testing::BinaryPath("tuneledger-worker"),
+                 "--server",
+                 server.worker_address(),
+                 "--tls-ca",
+                 certs->ca,
+                 "--tls-cert",
+                 certs->client_cert,
+                 "--tls-key",
+                 certs->client_key,
+                 "--work-dir",
+                 server.temp_dir() + "/work",
+                 "--price-per-gpu-hour",
+                 "1",
+                 "--data-root",
+                 server.temp_dir(),
+                 "--name",
+                 "remote-mtls",
+                 "--trainer",
+                 std::string(TUNELEDGER_SOURCE_DIR) + "/tests/worker/testdata/fake_trainer.sh"};
+  remote.env = {{"TUNELEDGER_WORKER_TOKEN", "tls-worker-token"}};
+  remote.stdout_mode = StdioMode::kFile;
+  remote.stdout_path = server.temp_dir() + "/remote-worker.log";
+  remote.stderr_mode = StdioMode::kFile;
+  remote.stderr_path = remote.stdout_path;
+  remote.parent_death_signal = SIGKILL;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> remote_worker = ChildProcess::Start(remote);
+  ASSERT_OK(remote_worker);
+
+  // Both workers register: `tunectl workers` over TLS lists them.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  std::string listed;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<CommandResult> workers =
+        server.RunTunectl({"workers", "--output", "json", "--tls-ca", certs->ca});
+    ASSERT_OK(workers);
+    ASSERT_EQ(workers->exit_code, 0) << workers->ToString();
+    listed = workers->stdout_text;
+    if (listed.find("local-0") != std::string::npos &&
+        listed.find("remote-mtls") != std::string::npos) {
+      break;
+    }
+    ASSERT_FALSE((*remote_worker)->Wait(absl::Milliseconds(200)).ok())
+        << "the remote worker exited: " << testing::ReadFile(remote.stdout_path).value_or("");
+  }
+  EXPECT_THAT(listed, HasSubstr("local-0")) << server.LogTail();
+  EXPECT_THAT(listed, HasSubstr("remote-mtls"))
+      << testing::ReadFile(remote.stdout_path).value_or("");
+  (*remote_worker)->Terminate(absl::Seconds(10));
 }
 
 TEST(TunectlServerAddressTest, TakenFromTheEnvironmentWithoutServerFlag) {

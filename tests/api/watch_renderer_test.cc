@@ -2,6 +2,7 @@
 
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "client/exit_codes.h"
 #include "gmock/gmock.h"
@@ -80,8 +81,8 @@ TEST(WatchRendererTest, PlainModeHasNoControlCharactersAndSkipsRepeats) {
   EXPECT_EQ(text,
             "job 5 QUEUED (waiting for a worker) step 0/10 (0%) $0.00\n"
             "--:--:-- STARTED attempt 1 on worker w-1\n"
-            "job 5 RUNNING step 0/10 (0%) $0.00 ETA --\n"
-            "job 5 RUNNING step 3/10 (30%) loss 1.5000 $0.00 ETA --\n"
+            "job 5 RUNNING step 0/10 (0%) $0.00 ETA measuring\n"
+            "job 5 RUNNING step 3/10 (30%) loss 1.5000 $0.00 ETA measuring\n"
             "connection lost; reconnecting\n");
 }
 
@@ -103,6 +104,31 @@ TEST(WatchRendererTest, JsonModeWritesOneObjectPerUpdateAndNoticesElsewhere) {
   EXPECT_THAT(first, HasSubstr(R"("kind":"CHECKPOINT")"));
   EXPECT_THAT(second, Not(HasSubstr(R"("event")")));
   EXPECT_EQ(notices.str(), "reconnecting\n");
+}
+
+TEST(WatchRendererTest, JsonModeSkipsSnapshotsThatOnlyMovedCostOrTime) {
+  std::ostringstream out;
+  std::ostringstream notices;
+  WatchRenderer renderer(WatchRenderer::Mode::kJson, out, notices, nullptr);
+  // The server sends a snapshot for each cost tick and heartbeat, several a second.
+  for (int tick = 0; tick < 5; ++tick) {
+    WatchJobResponse update = Update(Job::RUNNING, 3);
+    update.mutable_job()->mutable_cost()->set_accrued_usd(0.01 * tick);
+    update.mutable_job()->mutable_progress()->set_elapsed_seconds(tick);
+    renderer.Update(update);
+  }
+  renderer.Update(Update(Job::RUNNING, 4));                        // a new step: a line
+  renderer.Update(Update(Job::RUNNING, 4, JobEvent::CHECKPOINT));  // an event: a line
+  renderer.Update(Update(Job::SUCCEEDED, 4));                      // a new state: a line
+  renderer.Finish();
+  std::istringstream lines(out.str());
+  std::vector<std::string> seen;
+  for (std::string line; std::getline(lines, line);) seen.push_back(line);
+  ASSERT_EQ(seen.size(), 4u) << out.str();
+  EXPECT_THAT(seen[0], HasSubstr(R"("step":3)"));
+  EXPECT_THAT(seen[1], HasSubstr(R"("step":4)"));
+  EXPECT_THAT(seen[2], HasSubstr(R"("kind":"CHECKPOINT")"));
+  EXPECT_THAT(seen[3], HasSubstr(R"("state":"SUCCEEDED")"));
 }
 
 TEST(ExitCodeTest, OnlySucceededIsZero) {

@@ -158,7 +158,8 @@ class RulesTest(unittest.TestCase):
     REQUIRED = {
         "TuneledgerJobNearBudget", "TuneledgerJobOverBudget", "TuneledgerJobProjectedOverrun",
         "TuneledgerJobLossNaN", "TuneledgerJobLossDiverging",
-        "TuneledgerJobsQueuedWithoutWorkers", "TuneledgerWorkerLost",
+        "TuneledgerJobsQueuedWithoutWorkers", "TuneledgerJobsUnschedulable",
+        "TuneledgerWorkerLost",
     }
 
     def test_required_alerts_exist(self):
@@ -239,11 +240,28 @@ class ComposeTest(unittest.TestCase):
             {"tuneledger-server", "tuneledger-worker", "prometheus", "alertmanager", "grafana"},
             set(self.services))
 
-    def test_worker_dials_the_server_service(self):
-        worker_args = self.services["tuneledger-worker"]["command"]
-        self.assertIn("--server=tuneledger-server:50051", worker_args)
-        self.assertIn("--listen=0.0.0.0:50051", self.services["tuneledger-server"]["command"])
-        self.assertTrue(any(a.startswith("--price-per-gpu-hour=") for a in worker_args))
+    def test_worker_dials_the_worker_listener_with_the_token_the_server_lists(self):
+        worker = self.services["tuneledger-worker"]
+        server = self.services["tuneledger-server"]
+        self.assertIn("--server=tuneledger-server:50052", worker["command"])
+        self.assertIn("--listen=0.0.0.0:50051", server["command"])
+        self.assertIn("--worker-listen=0.0.0.0:50052", server["command"])
+        self.assertNotIn("127.0.0.1:50052:50052", server.get("ports", []),
+                         "the worker listener is for the compose network only")
+        self.assertTrue(any(a.startswith("--price-per-gpu-hour=") for a in worker["command"]))
+        # Both files come from the one volume the secrets service writes.
+        token_file = [a for a in worker["command"] if a.startswith("--token-file=")][0]
+        tokens_file = [a for a in server["command"] if a.startswith("--tokens-file=")][0]
+        secrets = self.services["tuneledger-secrets"]
+        volume, mount = secrets["volumes"][0].split(":")[:2]
+        script = secrets["entrypoint"][-1]
+        for service, path in ((worker, token_file.split("=", 1)[1]),
+                              (server, tokens_file.split("=", 1)[1])):
+            folder, name = path.rsplit("/", 1)
+            self.assertIn(f"{volume}:{folder}:ro", service["volumes"])
+            self.assertIn(f"> {name}", script)
+        self.assertEqual(server["depends_on"]["tuneledger-secrets"]["condition"],
+                         "service_completed_successfully")
 
     def test_bind_mounts_exist_and_configs_land_where_their_commands_read_them(self):
         for name, service in self.services.items():
@@ -327,16 +345,21 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(spec["serviceName"], "tuneledger-server-headless")
         self.find("Service", spec["serviceName"])
 
-    def test_server_service_exposes_grpc_and_metrics(self):
+    def test_server_service_exposes_grpc_and_metrics_and_workers_have_their_own(self):
         service = self.find("Service", "tuneledger-server")
         ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
         self.assertEqual(ports, {"grpc": 50051, "metrics": 9464})
+        workers = self.find("Service", "tuneledger-server-workers")
+        self.assertEqual({p["name"]: p["port"] for p in workers["spec"]["ports"]},
+                         {"worker": 50052})
+        self.assertNotIn(workers["spec"].get("type"), ("LoadBalancer", "NodePort"))
         server = self.find("StatefulSet", "tuneledger-server")
         pod_labels = server["spec"]["template"]["metadata"]["labels"]
         self.assertLessEqual(service["spec"]["selector"].items(), pod_labels.items(),
                              "the Service does not select the server pod")
         args = server["spec"]["template"]["spec"]["containers"][0]["args"]
         self.assertIn("--listen=0.0.0.0:50051", args)
+        self.assertIn("--worker-listen=0.0.0.0:50052", args)
         self.assertIn("--metrics-listen=0.0.0.0:9464", args)
 
     def test_workers_request_gpus_and_dial_the_server_service(self):
@@ -348,6 +371,17 @@ class KubernetesTest(unittest.TestCase):
         host, port = host_port(server_arg[len("--server="):])
         service = self.find("Service", host)
         self.assertIn(port, [p["port"] for p in service["spec"]["ports"]])
+        self.assertEqual(port, 50052, "workers dial the worker listener")
+        # The worker token comes from the Secret whose "tokens" key the server reads.
+        token_file = [a for a in container["args"] if a.startswith("--token-file=")][0]
+        token_path = token_file[len("--token-file="):]
+        token_mount = [m for m in container["volumeMounts"]
+                       if token_path.startswith(m["mountPath"] + "/")]
+        self.assertEqual(len(token_mount), 1, "--token-file is not on a mounted volume")
+        secret = {v["name"]: v for v in pod["volumes"]}[token_mount[0]["name"]]["secret"]
+        server = self.find("StatefulSet", "tuneledger-server")["spec"]["template"]["spec"]
+        server_secrets = [v["secret"]["secretName"] for v in server["volumes"] if "secret" in v]
+        self.assertEqual(server_secrets, [secret["secretName"]])
         volumes = {v["name"]: v for v in pod["volumes"]}
         work_dir = [a for a in container["args"] if a.startswith("--work-dir=")][0]
         mount = [m for m in container["volumeMounts"]

@@ -189,7 +189,7 @@ class LivePrometheusTest(unittest.TestCase):
             BIN_DIR / "tuneledger-server", "--listen", "127.0.0.1:0", "--metrics-listen",
             "127.0.0.1:0", "--db", tmp / "tuneledger.db", "--ready-file", ready,
             "--local-workers", "1", "--work-dir", tmp / "work", "--price-per-gpu-hour",
-            PRICE_PER_GPU_HOUR
+            PRICE_PER_GPU_HOUR, "--data-root", tmp / "data"
         ], tmp)
         cls.processes.append(server)
 

@@ -11,11 +11,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
-#include "server/base/clock.h"
 #include "tests/metrics/scrape_text.h"
+#include "tests/testing/temp_dir.h"
 
 namespace tuneledger {
 namespace {
@@ -27,6 +28,7 @@ using ::testing::Not;
 using ::tuneledger::testing::ParseScrape;
 using ::tuneledger::testing::ScrapeSamples;
 using ::tuneledger::testing::ScrapeText;
+using ::tuneledger::testing::TempDir;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -405,7 +407,8 @@ TEST_F(ServerMetricsTest, FullyPopulatedScrapePassesPromtoolCheckMetrics) {
                                     "deploy/install-deps.sh (package prometheus) and reconfigure";
   PopulateEveryFamily();
 
-  const std::string path = ::testing::TempDir() + "/scrape.prom";
+  const TempDir dir;
+  const std::string path = dir.File("scrape.prom");
   {
     std::ofstream out(path);
     out << ScrapeText(registry_);

@@ -1,7 +1,7 @@
-// Issue 5's budget acceptance on the real tuneledger-server and its real clock: a job with a tiny
-// budget whose worker reports nothing (so only the server's own accrual can stop it) is
-// CANCELLED with reason BUDGET_EXCEEDED after its 50% and 80% crossings, at most one report
-// interval's cost past the budget, and the CANCEL reaches the worker on its stream.
+// Budget enforcement on the real tuneledger-server and its real clock: a job with a tiny budget
+// whose worker reports nothing (so only the server's own accrual can stop it) is CANCELLED with
+// reason BUDGET_EXCEEDED after its 50% and 80% crossings, at most one report interval's cost
+// past the budget, and the CANCEL reaches the worker on its stream.
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/grpc_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/server_harness.h"
@@ -27,29 +28,35 @@ using ::tuneledger::testing::ServerHarnessOptions;
 constexpr double kPricePerGpuHour = 3600.0;  // $1 per second
 constexpr double kBudgetUsd = 2.0;
 constexpr absl::Duration kReportInterval = absl::Milliseconds(200);
+constexpr char kWorkerToken[] = "budget-test-worker-token";
 
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration deadline = absl::Seconds(30)) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(deadline));
   return context;
 }
-
-std::string Describe(const grpc::Status& status) {
-  return absl::StrCat("code ", status.error_code(), ": ", status.error_message());
+// A WorkerService call's context: it carries the worker token.
+std::unique_ptr<grpc::ClientContext> WorkerContext() {
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  context->AddMetadata("authorization", absl::StrCat("Bearer ", kWorkerToken));
+  return context;
 }
 
 TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   ServerHarnessOptions options;
-  options.extra_args = {"--report-interval", absl::FormatDuration(kReportInterval)};
+  // $1 per second is beyond the server's default price limit: raise it for this worker.
+  options.extra_args = {"--report-interval", absl::FormatDuration(kReportInterval),
+                        "--max-price-per-gpu-hour", "3600"};
+  options.worker_token = kWorkerToken;
   ServerHarness server(options);
   ASSERT_OK(server.Start());
   ASSERT_OK(testing::WriteFile(server.temp_dir() + "/model/config.json", "{}"));
   ASSERT_OK(testing::WriteFile(server.temp_dir() + "/model/model.safetensors", "{}"));
   ASSERT_OK(testing::WriteFile(server.temp_dir() + "/train.jsonl", "{\"text\":\"hi\"}\n"));
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(server.grpc_address(), grpc::InsecureChannelCredentials());
-  std::unique_ptr<v1::JobService::Stub> jobs = v1::JobService::NewStub(channel);
-  std::unique_ptr<v1::WorkerService::Stub> workers = v1::WorkerService::NewStub(channel);
+  std::unique_ptr<v1::JobService::Stub> jobs = v1::JobService::NewStub(
+      grpc::CreateChannel(server.grpc_address(), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::WorkerService::Stub> workers = v1::WorkerService::NewStub(
+      grpc::CreateChannel(server.worker_address(), grpc::InsecureChannelCredentials()));
 
   v1::SubmitJobRequest submit;
   submit.mutable_spec()->set_model_path(server.temp_dir() + "/model");
@@ -58,7 +65,7 @@ TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   submit.mutable_spec()->mutable_budget()->set_usd(kBudgetUsd);
   v1::SubmitJobResponse submitted;
   grpc::Status status = jobs->SubmitJob(Context().get(), submit, &submitted);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_TRUE(status.ok()) << GrpcStatusText(status);
   const std::string job_id = submitted.job().id();
 
   v1::RegisterWorkerRequest register_request;
@@ -67,25 +74,27 @@ TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   register_request.mutable_info()->set_gpus(1);
   register_request.mutable_info()->set_price_per_gpu_hour(kPricePerGpuHour);
   v1::RegisterWorkerResponse registered;
-  status = workers->RegisterWorker(Context().get(), register_request, &registered);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  status = workers->RegisterWorker(WorkerContext().get(), register_request, &registered);
+  ASSERT_TRUE(status.ok()) << GrpcStatusText(status);
   EXPECT_NEAR(registered.report_interval_seconds(), absl::ToDoubleSeconds(kReportInterval), 1e-9);
 
   v1::LeaseJobRequest lease_request;
   lease_request.set_worker_id(registered.worker_id());
+  lease_request.set_session_token(registered.session_token());
   lease_request.set_wait_seconds(10);
   v1::LeaseJobResponse leased;
-  status = workers->LeaseJob(Context().get(), lease_request, &leased);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  status = workers->LeaseJob(WorkerContext().get(), lease_request, &leased);
+  ASSERT_TRUE(status.ok()) << GrpcStatusText(status);
   ASSERT_EQ(leased.lease().job_id(), job_id);
 
   // One report to open the stream, then silence: the worker never reports its cost.
-  auto stream_context = Context();
+  auto stream_context = WorkerContext();
   auto stream = workers->ReportProgress(stream_context.get());
   v1::ProgressReport report;
   report.set_worker_id(registered.worker_id());
   report.set_job_id(job_id);
   report.set_attempt(leased.lease().attempt());
+  report.set_lease_token(leased.lease().lease_token());
   report.mutable_update()->set_kind(v1::TrainerUpdate::COST);
   ASSERT_TRUE(stream->Write(report));
 
@@ -95,13 +104,13 @@ TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   EXPECT_EQ(command.reason(), v1::Job::BUDGET_EXCEEDED);
   ASSERT_TRUE(stream->WritesDone());
   status = stream->Finish();
-  EXPECT_TRUE(status.ok()) << Describe(status);
+  EXPECT_TRUE(status.ok()) << GrpcStatusText(status);
 
   v1::GetJobRequest get;
   get.set_id(job_id);
   v1::Job job;
   status = jobs->GetJob(Context().get(), get, &job);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_TRUE(status.ok()) << GrpcStatusText(status);
   EXPECT_EQ(job.state(), v1::Job::CANCELLED);
   EXPECT_EQ(job.reason(), v1::Job::BUDGET_EXCEEDED);
   const double one_interval_usd =
@@ -115,7 +124,7 @@ TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   events_request.set_id(job_id);
   v1::ListJobEventsResponse events;
   status = jobs->ListJobEvents(Context().get(), events_request, &events);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_TRUE(status.ok()) << GrpcStatusText(status);
   std::vector<double> crossed_before_cancel;
   bool cancelled = false;
   for (const v1::JobEvent& event : events.events()) {
@@ -131,10 +140,11 @@ TEST(BudgetEnforcementTest, ATinyBudgetCancelsTheJobWithinOneReportInterval) {
   finish.set_worker_id(registered.worker_id());
   finish.set_job_id(job_id);
   finish.set_attempt(leased.lease().attempt());
+  finish.set_lease_token(leased.lease().lease_token());
   finish.set_outcome(v1::FinishAttemptRequest::CANCELLED);
   v1::FinishAttemptResponse finished;
-  status = workers->FinishAttempt(Context().get(), finish, &finished);
-  EXPECT_TRUE(status.ok()) << Describe(status);
+  status = workers->FinishAttempt(WorkerContext().get(), finish, &finished);
+  EXPECT_TRUE(status.ok()) << GrpcStatusText(status);
 
   absl::StatusOr<ExitStatus> exit = server.Stop();
   ASSERT_OK(exit);

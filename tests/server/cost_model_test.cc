@@ -14,15 +14,14 @@ using ::testing::HasSubstr;
 
 constexpr double kTolerance = 1e-12;
 
-v1::AttemptCost Attempt(int number, double price, int gpus, bool spot, absl::Duration lease,
-                        double worker_usd = 0) {
+v1::AttemptCost Attempt(int number, double price, int gpus, bool spot, absl::Duration lease) {
   v1::AttemptCost attempt;
   attempt.set_attempt(number);
   attempt.set_price_per_gpu_hour(price);
   attempt.set_gpus(gpus);
   attempt.set_spot(spot);
   attempt.set_state("SUCCEEDED");
-  BillAttempt(lease, worker_usd, attempt);
+  BillAttempt(lease, attempt);
   return attempt;
 }
 
@@ -36,15 +35,11 @@ TEST(CostModelTest, AttemptCostIsPriceTimesGpusTimesLeaseHours) {
   EXPECT_EQ(AttemptCostUsd({3.6, 1, false}, -absl::Seconds(5)), 0) << "no negative leases";
 }
 
-TEST(CostModelTest, BilledIsTheLargerOfServerClockAndWorkerReport) {
-  const AttemptPricing pricing{3.6, 1, false};
-  // The server saw 100 s ($0.10); a worker that reports less does not lower the bill.
-  EXPECT_THAT(BilledAttemptUsd(pricing, absl::Seconds(100), 0.05), DoubleNear(0.1, kTolerance));
-  // A worker whose lease started earlier on its clock reports more: believed.
-  EXPECT_THAT(BilledAttemptUsd(pricing, absl::Seconds(100), 0.12), DoubleNear(0.12, kTolerance));
-  // Garbage from a worker is ignored.
-  EXPECT_THAT(BilledAttemptUsd(pricing, absl::Seconds(100), std::nan("")),
-              DoubleNear(0.1, kTolerance));
+TEST(CostModelTest, AnAttemptLineIsBilledFromItsServerLease) {
+  const v1::AttemptCost line = Attempt(1, 3.6, 2, /*spot=*/false, absl::Seconds(100));
+  EXPECT_THAT(line.seconds(), DoubleNear(100, kTolerance));
+  EXPECT_THAT(line.gpu_hours(), DoubleNear(200.0 / 3600, kTolerance));
+  EXPECT_THAT(line.usd(), DoubleNear(0.2, kTolerance));
 }
 
 TEST(CostModelTest, JobCostSumsSeveralAttemptsAndSplitsSpot) {

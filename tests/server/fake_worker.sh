@@ -5,4 +5,7 @@
 log=${FAKE_WORKER_LOG:?}
 trap 'echo "stopped" >> "$log"; exit 0' TERM
 echo "args $*" >> "$log"
+token=${TUNELEDGER_WORKER_TOKEN-unset}
+if [[ $token =~ ^[0-9a-f]{64}$ ]]; then token=64-hex-digits; fi
+echo "token=$token" >> "$log"
 while true; do sleep 0.05; done

@@ -1,51 +1,16 @@
-// Test data for the server tests: a temp folder per test with a tiny model folder and JSONL
-// files the input checks accept, and specs that pass validation. Header-only.
+// Test data for the server tests: a tiny model folder and JSONL files the input checks accept
+// (written into a test's TempDir), and specs that pass validation. Header-only.
 #ifndef TUNELEDGER_TESTS_SERVER_JOB_FIXTURES_H_
 #define TUNELEDGER_TESTS_SERVER_JOB_FIXTURES_H_
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "tuneledger/v1/worker.pb.h"
 
 namespace tuneledger::testing {
-
-// A fresh folder under TMPDIR (or /tmp), removed when the object goes away.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/tl-server-test-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
-  // Writes `text` to path()/name (creating parent folders) and returns the full path.
-  std::string Write(const std::string& name, const std::string& text) const {
-    const std::filesystem::path file = File(name);
-    std::filesystem::create_directories(file.parent_path());
-    std::ofstream(file) << text;
-    return file.string();
-  }
-
- private:
-  std::string path_;
-};
 
 // A model folder and training data that pass ValidateJobInputs (content is never read).
 struct JobInputs {

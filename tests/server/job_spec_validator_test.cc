@@ -1,13 +1,19 @@
 #include "server/core/job_spec_validator.h"
 
+#include <google/protobuf/unknown_field_set.h>
+
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/job_fixtures.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+#include "tuneledger/v1/job_spec_contract.h"
 
 namespace tuneledger {
 namespace {
@@ -18,6 +24,12 @@ using ::testing::Not;
 using ::tuneledger::testing::MakeJobInputs;
 using ::tuneledger::testing::StatusIs;
 using ::tuneledger::testing::ValidSpec;
+
+std::string Repeat(const std::string& text, int times) {
+  std::string repeated;
+  for (int i = 0; i < times; ++i) repeated += text;
+  return repeated;
+}
 
 struct RuleCase {
   std::string rule;  // test name
@@ -151,6 +163,80 @@ const std::vector<RuleCase>& Rules() {
       {"NegativeGpus", [](v1::JobSpec& s) { s.set_gpus(-1); }, "spec.gpus", "got -1"},
       {"TooManyAttempts", [](v1::JobSpec& s) { s.set_max_attempts(101); }, "spec.max_attempts",
        "got 101"},
+      {"NameOf129TwoByteCharacters", [](v1::JobSpec& s) { s.set_name(Repeat("\xc3\xa9", 129)); },
+       "spec.name", "must be at most 128 characters, got 129"},
+      // Strict UTF-8 as protobuf parses it: an overlong "/" and a UTF-16 surrogate are not.
+      {"NameWithAnOverlongEncoding", [](v1::JobSpec& s) { s.set_name("a\xc0\xaf"); }, "spec.name",
+       "must be valid UTF-8"},
+      {"LabelWithASurrogate",
+       [](v1::JobSpec& s) { (*s.mutable_labels())["team"] = "\xed\xa0\x80"; },
+       "spec.labels[\"team\"]", "must be valid UTF-8"},
+      {"ModelPathTooLong", [](v1::JobSpec& s) { s.set_model_path("/" + std::string(4096, 'm')); },
+       "spec.model_path", "must be at most 4096 bytes, got 4097"},
+      {"ValidPathTooLong", [](v1::JobSpec& s) { s.set_valid_path(std::string(5000, 'v')); },
+       "spec.valid_path", "must be at most 4096 bytes, got 5000"},
+      {"TooManyLabels",
+       [](v1::JobSpec& s) {
+         for (int i = 0; i < 10'000; ++i) (*s.mutable_labels())["k" + std::to_string(i)] = "v";
+       },
+       "spec.labels", "must have at most 32 labels, got 10000"},
+      {"LabelKeyTooLong", [](v1::JobSpec& s) { (*s.mutable_labels())[std::string(65, 'k')] = "v"; },
+       "spec.labels", "must be at most 64 characters, got 65"},
+      {"LabelValueTooLong",
+       [](v1::JobSpec& s) { (*s.mutable_labels())["team"] = std::string(1 << 20, 'v'); },
+       "spec.labels[\"team\"]", "must be at most 256 characters, got 1048576"},
+      {"TooManyInheritedCosts",
+       [](v1::JobSpec& s) {
+         for (int i = 0; i < 17; ++i) {
+           v1::InheritedCost* cost = s.add_inherited_costs();
+           cost->set_kind(v1::InheritedCost::DATA);
+           cost->set_source("invoice");
+         }
+       },
+       "spec.inherited_costs", "must have at most 16 entries, got 17"},
+      {"InheritedCostSourceTooLong",
+       [](v1::JobSpec& s) {
+         v1::InheritedCost* cost = s.add_inherited_costs();
+         cost->set_kind(v1::InheritedCost::DATA);
+         cost->set_source(std::string(257, 's'));
+       },
+       "spec.inherited_costs[0].source", "must be at most 256 characters, got 257"},
+      {"InheritedCostDescriptionTooLong",
+       [](v1::JobSpec& s) {
+         v1::InheritedCost* cost = s.add_inherited_costs();
+         cost->set_kind(v1::InheritedCost::DATA);
+         cost->set_source("invoice");
+         cost->set_description(std::string(1025, 'd'));
+       },
+       "spec.inherited_costs[0].description", "must be at most 1024 characters, got 1025"},
+      {"TooManyThresholds",
+       [](v1::JobSpec& s) {
+         s.mutable_budget()->set_usd(10);
+         for (int i = 1; i <= 17; ++i) s.mutable_budget()->add_thresholds(0.1 * i);
+       },
+       "spec.budget.thresholds", "must have at most 16 thresholds, got 17"},
+      {"SamplePromptTooLong",
+       [](v1::JobSpec& s) { s.mutable_training()->set_sample_prompt(std::string(3 << 20, 'p')); },
+       "spec.training.sample_prompt", "must be at most 4096 bytes, got 3145728"},
+      {"SampleMaxTokensPastTheContext",
+       [](v1::JobSpec& s) {
+         s.mutable_training()->set_sample_prompt("Once upon a time");
+         s.mutable_training()->set_seq_len(64);
+         s.mutable_training()->set_sample_max_tokens(63);
+       },
+       "spec.training.sample_max_tokens", "in spec.training.seq_len (64): at most 62, got 63"},
+      {"DefaultSampleMaxTokensPastTheContext",
+       [](v1::JobSpec& s) {
+         s.mutable_training()->set_sample_prompt("Once upon a time");
+         s.mutable_training()->set_seq_len(32);
+       },
+       "spec.training.sample_max_tokens", "(32): at most 30, got 64"},
+      {"SpecTooLargeWithUnknownFields",
+       [](v1::JobSpec& s) {
+         s.GetReflection()->MutableUnknownFields(&s)->AddLengthDelimited(5000,
+                                                                         std::string(300'000, 'u'));
+       },
+       "spec", "must be at most 262144 bytes as protobuf"},
   };
   return *rules;
 }
@@ -191,6 +277,80 @@ TEST(ValidateJobSpecTest, ReportsEveryBadFieldInOneError) {
   // One line per field, separated by "; ".
   EXPECT_EQ(std::count(status.message().begin(), status.message().end(), ';'), 3)
       << status.message();
+}
+
+TEST(ValidateJobSpecTest, TextLimitsCountCharactersNotBytes) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_name(Repeat("\xc3\xa9", 128));  // 256 bytes
+  (*spec.mutable_labels())[Repeat("\xe2\x82\xac", 64)] = Repeat("\xf0\x9f\x98\x80", 256);
+  EXPECT_OK(ValidateJobSpec(spec));
+}
+
+TEST(ValidateJobSpecTest, ASamplePromptFitsWithTheNewTokensInTheContext) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_training()->set_sample_prompt(std::string(4096, 'p'));
+  spec.mutable_training()->set_seq_len(64);
+  spec.mutable_training()->set_sample_max_tokens(62);
+  EXPECT_OK(ValidateJobSpec(spec));
+  v1::JobSpec no_prompt = ValidSpec();
+  no_prompt.mutable_training()->set_seq_len(32);
+  // No prompt, no sample: the default 64 new tokens do not have to fit.
+  EXPECT_OK(ValidateJobSpec(no_prompt));
+}
+
+// Every text at its limit in 4-byte characters, every list full: the cap on the whole spec
+// (kSpecMaxBytes) must never refuse a spec that keeps to the field limits.
+TEST(ValidateJobSpecTest, TheLargestSpecWithinEveryFieldLimitIsUnderTheSpecByteCap) {
+  const std::string wide = "\xf0\x9f\x98\x80";  // one character, four bytes
+  v1::JobSpec spec = ValidSpec();
+  spec.set_name(Repeat(wide, spec::kNameMaxChars));
+  spec.set_model_path(std::string(spec::kPathMaxBytes, 'm'));
+  spec.set_train_path(std::string(spec::kPathMaxBytes, 't'));
+  spec.set_valid_path(std::string(spec::kPathMaxBytes, 'v'));
+  for (std::string_view module : spec::kAllTargetModules) {
+    spec.mutable_lora()->add_target_modules(std::string(module));
+  }
+  spec.mutable_training()->set_seq_len(spec::kSeqLenMax);
+  spec.mutable_training()->set_sample_prompt(Repeat(wide, spec::kSamplePromptMaxBytes / 4));
+  spec.mutable_budget()->set_usd(1);
+  for (int i = 1; i <= spec::kBudgetThresholdsMax; ++i) {
+    spec.mutable_budget()->add_thresholds(0.5 * i);
+  }
+  for (int i = 0; i < spec::kLabelsMax; ++i) {
+    const std::string key = std::to_string(i) + Repeat(wide, spec::kLabelKeyMaxChars - 2);
+    (*spec.mutable_labels())[key] = Repeat(wide, spec::kLabelValueMaxChars);
+  }
+  for (int i = 0; i < spec::kInheritedCostsMax; ++i) {
+    v1::InheritedCost* cost = spec.add_inherited_costs();
+    cost->set_kind(v1::InheritedCost::OTHER);
+    cost->set_usd(1e12);
+    cost->set_source(Repeat(wide, spec::kInheritedCostSourceMaxChars));
+    cost->set_description(Repeat(wide, spec::kInheritedCostDescriptionMaxChars));
+  }
+  spec.set_client_request_id(Repeat(wide, spec::kClientRequestIdMaxChars));
+  EXPECT_OK(ValidateJobSpec(spec));
+  EXPECT_LE(spec.ByteSizeLong(), static_cast<size_t>(spec::kSpecMaxBytes));
+}
+
+TEST(ValidateJobSpecTest, AnErrorListsSixteenProblemsAndCountsTheRest) {
+  v1::JobSpec spec = ValidSpec();
+  for (int i = 0; i < 1000; ++i) {
+    spec.mutable_lora()->add_target_modules("module_" + std::to_string(i));
+  }
+  const absl::Status status = ValidateJobSpec(spec);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               AllOf(HasSubstr("spec.lora.target_modules[15]: unknown module"),
+                                     Not(HasSubstr("spec.lora.target_modules[16]")),
+                                     HasSubstr("; and 984 more problems"))));
+}
+
+TEST(ValidateJobSpecTest, AnErrorQuotesAtMostTheHeadOfALargeValue) {
+  v1::JobSpec spec = ValidSpec();
+  spec.mutable_lora()->add_target_modules(std::string(1 << 20, 'q'));
+  const absl::Status status = ValidateJobSpec(spec);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               HasSubstr("spec.lora.target_modules[0]: unknown module \"qqq")));
+  EXPECT_LT(status.message().size(), 1024u);
 }
 
 TEST(ValidateJobSpecTest, UnsetRankIsTheDefaultNotAnError) {

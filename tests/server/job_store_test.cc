@@ -7,19 +7,22 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "server/base/clock.h"
 #include "server/core/job_spec_validator.h"
 #include "server/core/sqlite_db.h"
 #include "tests/server/job_fixtures.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace tuneledger {
 namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
@@ -274,7 +277,7 @@ TEST_F(JobStoreTest, EightThreadsSubmittingAndTransitioningLoseNothing) {
 TEST_F(JobStoreTest, EnqueueIsIdempotentOnTenantAndRequestId) {
   std::unique_ptr<JobStore> store = Open();
   absl::StatusOr<EnqueueResult> first = store->Enqueue("alice", Spec(0, 3, "req-1"));
-  absl::StatusOr<EnqueueResult> again = store->Enqueue("alice", Spec(9, 3, "req-1"));
+  absl::StatusOr<EnqueueResult> again = store->Enqueue("alice", Spec(0, 3, "req-1"));
   absl::StatusOr<EnqueueResult> other_tenant = store->Enqueue("bob", Spec(0, 3, "req-1"));
   ASSERT_OK(first);
   ASSERT_OK(again);
@@ -282,10 +285,49 @@ TEST_F(JobStoreTest, EnqueueIsIdempotentOnTenantAndRequestId) {
   EXPECT_FALSE(first->deduplicated);
   EXPECT_TRUE(again->deduplicated);
   EXPECT_EQ(again->update.job.id(), first->update.job.id());
-  EXPECT_EQ(again->update.job.spec().priority(), 0) << "the first submit wins";
   EXPECT_TRUE(again->update.events.empty());
+  // The same key with another spec is an error naming the first job, and stores nothing.
+  EXPECT_THAT(store->Enqueue("alice", Spec(9, 3, "req-1")),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("client_request_id: \"req-1\""),
+                             HasSubstr(absl::StrCat("job ", first->update.job.id())))));
   EXPECT_NE(other_tenant->update.job.id(), first->update.job.id());
   EXPECT_THAT(*store->ListJobEvents(first->update.job.id()), SizeIs(1));
+}
+
+// The cap is counted in the transaction that inserts: threads racing one tenant's submits
+// (group-committed together) cannot pass it.
+TEST_F(JobStoreTest, ConcurrentEnqueuesNeverPassTheTenantsQueuedCap) {
+  std::unique_ptr<JobStore> store = Open();
+  constexpr int kCap = 25;
+  constexpr int kThreads = 8;
+  constexpr int kJobsPerThread = 10;
+  std::atomic<int> admitted{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kJobsPerThread; ++i) {
+        const absl::StatusOr<EnqueueResult> job = store->Enqueue("alice", Spec(), kCap);
+        if (job.ok()) {
+          ++admitted;
+        } else if (absl::IsResourceExhausted(job.status())) {
+          ++refused;
+        } else {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(admitted.load(), kCap);
+  EXPECT_EQ(refused.load(), kThreads * kJobsPerThread - kCap);
+  absl::StatusOr<std::map<std::string, int64_t>> counts = store->CountJobsByState();
+  ASSERT_OK(counts);
+  EXPECT_EQ((*counts)["QUEUED"], kCap) << "refused submits store nothing";
+  EXPECT_OK(store->Enqueue("bob", Spec(), kCap).status());
 }
 
 TEST_F(JobStoreTest, LeasesByPriorityThenSubmitOrderAndOnlyWhatFits) {
@@ -318,7 +360,7 @@ TEST_F(JobStoreTest, LeasesByPriorityThenSubmitOrderAndOnlyWhatFits) {
   EXPECT_EQ((*big_lease)->attempt.gpus(), 4);
 }
 
-TEST_F(JobStoreTest, RequeueCountsAttemptsAndFailsPastTheCap) {
+TEST_F(JobStoreTest, OnlyLostAttemptsUseUpMaxAttempts) {
   std::unique_ptr<JobStore> store = Open();
   const std::string job = Enqueue(*store, Spec(0, /*max_attempts=*/2));
   const std::string worker = Register(*store);
@@ -330,6 +372,8 @@ TEST_F(JobStoreTest, RequeueCountsAttemptsAndFailsPastTheCap) {
   ASSERT_OK(requeued);
   EXPECT_EQ(requeued->job.state(), v1::Job::QUEUED);
   EXPECT_EQ(requeued->job.attempts(), 1);
+  EXPECT_EQ(requeued->job.preempted_attempts(), 1);
+  EXPECT_EQ(requeued->job.failed_attempts(), 0);
   EXPECT_EQ(requeued->job.last_checkpoint(), "/ckpt/step-20");
   ASSERT_THAT(requeued->events, SizeIs(1));
   EXPECT_EQ(requeued->events[0].kind(), v1::JobEvent::REQUEUED);
@@ -339,20 +383,47 @@ TEST_F(JobStoreTest, RequeueCountsAttemptsAndFailsPastTheCap) {
   ASSERT_TRUE(second->has_value());
   EXPECT_EQ((*second)->attempt.attempt(), 2);
   EXPECT_EQ((*second)->job.last_checkpoint(), "/ckpt/step-20") << "resume point";
+  absl::StatusOr<JobUpdate> lost = store->Requeue(job, End(2, "LOST", clock_.Now(), 0.75));
+  ASSERT_OK(lost);
+  EXPECT_EQ(lost->job.state(), v1::Job::QUEUED) << "one lost attempt of 2; the preemption is free";
+  EXPECT_EQ(lost->job.failed_attempts(), 1);
 
-  absl::StatusOr<JobUpdate> failed = store->Requeue(job, End(2, "LOST", clock_.Now(), 0.75));
+  ASSERT_OK(store->LeaseNext(worker, 1));
+  absl::StatusOr<JobUpdate> failed = store->Requeue(job, End(3, "LOST", clock_.Now(), 0.25));
   ASSERT_OK(failed);
   EXPECT_EQ(failed->job.state(), v1::Job::FAILED);
   EXPECT_EQ(failed->job.reason(), v1::Job::ATTEMPTS_EXHAUSTED);
-  EXPECT_THAT(failed->job.message(), HasSubstr("all 2 attempts are used"));
+  EXPECT_THAT(failed->job.message(), HasSubstr("2 attempts lost, the job's max_attempts is 2"));
+  EXPECT_EQ(failed->job.attempts(), 3);
+  EXPECT_EQ(failed->job.failed_attempts(), 2);
+  EXPECT_EQ(failed->job.preempted_attempts(), 1);
   EXPECT_TRUE(failed->job.has_end_time());
   const std::vector<v1::AttemptCost> attempts = *store->ListAttempts(job);
-  ASSERT_THAT(attempts, SizeIs(2));
+  ASSERT_THAT(attempts, SizeIs(3));
   EXPECT_EQ(attempts[0].state(), "PREEMPTED");
   EXPECT_EQ(attempts[1].state(), "LOST");
   EXPECT_THAT(EventKinds(*store->ListJobEvents(job)),
               ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::STARTED, v1::JobEvent::REQUEUED,
-                          v1::JobEvent::STARTED, v1::JobEvent::FAILED));
+                          v1::JobEvent::STARTED, v1::JobEvent::REQUEUED, v1::JobEvent::STARTED,
+                          v1::JobEvent::FAILED));
+}
+
+TEST_F(JobStoreTest, PreemptionsHaveTheirOwnHigherCap) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string job = Enqueue(*store, Spec(0, /*max_attempts=*/1));
+  const std::string worker = Register(*store);
+  for (int attempt = 1; attempt <= kMaxPreemptedAttempts; ++attempt) {
+    ASSERT_OK(store->LeaseNext(worker, 1));
+    absl::StatusOr<JobUpdate> requeued =
+        store->Requeue(job, End(attempt, "PREEMPTED", clock_.Now(), 0.1));
+    ASSERT_OK(requeued);
+    const bool last = attempt == kMaxPreemptedAttempts;
+    ASSERT_EQ(requeued->job.state(), last ? v1::Job::FAILED : v1::Job::QUEUED) << attempt;
+    if (last) {
+      EXPECT_EQ(requeued->job.reason(), v1::Job::ATTEMPTS_EXHAUSTED);
+      EXPECT_THAT(requeued->job.message(), HasSubstr("20 attempts preempted, the cap is 20"));
+    }
+  }
 }
 
 TEST_F(JobStoreTest, ListsInDispatchOrderWithPages) {
@@ -402,6 +473,46 @@ TEST_F(JobStoreTest, ListsInDispatchOrderWithPages) {
   bad_token.page_token = "xyz";
   EXPECT_THAT(store->ListJobs(bad_token),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+}
+
+// Issue 10: two 2.5 MB jobs made every ListJobs fail at gRPC's 4 MiB message limit. A page ends
+// at max_bytes of jobs as well as at page_size, and the tokens still walk every job once.
+TEST_F(JobStoreTest, ListJobsPagesByBytesAsWellAsCount) {
+  std::unique_ptr<JobStore> store = Open();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 9; ++i) {
+    v1::JobSpec spec = Spec();
+    (*spec.mutable_labels())["note"] = std::string(i == 4 ? 50'000 : 10'000, 'x');
+    ids.push_back(Enqueue(*store, spec));
+  }
+  JobQuery query;
+  query.page_size = 100;
+  query.max_bytes = 25'000;
+  std::vector<std::string> listed;
+  std::vector<int> page_sizes;
+  do {
+    absl::StatusOr<JobPage> page = store->ListJobs(query);
+    ASSERT_OK(page);
+    v1::ListJobsResponse response;
+    for (const v1::Job& job : page->jobs) {
+      listed.push_back(job.id());
+      *response.add_jobs() = job;
+    }
+    page_sizes.push_back(page->jobs.size());
+    if (page->jobs.size() > 1) EXPECT_LE(response.ByteSizeLong(), 25'000u);
+    query.page_token = page->next_page_token;
+  } while (!query.page_token.empty() && page_sizes.size() < 20);
+  EXPECT_EQ(listed, ids) << "every job once, in order";
+  // Two 10 KB jobs fit in 25,000 bytes; the 50 KB job comes alone, as no page can be empty.
+  EXPECT_THAT(page_sizes, ElementsAre(2, 2, 1, 2, 2));
+
+  query.page_token = "";
+  query.max_bytes = kJobPageMaxBytes;
+  query.page_size = 5;
+  absl::StatusOr<JobPage> by_count = store->ListJobs(query);
+  ASSERT_OK(by_count);
+  EXPECT_THAT(by_count->jobs, SizeIs(5)) << "a page under max_bytes still ends at page_size";
+  EXPECT_EQ(by_count->next_page_token, "5");
 }
 
 TEST_F(JobStoreTest, ProgressHistoryIsDownsampledToABoundedNumberOfPoints) {
@@ -462,6 +573,42 @@ TEST_F(JobStoreTest, RefusesADatabaseFromANewerServer) {
   }
   EXPECT_THAT(JobStore::Open(dir_.File("jobs.db"), clock_),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+// A damaged blob is DATA_LOSS naming the row, never an empty spec served or leased to a worker.
+TEST_F(JobStoreTest, DamagedStoredSpecIsDataLossAndIsNotLeased) {
+  std::string job;
+  std::string worker;
+  {
+    std::unique_ptr<JobStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    job = Enqueue(*store, Spec());
+    worker = Register(*store);
+  }
+  // 0xFF is no valid protobuf tag: the bytes cannot parse as a JobSpec or a WorkerInfo.
+  auto damage = [&](const char* sql) {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Exec(sql));
+  };
+  damage("UPDATE jobs SET spec = X'FFFFFFFF'");
+  {
+    std::unique_ptr<JobStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_THAT(store->GetJob(job),
+                StatusIs(absl::StatusCode::kDataLoss,
+                         HasSubstr("job " + job + ": stored tuneledger.v1.JobSpec is damaged")));
+    EXPECT_THAT(store->ListJobs(JobQuery{}), StatusIs(absl::StatusCode::kDataLoss));
+    EXPECT_THAT(store->LeaseNext(worker, 1), StatusIs(absl::StatusCode::kDataLoss));
+    absl::StatusOr<std::vector<AttemptRecord>> running = store->ListRunningAttempts();
+    ASSERT_OK(running);
+    EXPECT_TRUE(running->empty()) << "nothing was leased";
+  }
+  damage("UPDATE workers SET info = X'FFFFFFFF'");
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->GetWorker(worker),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("worker " + worker)));
 }
 
 }  // namespace

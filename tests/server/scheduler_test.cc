@@ -1,27 +1,36 @@
 #include "server/core/scheduler.h"
 
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/base/clock.h"
+#include "server/core/job_states.h"
 #include "server/core/job_store.h"
 #include "tests/server/job_fixtures.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace tuneledger {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 using ::tuneledger::testing::CpuWorker;
 using ::tuneledger::testing::EventKinds;
@@ -49,6 +58,12 @@ class SchedulerTest : public ::testing::Test {
     options.report_interval = absl::Seconds(1);
     options.start_ticker = false;  // the test drives Tick() with the fake clock
     options.check_inputs = false;  // specs name no real files here
+    options.max_price_per_gpu_hour = 2 * kDollarPerSecond;  // prices here read as seconds
+    std::string roots_error;
+    std::optional<DataRoots> roots = DataRoots::Parse(data_roots_, &roots_error);
+    ASSERT_TRUE(roots.has_value()) << roots_error;
+    options.data_roots = *roots;
+    options.max_queued_jobs_per_tenant = max_queued_jobs_per_tenant_;
     scheduler_ = std::make_unique<Scheduler>(*store_, metrics_, clock_, options);
     ASSERT_OK(scheduler_->Start());
   }
@@ -66,15 +81,23 @@ class SchedulerTest : public ::testing::Test {
   }
   std::string Register(double price = kDollarPerSecond, bool spot = false, int gpus = 1) {
     absl::StatusOr<v1::RegisterWorkerResponse> response =
-        scheduler_->RegisterWorker(CpuWorker(price, spot, gpus));
+        scheduler_->RegisterWorker(CpuWorker(price, spot, gpus), "test-credential");
     EXPECT_OK(response);
-    return response.ok() ? response->worker_id() : "";
+    if (!response.ok()) return "";
+    sessions_[response->worker_id()] = response->session_token();
+    return response->worker_id();
   }
-  std::optional<v1::Lease> Lease(const std::string& worker) {
+  v1::LeaseJobRequest LeaseRequest(const std::string& worker) {
     v1::LeaseJobRequest request;
     request.set_worker_id(worker);
+    request.set_session_token(sessions_[worker]);
+    return request;
+  }
+  std::optional<v1::Lease> Lease(const std::string& worker) {
+    v1::LeaseJobRequest request = LeaseRequest(worker);
     request.set_wait_seconds(0);
-    absl::StatusOr<v1::LeaseJobResponse> response = scheduler_->LeaseJob(request);
+    absl::StatusOr<v1::LeaseJobResponse> response =
+        scheduler_->LeaseJob(request, "test-credential");
     EXPECT_OK(response);
     if (!response.ok() || !response->has_lease()) return std::nullopt;
     return response->lease();
@@ -85,6 +108,7 @@ class SchedulerTest : public ::testing::Test {
     report.set_worker_id(worker);
     report.set_job_id(lease.job_id());
     report.set_attempt(lease.attempt());
+    report.set_lease_token(lease.lease_token());
     report.set_accrued_usd(worker_usd);
     report.mutable_update()->set_kind(kind);
     report.mutable_update()->set_step(step);
@@ -99,6 +123,7 @@ class SchedulerTest : public ::testing::Test {
                                   const std::vector<std::string>& jobs = {}) {
     v1::HeartbeatRequest request;
     request.set_worker_id(worker);
+    request.set_session_token(sessions_[worker]);
     for (const std::string& job : jobs) request.add_running_job_ids(job);
     absl::StatusOr<v1::HeartbeatResponse> response = scheduler_->Heartbeat(request);
     EXPECT_OK(response);
@@ -110,6 +135,7 @@ class SchedulerTest : public ::testing::Test {
     request.set_worker_id(worker);
     request.set_job_id(lease.job_id());
     request.set_attempt(lease.attempt());
+    request.set_lease_token(lease.lease_token());
     request.set_outcome(outcome);
     request.set_adapter_path("/adapters/" + lease.job_id());
     request.set_message(outcome == v1::FinishAttemptRequest::FAILED ? "CUDA out of memory" : "");
@@ -126,7 +152,30 @@ class SchedulerTest : public ::testing::Test {
     return events.ok() ? *events : std::vector<v1::JobEvent>();
   }
 
+  // The value of an unlabelled gauge, if the family exists.
+  std::optional<double> GaugeValue(const std::string& name) {
+    for (const prometheus::MetricFamily& family : registry_.Collect()) {
+      if (family.name == name && !family.metric.empty()) return family.metric[0].gauge.value;
+    }
+    return std::nullopt;
+  }
+  // The value of tuneledger_job_accrued_cost_usd for `job`, if the series exists.
+  std::optional<double> AccruedCostMetric(const std::string& job) {
+    for (const prometheus::MetricFamily& family : registry_.Collect()) {
+      if (family.name != "tuneledger_job_accrued_cost_usd") continue;
+      for (const prometheus::ClientMetric& metric : family.metric) {
+        for (const prometheus::ClientMetric::Label& label : metric.label) {
+          if (label.name == "job_id" && label.value == job) return metric.gauge.value;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
   TempDir dir_;
+  std::vector<std::string> data_roots_ = {"/"};  // StartScheduler's --data-root values
+  std::map<std::string, std::string> sessions_;  // worker id -> session token
+  int max_queued_jobs_per_tenant_ = SchedulerOptions().max_queued_jobs_per_tenant;
   FakeClock clock_;
   prometheus::Registry registry_;
   ServerMetrics metrics_;
@@ -208,7 +257,7 @@ TEST_F(SchedulerTest, AnExpiredLeaseRequeuesTheJobAndCountsTheAttempt) {
                           v1::JobEvent::REQUEUED));
 
   EXPECT_FALSE(Heartbeat(lost_worker).known()) << "a LOST worker must re-register";
-  absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_->ListWorkers();
+  absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_->ListWorkers("default");
   ASSERT_OK(workers);
   EXPECT_EQ((*workers)[0].state(), v1::Worker::LOST);
 
@@ -374,7 +423,8 @@ TEST_F(SchedulerTest, ProjectedOverrunIsRaisedOnceFromTheObservedRate) {
     if (event.kind() != v1::JobEvent::PROJECTED_OVERRUN) continue;
     ++overruns;
     EXPECT_GE(event.step(), 10) << "not before 10% of the steps";
-    EXPECT_GT(event.cost_usd(), 60.0);
+    EXPECT_GT(event.value(), 60.0) << "the projected total";
+    EXPECT_NEAR(event.cost_usd(), event.step(), 1.5) << "the accrued cost: $1 per second";
   }
   EXPECT_EQ(overruns, 1);
 }
@@ -394,6 +444,34 @@ TEST_F(SchedulerTest, JobsOfAnotherTenantArePermissionDenied) {
   EXPECT_THAT(scheduler_->CancelJob("bob", job, ""), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_THAT(scheduler_->ListJobs("bob", {}, 0, "")->jobs, IsEmpty());
   EXPECT_THAT(scheduler_->GetJob("alice", "12345"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, SubmitsPastTheTenantsQueuedJobCapAreResourceExhaustedAndStoreNothing) {
+  max_queued_jobs_per_tenant_ = 2;
+  scheduler_.reset();
+  StartScheduler();
+  v1::JobSpec keyed = ValidSpec();
+  keyed.set_client_request_id("first");
+  const std::string first = Submit(keyed, "alice");
+  Submit(ValidSpec(), "alice");
+  EXPECT_THAT(scheduler_->SubmitJob("alice", ValidSpec()),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("tenant \"alice\" has 2 QUEUED jobs"),
+                             HasSubstr("cancel some or wait"))));
+  absl::StatusOr<JobPage> listed = scheduler_->ListJobs("alice", {}, 0, "");
+  ASSERT_OK(listed);
+  EXPECT_THAT(listed->jobs, SizeIs(2)) << "the refused submit stored nothing";
+  EXPECT_THAT(scheduler_->GetJob("alice", "3"), StatusIs(absl::StatusCode::kNotFound));
+
+  absl::StatusOr<EnqueueResult> again = scheduler_->SubmitJob("alice", keyed);
+  ASSERT_OK(again);  // a retry of an admitted submit still finds its job
+  EXPECT_TRUE(again->deduplicated);
+  EXPECT_EQ(again->update.job.id(), first);
+  EXPECT_OK(scheduler_->SubmitJob("bob", ValidSpec()).status());  // the cap is per tenant
+
+  const std::string worker = Register();
+  ASSERT_TRUE(Lease(worker).has_value());  // one of alice's jobs starts: room for one more
+  EXPECT_OK(scheduler_->SubmitJob("alice", ValidSpec()).status());
 }
 
 TEST_F(SchedulerTest, UserCancelOfARunningJobChargesUpToTheCancelAndTellsTheWorker) {
@@ -443,11 +521,10 @@ TEST_F(SchedulerTest, WatchersGetTheSnapshotThenEveryEventAndProgress) {
 TEST_F(SchedulerTest, ALongPollWakesWhenAJobIsSubmitted) {
   const std::string worker = Register();
   std::optional<v1::LeaseJobResponse> response;
+  v1::LeaseJobRequest request = LeaseRequest(worker);
+  request.set_wait_seconds(30);
   std::thread poller([&] {
-    v1::LeaseJobRequest request;
-    request.set_worker_id(worker);
-    request.set_wait_seconds(30);
-    absl::StatusOr<v1::LeaseJobResponse> leased = scheduler_->LeaseJob(request);
+    absl::StatusOr<v1::LeaseJobResponse> leased = scheduler_->LeaseJob(request, "test-credential");
     if (leased.ok()) response = *leased;
   });
   const absl::Time start = absl::Now();
@@ -464,12 +541,11 @@ TEST_F(SchedulerTest, ALongPollWhoseWorkerHungUpLeasesNothing) {
   const std::string worker = Register();
   std::atomic<bool> hung_up{false};
   std::optional<v1::LeaseJobResponse> response;
+  v1::LeaseJobRequest request = LeaseRequest(worker);
+  request.set_wait_seconds(30);
   std::thread poller([&] {
-    v1::LeaseJobRequest request;
-    request.set_worker_id(worker);
-    request.set_wait_seconds(30);
     absl::StatusOr<v1::LeaseJobResponse> leased =
-        scheduler_->LeaseJob(request, [&] { return hung_up.load(); });
+        scheduler_->LeaseJob(request, "test-credential", [&] { return hung_up.load(); });
     if (leased.ok()) response = *leased;
   });
   const absl::Time start = absl::Now();
@@ -513,6 +589,307 @@ TEST_F(SchedulerTest, AfterARestartASilentWorkerIsLostAndItsJobRequeued) {
   scheduler_->Tick();
   EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
   EXPECT_EQ(Job(job).attempts(), 1);
+}
+
+// A tenant names files only inside its data roots (base/data_roots.h): its own and the shared
+// ones, links followed, relative paths against a root. A refusal names the field, says the
+// same whether the path exists, and stores nothing.
+TEST_F(SchedulerTest, SpecPathsMustBeInsideTheTenantsDataRoots) {
+  namespace fs = std::filesystem;
+  const std::string shared = dir_.File("roots/shared");
+  const std::string alice = dir_.File("roots/alice");
+  const std::string outside = dir_.File("outside");
+  for (const std::string& folder : {shared + "/model", alice, outside}) {
+    fs::create_directories(folder);
+  }
+  for (const std::string& file :
+       {shared + "/train.jsonl", alice + "/train.jsonl", outside + "/secret.jsonl"}) {
+    std::ofstream(file) << "{}\n";
+  }
+  fs::create_symlink(outside, shared + "/escape");
+  data_roots_ = {shared, "alice=" + alice};
+  scheduler_.reset();
+  StartScheduler();
+
+  v1::JobSpec spec = ValidSpec({shared + "/model", alice + "/train.jsonl"});
+  absl::StatusOr<EnqueueResult> accepted = scheduler_->SubmitJob("alice", spec);
+  ASSERT_OK(accepted);
+  // Relative paths resolve against the roots and are stored absolute and resolved.
+  accepted = scheduler_->SubmitJob("bob", ValidSpec({"model", "./train.jsonl"}));
+  ASSERT_OK(accepted);
+  EXPECT_EQ(accepted->update.job.spec().model_path(), fs::canonical(shared + "/model").string());
+  EXPECT_EQ(accepted->update.job.spec().train_path(),
+            fs::canonical(shared + "/train.jsonl").string());
+
+  auto refusal = [&](const std::string& tenant, const std::string& train_path) {
+    absl::StatusOr<EnqueueResult> result =
+        scheduler_->SubmitJob(tenant, ValidSpec({shared + "/model", train_path}));
+    EXPECT_THAT(result, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.train_path")))
+        << train_path;
+    return result.ok() ? std::string() : std::string(result.status().message());
+  };
+  const std::string exists = refusal("bob", outside + "/secret.jsonl");
+  EXPECT_THAT(exists, Not(HasSubstr(outside)));
+  // Whether the path exists changes nothing in the answer.
+  EXPECT_EQ(refusal("bob", outside + "/no-such-file.jsonl"), exists);
+  EXPECT_EQ(refusal("bob", "/etc/passwd"), exists);
+  EXPECT_EQ(refusal("bob", "../../outside/secret.jsonl"), exists);
+  EXPECT_EQ(refusal("bob", shared + "/escape/secret.jsonl"), exists);  // a link out of a root
+  EXPECT_EQ(refusal("bob", alice + "/train.jsonl"), exists);           // another tenant's root
+  // The refused submits stored nothing: bob has the one job accepted above.
+  EXPECT_THAT(scheduler_->ListJobs("bob", {}, 0, "")->jobs, SizeIs(1));
+}
+
+// Issue 10.1: what a worker says it cost is never believed; the server's clock alone bills.
+TEST_F(SchedulerTest, AWorkersReportedCostIsNeverBelieved) {
+  const std::string job = Submit(BudgetSpec(100.0));
+  const std::string worker = Register();  // $1 per second
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 3, /*worker_usd=*/12345.0));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::COST, 3, /*worker_usd=*/1e300));
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING) << "a made-up cost cancels nothing";
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 3.0, 1e-6);
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 5.0, 1e-6);
+}
+
+TEST_F(SchedulerTest, AWorkerPricedOrSizedBeyondTheServersLimitsIsRefused) {
+  for (const double price : {1e300, 2 * kDollarPerSecond + 1, -1.0, std::nan("")}) {
+    EXPECT_THAT(scheduler_->RegisterWorker(CpuWorker(price), "test-credential"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("price_per_gpu_hour")))
+        << price;
+  }
+  EXPECT_THAT(scheduler_->RegisterWorker(CpuWorker(1.0, false, 100000), "test-credential"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("info.gpus")));
+  EXPECT_OK(scheduler_->RegisterWorker(CpuWorker(2 * kDollarPerSecond, false, 64), "c"));
+}
+
+// Issue 10.1: heartbeats and polls need the session token issued with the worker id.
+TEST_F(SchedulerTest, HeartbeatsAndPollsNeedTheWorkersSessionToken) {
+  const std::string worker = Register();
+  const std::string other = Register();
+  v1::HeartbeatRequest heartbeat;
+  heartbeat.set_worker_id(worker);
+  for (const std::string& token : {std::string(), sessions_[other], sessions_[worker] + "0"}) {
+    heartbeat.set_session_token(token);
+    EXPECT_THAT(scheduler_->Heartbeat(heartbeat),
+                StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("session_token")));
+    v1::LeaseJobRequest poll = LeaseRequest(worker);
+    poll.set_session_token(token);
+    EXPECT_THAT(scheduler_->LeaseJob(poll, "test-credential"),
+                StatusIs(absl::StatusCode::kPermissionDenied));
+  }
+  EXPECT_TRUE(Heartbeat(worker).known());
+}
+
+// Issue 10.5: a lease whose response never reached the worker is ended at the worker's next
+// heartbeat that does not list it, billed nothing, and its job leased again.
+TEST_F(SchedulerTest, ALeaseTheWorkerNeverReceivedIsReconciledWithinOneHeartbeat) {
+  const std::string job = Submit(ValidSpec());
+  const std::string worker = Register();
+  std::optional<v1::Lease> lost =
+      Lease(worker);  // the response is "lost": the worker never runs it
+  ASSERT_TRUE(lost.has_value());
+  // A heartbeat sent while the lease may still be on its way proves nothing yet.
+  clock_.Advance(absl::Milliseconds(500));
+  EXPECT_TRUE(Heartbeat(worker).known());
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  // The next heartbeat (one interval later) does.
+  clock_.Advance(scheduler_->options().heartbeat_interval);
+  EXPECT_TRUE(Heartbeat(worker).known());
+  const v1::Job requeued = Job(job);
+  EXPECT_EQ(requeued.state(), v1::Job::QUEUED);
+  EXPECT_EQ(requeued.attempts(), 1);
+  EXPECT_NEAR(requeued.cost().accrued_usd(), 0.0, 1e-9) << "a lease never received costs nothing";
+  absl::StatusOr<v1::CostReport> report = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(report);
+  ASSERT_THAT(report->attempts(), SizeIs(1));
+  EXPECT_EQ(report->attempts(0).state(), "LOST");
+  std::optional<v1::Lease> again = Lease(worker);
+  ASSERT_TRUE(again.has_value()) << "the worker is free again";
+  EXPECT_EQ(again->attempt(), 2);
+
+  // An attempt the worker lists stays; one it stops listing is billed to the last listing.
+  clock_.Advance(absl::Seconds(3));
+  EXPECT_TRUE(Heartbeat(worker, {job}).known());
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_TRUE(Heartbeat(worker).known());
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 3.0, 1e-6);
+}
+
+// Issue 10.5: kill the server 11.6 s into a lease, start it again 10 s later: the attempt is
+// billed for the time the worker was heard from, never for the outage.
+TEST_F(SchedulerTest, ATenSecondServerOutageIsNotBilled) {
+  const std::string job = Submit(BudgetSpec(1000.0));
+  const std::string worker = Register();  // $1 per second
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  for (int step = 1; step <= 11; ++step) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, step));
+    scheduler_->Tick();
+  }
+  clock_.Advance(absl::Milliseconds(600));  // 11.6 s: the last report, then the crash
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::COST, 11));
+  scheduler_.reset();  // no clean stop matters here: the store has what was committed
+
+  clock_.Advance(absl::Seconds(10));  // the outage
+  StartScheduler();
+  scheduler_->Tick();
+  EXPECT_TRUE(Heartbeat(worker, {job}).known()) << "the worker carries on";
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 12));
+  EXPECT_NEAR(Job(job).cost().accrued_usd(), 12.6, 1e-6) << "11.6 s before + 1 s after";
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+  absl::StatusOr<v1::CostReport> report = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(report);
+  EXPECT_NEAR(report->compute_usd(), 12.6, 1e-6);
+}
+
+// The per-job cost metric equals the bill (`tunectl cost`'s compute total) in every final state.
+TEST_F(SchedulerTest, TheJobCostMetricEqualsTheBillInEveryFinalState) {
+  std::map<std::string, std::string> jobs;  // how it ended -> job id
+
+  jobs["succeeded"] = Submit(ValidSpec());
+  std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Milliseconds(2300));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 3));
+  clock_.Advance(absl::Milliseconds(700));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+
+  jobs["failed"] = Submit(ValidSpec());
+  lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Milliseconds(1300));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::FAILED));
+
+  jobs["cancelled"] = Submit(ValidSpec());
+  lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Milliseconds(1700));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 1));
+  clock_.Advance(absl::Milliseconds(600));  // billed by the cancel, not by a report
+  ASSERT_OK(scheduler_->CancelJob("t", jobs["cancelled"], ""));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::CANCELLED));
+
+  jobs["over budget"] = Submit(BudgetSpec(2.5));
+  const std::string budget_worker = Register();
+  lease = Lease(budget_worker);
+  ASSERT_TRUE(lease.has_value());
+  for (int i = 0; i < 6 && Job(jobs["over budget"]).state() == v1::Job::RUNNING; ++i) {
+    clock_.Advance(absl::Milliseconds(900));
+    Heartbeat(budget_worker, {jobs["over budget"]});
+    scheduler_->Tick();
+  }
+
+  v1::JobSpec once = ValidSpec();
+  once.set_max_attempts(1);
+  jobs["lost"] = Submit(once);
+  const std::string vanishing = Register();
+  lease = Lease(vanishing);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Milliseconds(1100));
+  ASSERT_OK(Report(vanishing, *lease, v1::TrainerUpdate::PROGRESS, 1));
+  for (int i = 0; i < 17; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat(worker);
+    Heartbeat(budget_worker);
+    scheduler_->Tick();
+  }
+
+  for (const auto& [how, job] : jobs) {
+    SCOPED_TRACE(how);
+    const v1::Job ended = Job(job);
+    EXPECT_TRUE(IsFinalState(ended.state())) << v1::Job::State_Name(ended.state());
+    absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+    ASSERT_OK(bill);
+    EXPECT_GT(bill->compute_usd(), 0);
+    std::optional<double> metric = AccruedCostMetric(job);
+    ASSERT_TRUE(metric.has_value());
+    EXPECT_NEAR(*metric, bill->compute_usd(), 1e-9);
+    EXPECT_NEAR(*metric, ended.cost().accrued_usd(), 1e-9);
+  }
+}
+
+// A routine stop is not a failure: a worker that says goodbye is GONE (not LOST), and the
+// attempt it held is PREEMPTED, counted apart, without using up max_attempts.
+TEST_F(SchedulerTest, AWorkerThatDeregistersIsGoneAndItsAttemptIsAPreemptionNotAFailure) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_max_attempts(1);
+  const std::string job = Submit(spec);
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(2));
+
+  v1::DeregisterWorkerRequest goodbye;
+  goodbye.set_worker_id(worker);
+  goodbye.set_session_token("not-the-session");
+  EXPECT_THAT(scheduler_->DeregisterWorker(goodbye), StatusIs(absl::StatusCode::kPermissionDenied));
+  goodbye.set_session_token(sessions_[worker]);
+  ASSERT_OK(scheduler_->DeregisterWorker(goodbye));
+  ASSERT_OK(scheduler_->DeregisterWorker(goodbye));  // saying it twice is harmless
+
+  absl::StatusOr<std::vector<v1::Worker>> workers = scheduler_->ListWorkers("t");
+  ASSERT_OK(workers);
+  ASSERT_THAT(*workers, SizeIs(1));
+  EXPECT_EQ((*workers)[0].state(), v1::Worker::GONE);
+  v1::Job requeued = Job(job);
+  EXPECT_EQ(requeued.state(), v1::Job::QUEUED) << "its only allowed failure is still unused";
+  EXPECT_EQ(requeued.preempted_attempts(), 1);
+  EXPECT_EQ(requeued.failed_attempts(), 0);
+  absl::StatusOr<v1::CostReport> report = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(report);
+  ASSERT_THAT(report->attempts(), SizeIs(1));
+  EXPECT_EQ(report->attempts(0).state(), "PREEMPTED");
+  EXPECT_NEAR(report->attempts(0).usd(), 2.0, 1e-6);
+
+  // Long after, nothing turns it LOST.
+  for (int i = 0; i < 20; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    scheduler_->Tick();
+  }
+  workers = scheduler_->ListWorkers("t");
+  ASSERT_OK(workers);
+  EXPECT_EQ((*workers)[0].state(), v1::Worker::GONE);
+
+  const std::string next = Register();
+  lease = Lease(next);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->attempt(), 2);
+}
+
+// A job no registered worker can run says why it waits (message, one WAITING event) and is
+// counted by tuneledger_unschedulable_jobs, until a worker that fits comes.
+TEST_F(SchedulerTest, AJobNoWorkerCanRunSaysWhyItWaitsAndIsCounted) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(4);
+  const std::string job = Submit(spec);
+  const std::string small = Register(kDollarPerSecond, false, /*gpus=*/1);
+  EXPECT_FALSE(Lease(small).has_value());
+  scheduler_->Tick();
+  scheduler_->Tick();  // a second tick says nothing new
+  v1::Job waiting = Job(job);
+  EXPECT_EQ(waiting.state(), v1::Job::QUEUED);
+  EXPECT_EQ(waiting.message(), "waiting: no registered worker has 4 GPUs (the largest has 1)");
+  std::vector<v1::JobEvent> events = Events(job);
+  EXPECT_THAT(EventKinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::WAITING));
+  EXPECT_EQ(events.back().message(), waiting.message());
+  EXPECT_EQ(GaugeValue("tuneledger_unschedulable_jobs"), 1);
+
+  const std::string big = Register(kDollarPerSecond, false, /*gpus=*/4);
+  scheduler_->Tick();
+  EXPECT_EQ(GaugeValue("tuneledger_unschedulable_jobs"), 0);
+  std::optional<v1::Lease> lease = Lease(big);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->job_id(), job);
+  EXPECT_EQ(Job(job).message(), "") << "the reason is gone once it runs";
 }
 
 }  // namespace

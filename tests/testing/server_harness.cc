@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace tuneledger::testing {
@@ -22,24 +23,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string MakeTempDir() {
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string pattern = absl::StrCat(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp",
-                                     "/tuneledger-test-XXXXXX");
-  if (mkdtemp(pattern.data()) == nullptr) return "";
-  return pattern;
-}
-
 // Reads the ready file if it is complete (the server renames it into place, so it is either
 // absent or whole).
 absl::StatusOr<nlohmann::json> ReadReadyFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  nlohmann::json json = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  TL_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object() || !json.contains("grpc") ||
-      !json["grpc"].is_string() || !json.contains("metrics") || !json["metrics"].is_string()) {
+      !json["grpc"].is_string() || !json.contains("worker") || !json["worker"].is_string() ||
+      !json.contains("metrics") || !json["metrics"].is_string()) {
     return absl::InternalError(
-        absl::StrCat("ready file ", path, " is not the contract's JSON: ", *text));
+        absl::StrCat("ready file ", path, " is not the contract's JSON: ", text));
   }
   return json;
 }
@@ -75,16 +68,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 ServerHarness::ServerHarness(ServerHarnessOptions options)
-    : options_(std::move(options)), temp_dir_(MakeTempDir()), db_path_(temp_dir_ + "/server.db") {}
+    : options_(std::move(options)), db_path_(temp_dir_.File("server.db")) {}
 
 ServerHarness::~ServerHarness() {
   if (process_ != nullptr) process_->Terminate(absl::Seconds(10));
   process_.reset();
-  const char* keep = std::getenv("TUNELEDGER_KEEP_TEST_DIRS");
-  if (!temp_dir_.empty() && (keep == nullptr || std::string(keep) != "1")) {
-    std::error_code error;
-    fs::remove_all(temp_dir_, error);
-  }
 }
 
 int ServerHarness::pid() const { return process_ != nullptr ? process_->pid() : -1; }
@@ -97,45 +85,58 @@ std::string ServerHarness::LogTail(size_t max_bytes) const {
 }
 
 absl::Status ServerHarness::Start(Port port) {
-  if (temp_dir_.empty()) return absl::InternalError("could not create a temp dir");
   if (process_ != nullptr) return absl::FailedPreconditionError("the server already runs");
   std::string listen = "127.0.0.1:0";
+  std::string worker_listen = "127.0.0.1:0";
   if (port == Port::kSameGrpcPort) {
     if (grpc_address_.empty()) {
       return absl::FailedPreconditionError("kSameGrpcPort needs an earlier Start()");
     }
     listen = grpc_address_;
+    worker_listen = worker_address_;
   }
-  const std::string ready_file = absl::StrCat(temp_dir_, "/ready-", ++starts_, ".json");
+  const std::string ready_file = absl::StrCat(temp_dir_.path(), "/ready-", ++starts_, ".json");
   ChildProcessOptions child;
   child.argv = {
       options_.server_binary.empty() ? BinaryPath("tuneledger-server") : options_.server_binary,
       "--listen",
       listen,
+      "--worker-listen",
+      worker_listen,
       "--metrics-listen",
       "127.0.0.1:0",
       "--db",
       db_path_,
       "--ready-file",
       ready_file};
+  for (const std::string& root : options_.data_roots) {
+    child.argv.push_back("--data-root");
+    child.argv.push_back(root);
+  }
+  if (!options_.worker_token.empty()) {
+    const std::string tokens_file = temp_dir_.File("worker-tokens.txt");
+    TL_RETURN_IF_ERROR(
+        WriteFile(tokens_file, absl::StrCat(options_.worker_token, " test-workers worker\n")));
+    child.argv.push_back("--tokens-file");
+    child.argv.push_back(tokens_file);
+  }
   child.argv.insert(child.argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   child.env = options_.env;
-  child.cwd = temp_dir_;
+  child.cwd = temp_dir_.path();
   child.stdout_mode = StdioMode::kFile;
   child.stdout_path = log_path();
   child.stderr_mode = StdioMode::kFile;
   child.stderr_path = log_path();
   // A test binary that dies must not leave servers behind.
   child.parent_death_signal = SIGKILL;
-  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(child);
-  if (!started.ok()) return started.status();
-  process_ = *std::move(started);
+  TL_ASSIGN_OR_RETURN(process_, ChildProcess::Start(child));
 
   const absl::Time deadline = absl::Now() + options_.ready_timeout;
   while (true) {
     absl::StatusOr<nlohmann::json> ready = ReadReadyFile(ready_file);
     if (ready.ok()) {
       grpc_address_ = (*ready)["grpc"].get<std::string>();
+      worker_address_ = (*ready)["worker"].get<std::string>();
       metrics_address_ = (*ready)["metrics"].get<std::string>();
       return absl::OkStatus();
     }
@@ -159,10 +160,8 @@ absl::Status ServerHarness::Start(Port port) {
 
 absl::Status ServerHarness::Kill() {
   if (process_ == nullptr) return absl::FailedPreconditionError("the server does not run");
-  absl::Status status = process_->Signal(SIGKILL);
-  if (!status.ok()) return status;
-  absl::StatusOr<ExitStatus> ended = process_->Wait(absl::Seconds(30));
-  if (!ended.ok()) return ended.status();
+  TL_RETURN_IF_ERROR(process_->Signal(SIGKILL));
+  TL_RETURN_IF_ERROR(process_->Wait(absl::Seconds(30)).status());
   process_.reset();
   return absl::OkStatus();
 }
@@ -187,16 +186,15 @@ absl::StatusOr<CommandResult> ServerHarness::RunTunectl(
     const std::map<std::string, std::string>& env, const std::string& cwd) const {
   ChildProcessOptions child;
   child.argv = TunectlArgv(args);
-  child.unset_env = {"TUNELEDGER_SERVER", "TUNELEDGER_TOKEN"};
+  child.unset_env = {"TUNELEDGER_SERVER", "TUNELEDGER_TOKEN", "TUNELEDGER_TLS_CA"};
   child.env = env;
-  child.cwd = cwd.empty() ? temp_dir_ : cwd;
-  absl::StatusOr<CompletedProcess> done = ChildProcess::RunToCompletion(child, timeout);
-  if (!done.ok()) return done.status();
+  child.cwd = cwd.empty() ? temp_dir_.path() : cwd;
+  TL_ASSIGN_OR_RETURN(CompletedProcess done, ChildProcess::RunToCompletion(child, timeout));
   CommandResult result;
-  result.status = done->status;
-  result.exit_code = done->status.exited ? done->status.code : -1;
-  result.stdout_text = std::move(done->stdout_text);
-  result.stderr_text = std::move(done->stderr_text);
+  result.status = done.status;
+  result.exit_code = done.status.exited ? done.status.code : -1;
+  result.stdout_text = std::move(done.stdout_text);
+  result.stderr_text = std::move(done.stderr_text);
   return result;
 }
 
@@ -204,12 +202,12 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ServerHarness::StartTunectl(
     const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
   ChildProcessOptions child;
   child.argv = TunectlArgv(args);
-  child.unset_env = {"TUNELEDGER_SERVER", "TUNELEDGER_TOKEN"};
+  child.unset_env = {"TUNELEDGER_SERVER", "TUNELEDGER_TOKEN", "TUNELEDGER_TLS_CA"};
   child.env = env;
-  child.cwd = temp_dir_;
+  child.cwd = temp_dir_.path();
   child.stdout_mode = StdioMode::kPipe;
   child.stderr_mode = StdioMode::kFile;
-  child.stderr_path = absl::StrCat(temp_dir_, "/tunectl-", ++tunectl_starts_, ".err");
+  child.stderr_path = absl::StrCat(temp_dir_.path(), "/tunectl-", ++tunectl_starts_, ".err");
   child.parent_death_signal = SIGKILL;
   return ChildProcess::Start(child);
 }

@@ -7,15 +7,17 @@
 //   ASSERT_OK(server.Kill());                   // SIGKILL, reaped
 //   ASSERT_OK(server.Start());                  // again, on the same db
 //
-// Start() passes --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --db <temp>/server.db
-// --ready-file <temp>/ready-<n>.json plus ServerHarnessOptions::extra_args, and waits (with a
-// deadline) for the ready file {"grpc":..., "metrics":..., "pid":...}; a server that exits
-// first or misses the deadline fails Start() with the tail of its log. The server's stdout and
-// stderr are appended to <temp>/server.log. Start(kSameGrpcPort) listens on the port of the
-// previous run, so a client that was connected finds the restarted server.
+// Start() passes --listen 127.0.0.1:0 --worker-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0
+// --db <temp>/server.db --ready-file <temp>/ready-<n>.json, a --data-root for each
+// ServerHarnessOptions::data_roots, --tokens-file naming ServerHarnessOptions::worker_token when
+// one is set, then ServerHarnessOptions::extra_args, and waits (with a deadline) for the ready
+// file {"grpc":..., "worker":..., "metrics":..., "pid":...}; a server that exits first or misses
+// the deadline fails Start() with the tail of its log. The server's stdout and stderr are
+// appended to <temp>/server.log. Start(kSameGrpcPort) listens on the gRPC and worker ports of the
+// previous run, so a client or worker that was connected finds the restarted server.
 //
-// The temp dir (TMPDIR or /tmp) holds the db, logs and whatever a test writes there (see
-// WriteFile()); it is removed by the destructor unless TUNELEDGER_KEEP_TEST_DIRS=1.
+// The temp dir (a TempDir: under TMPDIR or /tmp) holds the db, logs and whatever a test writes
+// there (see WriteFile()); it is removed by the destructor unless TUNELEDGER_KEEP_TEST_DIRS=1.
 // Binaries come from TUNELEDGER_BIN_DIR (the build's bin/ folder) unless options say otherwise.
 //
 // Thread safety: one test thread drives a harness; RunTunectl() may be called from several
@@ -31,7 +33,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/base/child_process.h"
+#include "base/child_process.h"
+#include "tests/testing/temp_dir.h"
 
 namespace tuneledger::testing {
 
@@ -41,6 +44,13 @@ std::string BinaryPath(const std::string& name);
 struct ServerHarnessOptions {
   // Appended to the server's command line, e.g. {"--local-workers", "1", "--work-dir", dir}.
   std::vector<std::string> extra_args;
+  // Each is passed as --data-root. "/" by default: these tests' files live in temp and build
+  // folders; the data-root tests name their own.
+  std::vector<std::string> data_roots = {"/"};
+  // Non-empty: the server gets a tokens file whose one line makes this a worker token (and
+  // leaves JobService open), so that workers started by the test can authenticate. Do not
+  // combine with a --tokens-file in extra_args.
+  std::string worker_token;
   // Set in the server's environment (on top of this process's).
   std::map<std::string, std::string> env;
   absl::Duration ready_timeout = absl::Seconds(60);
@@ -79,19 +89,22 @@ class ServerHarness {
   // The options the next Start() uses (e.g. add flags that name files in temp_dir()).
   ServerHarnessOptions& options() { return options_; }
 
-  // Valid after Start(): "127.0.0.1:PORT" of the gRPC and /metrics listeners, and the pid.
+  // Valid after Start(): "127.0.0.1:PORT" of the gRPC (JobService), worker (WorkerService) and
+  // /metrics listeners, and the pid.
   const std::string& grpc_address() const { return grpc_address_; }
+  const std::string& worker_address() const { return worker_address_; }
   const std::string& metrics_address() const { return metrics_address_; }
   int pid() const;
 
-  const std::string& temp_dir() const { return temp_dir_; }
+  const std::string& temp_dir() const { return temp_dir_.path(); }
   const std::string& db_path() const { return db_path_; }
-  std::string log_path() const { return temp_dir_ + "/server.log"; }
+  std::string log_path() const { return temp_dir_.File("server.log"); }
   // The last `max_bytes` of the server's log.
   std::string LogTail(size_t max_bytes = 4000) const;
 
-  // Runs `tunectl --server <grpc_address> args...` to completion (with TUNELEDGER_SERVER and
-  // TUNELEDGER_TOKEN removed from its environment, `env` added) in `cwd` (empty: temp_dir()).
+  // Runs `tunectl --server <grpc_address> args...` to completion (with TUNELEDGER_SERVER,
+  // TUNELEDGER_TOKEN and TUNELEDGER_TLS_CA removed from its environment, `env` added) in `cwd`
+  // (empty: temp_dir()).
   absl::StatusOr<CommandResult> RunTunectl(const std::vector<std::string>& args,
                                            absl::Duration timeout = absl::Seconds(60),
                                            const std::map<std::string, std::string>& env = {},
@@ -105,9 +118,10 @@ class ServerHarness {
   std::vector<std::string> TunectlArgv(const std::vector<std::string>& args) const;
 
   ServerHarnessOptions options_;
-  std::string temp_dir_;
+  TempDir temp_dir_;
   std::string db_path_;
   std::string grpc_address_;
+  std::string worker_address_;
   std::string metrics_address_;
   int starts_ = 0;
   int tunectl_starts_ = 0;

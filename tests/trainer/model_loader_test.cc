@@ -2,7 +2,7 @@
 // tied embeddings, and errors that name the tensor or the field.
 //
 // Shape legend: B batch, T tokens, D hidden, V vocab.
-#include "worker/trainer/model_loader.h"
+#include "worker/trainer/model/model_loader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,21 +15,22 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
-#include "worker/trainer/llama_model.h"
-#include "worker/trainer/model_config.h"
-#include "worker/trainer/safetensors_reader.h"
-#include "worker/trainer/safetensors_writer.h"
+#include "worker/trainer/model/llama_model.h"
+#include "worker/trainer/model/model_config.h"
+#include "worker/trainer/model/safetensors_reader.h"
+#include "worker/trainer/model/safetensors_writer.h"
 
 namespace tuneledger::train {
 namespace {
 
-using model_test::MakeTempDir;
 using model_test::TensorsClose;
 using model_test::TrainErrorMessage;
 using nlohmann::json;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::tuneledger::testing::TempDir;
 
 // All tensors of a saved model folder, in file order.
 std::vector<std::pair<std::string, torch::Tensor>> ReadAll(const std::string& path) {
@@ -46,7 +47,7 @@ class LoaderTest : public ::testing::Test {
     model_ = CreateRandom(config_, ModelOptions{}, /*seed=*/40);
     model_test::RandomizeBaseWeights(model_, 41);
     model_->eval();
-    dir_ = MakeTempDir() + "/model";
+    dir_ = temp_dir_.File("model");
     SaveFullModel(model_, dir_, torch::kFloat32);
     ids_ = model_test::RandomIds(2, 7, config_.vocab_size, 42);  // [B,T]
     torch::NoGradGuard no_grad;
@@ -75,7 +76,8 @@ class LoaderTest : public ::testing::Test {
 
   LlamaConfig config_;
   LlamaForCausalLM model_{nullptr};
-  std::string dir_;
+  TempDir temp_dir_;
+  std::string dir_;  // temp_dir_/model
   torch::Tensor ids_;
   torch::Tensor logits_;
 };
@@ -117,11 +119,12 @@ TEST_F(LoaderTest, ShardedIndexLoads) {
 TEST_F(LoaderTest, Bf16AndFp16StoredWeightsLoad) {
   for (torch::Dtype stored : {torch::kBFloat16, torch::kFloat16}) {
     SCOPED_TRACE(c10::toString(stored));
-    const std::string dir = MakeTempDir() + "/m";
+    const TempDir temp_dir;
+    const std::string dir = temp_dir.File("m");
     SaveFullModel(model_, dir, stored);
-    EXPECT_EQ(SafetensorsFile::Open(dir + "/model.safetensors")
-                  .Entry("model.layers.0.self_attn.q_proj.weight")
-                  .scalar_type,
+    EXPECT_EQ(SafetensorsDtype(SafetensorsFile::Open(dir + "/model.safetensors")
+                                   .Entry("model.layers.0.self_attn.q_proj.weight")
+                                   .dtype),
               stored);
     EXPECT_EQ(LlamaConfig::FromFile(dir + "/config.json").torch_dtype,
               stored == torch::kBFloat16 ? "bfloat16" : "float16");
@@ -140,7 +143,8 @@ TEST_F(LoaderTest, TiedEmbeddingsShareTheEmbeddingMatrix) {
   tied.tie_word_embeddings = true;
   LlamaForCausalLM model = CreateRandom(tied, ModelOptions{}, 43);
   model_test::RandomizeBaseWeights(model, 44);
-  const std::string dir = MakeTempDir() + "/tied";
+  const TempDir temp_dir;
+  const std::string dir = temp_dir.File("tied");
   SaveFullModel(model, dir, torch::kFloat32);
   EXPECT_FALSE(SafetensorsFile::Open(dir + "/model.safetensors").Contains("lm_head.weight"));
   EXPECT_TRUE(json::parse(model_test::ReadFileBytes(dir + "/config.json"))["tie_word_embeddings"]);
@@ -223,9 +227,19 @@ TEST_F(LoaderTest, UnsupportedArchitecturesNameTheField) {
       {"hidden_act", [](json& c) { c["hidden_act"] = "gelu"; }, "hidden_act: unsupported"},
       {"rope_scaling",
        [](json& c) {
-         c["rope_scaling"] = {{"type", "linear"}, {"factor", 2}};
+         c["rope_scaling"] = {{"type", "longrope"}, {"factor", 2}};
        },
-       "rope_scaling: unsupported"},
+       "rope_scaling.rope_type: unsupported \"longrope\""},
+      {"rope_scaling_factor_missing",
+       [](json& c) {
+         c["rope_scaling"] = {{"rope_type", "linear"}};
+       },
+       "rope_scaling.factor: missing"},
+      {"rope_scaling_unknown_key",
+       [](json& c) {
+         c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2}, {"long_factor", 3}};
+       },
+       "rope_scaling.long_factor: unsupported RoPE parameter"},
       {"sliding_window", [](json& c) { c["use_sliding_window"] = true; }, "use_sliding_window"},
       {"kv_heads", [](json& c) { c["num_key_value_heads"] = 3; },
        "num_key_value_heads: must divide num_attention_heads (4), got 3"},
@@ -233,6 +247,21 @@ TEST_F(LoaderTest, UnsupportedArchitecturesNameTheField) {
       {"bad_vocab", [](json& c) { c["vocab_size"] = -5; },
        "vocab_size: must be a positive integer"},
       {"odd_head_dim", [](json& c) { c["head_dim"] = 7; }, "head_dim: must be even"},
+      {"rope_type",
+       [](json& c) {
+         c["rope_parameters"] = {{"rope_type", "longrope"}, {"rope_theta", 1e4}};
+       },
+       "rope_parameters.rope_type: unsupported \"longrope\""},
+      {"rope_parameters_theta",
+       [](json& c) {
+         c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", -1}};
+       },
+       "rope_parameters.rope_theta: must be a positive number"},
+      {"sliding_layers",
+       [](json& c) {
+         c["layer_types"] = {"full_attention", "sliding_attention"};
+       },
+       "layer_types: unsupported \"sliding_attention\""},
   };
   for (const ConfigRule& rule : rules) {
     SCOPED_TRACE(rule.name);
@@ -271,6 +300,32 @@ TEST(ModelConfigTest, DefaultsAndQwen2Rules) {
   EXPECT_TRUE(qwen.attention_bias);
   EXPECT_FALSE(qwen.attention_output_bias);
   EXPECT_EQ(qwen.num_kv_groups(), 4);
+  // transformers 5 spells rope_theta and torch_dtype as rope_parameters.rope_theta and dtype.
+  LlamaConfig v5 = LlamaConfig::FromJson(
+      json{{"model_type", "llama"},
+           {"vocab_size", 100},
+           {"hidden_size", 64},
+           {"intermediate_size", 128},
+           {"num_hidden_layers", 2},
+           {"num_attention_heads", 8},
+           {"dtype", "bfloat16"},
+           {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 5e5}}}});
+  EXPECT_DOUBLE_EQ(v5.rope_theta, 5e5);
+  EXPECT_EQ(v5.torch_dtype, "bfloat16");
+  // Mistral: a sliding window, which sequences must fit.
+  LlamaConfig mistral = LlamaConfig::FromJson(json{{"model_type", "mistral"},
+                                                   {"architectures", {"MistralForCausalLM"}},
+                                                   {"vocab_size", 100},
+                                                   {"hidden_size", 64},
+                                                   {"intermediate_size", 128},
+                                                   {"num_hidden_layers", 2},
+                                                   {"num_attention_heads", 8},
+                                                   {"sliding_window", 512}});
+  EXPECT_EQ(mistral.sliding_window, 512);
+  mistral.CheckSequenceLength(512);
+  EXPECT_THAT(model_test::TrainErrorMessage([&] { mistral.CheckSequenceLength(513); }),
+              HasSubstr("spec.training.seq_len: 513 is longer than the model's sliding_window"));
+  EXPECT_EQ(LlamaConfig::FromJson(mistral.ToJson()).ToJson(), mistral.ToJson());
   // ToJson round-trips.
   LlamaConfig again = LlamaConfig::FromJson(qwen.ToJson());
   EXPECT_EQ(again.ToJson(), qwen.ToJson());

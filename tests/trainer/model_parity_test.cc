@@ -10,23 +10,24 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
-#include "worker/trainer/llama_attention.h"
-#include "worker/trainer/llama_model.h"
-#include "worker/trainer/lora_linear.h"
-#include "worker/trainer/model_loader.h"
-#include "worker/trainer/peft_adapter.h"
-#include "worker/trainer/rms_norm.h"
-#include "worker/trainer/rotary_embedding.h"
-#include "worker/trainer/safetensors_reader.h"
-#include "worker/trainer/safetensors_writer.h"
+#include "worker/trainer/model/llama_attention.h"
+#include "worker/trainer/model/llama_model.h"
+#include "worker/trainer/model/lora_linear.h"
+#include "worker/trainer/model/model_loader.h"
+#include "worker/trainer/model/peft_adapter.h"
+#include "worker/trainer/model/rms_norm.h"
+#include "worker/trainer/model/rotary_embedding.h"
+#include "worker/trainer/model/safetensors_reader.h"
+#include "worker/trainer/model/safetensors_writer.h"
 
 namespace tuneledger::train {
 namespace {
 
-using model_test::MakeTempDir;
 using model_test::RunReference;
 using model_test::TensorsClose;
+using ::tuneledger::testing::TempDir;
 
 constexpr double kComponentTolerance = 1e-5;
 
@@ -46,7 +47,8 @@ constexpr double kLogitsTolerance = 1e-4;
 torch::Tensor Reference(const std::string& command, const std::string& extra_args,
                         const std::vector<std::pair<std::string, torch::Tensor>>& inputs,
                         const std::string& output_name) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   WriteSafetensors(dir + "/in.safetensors", inputs);
   const model_test::CommandResult result =
       RunReference(command + " --input " + dir + "/in.safetensors --out " + dir +
@@ -86,7 +88,7 @@ TEST(ParityTest, GqaAttentionMatchesReferenceOnBothKernels) {
   torch::Tensor v = torch::randn({2, 2, 9, 8});  // [B,Hkv,T,Dh]
   torch::Tensor expected = Reference("attention", "", {{"q", q}, {"k", k}, {"v", v}}, "y");
   ExpectClose("plain_attention", expected, PlainAttention(q, k, v), kComponentTolerance);
-  // On LibTorch < 2.0 FusedAttention is PlainAttention; on newer ones it is the fused kernel.
+  // The fused kernel (scaled_dot_product_attention) against the same reference.
   ExpectClose("fused_attention", expected, FusedAttention(q, k, v), kComponentTolerance);
 }
 
@@ -127,7 +129,8 @@ TEST_P(ForwardParityTest, LogitsMatchReference) {
   LlamaForCausalLM model = CreateRandom(config, ModelOptions{}, /*seed=*/21);
   model_test::RandomizeBaseWeights(model, /*seed=*/22);
   model->eval();
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   SaveFullModel(model, dir + "/model", torch::kFloat32);
   torch::Tensor ids = model_test::RandomIds(2, 11, config.vocab_size, /*seed=*/23);  // [B,T]
   WriteSafetensors(dir + "/ids.safetensors", {{"input_ids", ids}});
@@ -164,7 +167,8 @@ TEST(ParityTest, PeftAdapterAppliedByReferenceMatchesLoraLogits) {
   torch::manual_seed(31);
   LlamaForCausalLM model = CreateRandom(config, ModelOptions{}, /*seed=*/32, &lora);
   model_test::RandomizeBaseWeights(model, /*seed=*/33);
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   SaveFullModel(model, dir + "/base", torch::kFloat32);  // B = 0: the base weights
   model_test::RandomizeLoraB(model, /*seed=*/34);
   WritePeftAdapter(model, lora, dir + "/base", dir + "/adapter");

@@ -10,22 +10,23 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
-#include "worker/trainer/generation.h"
-#include "worker/trainer/llama_model.h"
-#include "worker/trainer/model_loader.h"
-#include "worker/trainer/peft_adapter.h"
-#include "worker/trainer/safetensors_reader.h"
-#include "worker/trainer/safetensors_writer.h"
+#include "worker/trainer/model/generation.h"
+#include "worker/trainer/model/llama_model.h"
+#include "worker/trainer/model/model_loader.h"
+#include "worker/trainer/model/peft_adapter.h"
+#include "worker/trainer/model/safetensors_reader.h"
+#include "worker/trainer/model/safetensors_writer.h"
 
 namespace tuneledger::train {
 namespace {
 
-using model_test::MakeTempDir;
 using model_test::TensorsClose;
 using model_test::TrainErrorMessage;
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::tuneledger::testing::TempDir;
 
 class PeftTest : public ::testing::Test {
  protected:
@@ -35,7 +36,7 @@ class PeftTest : public ::testing::Test {
         /*r=*/4, /*alpha=*/16.0, /*dropout=*/0.05, {"q_proj", "v_proj", "gate_proj", "down_proj"}};
     torch::manual_seed(50);
     model_ = CreateRandom(config_, ModelOptions{}, 51, &lora_);
-    dir_ = MakeTempDir();
+    dir_ = temp_dir_.path();
     SaveFullModel(model_, dir_ + "/base", torch::kFloat32);
     model_test::RandomizeLoraB(model_, 52);
     WritePeftAdapter(model_, lora_, "tiny-llama", dir_ + "/adapter");
@@ -44,7 +45,8 @@ class PeftTest : public ::testing::Test {
   LlamaConfig config_;
   LoraOptions lora_;
   LlamaForCausalLM model_{nullptr};
-  std::string dir_;
+  TempDir temp_dir_;
+  std::string dir_;  // temp_dir_.path()
 };
 
 TEST_F(PeftTest, KeysShapesAndDtypeArePefts) {

@@ -12,17 +12,18 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
-#include "worker/trainer/safetensors_reader.h"
-#include "worker/trainer/safetensors_writer.h"
+#include "worker/trainer/model/safetensors_reader.h"
+#include "worker/trainer/model/safetensors_writer.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
 
-using model_test::MakeTempDir;
 using model_test::TrainErrorMessage;
 using ::testing::HasSubstr;
+using ::tuneledger::testing::TempDir;
 
 // A file image: 8-byte little-endian length (`declared`, default the header's), header, data.
 std::string Image(const std::string& header, size_t data_bytes, int64_t declared = -1) {
@@ -33,7 +34,8 @@ std::string Image(const std::string& header, size_t data_bytes, int64_t declared
 }
 
 TEST(SafetensorsTest, RoundTripKeepsDtypesShapesValuesAndMetadata) {
-  const std::string path = MakeTempDir() + "/t.safetensors";
+  const TempDir temp_dir;
+  const std::string path = temp_dir.File("t.safetensors");
   torch::manual_seed(1);
   std::vector<std::pair<std::string, torch::Tensor>> tensors = {
       {"z.f32", torch::randn({3, 5})},                         // [3,5]
@@ -67,8 +69,23 @@ TEST(SafetensorsTest, RoundTripKeepsDtypesShapesValuesAndMetadata) {
   EXPECT_THAT(TrainErrorMessage([&] { file.Tensor("nope"); }), HasSubstr("no tensor 'nope'"));
 }
 
+// The torch-free header parser (safetensors_header.cc) and the reader (safetensors_reader.cc)
+// each hold a dtype table; they must name the same dtypes with the same element sizes.
+TEST(SafetensorsTest, HeaderAndReaderDtypeTablesAgree) {
+  for (torch::Dtype dtype :
+       {torch::kFloat64, torch::kFloat32, torch::kFloat16, torch::kBFloat16, torch::kInt64,
+        torch::kInt32, torch::kInt16, torch::kInt8, torch::kUInt8, torch::kBool}) {
+    const std::string name = SafetensorsDtypeName(dtype);
+    EXPECT_EQ(SafetensorsDtype(name), dtype) << name;
+    EXPECT_EQ(SafetensorsDtypeSize(name), c10::elementSize(dtype)) << name;
+  }
+  EXPECT_EQ(SafetensorsDtypeSize("F8_E4M3"), 0u);
+  EXPECT_THAT(TrainErrorMessage([] { SafetensorsDtype("F8_E4M3"); }), HasSubstr("F8_E4M3"));
+}
+
 TEST(SafetensorsTest, WriterIsAtomicAndRejectsDuplicates) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   const std::string path = dir + "/t.safetensors";
   WriteSafetensors(path, {{"x", torch::ones({2})}});
   EXPECT_THAT(TrainErrorMessage([&] {
@@ -137,7 +154,8 @@ std::vector<HostileCase> HostileCases() {
 }
 
 TEST(SafetensorsTest, HostileFilesAreRejectedWithAMessageNamingTheProblem) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   for (const HostileCase& c : HostileCases()) {
     SCOPED_TRACE(c.name);
     const std::string path = dir + "/" + c.name + ".safetensors";
@@ -149,7 +167,8 @@ TEST(SafetensorsTest, HostileFilesAreRejectedWithAMessageNamingTheProblem) {
 }
 
 TEST(SafetensorsTest, MissingFileAndDirectoryAreErrors) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   EXPECT_THAT(TrainErrorMessage([&] { SafetensorsFile::Open(dir + "/absent.safetensors"); }),
               HasSubstr("cannot open"));
   EXPECT_THAT(TrainErrorMessage([&] { SafetensorsFile::Open(dir); }),
@@ -160,7 +179,8 @@ TEST(SafetensorsTest, MissingFileAndDirectoryAreErrors) {
 // header's numbers, random header lengths. Each must either parse into a header whose every
 // tensor lies inside the buffer, or be a TrainError; never a crash or another exception.
 TEST(SafetensorsFuzzTest, MutatedHeadersNeverCrash) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp_dir;
+  const std::string& dir = temp_dir.path();
   const std::string valid_path = dir + "/valid.safetensors";
   torch::manual_seed(3);
   WriteSafetensors(valid_path,

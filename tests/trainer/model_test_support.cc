@@ -2,7 +2,6 @@
 #include "tests/trainer/model_test_support.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
@@ -12,16 +11,6 @@
 #include <sstream>
 
 namespace tuneledger::train::model_test {
-
-std::string MakeTempDir() {
-  std::string pattern = ::testing::TempDir() + "tl_model_XXXXXX";
-  char* made = ::mkdtemp(pattern.data());
-  if (made == nullptr) {
-    ADD_FAILURE() << "mkdtemp failed for " << pattern;
-    return ::testing::TempDir();
-  }
-  return made;
-}
 
 std::string ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -123,6 +112,11 @@ CommandResult RunCommand(const std::string& command) {
 CommandResult RunReference(const std::string& args) {
   return RunCommand(std::string("/usr/bin/python3 ") + TUNELEDGER_SOURCE_DIR +
                     "/tests/trainer/reference/llama_reference.py " + args);
+}
+
+CommandResult RunHfReference(const std::string& args) {
+  return RunCommand(std::string(TUNELEDGER_TEST_PYTHON) + " " + TUNELEDGER_SOURCE_DIR +
+                    "/tests/trainer/reference/hf_reference.py " + args);
 }
 
 }  // namespace tuneledger::train::model_test

@@ -1,6 +1,8 @@
-// Helpers shared by the model-side trainer tests: temp folders, tiny random configs, tensor
-// comparison that prints expected/actual/max diff, and running the independent Python
-// reference (reference/llama_reference.py) with /usr/bin/python3.
+// Helpers shared by the model-side trainer tests: tiny random configs, tensor comparison that
+// prints expected/actual/max diff, and running the independent Python reference
+// (reference/llama_reference.py) with /usr/bin/python3 and the real libraries
+// (reference/hf_reference.py) with the project's Python environment. Temp folders:
+// tests/testing/temp_dir.h.
 //
 // Shape legend: B batch, T tokens, D hidden, H heads, Hkv kv heads, Dh head dim, V vocab.
 #ifndef TUNELEDGER_TESTS_TRAINER_MODEL_TEST_SUPPORT_H_
@@ -13,14 +15,12 @@
 #include <exception>
 #include <string>
 
-#include "worker/trainer/llama_model.h"
-#include "worker/trainer/model_config.h"
+#include "worker/trainer/model/llama_model.h"
+#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train::model_test {
 
-// A fresh folder under the test temp dir (unique per call).
-std::string MakeTempDir();
 std::string ReadFileBytes(const std::string& path);
 void WriteFileBytes(const std::string& path, const std::string& bytes);
 
@@ -50,6 +50,8 @@ struct CommandResult {
 CommandResult RunCommand(const std::string& command);
 // Runs reference/llama_reference.py with `args`; the result's output is for messages.
 CommandResult RunReference(const std::string& args);
+// Runs reference/hf_reference.py (transformers, PEFT) with the project's Python environment.
+CommandResult RunHfReference(const std::string& args);
 
 // The message of the TrainError `body` throws, or "" (and a test failure) when it throws
 // nothing or something else.

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <set>
 
-#include "worker/trainer/batcher.h"
+#include "worker/trainer/recipe/batcher.h"
 
 namespace tuneledger::train {
 namespace {

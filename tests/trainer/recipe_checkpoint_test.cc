@@ -6,9 +6,10 @@
 
 #include <filesystem>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
-#include "worker/trainer/checkpoint_io.h"
-#include "worker/trainer/optimizer_setup.h"
+#include "worker/trainer/recipe/checkpoint_io.h"
+#include "worker/trainer/recipe/optimizer_setup.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
@@ -17,8 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::ReadTextFile;
-using testing::TempDir;
 using testing::WriteTextFile;
+using ::tuneledger::testing::TempDir;
 
 const std::string kFingerprint = R"({"lora_r": 4, "seed": 1})";
 

@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "worker/trainer/job_spec.h"
-#include "worker/trainer/job_spec_defaults.h"
+#include "tuneledger/v1/job_spec_contract.h"
+#include "worker/trainer/spec/job_spec.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
@@ -112,9 +112,9 @@ TEST(JobSpecTest, IntegersMayBeStringsAndEnumsNumbers) {
   EXPECT_EQ(parsed.lr_schedule, LrScheduleKind::kLinear);
 }
 
-TEST(JobSpecTest, DefaultsComeFromJobSpecDefaults) {
+TEST(JobSpecTest, DefaultsComeFromTheContract) {
   const TrainJobSpec parsed = ParseJobSpec(Minimal());
-  namespace d = ::tuneledger::spec_defaults;
+  namespace d = ::tuneledger::spec;
   EXPECT_EQ(parsed.lora_r, d::kLoraR);
   EXPECT_EQ(parsed.lora_alpha, d::kLoraAlpha);
   EXPECT_EQ(parsed.lora_dropout, d::kLoraDropout);
@@ -176,14 +176,29 @@ TEST(JobSpecTest, BadValuesAreNamedAllAtOnce) {
   const std::string second = ErrorOf(spec);
   EXPECT_THAT(second, HasSubstr("lora.dropout"));
   EXPECT_THAT(second, HasSubstr("unknown module \"qkv\""));
-  EXPECT_THAT(second, HasSubstr("only one of epochs and max_steps"));
+  EXPECT_THAT(second, HasSubstr("spec.training.max_steps: must not be set together with "
+                                "spec.training.epochs"));
   EXPECT_THAT(second, HasSubstr("training.learning_rate: must be > 0"));
+}
+
+// Rules the server had alone before the one contract: the trainer now refuses them too.
+TEST(JobSpecTest, ServerRulesHoldInTheTrainer) {
+  json spec = Minimal();
+  spec["name"] = std::string(129, 'n');
+  spec["gpus"] = 65;
+  spec["training"] = {{"batch_size", 70000}, {"epochs", 10001}, {"seq_len", 1}};
+  const std::string error = ErrorOf(spec);
+  EXPECT_THAT(error, HasSubstr("spec.name: must be at most 128 characters, got 129"));
+  EXPECT_THAT(error, HasSubstr("spec.gpus: must be in [0, 64] (0 = default), got 65"));
+  EXPECT_THAT(error, HasSubstr("spec.training.batch_size: must be in [0, 65536]"));
+  EXPECT_THAT(error, HasSubstr("spec.training.epochs: must be in [0, 10000]"));
+  EXPECT_THAT(error, HasSubstr("spec.training.seq_len: must be in [2, 131072]"));
 }
 
 TEST(JobSpecTest, WrongTypesAndDuplicateSpellings) {
   json spec = Minimal();
   spec["training"] = {{"batch_size", "eight"}};
-  EXPECT_THAT(ErrorOf(spec), HasSubstr("training.batch_size: must be an integer"));
+  EXPECT_THAT(ErrorOf(spec), HasSubstr("spec.training.batch_size: must be a 32-bit integer"));
 
   spec = Minimal();
   spec["training"] = {{"precision", "FP8"}};

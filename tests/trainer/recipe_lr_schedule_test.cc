@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "worker/trainer/loss_scaler.h"
-#include "worker/trainer/lr_schedule.h"
+#include "worker/trainer/recipe/loss_scaler.h"
+#include "worker/trainer/recipe/lr_schedule.h"
 
 namespace tuneledger::train {
 namespace {

@@ -1,7 +1,7 @@
 // trainer_recipe_spm_train ARGS...: runs libsentencepiece's trainer with command-line style
 // arguments (e.g. --input=corpus.txt --model_prefix=dir/tokenizer --vocab_size=60). A separate,
 // torch-free process, because libsentencepiece cannot share a process with LibTorch's
-// libprotobuf (worker/trainer/sentencepiece_shim.h).
+// libprotobuf (worker/trainer/recipe/sentencepiece_shim.h).
 #include <sentencepiece_trainer.h>
 
 #include <iostream>

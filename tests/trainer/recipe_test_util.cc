@@ -5,39 +5,27 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
 
-#include "worker/trainer/byte_tokenizer.h"
-#include "worker/trainer/model_config.h"
-#include "worker/trainer/model_loader.h"
-#include "worker/trainer/safetensors_reader.h"
+#include "tests/testing/temp_dir.h"
+#include "worker/trainer/model/model_config.h"
+#include "worker/trainer/model/model_loader.h"
+#include "worker/trainer/model/safetensors_reader.h"
+#include "worker/trainer/recipe/byte_tokenizer.h"
 
 extern char** environ;
 
 namespace tuneledger::train::testing {
-
-namespace fs = std::filesystem;
-
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/tl_recipe_XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  fs::remove_all(path_, ignored);
-}
 
 void WriteTextFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -73,6 +61,67 @@ void MakeTinyModel(const std::string& dir, uint64_t seed) {
   WriteTextFile(dir + "/" + ByteTokenizer::kConfigFileName, ByteTokenizer::ConfigJson());
 }
 
+void WriteSmolLM2StyleTokenizer(const std::string& dir, const nlohmann::json& config) {
+  // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for
+  // U+0100 onwards, in byte order.
+  nlohmann::json vocab = nlohmann::json::object();
+  int shifted = 0;
+  for (int byte = 0; byte < 256; ++byte) {
+    const bool printable =
+        (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255);
+    const uint32_t cp = printable ? static_cast<uint32_t>(byte) : 256u + shifted++;
+    std::string symbol;
+    if (cp < 0x80) {
+      symbol += static_cast<char>(cp);
+    } else {
+      symbol += static_cast<char>(0xc0 | (cp >> 6));
+      symbol += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+    vocab[symbol] = ByteTokenizer::kByteOffset + byte;
+  }
+  nlohmann::json added = nlohmann::json::array();
+  const char* specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+  for (int id = 0; id < 3; ++id) {
+    added.push_back({{"id", id},
+                     {"content", specials[id]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
+  }
+  const nlohmann::json byte_level = {{"type", "ByteLevel"},
+                                     {"add_prefix_space", false},
+                                     {"trim_offsets", true},
+                                     {"use_regex", true}};
+  const nlohmann::json tokenizer = {{"version", "1.0"},
+                                    {"added_tokens", added},
+                                    {"normalizer", nullptr},
+                                    {"pre_tokenizer", byte_level},
+                                    {"post_processor", nullptr},
+                                    {"decoder", byte_level},
+                                    {"model",
+                                     {{"type", "BPE"},
+                                      {"vocab", vocab},
+                                      {"merges", nlohmann::json::array()},
+                                      {"unk_token", nullptr},
+                                      {"fuse_unk", false},
+                                      {"byte_fallback", false}}}};
+  WriteTextFile(dir + "/tokenizer.json", tokenizer.dump());
+  nlohmann::json tokenizer_config = {
+      {"tokenizer_class", "PreTrainedTokenizerFast"},
+      {"add_bos_token", false},
+      {"add_eos_token", false},
+      {"bos_token", "<|im_start|>"},
+      {"eos_token", "<|im_end|>"},
+      {"unk_token", "<|endoftext|>"},
+      {"pad_token", "<|im_end|>"},
+      {"chat_template", ReadTextFile(std::string(TUNELEDGER_SOURCE_DIR) +
+                                     "/tests/trainer/chat_templates/smollm2.jinja")}};
+  for (auto it = config.begin(); it != config.end(); ++it) tokenizer_config[it.key()] = it.value();
+  WriteTextFile(dir + "/tokenizer_config.json", tokenizer_config.dump(2));
+}
+
 std::string TinyPromptCompletionData(int count, int offset) {
   static const char* kWords[] = {"cat", "dog", "sun", "map", "cup", "hat", "pen", "box"};
   std::string data;
@@ -104,8 +153,16 @@ TrainerRun RunProcess(const std::string& binary, const std::vector<std::string>&
     ADD_FAILURE() << "pipe failed";
     return run;
   }
-  char stderr_path[] = "/tmp/tl_recipe_stderr_XXXXXX";
-  const int stderr_fd = ::mkstemp(stderr_path);
+  const ::tuneledger::testing::TempDir scratch("tl_recipe_run");  // the child's stderr file
+  const std::string stderr_path = scratch.File("stderr.txt");
+  const int stderr_fd =
+      ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, S_IRUSR | S_IWUSR);
+  if (stderr_fd < 0) {
+    ADD_FAILURE() << "cannot create " << stderr_path << ": " << std::strerror(errno);
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    return run;
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
@@ -168,7 +225,6 @@ TrainerRun RunProcess(const std::string& binary, const std::vector<std::string>&
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   ::close(stderr_fd);
   run.stderr_text = ReadTextFile(stderr_path);
-  ::unlink(stderr_path);
   return run;
 }
 

@@ -1,13 +1,16 @@
-// Tokenizers: byte-level round trip and layout; SentencePiece trained here with
-// libsentencepiece's trainer (in a torch-free helper process), then loaded through the model folder
-// like a real model's, in a process that also loads LibTorch (the protobuf clash the shim avoids).
+// Tokenizers: the order LoadTokenizer picks them in; byte-level round trip and layout;
+// SentencePiece trained here with libsentencepiece's trainer (in a torch-free helper process),
+// then loaded through the model folder like a real model's, in a process that also loads
+// LibTorch (the protobuf clash the shim avoids).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
-#include "worker/trainer/byte_tokenizer.h"
-#include "worker/trainer/sentencepiece_tokenizer.h"
-#include "worker/trainer/tokenizer.h"
+#include "worker/trainer/recipe/byte_tokenizer.h"
+#include "worker/trainer/recipe/sentencepiece_tokenizer.h"
+#include "worker/trainer/recipe/tokenizer.h"
+#include "worker/trainer/text/hf_tokenizer.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
@@ -15,8 +18,8 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing::TempDir;
 using testing::WriteTextFile;
+using ::tuneledger::testing::TempDir;
 
 TEST(ByteTokenizerTest, RoundTripsAnyBytes) {
   ByteTokenizer tokenizer;
@@ -63,9 +66,35 @@ TEST(TokenizerTest, FolderWithoutTokenizerIsAnError) {
     LoadTokenizer(dir.path());
     FAIL() << "expected TrainError";
   } catch (const TrainError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("tokenizer.json"));
     EXPECT_THAT(e.what(), HasSubstr("tokenizer.model"));
     EXPECT_THAT(e.what(), HasSubstr("byte_tokenizer.json"));
   }
+}
+
+// A folder with tokenizer.json (and tokenizer_config.json) gets HfTokenizer, before a
+// tokenizer.model or byte_tokenizer.json beside it.
+TEST(TokenizerTest, TokenizerJsonComesFirst) {
+  TempDir dir;
+  WriteTextFile(dir.File("tokenizer.json"), R"({
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false},
+    "model": {"type": "BPE", "vocab": {"<s>": 0, "</s>": 1, "h": 2, "i": 3, "hi": 4},
+              "merges": ["h i"]},
+    "decoder": {"type": "ByteLevel"},
+    "added_tokens": [{"id": 0, "content": "<s>", "special": true},
+                     {"id": 1, "content": "</s>", "special": true}]})");
+  WriteTextFile(dir.File("tokenizer_config.json"),
+                R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true})");
+  WriteTextFile(dir.File("tokenizer.model"), "not a protobuf");
+  WriteTextFile(dir.File("byte_tokenizer.json"), ByteTokenizer::ConfigJson());
+  auto tokenizer = LoadTokenizer(dir.path());
+  ASSERT_NE(dynamic_cast<HfTokenizer*>(tokenizer.get()), nullptr);
+  EXPECT_THAT(tokenizer->Encode("hi"), ElementsAre(4));
+  EXPECT_EQ(tokenizer->Decode({0, 4, 1}), "hi");
+  EXPECT_EQ(tokenizer->bos_id(), 0);
+  EXPECT_EQ(tokenizer->eos_id(), 1);
+  EXPECT_EQ(tokenizer->pad_id(), 1);
+  EXPECT_TRUE(tokenizer->add_bos());
 }
 
 // Trains a small BPE model on generated sentences into <dir>/tokenizer.model.

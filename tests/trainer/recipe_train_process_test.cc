@@ -1,5 +1,6 @@
 // tuneledger-train as a process on a tiny random model: the progress protocol, exact resume
-// after SIGTERM, determinism, divergence and input errors as `error` lines.
+// after SIGTERM, determinism, divergence and input errors as `error` lines, "messages" data
+// through the model's own chat template.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 
 namespace tuneledger::train {
@@ -17,10 +19,11 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::MaxAdapterDiff;
 using testing::RunProcess;
-using testing::TempDir;
+using testing::ScopedEnv;
 using testing::TrainerBinary;
 using testing::TrainerRun;
 using testing::WriteTextFile;
+using ::tuneledger::testing::TempDir;
 
 constexpr int kTotalSteps = 120;
 
@@ -129,46 +132,61 @@ TEST_F(TrainProcessTest, WritesTheProgressProtocolAndAnAdapter) {
   EXPECT_FALSE(fs::exists(dir_.File("out/checkpoints/step-70")));
 }
 
-TEST_F(TrainProcessTest, ResumeAfterSigtermIsExact) {
+// A job that prunes (a checkpoint every 10 of 120 steps, the newest 3 kept) is stopped by
+// SIGTERM, resumed in place, stopped again, and finished by another attempt from the second
+// stop's checkpoint (--resume-from): its adapter file is byte-identical to an unbroken run's.
+TEST_F(TrainProcessTest, StoppedResumedInPlaceAndElsewhereEndsByteIdentical) {
   const std::string spec = WriteSpec(Spec());
   const TrainerRun straight = Train(spec, dir_.File("straight"));
   ASSERT_EQ(straight.exit_code, 0) << straight.stderr_text;
 
-  // SIGTERM right after the first checkpoint line: the trainer finishes its current step,
-  // checkpoints there (usually not a multiple of 10) and exits 75.
-  const TrainerRun stopped = Train(spec, dir_.File("resumed"), {}, [](const nlohmann::json& line) {
-    return line["type"] == "checkpoint";
+  // Attempt 1: SIGTERM once its 6th checkpoint is written (three older ones were pruned by
+  // then); the trainer finishes its current step, checkpoints there and exits 75.
+  int checkpoints = 0;
+  const TrainerRun first = Train(spec, dir_.File("attempt-1"), {}, [&](const nlohmann::json& line) {
+    return line["type"] == "checkpoint" && ++checkpoints == 6;
   });
-  ASSERT_EQ(stopped.exit_code, 75) << stopped.stderr_text;
-  const auto stop_lines = stopped.OfType("stopped");
-  ASSERT_EQ(stop_lines.size(), 1u);
-  const int64_t stop_step = stop_lines[0]["step"];
-  EXPECT_GE(stop_step, 10);
-  EXPECT_LT(stop_step, kTotalSteps);
-  const std::string stop_checkpoint = stop_lines[0]["checkpoint"];
-  EXPECT_TRUE(fs::exists(stop_checkpoint + "/header.json"));
-  EXPECT_TRUE(stopped.OfType("done").empty());
+  ASSERT_EQ(first.exit_code, 75) << first.stderr_text;
+  ASSERT_EQ(first.OfType("stopped").size(), 1u);
+  const int64_t first_stop = first.OfType("stopped")[0]["step"];
+  EXPECT_GE(first_stop, 60);
+  EXPECT_LT(first_stop, kTotalSteps);
+  EXPECT_FALSE(fs::exists(dir_.File("attempt-1/checkpoints/step-10"))) << "not pruned";
+  EXPECT_TRUE(first.OfType("done").empty());
 
-  // --resume-from: a new attempt folder starting from the stopped attempt's checkpoint (run
-  // first: resuming in place later prunes that checkpoint folder).
-  const TrainerRun other = Train(spec, dir_.File("other"), {"--resume-from", stop_checkpoint});
-  ASSERT_EQ(other.exit_code, 0) << other.stderr_text;
-  EXPECT_EQ(other.lines.front()["start_step"], stop_step);
-  const double other_diff =
-      MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("other/adapter"));
-  EXPECT_LE(other_diff, 1e-6) << "--resume-from adapter: max abs diff " << other_diff;
+  // Attempt 1 again, in place: resumes from its own newest checkpoint; stopped after 2 more.
+  checkpoints = 0;
+  const TrainerRun second =
+      Train(spec, dir_.File("attempt-1"), {}, [&](const nlohmann::json& line) {
+        return line["type"] == "checkpoint" && ++checkpoints == 2;
+      });
+  ASSERT_EQ(second.exit_code, 75) << second.stderr_text;
+  EXPECT_EQ(second.lines.front()["start_step"], first_stop);
+  ASSERT_EQ(second.OfType("stopped").size(), 1u);
+  const int64_t second_stop = second.OfType("stopped")[0]["step"];
+  const std::string second_checkpoint = second.OfType("stopped")[0]["checkpoint"];
+  EXPECT_GT(second_stop, first_stop);
+  EXPECT_LT(second_stop, kTotalSteps);
 
-  const TrainerRun resumed = Train(spec, dir_.File("resumed"));
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;
-  EXPECT_EQ(resumed.lines.front()["start_step"], stop_step);
-  const auto progress = resumed.OfType("progress");
+  // Attempt 2: a new folder starting from attempt 1's last checkpoint.
+  const TrainerRun last = Train(spec, dir_.File("attempt-2"), {"--resume-from", second_checkpoint});
+  ASSERT_EQ(last.exit_code, 0) << last.stderr_text;
+  EXPECT_EQ(last.lines.front()["start_step"], second_stop);
+  const auto progress = last.OfType("progress");
   ASSERT_FALSE(progress.empty());
-  EXPECT_EQ(progress.front()["step"], stop_step + 1);
+  EXPECT_EQ(progress.front()["step"], second_stop + 1);
   // Cumulative tokens continue across attempts and end where the straight run ended.
   EXPECT_EQ(progress.back()["tokens"], straight.OfType("progress").back()["tokens"]);
+  EXPECT_EQ(last.lines.back()["eval_loss"], straight.lines.back()["eval_loss"]);
 
-  const double diff = MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("resumed/adapter"));
-  EXPECT_LE(diff, 1e-6) << "resumed adapter vs uninterrupted run: max abs diff " << diff;
+  const std::string expected =
+      testing::ReadTextFile(dir_.File("straight/adapter/adapter_model.safetensors"));
+  const std::string actual =
+      testing::ReadTextFile(dir_.File("attempt-2/adapter/adapter_model.safetensors"));
+  ASSERT_FALSE(expected.empty());
+  EXPECT_TRUE(expected == actual)
+      << "adapter after two stops and two resumes differs from the unbroken run's: max abs diff "
+      << MaxAdapterDiff(dir_.File("straight/adapter"), dir_.File("attempt-2/adapter"));
 }
 
 TEST_F(TrainProcessTest, TwoRunsWithTheSameSeedAreIdentical) {
@@ -203,6 +221,36 @@ TEST_F(TrainProcessTest, PrecisionsAndGradientCheckpointingTrain) {
     EXPECT_LT(evals.back()["eval_loss"].get<double>(), evals.front()["eval_loss"].get<double>())
         << precision;
   }
+}
+
+// A model folder with a tokenizer_config.json chat_template (SmolLM2's): "messages" data
+// renders with it, and the job says which template it used.
+TEST_F(TrainProcessTest, MessagesDataTrainsWithTheModelsChatTemplate) {
+  testing::WriteSmolLM2StyleTokenizer(dir_.File("model"));
+  std::string data;
+  for (const char* word : {"cat", "dog", "sun", "map", "cup", "hat", "pen", "box"}) {
+    data += nlohmann::json{{"messages",
+                            {{{"role", "system"}, {"content", "Copy."}},
+                             {{"role", "user"}, {"content", std::string("say ") + word}},
+                             {{"role", "assistant"}, {"content", word}}}}}
+                .dump() +
+            "\n";
+  }
+  WriteTextFile(dir_.File("chat.jsonl"), data);
+  nlohmann::json spec = Spec();
+  spec["train_path"] = dir_.File("chat.jsonl");
+  spec.erase("valid_path");
+  spec["training"]["max_steps"] = 4;
+  spec["training"]["warmup_steps"] = 1;
+  spec["training"]["seq_len"] = 96;
+  spec["training"]["eval_every_steps"] = 0;
+  const TrainerRun run = Train(WriteSpec(spec), dir_.File("out"));
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_THAT(run.stderr_text,
+              HasSubstr("chat template for \"messages\" data: " + dir_.File("model") +
+                        "/tokenizer_config.json: chat_template"));
+  EXPECT_THAT(run.stderr_text, HasSubstr("data: 8 training examples (0 truncated"));
+  EXPECT_EQ(run.lines.back()["type"], "done");
 }
 
 TEST_F(TrainProcessTest, DivergenceIsAnErrorNamingTheStep) {
@@ -252,28 +300,6 @@ TEST_F(TrainProcessTest, InputErrorsAreErrorLines) {
   EXPECT_THAT(run.stdout_text, HasSubstr("usage: tuneledger-train --spec FILE --out DIR"));
 }
 
-// Sets an environment variable for the children this test starts; restores it on scope exit.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value, /*overwrite=*/1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
 TEST_F(TrainProcessTest, MinStepSecondsPacesEveryStepButTheLast) {
   nlohmann::json spec = Spec();
   spec["training"]["max_steps"] = 5;
@@ -298,6 +324,79 @@ TEST_F(TrainProcessTest, MinStepSecondsPacesEveryStepButTheLast) {
     EXPECT_THAT(run.lines.back()["message"].get<std::string>(),
                 HasSubstr("TUNELEDGER_TRAIN_MIN_STEP_SECONDS"));
   }
+}
+
+// The build links LibTorch's CUDA backend wherever nvcc exists (worker/trainer/libtorch.cmake),
+// so a CI machine with the CUDA toolkit but no GPU still builds and loads the CUDA trainer.
+TEST(TrainerBuildTest, VersionShowsLibTorch2AndTheCudaBackendWhereNvccExists) {
+  const TrainerRun run = RunProcess(TrainerBinary(), {"--version"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  ASSERT_EQ(run.lines.size(), 1u) << run.stdout_text;
+  const nlohmann::json& version = run.lines[0];
+  EXPECT_EQ(version["libtorch"].get<std::string>().substr(0, 2), "2.");
+  EXPECT_GE(version["cuda_devices"].get<int>(), 0);
+  const bool nvcc =
+      fs::exists("/usr/local/cuda/bin/nvcc") || std::system("command -v nvcc >/dev/null 2>&1") == 0;
+  if (nvcc) {
+    EXPECT_TRUE(version["cuda_backend"].get<bool>()) << "nvcc exists but the trainer has no CUDA";
+  }
+#if defined(TUNELEDGER_WITH_CUDA)
+  EXPECT_TRUE(version["cuda_backend"].get<bool>());
+#else
+  EXPECT_FALSE(version["cuda_backend"].get<bool>());
+#endif
+}
+
+// tuneledger-generate scores an adapter on held-out prompts: one line per example, a summary
+// whose counts match the lines, exact match = generated text equal to the completion.
+TEST_F(TrainProcessTest, GenerateScoresAHeldOutSetWithTheAdapter) {
+  nlohmann::json spec = Spec();
+  spec["training"]["max_steps"] = 30;
+  ASSERT_EQ(Train(WriteSpec(spec), dir_.File("out")).exit_code, 0);
+  const std::string generate = std::string(TUNELEDGER_BIN_DIR) + "/tuneledger-generate";
+  auto score = [&](const std::string& data) {
+    return RunProcess(
+        generate, {"--model", dir_.File("model"), "--adapter", dir_.File("out/adapter"), "--data",
+                   data, "--max-new-tokens", "12", "--threads", "2"});
+  };
+  WriteTextFile(dir_.File("heldout.jsonl"), testing::TinyPromptCompletionData(6, 100));
+  const TrainerRun first = score(dir_.File("heldout.jsonl"));
+  ASSERT_EQ(first.exit_code, 0) << first.stderr_text;
+  const auto examples = first.OfType("example");
+  ASSERT_EQ(examples.size(), 6u);
+
+  // The same prompts, expecting what the model wrote for the even ones (plus surrounding
+  // whitespace, which does not count) and something else for the odd ones: 3 of 6 exact.
+  std::string data;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    const std::string generated = examples[i]["generated"];
+    data += nlohmann::json{{"prompt", examples[i]["prompt"]},
+                           {"completion", i % 2 == 0 ? " " + generated + "\n" : generated + "x"}}
+                .dump() +
+            "\n";
+  }
+  WriteTextFile(dir_.File("expected.jsonl"), data);
+  const TrainerRun second = score(dir_.File("expected.jsonl"));
+  ASSERT_EQ(second.exit_code, 0) << second.stderr_text;
+  const nlohmann::json& summary = second.lines.back();
+  EXPECT_EQ(summary["type"], "summary");
+  EXPECT_EQ(summary["examples"], 6);
+  EXPECT_EQ(summary["exact"], 3);
+  EXPECT_DOUBLE_EQ(summary["exact_match"].get<double>(), 0.5);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(second.lines[i]["exact"], i % 2 == 0) << i;
+    EXPECT_EQ(second.lines[i]["generated"], examples[i]["generated"])
+        << "decoding is deterministic";
+  }
+
+  // Bad input: an error line naming the line; a missing flag is a usage error.
+  WriteTextFile(dir_.File("bad.jsonl"),
+                testing::TinyPromptCompletionData(1) + "{\"text\": \"x\"}\n");
+  const TrainerRun bad = score(dir_.File("bad.jsonl"));
+  EXPECT_EQ(bad.exit_code, 1);
+  ASSERT_FALSE(bad.lines.empty());
+  EXPECT_THAT(bad.lines.back()["message"].get<std::string>(), HasSubstr("bad.jsonl:2: "));
+  EXPECT_EQ(RunProcess(generate, {"--model", dir_.File("model")}, nullptr, 60, false).exit_code, 2);
 }
 
 }  // namespace

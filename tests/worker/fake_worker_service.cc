@@ -61,23 +61,34 @@ FakeWorkerService::Log FakeWorkerService::Snapshot() {
   return log_;
 }
 
-grpc::Status FakeWorkerService::RegisterWorker(grpc::ServerContext*,
+void FakeWorkerService::RecordAuthorization(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  log_.authorizations.push_back(
+      it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size()));
+}
+
+grpc::Status FakeWorkerService::RegisterWorker(grpc::ServerContext* context,
                                                const RegisterWorkerRequest* request,
                                                RegisterWorkerResponse* response) {
   absl::MutexLock lock(&mu_);
+  RecordAuthorization(*context);
   log_.registrations.push_back(*request);
   std::string id = absl::StrCat("w", next_worker_++);
   known_workers_.insert(id);
   response->set_worker_id(id);
+  response->set_session_token("session-" + id);
   response->set_heartbeat_interval_seconds(heartbeat_seconds_);
   response->set_heartbeat_timeout_seconds(heartbeat_seconds_ * 10);
   response->set_report_interval_seconds(report_seconds_);
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorkerService::Heartbeat(grpc::ServerContext*, const HeartbeatRequest* request,
+grpc::Status FakeWorkerService::Heartbeat(grpc::ServerContext* context,
+                                          const HeartbeatRequest* request,
                                           HeartbeatResponse* response) {
   absl::MutexLock lock(&mu_);
+  RecordAuthorization(*context);
   log_.heartbeats.push_back(*request);
   response->set_known(known_workers_.count(request->worker_id()) > 0);
   for (const std::string& job_id : request->running_job_ids()) {
@@ -90,7 +101,9 @@ grpc::Status FakeWorkerService::LeaseJob(grpc::ServerContext* context,
                                          const LeaseJobRequest* request,
                                          LeaseJobResponse* response) {
   absl::MutexLock lock(&mu_);
+  RecordAuthorization(*context);
   ++log_.lease_calls;
+  log_.lease_requests.push_back(*request);
   if (known_workers_.count(request->worker_id()) == 0) {
     response->set_known(false);
     return grpc::Status::OK;
@@ -111,7 +124,11 @@ grpc::Status FakeWorkerService::LeaseJob(grpc::ServerContext* context,
 }
 
 grpc::Status FakeWorkerService::ReportProgress(
-    grpc::ServerContext*, grpc::ServerReaderWriter<WorkerCommand, ProgressReport>* stream) {
+    grpc::ServerContext* context, grpc::ServerReaderWriter<WorkerCommand, ProgressReport>* stream) {
+  {
+    absl::MutexLock lock(&mu_);
+    RecordAuthorization(*context);
+  }
   ProgressReport report;
   while (stream->Read(&report)) {
     WorkerCommand command;
@@ -134,10 +151,11 @@ grpc::Status FakeWorkerService::ReportProgress(
   return grpc::Status::OK;
 }
 
-grpc::Status FakeWorkerService::FinishAttempt(grpc::ServerContext*,
+grpc::Status FakeWorkerService::FinishAttempt(grpc::ServerContext* context,
                                               const FinishAttemptRequest* request,
                                               FinishAttemptResponse*) {
   absl::MutexLock lock(&mu_);
+  RecordAuthorization(*context);
   log_.finishes.push_back(*request);
   return grpc::Status::OK;
 }

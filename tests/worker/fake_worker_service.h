@@ -1,6 +1,7 @@
 // A scripted, in-process WorkerService for testing the real tuneledger-worker binary without a
-// real server: it hands out the leases a test queues, records every call, and sends the
-// commands a test asks for.
+// real server: it hands out the leases a test queues, records every call (and its
+// "authorization" metadata), and sends the commands a test asks for. Worker "wN" gets session
+// token "session-wN"; it checks no token: tests read the log.
 // Thread safety: all methods are safe from any thread (the gRPC handlers and the test).
 #ifndef TUNELEDGER_TESTS_WORKER_FAKE_WORKER_SERVICE_H_
 #define TUNELEDGER_TESTS_WORKER_FAKE_WORKER_SERVICE_H_
@@ -29,7 +30,10 @@ class FakeWorkerService final : public tuneledger::v1::WorkerService::Service {
     std::vector<tuneledger::v1::HeartbeatRequest> heartbeats;
     std::vector<tuneledger::v1::ProgressReport> reports;
     std::vector<tuneledger::v1::FinishAttemptRequest> finishes;
+    std::vector<tuneledger::v1::LeaseJobRequest> lease_requests;
     int lease_calls = 0;
+    // The "authorization" metadata of every call, in order ("" when a call had none).
+    std::vector<std::string> authorizations;
   };
 
   FakeWorkerService() = default;
@@ -68,6 +72,8 @@ class FakeWorkerService final : public tuneledger::v1::WorkerService::Service {
                              tuneledger::v1::FinishAttemptResponse* response) override;
 
  private:
+  void RecordAuthorization(const grpc::ServerContext& context) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   absl::Mutex mu_;  // guards everything below
   Log log_ ABSL_GUARDED_BY(mu_);
   double heartbeat_seconds_ ABSL_GUARDED_BY(mu_) = 0.2;

@@ -17,11 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/work_dir_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/worker/fake_worker_service.h"
-#include "worker/agent/work_dir_layout.h"
 
 namespace tuneledger {
 namespace {
@@ -30,6 +31,7 @@ using ::testing::HasSubstr;
 using ::tuneledger::testing::FakeWorkerServer;
 using ::tuneledger::testing::FakeWorkerService;
 using ::tuneledger::testing::StatusIs;
+using ::tuneledger::testing::TempDir;
 using ::tuneledger::v1::FinishAttemptRequest;
 using ::tuneledger::v1::TrainerUpdate;
 
@@ -47,28 +49,27 @@ bool ProcessGone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
 class LocalWorkersTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "local_workers_XXXXXX");
-    root_ = mkdtemp(pattern.data());
-    pids_file_ = root_ + "/pids";
+    pids_file_ = root_.File("pids");
     // The real agent, with the fake trainer; the wrapper records each agent's pid (exec keeps
     // it).
-    wrapper_ = root_ + "/worker.sh";
+    wrapper_ = root_.File("worker.sh");
     std::ofstream(wrapper_) << "#!/bin/sh\necho $$ >> " << pids_file_ << "\nexec "
                             << TUNELEDGER_BIN_DIR << "/tuneledger-worker \"$@\" --trainer "
                             << TUNELEDGER_SOURCE_DIR << "/tests/worker/testdata/fake_trainer.sh\n";
     std::filesystem::permissions(wrapper_, std::filesystem::perms::owner_all);
     server_.service().set_intervals(0.2, 0.2);
   }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   LocalWorkersOptions Options(int count) {
     LocalWorkersOptions options;
     options.count = count;
     options.server_address = server_.address();
-    options.work_dir = root_ + "/work";
+    options.work_dir = root_.File("work");
     options.price_per_gpu_hour = 1.5;
     options.spot = true;
     options.worker_binary = wrapper_;
+    options.data_roots = {"/"};
+    options.worker_token = "local-workers-test-token";
     return options;
   }
 
@@ -84,7 +85,7 @@ class LocalWorkersTest : public ::testing::Test {
   FakeWorkerService& fake() { return server_.service(); }
 
   FakeWorkerServer server_;
-  std::string root_;
+  TempDir root_{"local_workers"};
   std::string pids_file_;
   std::string wrapper_;
 };
@@ -104,7 +105,7 @@ TEST_F(LocalWorkersTest, StartsNamedWorkersSharingOneWorkDir) {
   workers.Stop(absl::Seconds(10));
   // Each has its own log folder (read once stopped: the lines are all written by then).
   for (const char* name : {"local-0", "local-1"}) {
-    EXPECT_THAT(ReadFile(worker::layout::LocalWorkerLogPath(root_ + "/work", name)),
+    EXPECT_THAT(ReadFile(layout::LocalWorkerLogPath(root_.File("work"), name)),
                 HasSubstr("registered with"));
   }
 }
@@ -162,7 +163,7 @@ TEST_F(LocalWorkersTest, ZeroWorkersIsANoOp) {
 
 TEST_F(LocalWorkersTest, BadOptionsAreRefused) {
   LocalWorkersOptions options = Options(1);
-  options.worker_binary = root_ + "/missing-worker";
+  options.worker_binary = root_.File("missing-worker");
   EXPECT_THAT(LocalWorkers(options).Start(),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("missing-worker")));
   options = Options(-1);

@@ -20,24 +20,30 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/child_process.h"
+#include "base/work_dir_layout.h"
+#include "base/worker_token_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/base/child_process.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/worker/fake_worker_service.h"
-#include "worker/agent/work_dir_layout.h"
 
 namespace tuneledger {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::tuneledger::testing::FakeWorkerServer;
 using ::tuneledger::testing::FakeWorkerService;
+using ::tuneledger::testing::TempDir;
 using ::tuneledger::v1::FinishAttemptRequest;
+using ::tuneledger::v1::HeartbeatRequest;
 using ::tuneledger::v1::Lease;
+using ::tuneledger::v1::LeaseJobRequest;
 using ::tuneledger::v1::ProgressReport;
 using ::tuneledger::v1::TrainerUpdate;
-namespace layout = ::tuneledger::worker::layout;
+namespace layout = ::tuneledger::layout;
 
 constexpr absl::Duration kTimeout = absl::Seconds(30);
 
@@ -53,17 +59,14 @@ bool ProcessGone(pid_t pid) { return kill(pid, 0) == -1 && errno == ESRCH; }
 class WorkerAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "worker_agent_XXXXXX");
-    root_ = mkdtemp(pattern.data());
-    work_dir_ = root_ + "/work";
-    agent_log_ = root_ + "/agent.log";
+    work_dir_ = root_.File("work");
+    agent_log_ = root_.File("agent.log");
     server_.service().set_intervals(/*heartbeat_seconds=*/0.2, /*report_seconds=*/0.2);
   }
 
   void TearDown() override {
     if (worker_ != nullptr) worker_->Terminate(absl::Seconds(10));
     if (HasFailure()) std::cerr << "---- agent log ----\n" << ReadFile(agent_log_);
-    std::filesystem::remove_all(root_);
   }
 
   void StartWorker(std::vector<std::string> extra_args = {}) {
@@ -75,9 +78,12 @@ class WorkerAgentTest : public ::testing::Test {
                     work_dir_,
                     "--price-per-gpu-hour",
                     "3.6",
+                    "--data-root",
+                    data_root_,
                     "--trainer",
                     std::string(TUNELEDGER_SOURCE_DIR) + "/tests/worker/testdata/fake_trainer.sh"};
     options.argv.insert(options.argv.end(), extra_args.begin(), extra_args.end());
+    options.env[kWorkerTokenEnv] = "agent-test-token";
     options.stdout_mode = StdioMode::kFile;
     options.stdout_path = agent_log_;
     options.stderr_mode = StdioMode::kFile;
@@ -155,8 +161,9 @@ class WorkerAgentTest : public ::testing::Test {
   }
 
   FakeWorkerServer server_;
-  std::string root_;
+  TempDir root_{"worker_agent"};  // removed after TearDown
   std::string work_dir_;
+  std::string data_root_ = "/";  // --data-root of StartWorker()
   std::string agent_log_;
   std::unique_ptr<ChildProcess> worker_;
 };
@@ -176,6 +183,33 @@ TEST_F(WorkerAgentTest, RegistersAsCpuAgentWithItsPrice) {
   // Heartbeats follow, carrying the id the server gave.
   ASSERT_TRUE(fake().WaitFor([](const auto& log) { return log.heartbeats.size() >= 2; }, kTimeout));
   EXPECT_EQ(fake().Snapshot().heartbeats[0].worker_id(), "w1");
+}
+
+// Issue 10.1: every call carries the worker credential, heartbeats and polls the session
+// token RegisterWorker issued, and reports and the finish the lease's own token.
+TEST_F(WorkerAgentTest, EveryCallCarriesTheWorkerTokenAndTheIssuedSessionAndLeaseTokens) {
+  StartWorker();
+  Lease lease = MakeLease("8", 1, "succeed");
+  lease.set_lease_token("lease-token-of-8");
+  fake().QueueLease(lease);
+  const FinishAttemptRequest finish = WaitForFinish("8");
+  EXPECT_EQ(finish.lease_token(), "lease-token-of-8");
+  ASSERT_TRUE(fake().WaitFor(
+      [](const FakeWorkerService::Log& log) { return !log.heartbeats.empty(); }, kTimeout));
+  const FakeWorkerService::Log log = fake().Snapshot();
+  ASSERT_FALSE(log.authorizations.empty());
+  for (const std::string& authorization : log.authorizations) {
+    EXPECT_EQ(authorization, "Bearer agent-test-token");
+  }
+  for (const HeartbeatRequest& heartbeat : log.heartbeats) {
+    EXPECT_EQ(heartbeat.session_token(), "session-" + heartbeat.worker_id());
+  }
+  for (const LeaseJobRequest& poll : log.lease_requests) {
+    EXPECT_EQ(poll.session_token(), "session-" + poll.worker_id());
+  }
+  const std::vector<ProgressReport> reports = ReportsOf("8");
+  ASSERT_FALSE(reports.empty());
+  for (const ProgressReport& report : reports) EXPECT_EQ(report.lease_token(), "lease-token-of-8");
 }
 
 TEST_F(WorkerAgentTest, RunsTrainerAndRelaysProgressWithAccruedCost) {
@@ -199,6 +233,7 @@ TEST_F(WorkerAgentTest, RunsTrainerAndRelaysProgressWithAccruedCost) {
   EXPECT_THAT(ReadFile(layout::TrainLogPath(attempt_dir)), HasSubstr("fake trainer: mode succeed"));
   EXPECT_EQ(TrainerRecord("7", 1, "resume"), "");
   EXPECT_EQ(TrainerRecord("7", 1, "cuda"), "");  // a CPU agent hides GPUs from its trainer
+  EXPECT_EQ(TrainerRecord("7", 1, "worker_token"), "unset") << "the trainer never sees it";
 
   // Every progress line relayed in order, with the checkpoint and eval between them.
   std::vector<ProgressReport> reports = ReportsOf("7");
@@ -357,13 +392,35 @@ TEST_F(WorkerAgentTest, IdleAgentExitsPromptlyOnSigterm) {
 TEST_F(WorkerAgentTest, PassesTheResumeCheckpointAndVisibleGpus) {
   StartWorker({"--gpus", "3,1"});
   Lease lease = MakeLease("18", 2, "succeed");
-  lease.set_resume_checkpoint("/shared/jobs/18/attempt-1/checkpoints/step-2");
+  const std::string checkpoint = layout::CheckpointDir(layout::AttemptDir(work_dir_, "18", 1), 2);
+  std::filesystem::create_directories(checkpoint);
+  lease.set_resume_checkpoint(checkpoint);
   fake().QueueLease(lease);
   WaitForFinish("18");
-  EXPECT_EQ(TrainerRecord("18", 2, "resume"), "/shared/jobs/18/attempt-1/checkpoints/step-2");
+  EXPECT_EQ(TrainerRecord("18", 2, "resume"), checkpoint);
   EXPECT_EQ(TrainerRecord("18", 2, "cuda"), "3,1");
   EXPECT_EQ(fake().Snapshot().registrations[0].info().gpus(), 2);
   EXPECT_NE(fake().Snapshot().registrations[0].info().accelerator(), "cpu");
+}
+
+// Issue 10.1: a lease can only resume a checkpoint of its own job in this worker's work dir.
+TEST_F(WorkerAgentTest, AResumeCheckpointOutsideTheJobsFolderFailsTheAttempt) {
+  StartWorker();
+  const std::string other_job = layout::CheckpointDir(layout::AttemptDir(work_dir_, "20", 1), 2);
+  std::filesystem::create_directories(other_job);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"21", other_job},
+      {"22", "/etc"},
+      {"23", layout::JobDir(work_dir_, "23") + "/../20/attempt-1/checkpoints/step-2"}};
+  for (const auto& [job_id, checkpoint] : cases) {
+    std::filesystem::create_directories(layout::JobDir(work_dir_, job_id));
+    Lease lease = MakeLease(job_id, 2, "succeed");
+    lease.set_resume_checkpoint(checkpoint);
+    fake().QueueLease(lease);
+    const FinishAttemptRequest finish = WaitForFinish(job_id);
+    EXPECT_EQ(finish.outcome(), FinishAttemptRequest::FAILED) << checkpoint;
+    EXPECT_THAT(finish.message(), HasSubstr("resume_checkpoint is not inside this job's folder"));
+  }
 }
 
 TEST_F(WorkerAgentTest, ReRegistersWhenTheServerForgetsIt) {
@@ -386,6 +443,42 @@ TEST_F(WorkerAgentTest, UnsafeJobIdFailsWithoutTouchingTheDisk) {
   EXPECT_THAT(finish.message(), HasSubstr("cannot be used as a folder name"));
 }
 
+// The worker checks a lease's paths against its own roots, whatever the server accepted: a
+// path outside them fails the attempt before the trainer starts, naming the field.
+TEST_F(WorkerAgentTest, LeasePathsOutsideTheDataRootsFailBeforeTheTrainerStarts) {
+  const std::string root = std::filesystem::path(work_dir_).parent_path() / "roots";
+  std::filesystem::create_directories(root + "/models/tiny");
+  std::filesystem::create_symlink("/etc", root + "/etc-link");
+  data_root_ = root;
+  StartWorker();
+  struct Case {
+    std::string job_id;
+    std::string model_path;
+    std::string train_path;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"j-abs", root + "/models/tiny", "/etc/passwd", "spec.train_path"},
+      {"j-dots", root + "/models/tiny", root + "/../../etc/passwd", "spec.train_path"},
+      {"j-link", root + "/models/tiny", root + "/etc-link/passwd", "spec.train_path"},
+      {"j-model", "/usr", root + "/train.jsonl", "spec.model_path"},
+  };
+  for (const Case& c : cases) {
+    Lease lease = MakeLease(c.job_id, 1, "succeed");
+    lease.mutable_spec()->set_model_path(c.model_path);
+    lease.mutable_spec()->set_train_path(c.train_path);
+    fake().QueueLease(lease);
+    FinishAttemptRequest finish = WaitForFinish(c.job_id);
+    EXPECT_EQ(finish.outcome(), FinishAttemptRequest::FAILED) << c.job_id;
+    EXPECT_THAT(finish.message(), HasSubstr(c.field + " is not inside this worker's data roots"));
+    EXPECT_THAT(finish.message(), Not(HasSubstr("root:")));  // nothing of /etc/passwd
+    // The (fake) trainer never ran: it would have written fake-trainer.txt.
+    EXPECT_FALSE(
+        std::filesystem::exists(layout::AttemptDir(work_dir_, c.job_id, 1) + "/fake-trainer.txt"))
+        << c.job_id;
+  }
+}
+
 TEST(WorkerFlagsTest, BadCommandLinesExitWithUsageError) {
   const std::string worker = std::string(TUNELEDGER_BIN_DIR) + "/tuneledger-worker";
   struct Case {
@@ -397,13 +490,28 @@ TEST(WorkerFlagsTest, BadCommandLinesExitWithUsageError) {
       {{"--server", "h:1", "--price-per-gpu-hour", "1"}, "--work-dir is required"},
       {{"--server", "h:1", "--work-dir", "/tmp/x"}, "--price-per-gpu-hour is required"},
       {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "-2"},
-       "--price-per-gpu-hour: want USD >= 0"},
+       "--price-per-gpu-hour: want USD in [0, 1e6], got '-2'"},
       {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--gpus", "0,x"},
        "--gpus: \"x\" is not a GPU index"},
-      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--trainer",
-        "/nonexistent/train"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1"},
+       "--data-root is required"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--data-root",
+        "/nonexistent/data"},
+       "--data-root: not a folder: '/nonexistent/data'"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--data-root",
+        "/tmp"},
+       "a worker token is required"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--data-root",
+        "/tmp", "--token-file", "/nonexistent/token"},
+       "--token-file /nonexistent/token: cannot read it"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--data-root",
+        "/tmp", "--token-file", "/dev/null"},
+       "the token is empty"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--data-root",
+        "/tmp", "--token-file", TUNELEDGER_SOURCE_DIR "/tests/worker/testdata/worker_token.txt",
+        "--trainer", "/nonexistent/train"},
        "--trainer: /nonexistent/train is not an executable file"},
-      {{"--bogus"}, "unknown argument \"--bogus\""},
+      {{"--bogus"}, "unknown flag --bogus"},
   };
   for (const Case& c : cases) {
     ChildProcessOptions options;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "base/data_roots.h"
 
 namespace tuneledger::worker {
 
@@ -21,6 +22,9 @@ struct AgentOptions {
   std::vector<int> gpu_indices;
   std::string trainer_path;  // absolute path of tuneledger-train
   std::string name;          // optional label "name" (local workers: local-0, local-1, ...)
+  // The folders a lease's model, train and valid paths must be in (--data-root): checked again
+  // here, before the trainer starts, whatever the server said.
+  DataRoots data_roots;
 
   // CANCEL: SIGTERM, then SIGKILL after this long (the trainer must be gone within 10 s).
   absl::Duration cancel_grace = absl::Seconds(5);

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -18,12 +20,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "server/base/child_process.h"
-#include "server/base/log.h"
+#include "base/bounded_text.h"
+#include "base/child_process.h"
+#include "base/grpc_status.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/work_dir_layout.h"
 #include "worker/agent/backoff.h"
 #include "worker/agent/progress_stream.h"
 #include "worker/agent/trainer_output_parser.h"
-#include "worker/agent/work_dir_layout.h"
 
 namespace tuneledger::worker {
 namespace {
@@ -145,6 +150,7 @@ absl::Duration AttemptRunner::LeaseTime() const {
 ProgressReport AttemptRunner::Report(const TrainerUpdate& update) const {
   ProgressReport report;
   report.set_worker_id(worker_id_);
+  report.set_lease_token(lease_.lease_token());
   report.set_job_id(lease_.job_id());
   report.set_attempt(lease_.attempt());
   absl::Duration lease_time = LeaseTime();
@@ -159,6 +165,32 @@ absl::Status AttemptRunner::PrepareAttemptDir() {
     return absl::InvalidArgumentError(
         absl::StrCat("job id \"", lease_.job_id(), "\" cannot be used as a folder name"));
   }
+  tuneledger::v1::JobSpec spec = lease_.spec();
+  for (auto [field, path] : {std::pair{"model_path", spec.mutable_model_path()},
+                             std::pair{"train_path", spec.mutable_train_path()},
+                             std::pair{"valid_path", spec.mutable_valid_path()}}) {
+    if (path->empty()) continue;
+    // Any tenant's root: the server checked the tenant's own; this worker only makes sure
+    // that nothing outside what its operator shares reaches the trainer.
+    const std::optional<std::string> resolved =
+        options_.data_roots.Resolve(/*tenant=*/"", *path, /*any_tenant=*/true);
+    if (!resolved) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("spec.", field, " is not inside this worker's data roots (--data-root)"));
+    }
+    *path = *resolved;
+  }
+  if (!lease_.resume_checkpoint().empty()) {
+    // A checkpoint of this job, in this work dir: nothing else is a trainer's to resume.
+    std::string error;
+    const std::optional<DataRoots> job_dir =
+        DataRoots::Parse({layout::JobDir(options_.work_dir, lease_.job_id())}, &error);
+    if (!job_dir || !job_dir->Resolve("", lease_.resume_checkpoint())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("resume_checkpoint is not inside this job's folder under --work-dir ",
+                       options_.work_dir));
+    }
+  }
   attempt_dir_ = layout::AttemptDir(options_.work_dir, lease_.job_id(), lease_.attempt());
   std::error_code error;
   std::filesystem::create_directories(attempt_dir_, error);
@@ -170,7 +202,7 @@ absl::Status AttemptRunner::PrepareAttemptDir() {
   json_options.preserve_proto_field_names = true;
   json_options.add_whitespace = true;
   std::string json;
-  auto printed = google::protobuf::util::MessageToJsonString(lease_.spec(), &json, json_options);
+  auto printed = google::protobuf::util::MessageToJsonString(spec, &json, json_options);
   if (!printed.ok()) {
     return absl::InternalError(absl::StrCat("cannot print the job spec: ", printed.ToString()));
   }
@@ -190,93 +222,109 @@ absl::Status AttemptRunner::PrepareAttemptDir() {
   return absl::OkStatus();
 }
 
+// The trainer runs in named steps: start it, relay its lines (and the cost clock) until it
+// closes stdout, escalating a stop request from SIGTERM to SIGKILL, then reap it.
 AttemptRunner::TrainerRun AttemptRunner::RunTrainer(ProgressStream& stream) {
   TrainerRun run;
-  ChildProcessOptions child_options;
-  child_options.argv = {options_.trainer_path, "--spec", layout::SpecPath(attempt_dir_), "--out",
-                        attempt_dir_};
-  if (!lease_.resume_checkpoint().empty()) {
-    child_options.argv.push_back("--resume-from");
-    child_options.argv.push_back(lease_.resume_checkpoint());
-  }
-  // A CPU agent hides any GPU from its trainer; a GPU agent shows it exactly its devices.
-  child_options.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(options_.gpu_indices, ",");
-  child_options.stdout_mode = StdioMode::kPipe;
-  child_options.stderr_mode = StdioMode::kFile;
-  child_options.stderr_path = layout::TrainLogPath(attempt_dir_);
-  // If this agent is SIGKILLed, its trainer must not train on as an orphan: the job is
-  // requeued elsewhere. Run() is called from the agent's long-lived main loop thread.
-  child_options.parent_death_signal = SIGKILL;
-
-  {
-    absl::MutexLock lock(&mu_);
-    if (stop_ != StopKind::kNone) {
-      run.start_error = absl::CancelledError("stopped before the trainer started");
-      return run;
-    }
-  }
-  absl::StatusOr<std::unique_ptr<ChildProcess>> started = ChildProcess::Start(child_options);
-  if (!started.ok()) {
-    run.start_error = started.status();
+  absl::StatusOr<std::unique_ptr<ChildProcess>> trainer = StartTrainer();
+  if (!trainer.ok()) {
+    run.start_error = trainer.status();
     return run;
   }
-  ChildProcess& trainer = **started;
+  stream.Send(Report(CostOnlyUpdate()));  // the server learns at once that the attempt is alive
+  const absl::Duration wait_for = RelayUntilStdoutCloses(**trainer, stream, run);
+  run.exit = ReapTrainer(**trainer, wait_for);
+  return run;
+}
+
+TrainerUpdate AttemptRunner::CostOnlyUpdate() {
+  TrainerUpdate cost_only;
+  cost_only.set_kind(TrainerUpdate::COST);
+  return cost_only;
+}
+
+ChildProcessOptions AttemptRunner::TrainerCommand() const {
+  ChildProcessOptions command;
+  command.argv = {options_.trainer_path, "--spec", layout::SpecPath(attempt_dir_), "--out",
+                  attempt_dir_};
+  if (!lease_.resume_checkpoint().empty()) {
+    command.argv.push_back("--resume-from");
+    command.argv.push_back(lease_.resume_checkpoint());
+  }
+  // A CPU agent hides any GPU from its trainer; a GPU agent shows it exactly its devices.
+  command.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(options_.gpu_indices, ",");
+  command.stdout_mode = StdioMode::kPipe;
+  command.stderr_mode = StdioMode::kFile;
+  command.stderr_path = layout::TrainLogPath(attempt_dir_);
+  // If this agent is SIGKILLed, its trainer must not train on as an orphan: the job is
+  // requeued elsewhere. Run() is called from the agent's long-lived main loop thread.
+  command.parent_death_signal = SIGKILL;
+  return command;
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> AttemptRunner::StartTrainer() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_ != StopKind::kNone) return absl::CancelledError("stopped before the trainer started");
+  }
+  TL_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> trainer, ChildProcess::Start(TrainerCommand()));
   TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
-               << ": started tuneledger-train pid " << trainer.pid() << " in " << attempt_dir_
+               << ": started tuneledger-train pid " << trainer->pid() << " in " << attempt_dir_
                << (lease_.resume_checkpoint().empty()
                        ? std::string()
                        : " resuming from " + lease_.resume_checkpoint());
+  return trainer;
+}
 
-  TrainerUpdate cost_only;
-  cost_only.set_kind(TrainerUpdate::COST);
-  stream.Send(Report(cost_only));  // the server learns at once that the attempt is alive
-
-  auto handle_line = [&](const std::string& line) {
-    if (line.empty()) return;
-    absl::StatusOr<TrainerLine> parsed = ParseTrainerLine(line);
-    if (!parsed.ok()) {
-      TL_LOG(WARNING) << "job " << lease_.job_id()
-                      << ": ignoring trainer output: " << parsed.status().message();
-      return;
-    }
-    switch (parsed->type) {
-      case TrainerLine::Type::kStarted:
-        TL_LOG(INFO) << "job " << lease_.job_id() << ": trainer started at step "
-                     << parsed->start_step << " of " << parsed->total_steps;
-        break;
-      case TrainerLine::Type::kProgress:
-        run.last_progress = parsed->update;
-        stream.Send(Report(parsed->update));
-        break;
-      case TrainerLine::Type::kEval:
-        stream.Send(Report(parsed->update));
-        break;
-      case TrainerLine::Type::kCheckpoint:
+void AttemptRunner::HandleTrainerLine(const std::string& line, ProgressStream& stream,
+                                      TrainerRun& run) {
+  if (line.empty()) return;
+  absl::StatusOr<TrainerLine> parsed = ParseTrainerLine(line);
+  if (!parsed.ok()) {
+    TL_LOG(WARNING) << "job " << lease_.job_id()
+                    << ": ignoring trainer output: " << parsed.status().message();
+    return;
+  }
+  switch (parsed->type) {
+    case TrainerLine::Type::kStarted:
+      TL_LOG(INFO) << "job " << lease_.job_id() << ": trainer started at step "
+                   << parsed->start_step << " of " << parsed->total_steps;
+      break;
+    case TrainerLine::Type::kProgress:
+      run.last_progress = parsed->update;
+      stream.Send(Report(parsed->update));
+      break;
+    case TrainerLine::Type::kEval:
+      stream.Send(Report(parsed->update));
+      break;
+    case TrainerLine::Type::kCheckpoint:
+      run.last_checkpoint = parsed->checkpoint_path;
+      stream.Send(Report(parsed->update));
+      break;
+    case TrainerLine::Type::kStopped:
+      run.stopped = true;
+      if (parsed->checkpoint_path != run.last_checkpoint) {
         run.last_checkpoint = parsed->checkpoint_path;
         stream.Send(Report(parsed->update));
-        break;
-      case TrainerLine::Type::kStopped:
-        run.stopped = true;
-        if (parsed->checkpoint_path != run.last_checkpoint) {
-          run.last_checkpoint = parsed->checkpoint_path;
-          stream.Send(Report(parsed->update));
-        }
-        break;
-      case TrainerLine::Type::kDone:
-        run.done = true;
-        run.adapter_dir = parsed->adapter_dir;
-        run.done_update = parsed->update;
-        break;
-      case TrainerLine::Type::kError:
-        run.error_message = parsed->message;
-        break;
-      case TrainerLine::Type::kUnknown:
-        TL_LOG(DEBUG) << "job " << lease_.job_id() << ": trainer line of unknown type "
-                      << parsed->type_name;
-        break;
-    }
-  };
+      }
+      break;
+    case TrainerLine::Type::kDone:
+      run.done = true;
+      run.adapter_dir = parsed->adapter_dir;
+      run.done_update = parsed->update;
+      break;
+    case TrainerLine::Type::kError:
+      run.error_message = parsed->message;
+      break;
+    case TrainerLine::Type::kUnknown:
+      TL_LOG(DEBUG) << "job " << lease_.job_id() << ": trainer line of unknown type "
+                    << parsed->type_name;
+      break;
+  }
+}
 
+absl::Duration AttemptRunner::RelayUntilStdoutCloses(ChildProcess& trainer, ProgressStream& stream,
+                                                     TrainerRun& run) {
   LineSplitter splitter;
   const SteadyClock::duration report_every = ToSteady(report_interval_);
   SteadyClock::time_point next_report = SteadyClock::now() + report_every;
@@ -326,34 +374,39 @@ AttemptRunner::TrainerRun AttemptRunner::RunTrainer(ProgressStream& stream) {
       ssize_t n = read(trainer.stdout_fd(), buffer, sizeof(buffer));
       if (n > 0) {
         for (const std::string& line : splitter.Feed(absl::string_view(buffer, n))) {
-          handle_line(line);
+          HandleTrainerLine(line, stream, run);
         }
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
         eof = true;
-        if (std::optional<std::string> last = splitter.Finish()) handle_line(*last);
+        if (std::optional<std::string> last = splitter.Finish()) {
+          HandleTrainerLine(*last, stream, run);
+        }
       }
     }
     if (SteadyClock::now() >= next_report) {
-      stream.Send(Report(cost_only));
+      stream.Send(Report(CostOnlyUpdate()));
       next_report = SteadyClock::now() + report_every;
     }
   }
-
   // stdout is closed: the trainer is exiting (or has closed it and hangs: then it is stopped).
-  absl::Duration wait_for = absl::Seconds(30);
   if (kill_at.has_value() && !killed) {
-    wait_for = std::max(ToDuration(*kill_at - SteadyClock::now()), absl::ZeroDuration());
+    return std::max(ToDuration(*kill_at - SteadyClock::now()), absl::ZeroDuration());
   }
+  return absl::Seconds(30);
+}
+
+ExitStatus AttemptRunner::ReapTrainer(ChildProcess& trainer, absl::Duration wait_for) {
   absl::StatusOr<ExitStatus> exit = trainer.Wait(wait_for);
-  run.exit = exit.ok() ? *exit : trainer.Terminate(options_.cancel_grace);
+  const ExitStatus status = exit.ok() ? *exit : trainer.Terminate(options_.cancel_grace);
   TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
-               << ": tuneledger-train ended, " << run.exit.ToString();
-  return run;
+               << ": tuneledger-train ended, " << status.ToString();
+  return status;
 }
 
 FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
   FinishAttemptRequest request;
   request.set_worker_id(worker_id_);
+  request.set_lease_token(lease_.lease_token());
   request.set_job_id(lease_.job_id());
   request.set_attempt(lease_.attempt());
   absl::Duration lease_time = LeaseTime();
@@ -393,7 +446,8 @@ FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
     request.set_message(absl::StrCat("cannot start tuneledger-train: ", run.start_error.message()));
   } else if (!run.error_message.empty()) {
     request.set_outcome(FinishAttemptRequest::FAILED);
-    request.set_message(run.error_message);  // the trainer's own words, verbatim
+    // The trainer's own words, bounded (a file's contents never reach them: trainer_error.h).
+    request.set_message(BoundedText(run.error_message, kMaxAttemptMessageBytes));
   } else if (run.exit.exited && run.exit.code == kTrainerStoppedExitCode) {
     // Someone else (not this agent) sent the trainer SIGTERM: it checkpointed; resume later.
     request.set_outcome(FinishAttemptRequest::PREEMPTED);
@@ -425,8 +479,7 @@ void AttemptRunner::SendFinish(const FinishAttemptRequest& request) {
     }
     if (!IsRetryable(status.error_code()) || absl::Now() >= give_up) {
       TL_LOG(ERROR) << "FinishAttempt for job " << request.job_id() << " attempt "
-                    << request.attempt() << " refused or unreachable: " << status.error_code()
-                    << " " << status.error_message();
+                    << request.attempt() << " refused or unreachable: " << FromGrpcStatus(status);
       return;
     }
     absl::SleepFor(std::min(backoff.Next(), give_up - absl::Now()));

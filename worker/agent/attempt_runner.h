@@ -20,20 +20,23 @@
 #define TUNELEDGER_WORKER_AGENT_ATTEMPT_RUNNER_H_
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/base/compute_cost.h"
+#include "base/child_process.h"
+#include "base/compute_cost.h"
 #include "tuneledger/v1/worker.grpc.pb.h"
 #include "worker/agent/agent_options.h"
 #include "worker/agent/progress_stream.h"
 
 namespace tuneledger::worker {
 
-// The attempt's cost on the worker's clock (the formula of server/base/compute_cost.h).
+// The attempt's cost on the worker's clock (the formula of base/compute_cost.h).
 double AccruedUsd(const AgentOptions& options, absl::Duration lease);
 
 class AttemptRunner {
@@ -65,6 +68,15 @@ class AttemptRunner {
   void RequestStop(StopKind kind, std::string message);
   absl::Status PrepareAttemptDir();
   TrainerRun RunTrainer(ProgressStream& stream);
+  // The named steps of RunTrainer.
+  static tuneledger::v1::TrainerUpdate CostOnlyUpdate();
+  ChildProcessOptions TrainerCommand() const;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> StartTrainer();
+  void HandleTrainerLine(const std::string& line, ProgressStream& stream, TrainerRun& run);
+  // Returns how long to wait for the trainer to exit once its stdout closed.
+  absl::Duration RelayUntilStdoutCloses(ChildProcess& trainer, ProgressStream& stream,
+                                        TrainerRun& run);
+  ExitStatus ReapTrainer(ChildProcess& trainer, absl::Duration wait_for);
   tuneledger::v1::FinishAttemptRequest BuildFinish(const TrainerRun& run);
   void SendFinish(const tuneledger::v1::FinishAttemptRequest& request);
   tuneledger::v1::ProgressReport Report(const tuneledger::v1::TrainerUpdate& update) const;

@@ -12,8 +12,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "server/base/child_process.h"
-#include "server/base/log.h"
+#include "base/child_process.h"
+#include "base/log.h"
 
 namespace tuneledger::worker {
 namespace {

@@ -2,7 +2,8 @@
 
 #include <utility>
 
-#include "server/base/log.h"
+#include "base/grpc_status.h"
+#include "base/log.h"
 
 namespace tuneledger::worker {
 
@@ -63,8 +64,7 @@ void ProgressStream::EndCall(absl::Duration drain) {
   grpc::Status status = call_->stream->Finish();
   call_.reset();
   if (status.ok()) return;
-  TL_LOG(WARNING) << "ReportProgress ended: " << status.error_code() << " "
-                  << status.error_message();
+  TL_LOG(WARNING) << "ReportProgress ended: " << FromGrpcStatus(status);
   switch (status.error_code()) {
     case grpc::StatusCode::NOT_FOUND:
     case grpc::StatusCode::FAILED_PRECONDITION:

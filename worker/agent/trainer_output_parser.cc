@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace tuneledger::worker {
 namespace {
@@ -179,7 +180,7 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
   } else {
     parsed.type = TrainerLine::Type::kUnknown;
   }
-  if (!read.status().ok()) return read.status();
+  TL_RETURN_IF_ERROR(read.status());
   return parsed;
 }
 

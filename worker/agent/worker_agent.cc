@@ -4,8 +4,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
-#include "server/base/log.h"
+#include "base/grpc_status.h"
+#include "base/log.h"
 #include "worker/agent/backoff.h"
 #include "worker/agent/hardware_probe.h"
 
@@ -16,6 +16,8 @@
 namespace tuneledger::worker {
 namespace {
 
+using ::tuneledger::v1::DeregisterWorkerRequest;
+using ::tuneledger::v1::DeregisterWorkerResponse;
 using ::tuneledger::v1::HeartbeatRequest;
 using ::tuneledger::v1::HeartbeatResponse;
 using ::tuneledger::v1::LeaseJobRequest;
@@ -25,10 +27,6 @@ using ::tuneledger::v1::RegisterWorkerResponse;
 
 void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-}
-
-std::string Describe(const grpc::Status& status) {
-  return absl::StrCat(status.error_code(), " ", status.error_message());
 }
 
 }  // namespace
@@ -92,6 +90,7 @@ bool WorkerAgent::Register() {
     if (status.ok()) {
       absl::MutexLock lock(&mu_);
       worker_id_ = response.worker_id();
+      session_token_ = response.session_token();
       needs_register_ = false;
       registered_ = true;
       if (response.heartbeat_interval_seconds() > 0) {
@@ -108,7 +107,7 @@ bool WorkerAgent::Register() {
     }
     absl::Duration delay = backoff.Next();
     TL_LOG(WARNING) << "RegisterWorker with " << options_.server_address
-                    << " failed: " << Describe(status) << "; retrying in "
+                    << " failed: " << FromGrpcStatus(status) << "; retrying in "
                     << absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)));
     if (!SleepUnless(&shutting_down_, delay)) return false;
   }
@@ -134,6 +133,8 @@ void WorkerAgent::HeartbeatLoop() {
       interval = heartbeat_interval_;
       skip = needs_register_;
       request.set_worker_id(worker_id_);
+      request.set_session_token(session_token_);
+      // Listed until its FinishAttempt is through: the server ends an attempt missing here.
       if (attempt_ != nullptr) request.add_running_job_ids(attempt_->job_id());
     }
     if (!skip) {
@@ -141,8 +142,14 @@ void WorkerAgent::HeartbeatLoop() {
       grpc::ClientContext context;
       SetDeadline(context, options_.rpc_timeout);
       grpc::Status status = stub_->Heartbeat(&context, request, &response);
-      if (!status.ok()) {
-        if (!last_failed) TL_LOG(WARNING) << "Heartbeat failed: " << Describe(status);
+      if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        // The server no longer accepts this worker's session (say, a new database): start over.
+        TL_LOG(WARNING) << "Heartbeat refused: " << FromGrpcStatus(status) << "; re-registering";
+        absl::MutexLock lock(&mu_);
+        needs_register_ = true;
+        if (lease_call_ != nullptr) lease_call_->TryCancel();
+      } else if (!status.ok()) {
+        if (!last_failed) TL_LOG(WARNING) << "Heartbeat failed: " << FromGrpcStatus(status);
         last_failed = true;
       } else {
         if (last_failed) TL_LOG(INFO) << "Heartbeat reaches the server again";
@@ -168,6 +175,22 @@ void WorkerAgent::HeartbeatLoop() {
   }
 }
 
+void WorkerAgent::Deregister() {
+  DeregisterWorkerRequest request;
+  {
+    absl::MutexLock lock(&mu_);
+    if (worker_id_.empty() || needs_register_) return;  // nothing the server would know
+    request.set_worker_id(worker_id_);
+    request.set_session_token(session_token_);
+  }
+  DeregisterWorkerResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, options_.rpc_timeout);
+  const grpc::Status status = stub_->DeregisterWorker(&context, request, &response);
+  // Best effort: a server that does not hear it declares this worker LOST later.
+  if (!status.ok()) TL_LOG(WARNING) << "DeregisterWorker failed: " << FromGrpcStatus(status);
+}
+
 absl::Status WorkerAgent::Run() {
   heartbeat_thread_ = std::thread(&WorkerAgent::HeartbeatLoop, this);
   Backoff backoff(absl::Milliseconds(250), absl::Seconds(10));
@@ -181,7 +204,11 @@ absl::Status WorkerAgent::Run() {
     if (register_now && !Register()) break;
 
     LeaseJobRequest request;
-    request.set_worker_id(worker_id());
+    {
+      absl::MutexLock lock(&mu_);
+      request.set_worker_id(worker_id_);
+      request.set_session_token(session_token_);
+    }
     request.set_wait_seconds(absl::ToDoubleSeconds(options_.lease_wait));
     LeaseJobResponse response;
     grpc::ClientContext context;
@@ -199,14 +226,16 @@ absl::Status WorkerAgent::Run() {
       if (shutting_down_ && !response.has_lease()) break;
     }
     if (!status.ok()) {
-      if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
+          status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        TL_LOG(WARNING) << "LeaseJob refused: " << FromGrpcStatus(status) << "; re-registering";
         absl::MutexLock lock(&mu_);
         needs_register_ = true;
         continue;
       }
       if (status.error_code() == grpc::StatusCode::CANCELLED) continue;  // re-register asked
       absl::Duration delay = backoff.Next();
-      TL_LOG(WARNING) << "LeaseJob failed: " << Describe(status) << "; retrying in "
+      TL_LOG(WARNING) << "LeaseJob failed: " << FromGrpcStatus(status) << "; retrying in "
                       << absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)));
       SleepUnless(&shutting_down_, delay);
       continue;
@@ -245,6 +274,7 @@ absl::Status WorkerAgent::Run() {
     heartbeats_stopped_ = true;
   }
   heartbeat_thread_.join();
+  Deregister();
   TL_LOG(INFO) << "worker stopped";
   return absl::OkStatus();
 }

@@ -45,6 +45,8 @@ class WorkerAgent {
  private:
   // Registers until it succeeds or shutdown; false on shutdown.
   bool Register();
+  // Tells the server this worker stops (it shows GONE, not LOST); best effort.
+  void Deregister();
   void HeartbeatLoop();
   // Waits d, or less if *flag (guarded by mu_) becomes true; returns !*flag.
   bool SleepUnless(const bool* flag, absl::Duration d);
@@ -62,6 +64,7 @@ class WorkerAgent {
   bool heartbeats_stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool registered_ ABSL_GUARDED_BY(mu_) = false;  // at least once
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
+  std::string session_token_ ABSL_GUARDED_BY(mu_);  // issued with worker_id_
   bool needs_register_ ABSL_GUARDED_BY(mu_) = true;
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
   absl::Duration report_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);

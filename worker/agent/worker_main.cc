@@ -10,18 +10,24 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "server/base/log.h"
+#include "base/command_line.h"
+#include "base/data_roots.h"
+#include "base/executable_dir.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/tls_credentials.h"
+#include "base/work_dir_layout.h"
 #include "worker/agent/agent_options.h"
 #include "worker/agent/hardware_probe.h"
-#include "worker/agent/work_dir_layout.h"
 #include "worker/agent/worker_agent.h"
+#include "worker/agent/worker_credential.h"
 
 namespace tuneledger::worker {
 namespace {
@@ -29,9 +35,11 @@ namespace {
 constexpr char kUsage[] = R"(tuneledger-worker: runs LoRA fine-tuning jobs from a tuneledger-server.
 
 Usage:
-  tuneledger-worker --server HOST:PORT --work-dir DIR --price-per-gpu-hour USD [--spot]
-                    [--gpus LIST] [--trainer PATH] [--name NAME]
+  tuneledger-worker --server HOST:PORT --work-dir DIR --price-per-gpu-hour USD
+                    --data-root DIR [--data-root DIR ...] [--token-file FILE]
+                    [--spot] [--gpus LIST] [--trainer PATH] [--name NAME]
                     [--cancel-grace-seconds S] [--preempt-grace-seconds S]
+                    [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 
 The agent registers with the server (hostname, accelerator, memory, price, spot), heartbeats,
 leases one job at a time, runs tuneledger-train on it as a child process and relays its
@@ -40,10 +48,23 @@ checkpoints, the attempt is reported PREEMPTED (the job resumes on another worke
 agent exits.
 
 Flags:
-  --server HOST:PORT         the server's gRPC address (required)
+  --server HOST:PORT         the server's worker listener, its --worker-listen (required)
+  --token-file FILE          the worker token (a line "TOKEN NAME worker" of the server's
+                             --tokens-file), first line of FILE; default: the environment
+                             variable TUNELEDGER_WORKER_TOKEN (the server sets it for its
+                             local workers). Sent on every call; required
   --work-dir DIR             attempts, checkpoints and adapters go under DIR/jobs/ (required;
                              every worker of one server must reach the same DIR)
   --price-per-gpu-hour USD   what one GPU-hour of this machine costs (required, >= 0)
+  --data-root [TENANT=]DIR   a folder whose files jobs may name (required; repeat it). Before
+                             the trainer starts, the lease's model, train and valid paths must
+                             resolve, links followed, inside one of them (any tenant's), or
+                             the attempt fails with PERMISSION_DENIED naming the field
+  --tls-ca FILE              dial the server over TLS, trusting the CA certificates in FILE
+                             (PEM): for a server started with --tls-cert
+  --tls-cert FILE            this worker's client certificate (PEM), for a server started
+                             with --tls-client-ca; needs --tls-key and --tls-ca
+  --tls-key FILE             the private key of --tls-cert (PEM, unencrypted)
   --spot                     this machine is a spot/preemptible instance
   --gpus LIST                CUDA device indices to use, e.g. 0,1 (the trainer sees only these);
                              without it the agent is a CPU agent (one "gpu", accelerator cpu)
@@ -58,86 +79,81 @@ Exit status: 0 after a graceful stop, 2 for a bad command line.
 
 struct ParsedFlags {
   AgentOptions options;
+  std::string token;  // the worker credential (worker_credential.h)
+  TlsClientPem tls;   // not enabled(): plaintext
   bool help = false;
 };
-
-absl::StatusOr<double> ParseSeconds(absl::string_view flag, absl::string_view value) {
-  double seconds = 0;
-  if (!absl::SimpleAtod(value, &seconds) || !(seconds >= 0) || seconds > 3600) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": want seconds in [0, 3600], got \"", value, "\""));
-  }
-  return seconds;
-}
-
-std::string ExecutableDir() {
-  std::error_code error;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? "." : self.parent_path().string();
-}
 
 absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
   ParsedFlags parsed;
   AgentOptions& options = parsed.options;
   std::optional<std::string> price;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::optional<std::string> inline_value;
-    if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
+  std::vector<std::string> data_roots;
+  std::string token_file;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  CommandLineHandlers handlers;
+  handlers.kind = [](std::string_view name) -> std::optional<FlagKind> {
+    if (name == "help" || name == "spot") return FlagKind::kSwitch;
+    for (const char* value_flag : {"server", "work-dir", "price-per-gpu-hour", "gpus", "trainer",
+                                   "name", "cancel-grace-seconds", "preempt-grace-seconds",
+                                   "data-root", "token-file", "tls-ca", "tls-cert", "tls-key"}) {
+      if (name == value_flag) return FlagKind::kValue;
     }
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (inline_value.has_value()) return *inline_value;
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
-      return std::string(argv[++i]);
-    };
-    auto flag_only = [&]() -> absl::Status {
-      if (inline_value.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(arg, " takes no value"));
-      }
-      return absl::OkStatus();
-    };
-    absl::StatusOr<std::string> v;
-    if (arg == "--help" || arg == "-h") {
-      parsed.help = true;
-    } else if (arg == "--spot") {
-      if (absl::Status s = flag_only(); !s.ok()) return s;
-      options.spot = true;
-    } else if (arg == "--server" || arg == "--work-dir" || arg == "--price-per-gpu-hour" ||
-               arg == "--gpus" || arg == "--trainer" || arg == "--name" ||
-               arg == "--cancel-grace-seconds" || arg == "--preempt-grace-seconds") {
-      if (!(v = value()).ok()) return v.status();
-      if (arg == "--server") options.server_address = *v;
-      if (arg == "--work-dir") options.work_dir = *v;
-      if (arg == "--price-per-gpu-hour") price = *v;
-      if (arg == "--trainer") options.trainer_path = *v;
-      if (arg == "--name") options.name = *v;
-      if (arg == "--gpus") {
-        absl::StatusOr<std::vector<int>> gpus = ParseGpuList(*v);
-        if (!gpus.ok()) return gpus.status();
-        options.gpu_indices = *gpus;
-      }
-      if (arg == "--cancel-grace-seconds" || arg == "--preempt-grace-seconds") {
-        absl::StatusOr<double> seconds = ParseSeconds(arg, *v);
-        if (!seconds.ok()) return seconds.status();
-        (arg == "--cancel-grace-seconds" ? options.cancel_grace : options.preempt_grace) =
-            absl::Seconds(*seconds);
-      }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument \"", argv[i], "\""));
+    return std::nullopt;
+  };
+  handlers.apply = [&](std::string_view name, const std::string& value) -> std::string {
+    if (name == "help") parsed.help = value == "true";
+    if (name == "spot") options.spot = value == "true";
+    if (name == "server") options.server_address = value;
+    if (name == "work-dir") options.work_dir = value;
+    if (name == "price-per-gpu-hour") price = value;
+    if (name == "trainer") options.trainer_path = value;
+    if (name == "name") options.name = value;
+    if (name == "data-root") data_roots.push_back(value);
+    if (name == "token-file") token_file = value;
+    if (name == "tls-ca") tls_ca = value;
+    if (name == "tls-cert") tls_cert = value;
+    if (name == "tls-key") tls_key = value;
+    if (name == "gpus") {
+      absl::StatusOr<std::vector<int>> gpus = ParseGpuList(value);
+      if (!gpus.ok()) return std::string(gpus.status().message());
+      options.gpu_indices = *gpus;
     }
+    if (name == "cancel-grace-seconds" || name == "preempt-grace-seconds") {
+      const std::optional<double> seconds = ParseDoubleFlag(value, 0, 3600);
+      if (!seconds) return "want seconds in [0, 3600], got '" + value + "'";
+      (name == "cancel-grace-seconds" ? options.cancel_grace : options.preempt_grace) =
+          absl::Seconds(*seconds);
+    }
+    return "";
+  };
+  if (std::string problem = ParseCommandLine(CommandLineArguments(argc, argv), handlers);
+      !problem.empty()) {
+    return absl::InvalidArgumentError(problem);
   }
   if (parsed.help) return parsed;
 
   if (options.server_address.empty()) return absl::InvalidArgumentError("--server is required");
   if (options.work_dir.empty()) return absl::InvalidArgumentError("--work-dir is required");
   if (!price.has_value()) return absl::InvalidArgumentError("--price-per-gpu-hour is required");
-  if (!absl::SimpleAtod(*price, &options.price_per_gpu_hour) ||
-      !(options.price_per_gpu_hour >= 0) || options.price_per_gpu_hour > 1e6) {
+  const std::optional<double> price_usd = ParseDoubleFlag(*price, 0, 1e6);
+  if (!price_usd) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--price-per-gpu-hour: want USD >= 0, got \"", *price, "\""));
+        absl::StrCat("--price-per-gpu-hour: want USD in [0, 1e6], got '", *price, "'"));
   }
+  options.price_per_gpu_hour = *price_usd;
+  if (data_roots.empty()) {
+    return absl::InvalidArgumentError(
+        "--data-root is required: the folders whose models and data jobs may name");
+  }
+  std::string roots_error;
+  std::optional<DataRoots> roots = DataRoots::Parse(data_roots, &roots_error);
+  if (!roots) return absl::InvalidArgumentError(absl::StrCat("--data-root: ", roots_error));
+  options.data_roots = *std::move(roots);
+  TL_ASSIGN_OR_RETURN(parsed.token, ReadWorkerToken(token_file));
+  TL_ASSIGN_OR_RETURN(parsed.tls, LoadTlsClientFiles(tls_ca, tls_cert, tls_key));
   if (!options.name.empty() && !layout::IsSafePathComponent(options.name)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--name: want letters, digits, '.', '_' or '-', got \"", options.name, "\""));
@@ -151,7 +167,7 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
   }
   options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
   if (options.trainer_path.empty()) {
-    options.trainer_path = ExecutableDir() + "/tuneledger-train";
+    options.trainer_path = (ExecutableDir().value_or(".") / "tuneledger-train").string();
   }
   options.trainer_path = std::filesystem::absolute(options.trainer_path).string();
   if (access(options.trainer_path.c_str(), X_OK) != 0) {
@@ -185,9 +201,9 @@ int Main(int argc, char** argv) {
   grpc::ChannelArguments channel_args;
   // Reconnect quickly after a server restart (the default backoff grows to 2 minutes).
   channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  WorkerAgent agent(flags->options,
-                    grpc::CreateCustomChannel(flags->options.server_address,
-                                              grpc::InsecureChannelCredentials(), channel_args));
+  WorkerAgent agent(flags->options, CreateWorkerChannel(flags->options.server_address,
+                                                        MakeChannelCredentials(flags->tls),
+                                                        channel_args, flags->token));
 
   std::thread signal_thread([&agent, &stop_signals] {
     while (true) {

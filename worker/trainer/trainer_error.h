@@ -5,6 +5,7 @@
 #ifndef TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
 #define TUNELEDGER_WORKER_TRAINER_TRAINER_ERROR_H_
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +15,12 @@ class TrainError : public std::runtime_error {
  public:
   explicit TrainError(const std::string& message) : std::runtime_error(message) {}
 };
+
+// The words for a file that does not parse as JSON. nlohmann's own message quotes the text it
+// read, which would copy a file's contents into job.message: callers report the position only.
+inline std::string NotValidJson(std::size_t byte) {
+  return "not valid JSON (at byte " + std::to_string(byte) + ")";
+}
 
 }  // namespace tuneledger::train
 

@@ -8,7 +8,8 @@
 #   preemptible  progress, then waits; SIGTERM -> checkpoint step-7, stopped line, exit 75
 #   stubborn     progress, then ignores SIGTERM (only SIGKILL stops it)
 #   garbage      malformed lines first, then succeeds
-# It records its pid, arguments and CUDA_VISIBLE_DEVICES in <out>/fake-trainer.txt.
+# It records its pid, arguments, CUDA_VISIBLE_DEVICES and whether it was handed a worker token
+# (TUNELEDGER_WORKER_TOKEN) in <out>/fake-trainer.txt.
 set -u
 spec="" out="" resume=""
 while [ $# -gt 0 ]; do
@@ -24,6 +25,7 @@ mode=$(sed -n 's/^ *"name": *"\([^"]*\)".*/\1/p' "$spec")
   echo "pid=$$"
   echo "resume=$resume"
   echo "cuda=${CUDA_VISIBLE_DEVICES-unset}"
+  echo "worker_token=${TUNELEDGER_WORKER_TOKEN-unset}"
 } > "$out/fake-trainer.txt"
 echo "fake trainer: mode $mode" >&2
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tuneledger-train beside Hugging Face transformers + PEFT on one NVIDIA GPU, in one command:
+# builds tuneledger-train (trainer only, CUDA) against the torch of PYTHON, then runs
+# bench/gpu_bench.py: random-init Llama models of 1.1B (TinyLlama shape) and 7B (Llama-2
+# shape) in bf16, 8 x 1024-token batches, LoRA r 16 / alpha 32 / dropout 0.1 on all seven
+# projections, AdamW, clip 1.0; prints tokens/s after warm-up, peak GPU memory and the
+# PEFT-load loss check side by side, and writes everything measured to OUT.
+#
+#   bench/gpu_bench.sh [--python PY] [--models 1b,7b] [--out FILE] [--build-dir DIR]
+#
+# Needs: nvcc (PATH or /usr/local/cuda/bin), cmake, a C++ compiler, and a Python whose torch
+# has CUDA and that has transformers, peft and safetensors. nlohmann-json's CMake package must
+# be findable: Debian's nlohmann-json3-dev, or DEPS_PREFIX=<folder> holding usr/ of that .deb
+# unpacked (`apt-get download nlohmann-json3-dev; dpkg -x nlohmann-json3-dev_*.deb DIR`).
+# The models and data go under TMPDIR (about 16 GB for 7B, removed after each model).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=python3
+models=1b,7b
+out=gpu-bench-$(date -u +%Y%m%dT%H%M%SZ).json
+build_dir=build-gpu-bench
+while [ $# -gt 0 ]; do
+  case $1 in
+    --python) python=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --build-dir) build_dir=$2; shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+started=$(date +%s)
+prefix=()
+if [ -n "${DEPS_PREFIX:-}" ]; then prefix=(-DCMAKE_PREFIX_PATH="$(cd "$DEPS_PREFIX" && pwd)/usr"); fi
+generator=()
+if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+echo "== build tuneledger-train against $("$python" -c 'import torch; print(torch.__version__)')"
+mkdir -p "$build_dir"
+build_dir=$(cd "$build_dir" && pwd)
+cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DTUNELEDGER_TRAINER_ONLY=ON -DTUNELEDGER_BUILD_TESTS=OFF -DTUNELEDGER_BUILD_BENCH=OFF \
+  -DTUNELEDGER_PYTHON="$(realpath -s "$(command -v "$python")")" "${prefix[@]}" >"$build_dir/configure.log" 2>&1 ||
+  { cat "$build_dir/configure.log"; exit 1; }
+grep -E 'LibTorch .* CUDA' "$build_dir/configure.log" || true
+cmake --build "$build_dir" --target tuneledger-train -j "$(nproc)"
+echo "== build took $(( $(date +%s) - started )) s"
+
+"$python" bench/gpu_bench.py run --trainer "$build_dir/bin/tuneledger-train" \
+  --models "$models" --out "$out"
+echo "== total $(( $(date +%s) - started )) s"

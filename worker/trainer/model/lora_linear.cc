@@ -1,0 +1,116 @@
+// Shape legend: in / out the projection's features, r LoRA rank; "..." any leading dims
+// (B,T in the model).
+#include "worker/trainer/model/lora_linear.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+#include "tuneledger/v1/job_spec_contract.h"
+#include "worker/trainer/trainer_error.h"
+
+namespace tuneledger::train {
+
+void ValidateLoraOptions(const LoraOptions& options) {
+  if (options.r <= 0 || options.r > spec::kLoraRMax) {
+    throw TrainError("lora r: must be in [1, " + std::to_string(spec::kLoraRMax) + "], got " +
+                     std::to_string(options.r));
+  }
+  if (!(options.alpha > 0) || !std::isfinite(options.alpha)) {
+    throw TrainError("lora alpha: must be > 0, got " + std::to_string(options.alpha));
+  }
+  if (!(options.dropout >= 0 && options.dropout < 1)) {
+    throw TrainError("lora dropout: must be in [0, 1), got " + std::to_string(options.dropout));
+  }
+  if (options.target_modules.empty()) throw TrainError("lora target_modules: must not be empty");
+  for (const std::string& name : options.target_modules) {
+    bool known = false;
+    for (std::string_view target : spec::kAllTargetModules) known |= (name == target);
+    if (!known) {
+      throw TrainError("lora target_modules: unknown module '" + name +
+                       "' (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    }
+  }
+}
+
+bool IsLoraTarget(const LoraOptions& options, const std::string& module_name) {
+  for (const std::string& name : options.target_modules) {
+    if (name == module_name) return true;
+  }
+  return false;
+}
+
+torch::Tensor ReferenceLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias) {
+  torch::Tensor weight32 = weight.to(torch::kFloat32);                      // [out,in]
+  torch::Tensor bias32 = bias.defined() ? bias.to(torch::kFloat32) : bias;  // [out]
+  return torch::linear(x, weight32, bias32);                                // [...,out]
+}
+
+torch::Tensor LowPrecisionLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias) {
+  torch::Tensor y = torch::linear(x.to(weight.scalar_type()), weight, bias);  // [...,out]
+  return y.to(torch::kFloat32);
+}
+
+LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
+                               torch::Dtype base_dtype, const LoraOptions* lora) {
+  weight = register_parameter(
+      "weight", torch::empty({out_features, in_features}, torch::dtype(base_dtype)),  // [out,in]
+      /*requires_grad=*/false);
+  if (with_bias) {
+    bias = register_parameter("bias", torch::empty({out_features}, torch::dtype(base_dtype)),
+                              /*requires_grad=*/false);  // [out]
+  }
+  if (lora == nullptr) return;
+  const int64_t r = lora->r;
+  lora_A = register_module("lora_A",
+                           torch::nn::Linear(torch::nn::LinearOptions(in_features, r).bias(false)));
+  lora_B = register_module(
+      "lora_B", torch::nn::Linear(torch::nn::LinearOptions(r, out_features).bias(false)));
+  torch::NoGradGuard no_grad;
+  // PEFT's init: A like nn.Linear (Kaiming-uniform, a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in))),
+  // B zeros so that the adapter starts as the identity.
+  torch::nn::init::kaiming_uniform_(lora_A->weight, std::sqrt(5.0));  // [r,in]
+  lora_B->weight.zero_();                                             // [out,r]
+  scale_ = lora->alpha / lora->r;
+  dropout_ = lora->dropout;
+}
+
+torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias) {
+  if (weight.scalar_type() == torch::kFloat32) return torch::linear(x, weight, bias);
+  // Low-precision base weights: GEMM in that dtype where it is fast (CUDA); on CPU upcast the
+  // weight, as bf16/fp16 GEMM there is far slower than fp32.
+  if (x.is_cuda()) return LowPrecisionLinear(x, weight, bias);
+  return ReferenceLinear(x, weight, bias);
+}
+
+torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = BaseLinear(x, weight, bias);  // [...,out]
+  if (!has_lora() || merged_) return y;
+  torch::Tensor lora_in =
+      (dropout_ > 0 && is_training()) ? torch::dropout(x, dropout_, true) : x;  // [...,in]
+  torch::Tensor down = torch::linear(lora_in, lora_A->weight);                  // [...,r]
+  return y + torch::linear(down, lora_B->weight) * scale_;                      // [...,out]
+}
+
+torch::Tensor LoraLinearImpl::MergedWeight() const {
+  torch::NoGradGuard no_grad;
+  torch::Tensor merged = weight.to(torch::kFloat32);  // [out,in]
+  if (has_lora() && !merged_) {
+    merged = merged + torch::matmul(lora_B->weight, lora_A->weight) * scale_;  // [out,in]
+  }
+  return merged;
+}
+
+void LoraLinearImpl::Merge() {
+  if (!has_lora() || merged_) return;
+  torch::NoGradGuard no_grad;
+  torch::Tensor delta = torch::matmul(lora_B->weight, lora_A->weight) * scale_;  // [out,in]
+  weight.add_(delta.to(weight.scalar_type()));
+  merged_ = true;
+}
+
+}  // namespace tuneledger::train

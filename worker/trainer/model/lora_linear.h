@@ -1,0 +1,96 @@
+// LoraLinear: a frozen linear projection with an optional low-rank adapter (LoRA).
+//
+// Shape legend: B batch, T tokens, in / out the projection's features, r LoRA rank.
+//
+//   y = x W^T + b  +  (dropout(x) A^T B^T) * (alpha / r)
+//
+//   W [out,in] frozen, in the base dtype (fp32, or bf16/fp16 to halve memory); b [out] optional
+//   A [r,in]   fp32, Kaiming-uniform(a = sqrt(5)) like PEFT and nn.Linear
+//   B [out,r]  fp32, zeros, so a fresh adapter leaves the model unchanged
+//
+// Module names follow PEFT (minus its ".default" adapter name): the parameters are "weight",
+// "bias", "lora_A.weight", "lora_B.weight", so the model's named_parameters() are already the
+// Hugging Face / PEFT names.
+//
+// Base-weight paths: fp32 weights use one fused linear. Low-precision weights run the GEMM in
+// the weight's dtype on CUDA (LowPrecisionLinear, the fast path) and upcast the weight to fp32
+// on CPU (ReferenceLinear, the plain reference; bf16 GEMM on CPU is ~30x slower than fp32);
+// a test checks that both agree. Inputs and outputs are always fp32.
+//
+// Thread safety: none (a torch::nn::Module); one training thread owns the model.
+#ifndef TUNELEDGER_WORKER_TRAINER_MODEL_LORA_LINEAR_H_
+#define TUNELEDGER_WORKER_TRAINER_MODEL_LORA_LINEAR_H_
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tuneledger::train {
+
+struct LoraOptions {
+  int r = 16;
+  double alpha = 32.0;
+  double dropout = 0.1;
+  // Hugging Face projection names: any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+  // down_proj.
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+};
+
+// Throws TrainError naming the field (r, alpha, dropout, target_modules) when out of range.
+void ValidateLoraOptions(const LoraOptions& options);
+// True when `module_name` (e.g. "q_proj") is one of options.target_modules.
+bool IsLoraTarget(const LoraOptions& options, const std::string& module_name);
+
+// y = x W^T + b computed with W upcast to fp32. x [..., in] fp32 -> [..., out] fp32.
+torch::Tensor ReferenceLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                              const torch::Tensor& bias /* undefined: none */);
+// y = x W^T + b computed in W's dtype (x cast down), result cast back to fp32.
+torch::Tensor LowPrecisionLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias /* undefined: none */);
+// The policy for every frozen projection (also a tied lm_head): fp32 weights: one fused
+// linear; low-precision weights: LowPrecisionLinear on CUDA, ReferenceLinear on CPU.
+// x [..., in] fp32 -> [..., out] fp32.
+torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias /* undefined: none */);
+
+class LoraLinearImpl : public torch::nn::Module {
+ public:
+  // A frozen [out,in] projection in `base_dtype` (weights uninitialised: the loader or
+  // CreateRandom fills them). `lora` null or not targeting this projection: no adapter.
+  // LoRA A is initialised from torch's default generator.
+  LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias, torch::Dtype base_dtype,
+                 const LoraOptions* lora);
+
+  // x [..., in] fp32 -> [..., out] fp32.
+  torch::Tensor forward(const torch::Tensor& x);
+
+  // Folds (B A) * scale into W (in W's dtype) and stops applying the adapter; the LoRA
+  // parameters stay registered (unchanged) so their names remain visible.
+  void Merge();
+  // W + (B A) * scale in fp32 without changing the module: [out,in].
+  torch::Tensor MergedWeight() const;
+
+  bool has_lora() const { return !lora_A.is_empty(); }
+  bool merged() const { return merged_; }
+  double scale() const { return scale_; }
+
+  torch::Tensor weight;               // [out,in] base dtype, frozen unless training the base
+  torch::Tensor bias;                 // [out] base dtype, or undefined
+  torch::nn::Linear lora_A{nullptr};  // weight [r,in] fp32
+  torch::nn::Linear lora_B{nullptr};  // weight [out,r] fp32
+
+ private:
+  double scale_ = 0.0;
+  double dropout_ = 0.0;
+  bool merged_ = false;
+};
+TORCH_MODULE(LoraLinear);
+
+}  // namespace tuneledger::train
+
+#endif  // TUNELEDGER_WORKER_TRAINER_MODEL_LORA_LINEAR_H_

@@ -1,0 +1,69 @@
+// Writes the progress lines of PROGRESS_PROTOCOL.md: one JSON object per line on stdout,
+// flushed after each line, `type` first. Non-finite numbers are written as null.
+//
+// Thread safety: none; only the training thread reports.
+#ifndef TUNELEDGER_WORKER_TRAINER_RECIPE_PROGRESS_REPORTER_H_
+#define TUNELEDGER_WORKER_TRAINER_RECIPE_PROGRESS_REPORTER_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace tuneledger::train {
+
+struct StartedLine {
+  int64_t total_steps = 0;
+  int64_t start_step = 0;
+  int64_t trainable_params = 0;
+  int64_t total_params = 0;
+  std::string device;
+  std::string precision;
+};
+
+struct ProgressLine {
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double epoch = 0;
+  double loss = 0;
+  double lr = 0;
+  int64_t tokens = 0;  // cumulative over all attempts
+  double tokens_per_sec = 0;
+  double elapsed_s = 0;
+  std::optional<double> gpu_peak_mib;  // written only on a GPU (device_memory.h)
+};
+
+struct DoneLine {
+  int64_t step = 0;
+  std::string adapter_dir;
+  double train_loss = 0;
+  std::optional<double> eval_loss;  // null without validation data
+  std::string merged_dir;           // empty: not written
+};
+
+class ProgressReporter {
+ public:
+  explicit ProgressReporter(std::ostream& out) : out_(out) {}
+
+  void Started(const StartedLine& line);
+  void Progress(const ProgressLine& line);
+  void Eval(int64_t step, double eval_loss);
+  void Checkpoint(int64_t step, const std::string& path);
+  void Done(const DoneLine& line);
+  void Stopped(int64_t step, const std::string& checkpoint);
+  void Error(const std::string& message);
+
+ private:
+  std::ostream& out_;
+};
+
+// A trainer program's edge: runs `body` and turns a TrainError, c10::Error or other exception
+// escaping it into an `error` line on `reporter` and "<program>: error: <message>" on stderr,
+// returning 1 (the protocol's "failed"); otherwise returns what `body` returned.
+int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
+                       const std::function<int()>& body);
+
+}  // namespace tuneledger::train
+
+#endif  // TUNELEDGER_WORKER_TRAINER_RECIPE_PROGRESS_REPORTER_H_

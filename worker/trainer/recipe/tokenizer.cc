@@ -1,0 +1,28 @@
+#include "worker/trainer/recipe/tokenizer.h"
+
+#include <filesystem>
+
+#include "worker/trainer/recipe/byte_tokenizer.h"
+#include "worker/trainer/recipe/sentencepiece_tokenizer.h"
+#include "worker/trainer/text/hf_tokenizer.h"
+#include "worker/trainer/trainer_error.h"
+
+namespace tuneledger::train {
+
+std::unique_ptr<Tokenizer> LoadTokenizer(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir(model_dir);
+  if (fs::exists(dir / HfTokenizer::kFileName)) return HfTokenizer::FromModelDir(model_dir);
+  if (fs::exists(dir / SentencePieceTokenizer::kModelFileName)) {
+    return SentencePieceTokenizer::FromFile(
+        (dir / SentencePieceTokenizer::kModelFileName).string());
+  }
+  if (fs::exists(dir / ByteTokenizer::kConfigFileName)) {
+    return ByteTokenizer::FromModelDir(model_dir);
+  }
+  throw TrainError(model_dir + ": no tokenizer: expected " + HfTokenizer::kFileName +
+                   " (Hugging Face), " + SentencePieceTokenizer::kModelFileName +
+                   " (SentencePiece) or " + ByteTokenizer::kConfigFileName + " (byte-level)");
+}
+
+}  // namespace tuneledger::train

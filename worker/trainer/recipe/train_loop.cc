@@ -1,0 +1,189 @@
+#include "worker/trainer/recipe/train_loop.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "worker/trainer/recipe/causal_lm_loss.h"
+#include "worker/trainer/recipe/checkpoint_io.h"
+#include "worker/trainer/recipe/device_memory.h"
+#include "worker/trainer/recipe/optimizer_setup.h"
+#include "worker/trainer/trainer_error.h"
+
+namespace tuneledger::train {
+namespace {
+
+constexpr size_t kRecentLossWindow = 10;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+TrainLoop::TrainLoop(TrainLoopParts parts, TrainLoopOptions options)
+    : parts_(std::move(parts)), options_(std::move(options)) {
+  if (parts_.optimizer == nullptr || parts_.schedule == nullptr || parts_.loss_scaler == nullptr ||
+      parts_.batcher == nullptr || parts_.eval_batches == nullptr || parts_.reporter == nullptr) {
+    throw TrainError("TrainLoop: every part must be given");
+  }
+  parts_.model->train();
+}
+
+void TrainLoop::Restore(const TrainSnapshot& snapshot, const std::string& checkpoint_dir) {
+  CheckFingerprint(checkpoint_dir, snapshot.fingerprint, options_.fingerprint);
+  state_ = RestoreSnapshot(snapshot, parts_.parameter_names, parts_.parameters, *parts_.optimizer,
+                           options_.device);
+  parts_.batcher->Seek(state_.data);
+  parts_.loss_scaler->Restore(state_.loss_scaler);
+  // A checkpoint of this attempt's own folder already holds this state; one of another
+  // attempt (--resume-from) does not count: a stop now writes one here.
+  if (checkpoint_dir.rfind(options_.checkpoint_root + "/", 0) == 0) {
+    last_checkpoint_ = checkpoint_dir;
+  }
+}
+
+std::vector<Batch> TrainLoop::NextBatch() {
+  LengthGroupedBatcher& batcher = *parts_.batcher;
+  std::vector<Batch> micro_batches;
+  for (int i = 0; i < options_.grad_accum_steps; ++i) {
+    micro_batches.push_back(batcher.Next());
+    if (batcher.position().batch_in_epoch == batcher.batches_per_epoch()) break;  // epoch end
+  }
+  state_.data = batcher.position();
+  return micro_batches;
+}
+
+StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
+  if (!loop_start_) loop_start_ = std::chrono::steady_clock::now();
+  StepResult result;
+  for (const Batch& batch : micro_batches) {
+    result.tokens += batch.tokens;
+    result.targets += batch.targets;
+  }
+  for (const torch::Tensor& parameter : parts_.parameters) {
+    if (parameter.grad().defined()) parameter.grad().zero_();
+  }
+  // Each micro-batch's summed loss is divided by the whole step's target count, so the step's
+  // gradient is that of the mean over all its targets, however they fall into micro-batches.
+  const double scale = parts_.loss_scaler->scale() / static_cast<double>(result.targets);
+  double loss_sum = 0;
+  for (const Batch& batch : micro_batches) {
+    torch::Tensor input_ids = batch.input_ids.to(options_.device);  // [B,T]
+    torch::Tensor labels = batch.labels.to(options_.device);        // [B,T]
+    torch::Tensor hidden = parts_.model->Hidden(input_ids);         // [B,T,D]
+    torch::Tensor batch_loss =
+        CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), labels);  // scalar
+    const double value = batch_loss.item<double>();
+    if (!std::isfinite(value)) {
+      throw TrainError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
+                       std::to_string(value));
+    }
+    loss_sum += value;
+    (batch_loss * scale).backward();
+  }
+  result.loss = loss_sum / static_cast<double>(result.targets);
+  return result;
+}
+
+void TrainLoop::OptimizerStep() {
+  const int64_t step_number = state_.step + 1;
+  DynamicLossScaler& scaler = *parts_.loss_scaler;
+  const bool finite = scaler.UnscaleGradients(parts_.parameters);
+  if (finite) {
+    const double norm = ClipGradNorm(parts_.parameters, options_.max_grad_norm);
+    if (!std::isfinite(norm)) {
+      throw TrainError("diverged at step " + std::to_string(step_number) + ": gradient norm is " +
+                       std::to_string(norm));
+    }
+    SetLearningRate(*parts_.optimizer, parts_.schedule->LrAt(state_.step));
+    parts_.optimizer->step();
+  }
+  // fp16 overflow: the step is skipped and the scale halves (a normal event, not divergence).
+  scaler.Update(finite);
+  state_.loss_scaler = scaler.state();
+  ++state_.step;
+  last_checkpoint_.reset();
+}
+
+void TrainLoop::Report(const StepResult& result) {
+  state_.tokens += result.tokens;
+  attempt_tokens_ += result.tokens;
+  recent_losses_.push_back(result.loss);
+  if (recent_losses_.size() > kRecentLossWindow) recent_losses_.pop_front();
+  const double loop_seconds = SecondsSince(*loop_start_);
+  ProgressLine line;
+  line.step = state_.step;
+  line.total_steps = options_.total_steps;
+  line.epoch = EpochProgress();
+  line.loss = result.loss;
+  line.lr = parts_.schedule->LrAt(state_.step - 1);
+  line.tokens = state_.tokens;
+  line.tokens_per_sec = loop_seconds > 0 ? static_cast<double>(attempt_tokens_) / loop_seconds : 0;
+  line.elapsed_s = SecondsSince(options_.process_start);
+  line.gpu_peak_mib = PeakDeviceMemoryMib(options_.device);
+  parts_.reporter->Progress(line);
+}
+
+void TrainLoop::MaybeEvaluate() {
+  if (!has_validation()) return;
+  if (state_.step % options_.eval_every_steps == 0 || finished()) EvaluateAndReport();
+}
+
+void TrainLoop::MaybeCheckpoint() {
+  if (options_.checkpoint_every_steps > 0 && state_.step % options_.checkpoint_every_steps == 0 &&
+      !finished()) {
+    Checkpoint();
+  }
+}
+
+double TrainLoop::Evaluate() {
+  if (!has_validation()) return std::nan("");
+  torch::NoGradGuard no_grad;
+  parts_.model->eval();
+  double loss_sum = 0;
+  int64_t targets = 0;
+  for (const Batch& batch : *parts_.eval_batches) {
+    torch::Tensor hidden = parts_.model->Hidden(batch.input_ids.to(options_.device));  // [B,T,D]
+    loss_sum +=
+        CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), batch.labels.to(options_.device))
+            .item<double>();
+    targets += batch.targets;
+  }
+  parts_.model->train();
+  return loss_sum / static_cast<double>(targets);
+}
+
+void TrainLoop::EvaluateAndReport() {
+  const double loss = Evaluate();
+  state_.last_eval_loss = loss;
+  parts_.reporter->Eval(state_.step, loss);
+}
+
+std::string TrainLoop::Checkpoint() {
+  if (last_checkpoint_) return *last_checkpoint_;
+  if (options_.checkpoint_root.empty()) throw TrainError("no checkpoint folder configured");
+  const TrainSnapshot snapshot =
+      CaptureSnapshot(state_, parts_.parameter_names, parts_.parameters, *parts_.optimizer,
+                      options_.device, options_.fingerprint);
+  const std::string path =
+      WriteCheckpoint(options_.checkpoint_root, snapshot, options_.keep_checkpoints);
+  last_checkpoint_ = path;
+  parts_.reporter->Checkpoint(state_.step, path);
+  return path;
+}
+
+double TrainLoop::RecentTrainLoss() const {
+  if (recent_losses_.empty()) return std::nan("");
+  return std::accumulate(recent_losses_.begin(), recent_losses_.end(), 0.0) /
+         static_cast<double>(recent_losses_.size());
+}
+
+double TrainLoop::EpochProgress() const {
+  return static_cast<double>(state_.data.epoch) +
+         static_cast<double>(state_.data.batch_in_epoch) /
+             static_cast<double>(parts_.batcher->batches_per_epoch());
+}
+
+}  // namespace tuneledger::train
