@@ -65,6 +65,14 @@ const std::vector<CommandSpec>& CommandSpecs() {
            {"grad-checkpointing", "", "recompute each decoder layer in backward (less memory)"},
            {"checkpoint-every", "N", "steps between checkpoints [50]"},
            {"eval-every", "N", "steps between evaluations on --valid [50]"},
+           {"early-stop-patience", "N",
+            "end the job (SUCCEEDED, reason EARLY_STOPPED, the best evaluation's adapter) after N "
+            "evaluations on --valid in a row without a better eval loss; 0 = never [0]"},
+           {"early-stop-min-delta", "X",
+            "what counts as better for --early-stop-patience: lower by more than X nats [0]"},
+           {"divergence-factor", "F",
+            "fail the job (reason LOSS_DIVERGED) once the mean loss of the last 10 steps exceeds F "
+            "times its lowest; 0 = off [0]. A NaN loss always fails it so"},
            {"budget-usd", "X", "budget cap in USD; none by default"},
            {"budget-thresholds", "LIST",
             "comma-separated fractions of the budget that record an event [0.5,0.8,1.0]"},
@@ -133,6 +141,18 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "on-demand), the inherited costs declared at submit with their sources, the totals, the "
        "share of compute in the total, the budget and any overshoot.",
        {}},
+      {"pareto",
+       "",
+       "cost against quality across finished jobs",
+       "Lists your finished jobs that reported an eval loss, cheapest first, with their last "
+       "eval loss and total cost (compute + declared inherited costs, as in 'tunectl cost'), and "
+       "marks with '*' the Pareto-optimal ones: jobs that succeeded and that no other succeeded "
+       "job beats on both cost and loss. Read from the server's store, so it covers jobs long "
+       "gone from the metrics (the newest 10,000 finished jobs).",
+       {
+           {"label", "KEY=VALUE", "only jobs with this label (repeatable: every one must match)",
+            true},
+       }},
       {"workers", "", "list the workers", "Lists the registered workers and what they run.", {}},
       {"help",
        "[COMMAND]",

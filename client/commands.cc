@@ -1,6 +1,8 @@
 #include "client/commands.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -177,6 +179,14 @@ int RunCommand(const CommandLine& line, const CommandEnvironment& env) {
     return Print(env, command, client.GetCostReport(id),
                  [format](const tuneledger::v1::CostReport& report) {
                    return RenderCostReport(report, format);
+                 });
+  }
+  if (command == "pareto") {
+    absl::StatusOr<std::map<std::string, std::string>> labels = ParseLabelFlags(line.flags);
+    if (!labels.ok()) return ReportUsageError(env, command, labels.status());
+    return Print(env, command, client.GetParetoFront(*labels),
+                 [format](const tuneledger::v1::ParetoFront& front) {
+                   return RenderParetoFront(front, format);
                  });
   }
   if (command == "workers") {

@@ -115,6 +115,13 @@ absl::StatusOr<tuneledger::v1::CostReport> JobClient::GetCostReport(const std::s
   return Unary(&tuneledger::v1::JobService::Stub::GetCostReport, request);
 }
 
+absl::StatusOr<tuneledger::v1::ParetoFront> JobClient::GetParetoFront(
+    const std::map<std::string, std::string>& labels) {
+  tuneledger::v1::GetParetoFrontRequest request;
+  request.mutable_labels()->insert(labels.begin(), labels.end());
+  return Unary(&tuneledger::v1::JobService::Stub::GetParetoFront, request);
+}
+
 absl::StatusOr<std::vector<Worker>> JobClient::ListWorkers() {
   TL_ASSIGN_OR_RETURN(
       const tuneledger::v1::ListWorkersResponse response,

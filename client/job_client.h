@@ -11,6 +11,7 @@
 #define TUNELEDGER_CLIENT_JOB_CLIENT_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,9 @@ class JobClient {
   absl::StatusOr<tuneledger::v1::ProgressHistory> GetProgressHistory(const std::string& id);
   absl::StatusOr<tuneledger::v1::CostReport> GetCostReport(const std::string& id);
   absl::StatusOr<std::vector<tuneledger::v1::Worker>> ListWorkers();
+  // The caller's finished jobs carrying every label given, cost against eval loss.
+  absl::StatusOr<tuneledger::v1::ParetoFront> GetParetoFront(
+      const std::map<std::string, std::string>& labels);
 
   // Reads the WatchJob stream, calling on_update for each message, until the server ends the
   // stream, on_update returns false, or CancelWatch() is called. Returns the stream's final

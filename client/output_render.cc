@@ -467,6 +467,47 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   return out;
 }
 
+std::string RenderParetoFront(const tuneledger::v1::ParetoFront& front, OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(front) + "\n";
+  std::string out;
+  if (front.points().empty()) {
+    out = "no finished jobs with an eval loss\n";
+  } else {
+    // Cheapest first; '*' marks the jobs no other succeeded job beats on both cost and loss.
+    Table table(
+        {"PARETO", "JOB", "NAME", "STATE", "EVAL LOSS", "TOTAL USD", "COMPUTE USD", "ENDED"});
+    for (size_t column : {4, 5, 6}) table.AlignRight(column);
+    std::vector<double> totals, compute;
+    for (const tuneledger::v1::ParetoPoint& p : front.points()) {
+      totals.push_back(p.total_usd());
+      compute.push_back(p.compute_usd());
+    }
+    const std::vector<std::string> total_text = FormatUsdColumn(totals);
+    const std::vector<std::string> compute_text = FormatUsdColumn(compute);
+    int optimal = 0;
+    for (int i = 0; i < front.points_size(); ++i) {
+      const tuneledger::v1::ParetoPoint& p = front.points(i);
+      if (p.pareto_optimal()) ++optimal;
+      table.AddRow({p.pareto_optimal() ? "*" : "", p.job_id(), OrDash(p.name()),
+                    EnumText(p.state()), FormatReal(p.eval_loss()), total_text[i], compute_text[i],
+                    FormatTimestamp(p.end_time())});
+    }
+    out = table.Render();
+    out += absl::StrCat("\n", optimal, " of ", front.points_size(),
+                        " jobs are Pareto-optimal (*): succeeded, and no other succeeded job is "
+                        "as cheap and as good with one of the two better.\n");
+  }
+  if (front.jobs_without_eval_loss() > 0) {
+    out += absl::StrCat(front.jobs_without_eval_loss(),
+                        " finished jobs are not shown: they reported no eval loss (no --valid "
+                        "data, or they ended before the first evaluation).\n");
+  }
+  if (front.truncated()) {
+    out += "Only the newest 10,000 finished jobs were read; narrow the set with --label.\n";
+  }
+  return out;
+}
+
 std::string RenderWorkers(const std::vector<Worker>& workers, OutputFormat format) {
   if (format == OutputFormat::kJson) {
     tuneledger::v1::ListWorkersResponse document;

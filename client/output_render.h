@@ -38,6 +38,7 @@ std::string RenderEvents(const std::vector<tuneledger::v1::JobEvent>& events, Ou
 std::string RenderProgressHistory(const tuneledger::v1::ProgressHistory& history,
                                   OutputFormat format);
 std::string RenderCostReport(const tuneledger::v1::CostReport& report, OutputFormat format);
+std::string RenderParetoFront(const tuneledger::v1::ParetoFront& front, OutputFormat format);
 std::string RenderWorkers(const std::vector<tuneledger::v1::Worker>& workers, OutputFormat format);
 
 }  // namespace tuneledger::client

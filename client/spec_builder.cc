@@ -74,6 +74,10 @@ const IntField kIntFields[] = {
     {"priority", [](JobSpec& s, int32_t v) { s.set_priority(v); }},
     {"gpus", [](JobSpec& s, int32_t v) { s.set_gpus(v); }},
     {"max-attempts", [](JobSpec& s, int32_t v) { s.set_max_attempts(v); }},
+    {"early-stop-patience",
+     [](JobSpec& s, int32_t v) {
+       s.mutable_training()->mutable_early_stop()->set_patience_evals(v);
+     }},
 };
 
 const DoubleField kDoubleFields[] = {
@@ -83,6 +87,12 @@ const DoubleField kDoubleFields[] = {
     {"weight-decay", [](JobSpec& s, double v) { s.mutable_training()->set_weight_decay(v); }},
     {"max-grad-norm", [](JobSpec& s, double v) { s.mutable_training()->set_max_grad_norm(v); }},
     {"budget-usd", [](JobSpec& s, double v) { s.mutable_budget()->set_usd(v); }},
+    {"early-stop-min-delta",
+     [](JobSpec& s, double v) { s.mutable_training()->mutable_early_stop()->set_min_delta(v); }},
+    {"divergence-factor",
+     [](JobSpec& s, double v) {
+       s.mutable_training()->mutable_early_stop()->set_divergence_factor(v);
+     }},
 };
 
 absl::StatusOr<TrainingConfig::Precision> ParsePrecision(const std::string& value) {
@@ -175,11 +185,8 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
       spec.mutable_budget()->add_thresholds(threshold);
     }
   }
-  for (const std::string& label : flags.All("label")) {
-    const size_t eq = label.find('=');
-    if (eq == std::string::npos || eq == 0) return FlagError("label", "must be KEY=VALUE", label);
-    (*spec.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
-  }
+  TL_ASSIGN_OR_RETURN(const auto labels, ParseLabelFlags(flags));
+  for (const auto& [key, value] : labels) (*spec.mutable_labels())[key] = value;
   for (const std::string& value : flags.All("inherited-cost")) {
     TL_ASSIGN_OR_RETURN(InheritedCost cost, ParseInheritedCost(value));
     *spec.add_inherited_costs() = std::move(cost);
@@ -188,6 +195,16 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelFlags(const FlagValues& flags) {
+  std::map<std::string, std::string> labels;
+  for (const std::string& label : flags.All("label")) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) return FlagError("label", "must be KEY=VALUE", label);
+    labels[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  return labels;
+}
 
 absl::StatusOr<JobSpec> ParseJobSpecJson(absl::string_view json) {
   JobSpec spec;

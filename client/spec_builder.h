@@ -14,6 +14,7 @@
 #ifndef TUNELEDGER_CLIENT_SPEC_BUILDER_H_
 #define TUNELEDGER_CLIENT_SPEC_BUILDER_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -31,6 +32,10 @@ absl::StatusOr<tuneledger::v1::JobSpec> ParseJobSpecJson(absl::string_view json)
 // Resolves a path against base_dir unless it is empty or already absolute; the result is
 // lexically normalised ("a/./b/../c" -> "a/c").
 std::string AbsolutePath(const std::string& path, const std::string& base_dir);
+
+// Every --label KEY=VALUE given, a later value of a key replacing an earlier one.
+// INVALID_ARGUMENT naming --label when one has no '=' or an empty key (a usage error).
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelFlags(const FlagValues& flags);
 
 // Applies the submit flags over `spec`. INVALID_ARGUMENT naming the flag when a value does not
 // parse (a usage error).

@@ -51,6 +51,9 @@ spec::JobSpecValues ToValues(const v1::JobSpec& proto) {
   t.save_merged_model = training.save_merged_model();
   t.sample_prompt = training.sample_prompt();
   t.sample_max_tokens = training.sample_max_tokens();
+  t.early_stop.patience_evals = training.early_stop().patience_evals();
+  t.early_stop.min_delta = training.early_stop().min_delta();
+  t.early_stop.divergence_factor = training.early_stop().divergence_factor();
 
   const v1::Budget& budget = proto.budget();
   if (budget.has_usd()) values.budget.usd = budget.usd();

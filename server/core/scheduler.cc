@@ -15,12 +15,16 @@
 #include "server/core/job_spec_validator.h"
 #include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
+#include "server/core/pareto_front.h"
 
 namespace tuneledger {
 namespace {
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
+// The most finished jobs one GetParetoFront reads (newest first): each costs a read of its
+// attempts, and the answer stays well under gRPC's 4 MiB message limit.
+constexpr int kParetoMaxJobs = 10000;
 // How often a waiting long poll looks whether its worker is still on the line.
 constexpr absl::Duration kHangUpCheckPeriod = absl::Milliseconds(250);
 // The most GPUs one worker may declare.
@@ -166,6 +170,7 @@ void Scheduler::Tick() {
     ExplainWaitingLocked();
   }
   RefreshGauges();
+  RefreshCostQualityGauges();
   metrics_.RemoveExpired();
 }
 
@@ -276,6 +281,53 @@ absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenan
     }
   }
   return BuildCostReport(job, attempts);
+}
+
+absl::StatusOr<v1::ParetoFront> Scheduler::GetParetoFront(
+    const std::string& tenant, const std::map<std::string, std::string>& labels) {
+  JobQuery query;
+  query.tenant = tenant;
+  query.states = {v1::Job::SUCCEEDED, v1::Job::FAILED, v1::Job::CANCELLED};
+  query.page_size = kMaxPageSize;
+  v1::ParetoFront front;
+  std::vector<v1::ParetoPoint> points;
+  int read = 0;
+  do {
+    TL_ASSIGN_OR_RETURN(JobPage page, store_.ListJobs(query));
+    query.page_token = page.next_page_token;
+    for (const v1::Job& job : page.jobs) {
+      if (read == kParetoMaxJobs) {
+        front.set_truncated(true);
+        query.page_token.clear();
+        break;
+      }
+      ++read;
+      const bool matches = std::all_of(labels.begin(), labels.end(), [&job](const auto& label) {
+        auto it = job.spec().labels().find(label.first);
+        return it != job.spec().labels().end() && it->second == label.second;
+      });
+      if (!matches) continue;
+      if (!job.progress().has_eval_loss()) {
+        front.set_jobs_without_eval_loss(front.jobs_without_eval_loss() + 1);
+        continue;
+      }
+      // A finished job's bill is final: the cost report's totals, computed the one way.
+      TL_ASSIGN_OR_RETURN(const std::vector<v1::AttemptCost> attempts,
+                          store_.ListAttempts(job.id()));
+      const v1::CostReport report = BuildCostReport(job, attempts);
+      v1::ParetoPoint& point = points.emplace_back();
+      point.set_job_id(job.id());
+      point.set_name(job.spec().name());
+      point.set_state(job.state());
+      point.set_eval_loss(job.progress().eval_loss());
+      point.set_total_usd(report.total_usd());
+      point.set_compute_usd(report.compute_usd());
+      *point.mutable_end_time() = job.end_time();
+    }
+  } while (!query.page_token.empty());
+  MarkParetoFront(points);
+  for (v1::ParetoPoint& point : points) *front.add_points() = std::move(point);
+  return front;
 }
 
 absl::StatusOr<std::vector<v1::Worker>> Scheduler::ListWorkers(const std::string& tenant) {
@@ -625,6 +677,18 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
   const std::string& job_id = request.job_id();
   TL_RETURN_IF_ERROR(
       CheckLease(job_id, request.attempt(), request.worker_id(), request.lease_token()));
+  // A worker may only say why its trainer ended, never claim a reason that is the server's.
+  const bool reason_fits = request.reason() == v1::Job::REASON_UNSPECIFIED ||
+                           (request.reason() == v1::Job::EARLY_STOPPED &&
+                            request.outcome() == v1::FinishAttemptRequest::SUCCEEDED) ||
+                           (request.reason() == v1::Job::LOSS_DIVERGED &&
+                            request.outcome() == v1::FinishAttemptRequest::FAILED);
+  if (!reason_fits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reason: ", v1::Job::Reason_Name(request.reason()), " cannot end an attempt with outcome ",
+        v1::FinishAttemptRequest::Outcome_Name(request.outcome()),
+        " (EARLY_STOPPED goes with SUCCEEDED, LOSS_DIVERGED with FAILED)"));
+  }
   absl::StatusOr<JobUpdate> update;
   {
     absl::MutexLock lock(&mu_);
@@ -666,12 +730,15 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     switch (request.outcome()) {
       case v1::FinishAttemptRequest::SUCCEEDED:
         end.outcome = "SUCCEEDED";
-        update = store_.Finish(job_id, end, v1::Job::SUCCEEDED, v1::Job::REASON_UNSPECIFIED,
+        update = store_.Finish(job_id, end, v1::Job::SUCCEEDED, request.reason(),
                                request.adapter_path());
         break;
       case v1::FinishAttemptRequest::FAILED:
         end.outcome = "FAILED";
-        update = store_.Finish(job_id, end, v1::Job::FAILED, v1::Job::TRAINER_ERROR, "");
+        update = store_.Finish(job_id, end, v1::Job::FAILED,
+                               request.reason() == v1::Job::LOSS_DIVERGED ? v1::Job::LOSS_DIVERGED
+                                                                          : v1::Job::TRAINER_ERROR,
+                               "");
         break;
       case v1::FinishAttemptRequest::PREEMPTED:
         end.outcome = "PREEMPTED";
@@ -939,6 +1006,28 @@ void Scheduler::Announce(const JobUpdate& update) {
 void Scheduler::OnJobEnded(const v1::Job& job) {
   metrics_.OnFinished(job.id(), job.tenant(), v1::Job::State_Name(job.state()),
                       ReasonLabel(job.reason()));
+  if (job.progress().has_eval_loss()) {
+    absl::MutexLock lock(&cost_quality_mu_);
+    cost_quality_stale_tenants_.insert(job.tenant());
+  }
+}
+
+void Scheduler::RefreshCostQualityGauges() {
+  std::set<std::string> tenants;
+  {
+    absl::MutexLock lock(&cost_quality_mu_);
+    tenants.swap(cost_quality_stale_tenants_);
+  }
+  for (const std::string& tenant : tenants) {
+    absl::StatusOr<v1::ParetoFront> front = GetParetoFront(tenant, {});
+    if (!front.ok()) {
+      TL_LOG(ERROR) << "cost-quality gauges of tenant " << tenant << ": " << front.status();
+      continue;
+    }
+    for (const v1::ParetoPoint& point : front->points()) {
+      metrics_.OnCostQuality(point.job_id(), point.total_usd(), point.pareto_optimal());
+    }
+  }
 }
 
 void Scheduler::RefreshGauges() {

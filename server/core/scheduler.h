@@ -139,6 +139,11 @@ class Scheduler {
   // Running attempts are billed up to now.
   absl::StatusOr<v1::CostReport> GetCostReport(const std::string& tenant,
                                                const std::string& job_id);
+  // The tenant's finished jobs (SUCCEEDED, FAILED, CANCELLED) that carry every label in
+  // `labels`, each with its last eval loss and total cost, the Pareto-optimal ones marked
+  // (pareto_front.h). Reads at most the newest 10,000 finished jobs (then `truncated`).
+  absl::StatusOr<v1::ParetoFront> GetParetoFront(const std::string& tenant,
+                                                 const std::map<std::string, std::string>& labels);
   // Every worker, each with the id of a job of `tenant` it runs, if any: another tenant's job
   // ids are theirs to see (they tell who runs what, and for how long).
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers(const std::string& tenant);
@@ -264,6 +269,9 @@ class Scheduler {
   // Jobs and workers by state, queue depth. Counting reads every stored job, so it runs at
   // Start() and on the ticker (at most one tick stale), never on the submit or report path.
   void RefreshGauges();
+  // tuneledger_job_total_cost_usd and _pareto_optimal of the tenants a job with an eval loss
+  // ended for since the last tick: one GetParetoFront each, on the ticker only.
+  void RefreshCostQualityGauges();
   void RunTicker();
 
   JobStore& store_;
@@ -283,6 +291,9 @@ class Scheduler {
   std::map<std::string, int> waiting_polls_by_credential_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // A leaf lock (taken with or without mu_ held, never the other way round).
+  absl::Mutex cost_quality_mu_;
+  std::set<std::string> cost_quality_stale_tenants_ ABSL_GUARDED_BY(cost_quality_mu_);
 
   std::thread ticker_;  // started by Start(), joined by Stop()
 };

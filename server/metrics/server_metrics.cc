@@ -39,6 +39,8 @@ enum FamilyId : int {
   kJobProjectedCost,
   kJobBudget,
   kJobBudgetThresholdRatio,
+  kJobTotalCost,
+  kJobParetoOptimal,
   kBudgetThresholdCrossings,
   kProjectedOverruns,
   kComputeCost,
@@ -131,6 +133,18 @@ constexpr FamilySpec kFamilies[] = {
      "A budget threshold of the job as a fraction of its budget; times "
      "tuneledger_job_budget_usd it is the threshold line in USD.",
      {"job_id", "tenant", "threshold"}},
+    {kJobTotalCost,
+     Kind::kGauge,
+     "tuneledger_job_total_cost_usd",
+     "Total cost of a finished job with an eval loss: compute plus the inherited costs its spec "
+     "declares (the cost report's total).",
+     {"job_id", "tenant"}},
+    {kJobParetoOptimal,
+     Kind::kGauge,
+     "tuneledger_job_pareto_optimal",
+     "1 when the finished job is Pareto-optimal on total cost against eval loss among its "
+     "tenant's finished jobs (tunectl pareto), else 0.",
+     {"job_id", "tenant"}},
     {kBudgetThresholdCrossings,
      Kind::kCounter,
      "tuneledger_budget_threshold_crossings_total",
@@ -411,6 +425,16 @@ void ServerMetrics::OnCost(const std::string& job_id, const std::string& tenant,
     line.Set(threshold);
     job->threshold_lines.push_back(&line);
   }
+}
+
+void ServerMetrics::OnCostQuality(const std::string& job_id, double total_usd,
+                                  bool pareto_optimal) {
+  absl::MutexLock lock(&impl_->mu);
+  auto it = impl_->jobs.find(job_id);
+  // Only series still kept: a job long gone (or from before a restart) gets none back.
+  if (it == impl_->jobs.end() || it->second.retired) return;
+  impl_->JobGauge(it->second, job_id, kJobTotalCost).Set(total_usd);
+  impl_->JobGauge(it->second, job_id, kJobParetoOptimal).Set(pareto_optimal ? 1 : 0);
 }
 
 void ServerMetrics::AddComputeCost(const std::string& tenant, double delta_usd) {

@@ -27,6 +27,11 @@
 //                                                           label spelled the same); times
 //                                                           tuneledger_job_budget_usd it is the
 //                                                           dashboard's threshold line in USD
+//   tuneledger_job_total_cost_usd{job_id,tenant}            gauge   finished jobs with an eval
+//                                                           loss: compute + inherited
+//   tuneledger_job_pareto_optimal{job_id,tenant}            gauge   1/0: on the tenant's cost
+//                                                           vs eval-loss front
+//                                                           (server/core/pareto_front.h)
 //   tuneledger_budget_threshold_crossings_total{tenant,threshold}  counter
 //   tuneledger_projected_overruns_total{tenant}             counter
 //   tuneledger_compute_cost_usd_total{tenant}               counter compute spent, by tenant
@@ -94,6 +99,10 @@ class ServerMetrics {
   void OnCost(const std::string& job_id, const std::string& tenant, double accrued_usd,
               double projected_usd, std::optional<double> budget_usd,
               const std::vector<double>& thresholds);
+  // A finished job's place on the cost-quality plane (Scheduler::GetParetoFront): its total
+  // cost and whether it is Pareto-optimal now. Only for jobs whose series are still kept (it
+  // never brings back the series of a job that ended longer ago than the retention).
+  void OnCostQuality(const std::string& job_id, double total_usd, bool pareto_optimal);
   // Adds compute spend to the per-tenant counter (delta >= 0).
   void AddComputeCost(const std::string& tenant, double delta_usd);
   void OnBudgetThreshold(const std::string& tenant, double threshold);

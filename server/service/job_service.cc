@@ -1,5 +1,6 @@
 #include "server/service/job_service.h"
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -134,6 +135,17 @@ grpc::Status JobServiceImpl::GetCostReport(grpc::ServerContext* context,
                                            v1::CostReport* response) {
   return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
     TL_ASSIGN_OR_RETURN(*response, scheduler_.GetCostReport(tenant, request->id()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::GetParetoFront(grpc::ServerContext* context,
+                                            const v1::GetParetoFrontRequest* request,
+                                            v1::ParetoFront* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    const std::map<std::string, std::string> labels(request->labels().begin(),
+                                                    request->labels().end());
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.GetParetoFront(tenant, labels));
     return absl::OkStatus();
   });
 }

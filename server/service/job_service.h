@@ -35,6 +35,9 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status GetProgressHistory(grpc::ServerContext* context,
                                   const v1::GetProgressHistoryRequest* request,
                                   v1::ProgressHistory* response) override;
+  grpc::Status GetParetoFront(grpc::ServerContext* context,
+                              const v1::GetParetoFrontRequest* request,
+                              v1::ParetoFront* response) override;
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override;
 

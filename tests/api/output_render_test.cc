@@ -1,6 +1,7 @@
 #include "client/output_render.h"
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "client/table.h"
@@ -271,6 +272,38 @@ TEST(RenderProgressHistoryTest, OneRowPerPointAndJsonForPlotting) {
   const std::string json = RenderProgressHistory(history, OutputFormat::kJson);
   EXPECT_THAT(json, HasSubstr(R"("job_id":"4")"));
   EXPECT_THAT(json, HasSubstr(R"("step":20)"));
+}
+
+TEST(RenderParetoFrontTest, StarsTheOptimalJobsAndSaysWhatIsLeftOut) {
+  tuneledger::v1::ParetoFront front;
+  EXPECT_EQ(RenderParetoFront(front, OutputFormat::kTable), "no finished jobs with an eval loss\n");
+  for (const auto& [id, usd, loss, optimal] :
+       std::vector<std::tuple<std::string, double, double, bool>>{{"3", 1.25, 2.5, true},
+                                                                  {"9", 4.0, 2.75, false}}) {
+    tuneledger::v1::ParetoPoint* point = front.add_points();
+    point->set_job_id(id);
+    point->set_name("sweep-" + id);
+    point->set_state(Job::SUCCEEDED);
+    point->set_total_usd(usd);
+    point->set_compute_usd(usd / 2);
+    point->set_eval_loss(loss);
+    point->set_pareto_optimal(optimal);
+  }
+  front.set_jobs_without_eval_loss(2);
+  const std::vector<std::string> lines = Lines(RenderParetoFront(front, OutputFormat::kTable));
+  ASSERT_GE(lines.size(), 5u);
+  EXPECT_THAT(lines[0], HasSubstr("EVAL LOSS"));
+  EXPECT_THAT(lines[1], ::testing::StartsWith("*"));
+  EXPECT_THAT(lines[1], HasSubstr("sweep-3"));
+  EXPECT_THAT(lines[1], HasSubstr("2.5"));
+  EXPECT_THAT(lines[1], HasSubstr("$1.25"));
+  EXPECT_THAT(lines[2], ::testing::StartsWith(" "));
+  EXPECT_THAT(lines[2], HasSubstr("$4.00"));
+  EXPECT_THAT(lines[4], HasSubstr("1 of 2 jobs are Pareto-optimal"));
+  EXPECT_THAT(lines[5], HasSubstr("2 finished jobs are not shown"));
+  const std::string json = RenderParetoFront(front, OutputFormat::kJson);
+  EXPECT_THAT(json, HasSubstr(R"("pareto_optimal":true)"));
+  EXPECT_THAT(json, HasSubstr(R"("jobs_without_eval_loss":2)"));
 }
 
 TEST(RenderCostReportTest, TableStatesTheWholeBill) {

@@ -58,6 +58,9 @@ TEST(BuildJobSpecTest, EveryFlagSetsItsField) {
                           {"grad-checkpointing", "true"},
                           {"checkpoint-every", "25"},
                           {"eval-every", "20"},
+                          {"early-stop-patience", "3"},
+                          {"early-stop-min-delta", "0.01"},
+                          {"divergence-factor", "4"},
                           {"budget-usd", "5"},
                           {"budget-thresholds", "0.25,0.5"},
                           {"budget-policy", "alert-only"},
@@ -98,6 +101,9 @@ TEST(BuildJobSpecTest, EveryFlagSetsItsField) {
   EXPECT_TRUE(t.gradient_checkpointing());
   EXPECT_EQ(t.checkpoint_every_steps(), 25);
   EXPECT_EQ(t.eval_every_steps(), 20);
+  EXPECT_EQ(t.early_stop().patience_evals(), 3);
+  EXPECT_DOUBLE_EQ(t.early_stop().min_delta(), 0.01);
+  EXPECT_DOUBLE_EQ(t.early_stop().divergence_factor(), 4);
   EXPECT_TRUE(spec->budget().has_usd());
   EXPECT_EQ(spec->budget().usd(), 5);
   EXPECT_THAT(spec->budget().thresholds(), ElementsAre(0.25, 0.5));

@@ -300,6 +300,9 @@ TEST_F(TunectlTest, EveryCommandAnswersInTableAndJson) {
   EXPECT_EQ(cost["state"], "QUEUED") << cost.dump(2);
   EXPECT_EQ(TunectlOk({"workers"}), "no workers\n");
   EXPECT_TRUE(TunectlJson({"workers"})["workers"].empty());
+  // No job has finished: the plane is empty, and a --label without '=' is a usage error.
+  EXPECT_EQ(TunectlOk({"pareto", "--label", "sweep=a"}), "no finished jobs with an eval loss\n");
+  EXPECT_TRUE(TunectlJson({"pareto"})["points"].empty());
   // list --state filters; global flags work before the command too.
   const Json queued = TunectlJson({"--output", "json", "list", "--state", "queued"});
   EXPECT_EQ(queued["jobs"].size(), 2u) << queued.dump(2);
@@ -504,8 +507,8 @@ TEST(TunectlHelpTest, HelpExplainsEveryCommandWithoutAServer) {
   absl::StatusOr<CompletedProcess> help = ChildProcess::RunToCompletion(child, absl::Seconds(30));
   ASSERT_OK(help);
   EXPECT_TRUE(help->status.success()) << help->status.ToString();
-  for (const char* command :
-       {"submit", "list", "get ID", "watch ID", "cancel ID", "events ID", "cost ID", "workers"}) {
+  for (const char* command : {"submit", "list", "get ID", "watch ID", "cancel ID", "events ID",
+                              "cost ID", "pareto", "workers"}) {
     EXPECT_THAT(help->stdout_text, HasSubstr(command));
   }
   child.argv = {testing::BinaryPath("tunectl"), "submit", "--help"};

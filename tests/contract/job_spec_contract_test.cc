@@ -157,6 +157,26 @@ std::vector<Case> Cases() {
               [=](v1::JobSpec& s, double v) { training(s)->set_max_grad_norm(v); });
   add_ints("training.sample_max_tokens", 0, c::kSampleMaxTokensMax,
            [=](v1::JobSpec& s, int32_t v) { training(s)->set_sample_max_tokens(v); });
+  auto early_stop = [=](v1::JobSpec& s) { return training(s)->mutable_early_stop(); };
+  add_ints("training.early_stop.patience_evals", 0, c::kPatienceEvalsMax,
+           [=](v1::JobSpec& s, int32_t v) {
+             s.set_valid_path("/data/valid.jsonl");
+             early_stop(s)->set_patience_evals(v);
+           });
+  add_doubles("training.early_stop.min_delta",
+              [=](v1::JobSpec& s, double v) { early_stop(s)->set_min_delta(v); });
+  add_doubles("training.early_stop.divergence_factor",
+              [=](v1::JobSpec& s, double v) { early_stop(s)->set_divergence_factor(v); });
+  for (const double factor : {c::kDivergenceFactorMax, c::kDivergenceFactorMax * 2}) {
+    cases.push_back({"training.early_stop.divergence_factor=" + std::to_string(factor),
+                     [=](v1::JobSpec& s) { early_stop(s)->set_divergence_factor(factor); }});
+  }
+  for (const bool with_validation : {false, true}) {
+    cases.push_back({"early stop needs validation data", [=](v1::JobSpec& s) {
+                       if (with_validation) s.set_valid_path("/data/valid.jsonl");
+                       early_stop(s)->set_patience_evals(3);
+                     }});
+  }
   cases.push_back({"training.flags", [=](v1::JobSpec& s) {
                      training(s)->set_gradient_checkpointing(true);
                      training(s)->set_save_merged_model(true);
@@ -348,6 +368,9 @@ TEST(JobSpecContractTest, DefaultsFilledByTheServerAreTheTrainersDefaults) {
     EXPECT_EQ(from_raw.weight_decay, from_stored.weight_decay);
     EXPECT_EQ(from_raw.max_grad_norm, from_stored.max_grad_norm);
     EXPECT_EQ(from_raw.sample_max_tokens, from_stored.sample_max_tokens);
+    EXPECT_EQ(from_raw.patience_evals, from_stored.patience_evals);
+    EXPECT_EQ(from_raw.min_delta, from_stored.min_delta);
+    EXPECT_EQ(from_raw.divergence_factor, from_stored.divergence_factor);
   }
 }
 

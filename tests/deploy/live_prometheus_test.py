@@ -14,7 +14,8 @@ One scenario, several checks:
 Jobs: B has a tiny budget and a high priority (it runs first and is cancelled with reason
 BUDGET_EXCEEDED after crossing its thresholds and raising a projected overrun); A has a large
 budget and a validation set (loss, eval loss, tokens/s, cost against budget) and is cancelled by
-the test once every panel has had data, so that finished-job counters exist too.
+the test once every panel has had data, so that finished-job counters and its place on the
+cost-quality plane (total cost, Pareto-optimal) exist too.
 
 Run by ctest (label integration) with TUNELEDGER_BIN_DIR, PROMTOOL and PROMETHEUS set.
 """
@@ -180,6 +181,9 @@ class LivePrometheusTest(unittest.TestCase):
         wait_for(lambda: cls.has_data(
             'count_over_time(tuneledger_job_finishes_total{state="CANCELLED",reason="USER"}[5m])'
             ' >= 2'), 60, "two scrapes of the USER cancellation counter")
+        # A finished with an eval loss: the ticker places it on the cost-quality plane.
+        wait_for(lambda: cls.has_data(f'tuneledger_job_pareto_optimal{{job_id="{cls.job}"}}'), 60,
+                 "the cancelled job's cost-quality gauges")
         cls.end_time = time.time()
 
     @classmethod

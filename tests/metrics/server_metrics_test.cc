@@ -67,6 +67,7 @@ class ServerMetricsTest : public ::testing::Test {
     metrics_.OnBudgetThreshold("acme", 0.5);
     metrics_.OnProjectedOverrun("acme");
     metrics_.OnFinished("job-0", "acme", "CANCELLED", "USER");
+    metrics_.OnCostQuality("job-0", 3.25, false);
     metrics_.SetWorkerCounts({{"BUSY", 1}});
     metrics_.SetWorker("w1", 2.0, true, 1);
     metrics_.ObserveRpc("/tuneledger.v1.JobService/GetJob", "NOT_FOUND", 0.001);
@@ -95,6 +96,8 @@ TEST_F(ServerMetricsTest, EveryFamilyHasHelpAndTypeAndCountersSpellTotal) {
       {"tuneledger_job_projected_cost_usd", "gauge"},
       {"tuneledger_job_budget_usd", "gauge"},
       {"tuneledger_job_budget_threshold_ratio", "gauge"},
+      {"tuneledger_job_total_cost_usd", "gauge"},
+      {"tuneledger_job_pareto_optimal", "gauge"},
       {"tuneledger_budget_threshold_crossings_total", "counter"},
       {"tuneledger_projected_overruns_total", "counter"},
       {"tuneledger_compute_cost_usd_total", "counter"},
@@ -238,6 +241,27 @@ TEST_F(ServerMetricsTest, FinishedJobKeepsUpdatingUntilItsSeriesExpire) {
   clock_.Advance(absl::Minutes(5));
   EXPECT_EQ(metrics_.RemoveExpired(), 1);
   EXPECT_EQ(metrics_.TrackedJobCount(), 0);
+}
+
+// A finished job's place on the cost-quality plane is set only while its series are kept: never
+// for a job the metrics do not know (ended before a restart) nor one whose series expired.
+TEST_F(ServerMetricsTest, CostQualitySeriesExistOnlyWhileAFinishedJobsSeriesAreKept) {
+  metrics_.OnCostQuality("unknown", 9.0, true);
+  EXPECT_THAT(ScrapeText(registry_), Not(HasSubstr(R"(job_id="unknown")")));
+  EXPECT_EQ(metrics_.TrackedJobCount(), 0);
+
+  metrics_.OnEvalLoss("sweep-1", "acme", 1.5);
+  metrics_.OnFinished("sweep-1", "acme", "SUCCEEDED", "");
+  metrics_.OnCostQuality("sweep-1", 2.5, true);
+  EXPECT_EQ(Value(JobSeries("tuneledger_job_total_cost_usd", "sweep-1", "acme")), 2.5);
+  EXPECT_EQ(Value(JobSeries("tuneledger_job_pareto_optimal", "sweep-1", "acme")), 1.0);
+  metrics_.OnCostQuality("sweep-1", 2.5, false);  // a later job beat it
+  EXPECT_EQ(Value(JobSeries("tuneledger_job_pareto_optimal", "sweep-1", "acme")), 0.0);
+
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_EQ(metrics_.RemoveExpired(), 1);
+  metrics_.OnCostQuality("sweep-1", 2.5, true);
+  EXPECT_THAT(ScrapeText(registry_), Not(HasSubstr(R"(job_id="sweep-1")")));
 }
 
 TEST_F(ServerMetricsTest, ManyFinishedJobsLeaveNoSeriesBehind) {

@@ -130,8 +130,10 @@ class SchedulerTest : public ::testing::Test {
     return response.ok() ? *response : v1::HeartbeatResponse();
   }
   absl::Status Finish(const std::string& worker, const v1::Lease& lease,
-                      v1::FinishAttemptRequest::Outcome outcome) {
+                      v1::FinishAttemptRequest::Outcome outcome,
+                      v1::Job::Reason reason = v1::Job::REASON_UNSPECIFIED) {
     v1::FinishAttemptRequest request;
+    request.set_reason(reason);
     request.set_worker_id(worker);
     request.set_job_id(lease.job_id());
     request.set_attempt(lease.attempt());
@@ -161,8 +163,12 @@ class SchedulerTest : public ::testing::Test {
   }
   // The value of tuneledger_job_accrued_cost_usd for `job`, if the series exists.
   std::optional<double> AccruedCostMetric(const std::string& job) {
+    return JobGaugeValue("tuneledger_job_accrued_cost_usd", job);
+  }
+  // The value of the per-job gauge `name` for `job`, if the series exists.
+  std::optional<double> JobGaugeValue(const std::string& name, const std::string& job) {
     for (const prometheus::MetricFamily& family : registry_.Collect()) {
-      if (family.name != "tuneledger_job_accrued_cost_usd") continue;
+      if (family.name != name) continue;
       for (const prometheus::ClientMetric& metric : family.metric) {
         for (const prometheus::ClientMetric::Label& label : metric.label) {
           if (label.name == "job_id" && label.value == job) return metric.gauge.value;
@@ -303,6 +309,53 @@ TEST_F(SchedulerTest, PreemptedAttemptRequeuesAndTrainerFailureFailsWithItsMessa
   EXPECT_EQ(Job(job).message(), "CUDA out of memory");
   EXPECT_THAT(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+// The trainer's own reasons to end (training.early_stop): an early stop is a success with
+// reason EARLY_STOPPED, a diverged loss a failure with reason LOSS_DIVERGED, each in the final
+// event and the finishes counter. A worker cannot claim any other reason, nor pair them wrongly.
+TEST_F(SchedulerTest, TrainerReasonsEndJobsAsEarlyStoppedOrLossDivergedAndNothingElse) {
+  const std::string worker = Register();
+  const std::string stopped = Submit(ValidSpec());
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  for (const auto& [outcome, reason] :
+       std::vector<std::pair<v1::FinishAttemptRequest::Outcome, v1::Job::Reason>>{
+           {v1::FinishAttemptRequest::SUCCEEDED, v1::Job::LOSS_DIVERGED},
+           {v1::FinishAttemptRequest::FAILED, v1::Job::EARLY_STOPPED},
+           {v1::FinishAttemptRequest::FAILED, v1::Job::BUDGET_EXCEEDED},
+           {v1::FinishAttemptRequest::SUCCEEDED, v1::Job::USER},
+           {v1::FinishAttemptRequest::PREEMPTED, v1::Job::EARLY_STOPPED}}) {
+    EXPECT_THAT(Finish(worker, *lease, outcome, reason),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reason: ")))
+        << v1::Job::Reason_Name(reason);
+  }
+  EXPECT_EQ(Job(stopped).state(), v1::Job::RUNNING) << "a refused finish changes nothing";
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED, v1::Job::EARLY_STOPPED));
+  EXPECT_EQ(Job(stopped).state(), v1::Job::SUCCEEDED);
+  EXPECT_EQ(Job(stopped).reason(), v1::Job::EARLY_STOPPED);
+  EXPECT_EQ(Job(stopped).adapter_path(), "/adapters/" + stopped);
+  EXPECT_EQ(Events(stopped).back().reason(), v1::Job::EARLY_STOPPED);
+
+  const std::string diverged = Submit(ValidSpec());
+  lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::FAILED, v1::Job::LOSS_DIVERGED));
+  EXPECT_EQ(Job(diverged).state(), v1::Job::FAILED);
+  EXPECT_EQ(Job(diverged).reason(), v1::Job::LOSS_DIVERGED);
+  EXPECT_EQ(Events(diverged).back().reason(), v1::Job::LOSS_DIVERGED);
+
+  std::map<std::string, double> finishes;  // reason label -> count
+  for (const prometheus::MetricFamily& family : registry_.Collect()) {
+    if (family.name != "tuneledger_job_finishes_total") continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        if (label.name == "reason") finishes[label.value] += metric.counter.value;
+      }
+    }
+  }
+  EXPECT_EQ(finishes["EARLY_STOPPED"], 1);
+  EXPECT_EQ(finishes["LOSS_DIVERGED"], 1);
 }
 
 TEST_F(SchedulerTest, BudgetCancelsWithinOneReportIntervalAfterRecordingTheThresholds) {
@@ -815,6 +868,108 @@ TEST_F(SchedulerTest, TheJobCostMetricEqualsTheBillInEveryFinalState) {
     EXPECT_NEAR(*metric, bill->compute_usd(), 1e-9);
     EXPECT_NEAR(*metric, ended.cost().accrued_usd(), 1e-9);
   }
+}
+
+// The cost-quality plane comes from the store: each finished job's last eval loss against the
+// total of its bill (compute + declared inherited costs), filtered by label and by tenant.
+TEST_F(SchedulerTest, ParetoFrontPlacesFinishedJobsByTheirBillAndLastEvalLoss) {
+  const std::string worker = Register();
+  // Runs a job for `seconds` (= its compute USD here), reporting `eval_loss` if it has one.
+  auto run = [&](v1::JobSpec spec, double seconds, std::optional<double> eval_loss,
+                 v1::FinishAttemptRequest::Outcome outcome, const std::string& tenant = "t") {
+    const std::string id = Submit(std::move(spec), tenant);
+    std::optional<v1::Lease> lease = Lease(worker);
+    EXPECT_TRUE(lease.has_value());
+    if (!lease.has_value()) return id;
+    clock_.Advance(absl::Seconds(seconds));
+    if (eval_loss.has_value()) {
+      v1::ProgressReport report;
+      report.set_worker_id(worker);
+      report.set_job_id(id);
+      report.set_attempt(lease->attempt());
+      report.set_lease_token(lease->lease_token());
+      report.mutable_update()->set_kind(v1::TrainerUpdate::EVAL);
+      report.mutable_update()->set_step(10);
+      report.mutable_update()->set_eval_loss(*eval_loss);
+      EXPECT_OK(scheduler_->ReportProgress(report));
+    }
+    EXPECT_OK(Finish(worker, *lease, outcome));
+    return id;
+  };
+  v1::JobSpec sweep = ValidSpec();
+  (*sweep.mutable_labels())["sweep"] = "a";
+  v1::JobSpec with_data_cost = sweep;
+  v1::InheritedCost* data = with_data_cost.add_inherited_costs();
+  data->set_kind(v1::InheritedCost::DATA);
+  data->set_usd(10);
+  data->set_source("invoice 7");
+
+  const std::string cheap = run(sweep, 2, 2.0, v1::FinishAttemptRequest::SUCCEEDED);
+  const std::string better = run(sweep, 4, 1.5, v1::FinishAttemptRequest::SUCCEEDED);
+  const std::string dominated = run(sweep, 5, 1.8, v1::FinishAttemptRequest::SUCCEEDED);
+  // Cheaper in compute than `better`, but its declared data cost counts: $13 in all.
+  const std::string data_heavy = run(with_data_cost, 3, 1.0, v1::FinishAttemptRequest::SUCCEEDED);
+  const std::string failed = run(sweep, 1, 0.5, v1::FinishAttemptRequest::FAILED);
+  const std::string no_eval = run(sweep, 1, std::nullopt, v1::FinishAttemptRequest::SUCCEEDED);
+  const std::string unlabelled = run(ValidSpec(), 1, 0.1, v1::FinishAttemptRequest::SUCCEEDED);
+  const std::string others =
+      run(sweep, 1, 0.1, v1::FinishAttemptRequest::SUCCEEDED, "other-tenant");
+
+  absl::StatusOr<v1::ParetoFront> front = scheduler_->GetParetoFront("t", {{"sweep", "a"}});
+  ASSERT_OK(front);
+  std::vector<std::string> order;
+  std::map<std::string, v1::ParetoPoint> by_job;
+  for (const v1::ParetoPoint& point : front->points()) {
+    order.push_back(point.job_id());
+    by_job[point.job_id()] = point;
+  }
+  // Cheapest first; the failed job is on the plane (it cost money) but is never optimal.
+  EXPECT_THAT(order, ElementsAre(failed, cheap, better, dominated, data_heavy));
+  EXPECT_EQ(front->jobs_without_eval_loss(), 1);  // no_eval
+  EXPECT_FALSE(front->truncated());
+  EXPECT_FALSE(by_job[failed].pareto_optimal());
+  EXPECT_TRUE(by_job[cheap].pareto_optimal());
+  EXPECT_TRUE(by_job[better].pareto_optimal());
+  EXPECT_FALSE(by_job[dominated].pareto_optimal());  // dearer and worse than `better`
+  EXPECT_TRUE(by_job[data_heavy].pareto_optimal());  // the lowest loss, at the highest cost
+  for (const auto& [job, point] : by_job) {
+    SCOPED_TRACE(job);
+    absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+    ASSERT_OK(bill);
+    EXPECT_DOUBLE_EQ(point.total_usd(), bill->total_usd());
+    EXPECT_DOUBLE_EQ(point.compute_usd(), bill->compute_usd());
+    EXPECT_EQ(point.state(), Job(job).state());
+  }
+  EXPECT_DOUBLE_EQ(by_job[data_heavy].total_usd(), 13.0);
+  EXPECT_DOUBLE_EQ(by_job[better].eval_loss(), 1.5);
+
+  // No label filter: the unlabelled job joins and, cheapest and best, dominates the sweep's.
+  front = scheduler_->GetParetoFront("t", {});
+  ASSERT_OK(front);
+  int optimal = 0;
+  for (const v1::ParetoPoint& point : front->points()) {
+    EXPECT_NE(point.job_id(), others) << "another tenant's job leaked";
+    if (point.pareto_optimal()) {
+      ++optimal;
+      EXPECT_EQ(point.job_id(), unlabelled);
+    }
+  }
+  EXPECT_EQ(front->points_size(), 6);
+  EXPECT_EQ(optimal, 1);
+  // Another tenant sees only its own job.
+  front = scheduler_->GetParetoFront("other-tenant", {});
+  ASSERT_OK(front);
+  ASSERT_EQ(front->points_size(), 1);
+  EXPECT_EQ(front->points(0).job_id(), others);
+  EXPECT_TRUE(front->points(0).pareto_optimal());
+
+  // The ticker puts the same on the per-job gauges of jobs whose series are still kept.
+  scheduler_->Tick();
+  EXPECT_EQ(JobGaugeValue("tuneledger_job_pareto_optimal", unlabelled), 1.0);
+  EXPECT_EQ(JobGaugeValue("tuneledger_job_pareto_optimal", cheap), 0.0);
+  EXPECT_EQ(JobGaugeValue("tuneledger_job_pareto_optimal", others), 1.0);
+  EXPECT_EQ(JobGaugeValue("tuneledger_job_total_cost_usd", data_heavy), 13.0);
+  EXPECT_EQ(JobGaugeValue("tuneledger_job_total_cost_usd", no_eval), std::nullopt);
 }
 
 // A routine stop is not a failure: a worker that says goodbye is GONE (not LOST), and the

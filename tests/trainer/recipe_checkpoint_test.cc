@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
@@ -90,6 +91,38 @@ TEST(CheckpointTest, RoundTripRestoresEverything) {
     const double diff = (restored.parameters[i] - saved.parameters[i]).abs().max().item<double>();
     EXPECT_EQ(diff, 0.0) << saved.names[i] << " max abs diff " << diff;
   }
+}
+
+// Early stopping's bookkeeping (train_state.h) survives a checkpoint: the best evaluation's
+// weights, its loss and step, the evaluations since, the lowest 10-step mean; a run without
+// early stopping writes none of it and reads back none.
+TEST(CheckpointTest, EarlyStopBookkeepingRoundTrips) {
+  TempDir dir;
+  Fixture saved;
+  TrainSnapshot snapshot = saved.Snapshot(20);
+  const TrainSnapshot without = snapshot;
+  snapshot.state.best_eval_loss = 0.75;
+  snapshot.state.best_step = 12;
+  snapshot.state.evals_since_best = 2;
+  snapshot.state.lowest_recent_loss = 0.5;
+  for (const torch::Tensor& parameter : saved.parameters) {
+    snapshot.best_parameters.push_back(parameter.detach().clone() * 2);
+  }
+  const TrainSnapshot read = ReadCheckpoint(WriteCheckpoint(dir.File("with"), snapshot, 3));
+  EXPECT_EQ(read.state.best_eval_loss, std::optional<double>(0.75));
+  EXPECT_EQ(read.state.best_step, 12);
+  EXPECT_EQ(read.state.evals_since_best, 2);
+  EXPECT_EQ(read.state.lowest_recent_loss, std::optional<double>(0.5));
+  ASSERT_EQ(read.best_parameters.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::equal(read.best_parameters[i], snapshot.best_parameters[i]))
+        << saved.names[i];
+  }
+
+  const TrainSnapshot plain = ReadCheckpoint(WriteCheckpoint(dir.File("without"), without, 3));
+  EXPECT_FALSE(plain.state.best_eval_loss.has_value());
+  EXPECT_EQ(plain.state.evals_since_best, 0);
+  EXPECT_TRUE(plain.best_parameters.empty());
 }
 
 TEST(CheckpointTest, TmpFoldersAreNeverResumedAndArePruned) {

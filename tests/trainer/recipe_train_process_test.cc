@@ -253,7 +253,7 @@ TEST_F(TrainProcessTest, MessagesDataTrainsWithTheModelsChatTemplate) {
   EXPECT_EQ(run.lines.back()["type"], "done");
 }
 
-TEST_F(TrainProcessTest, DivergenceIsAnErrorNamingTheStep) {
+TEST_F(TrainProcessTest, DivergenceIsAnErrorNamingTheStepWithReasonLossDiverged) {
   nlohmann::json spec = Spec();
   spec["training"]["learning_rate"] = 1e30;
   spec["training"]["warmup_steps"] = 0;
@@ -263,6 +263,114 @@ TEST_F(TrainProcessTest, DivergenceIsAnErrorNamingTheStep) {
   EXPECT_EQ(run.lines.back()["type"], "error");
   EXPECT_THAT(run.lines.back()["message"].get<std::string>(),
               ::testing::MatchesRegex("diverged at step [0-9]+: .*"));
+  EXPECT_EQ(run.lines.back()["reason"], "loss_diverged");
+}
+
+// Where a patience-p early stop must end, computed from an unbroken run's eval lines: each
+// evaluation that beats the best by more than min_delta becomes the best; p in a row that do
+// not end the run.
+struct ExpectedEarlyStop {
+  int64_t stop_step = -1;  // -1: the run never stops early
+  int64_t best_step = 0;
+  double best_eval_loss = 0;
+};
+ExpectedEarlyStop PredictEarlyStop(const std::vector<nlohmann::json>& evals, int patience,
+                                   double min_delta) {
+  ExpectedEarlyStop expected;
+  std::optional<double> best;
+  int since_best = 0;
+  for (const nlohmann::json& eval : evals) {
+    const double loss = eval["eval_loss"];
+    if (!best || loss < *best - min_delta) {
+      best = loss;
+      expected.best_step = eval["step"];
+      expected.best_eval_loss = loss;
+      since_best = 0;
+    } else if (++since_best >= patience) {
+      expected.stop_step = eval["step"];
+      return expected;
+    }
+  }
+  return expected;
+}
+
+// training.early_stop: the run ends after patience evaluations without an improvement of more
+// than min_delta, where an independent reading of an unbroken run's eval losses says it must;
+// its adapter is the best evaluation's (equal to a run that stopped at that step: with a constant
+// schedule the first k steps do not depend on the total), and the done line says so.
+TEST_F(TrainProcessTest, EarlyStopEndsAfterPatienceEvalsWithTheBestEvaluationsAdapter) {
+  constexpr int kPatience = 2;
+  constexpr double kMinDelta = 0.02;
+  nlohmann::json spec = Spec();
+  spec["training"]["lr_schedule"] = "CONSTANT";
+  spec["training"]["warmup_steps"] = 0;
+  spec["training"]["learning_rate"] = 2e-2;
+  spec["training"]["eval_every_steps"] = 4;
+  const TrainerRun unbroken = Train(WriteSpec(spec, "unbroken.json"), dir_.File("unbroken"));
+  ASSERT_EQ(unbroken.exit_code, 0) << unbroken.stderr_text;
+  const ExpectedEarlyStop expected =
+      PredictEarlyStop(unbroken.OfType("eval"), kPatience, kMinDelta);
+  ASSERT_GT(expected.stop_step, 0) << "the unbroken run's eval losses never plateau";
+  ASSERT_GT(expected.best_step, 0) << "no evaluation after step 0 improved";
+
+  spec["training"]["early_stop"] = {{"patience_evals", kPatience}, {"min_delta", kMinDelta}};
+  const TrainerRun stopped = Train(WriteSpec(spec, "early.json"), dir_.File("early"));
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.stderr_text;
+  const nlohmann::json& done = stopped.lines.back();
+  ASSERT_EQ(done["type"], "done");
+  EXPECT_EQ(done["early_stopped"], true);
+  EXPECT_EQ(done["step"], expected.stop_step);
+  EXPECT_EQ(done["best_step"], expected.best_step);
+  // The restored weights are evaluated again: the last eval loss is the adapter's.
+  EXPECT_NEAR(done["eval_loss"].get<double>(), expected.best_eval_loss, 1e-6);
+  EXPECT_EQ(stopped.OfType("eval").back()["step"], expected.stop_step);
+  EXPECT_EQ(stopped.OfType("progress").size(), static_cast<size_t>(expected.stop_step));
+
+  nlohmann::json at_best = spec;
+  at_best["training"].erase("early_stop");
+  at_best["training"]["max_steps"] = expected.best_step;
+  ASSERT_EQ(Train(WriteSpec(at_best, "at-best.json"), dir_.File("at-best")).exit_code, 0);
+  EXPECT_EQ(MaxAdapterDiff(dir_.File("early/adapter"), dir_.File("at-best/adapter")), 0.0)
+      << "the early-stopped adapter is not the best evaluation's";
+
+  // Stopped by a signal after the best evaluation and resumed from its checkpoint: the best
+  // weights and the count of evaluations without improvement travel in it, so the run ends
+  // where the unbroken one did. Paced, so that the signal lands before the patience runs out.
+  TrainerRun interrupted;
+  {
+    ScopedEnv pace("TUNELEDGER_TRAIN_MIN_STEP_SECONDS", "0.1");
+    interrupted = Train(WriteSpec(spec, "early.json"), dir_.File("resumed"), {},
+                        [&](const nlohmann::json& line) {
+                          return line["type"] == "eval" && line["step"] == expected.best_step + 4;
+                        });
+  }
+  ASSERT_EQ(interrupted.exit_code, 75) << interrupted.stderr_text;
+  const TrainerRun resumed = Train(WriteSpec(spec, "early.json"), dir_.File("resumed"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.stderr_text;
+  EXPECT_GT(resumed.lines.front()["start_step"].get<int64_t>(), expected.best_step);
+  EXPECT_EQ(resumed.lines.back()["step"], expected.stop_step);
+  EXPECT_EQ(resumed.lines.back()["best_step"], expected.best_step);
+  EXPECT_EQ(MaxAdapterDiff(dir_.File("resumed/adapter"), dir_.File("at-best/adapter")), 0.0);
+}
+
+// training.early_stop.divergence_factor: a loss that climbs past the factor times its lowest
+// 10-step mean fails at once, naming the factor, with reason loss_diverged.
+TEST_F(TrainProcessTest, ALossPastTheDivergenceFactorFailsWithReasonLossDiverged) {
+  nlohmann::json spec = Spec();
+  spec["training"]["lr_schedule"] = "CONSTANT";
+  spec["training"]["warmup_steps"] = 0;
+  spec["training"]["learning_rate"] = 3.0;
+  spec["training"]["max_grad_norm"] = 0;
+  spec["training"]["early_stop"] = {{"divergence_factor", 1.5}};
+  const TrainerRun run = Train(WriteSpec(spec), dir_.File("out"));
+  EXPECT_EQ(run.exit_code, 1) << run.stderr_text;
+  ASSERT_FALSE(run.lines.empty());
+  const nlohmann::json& error = run.lines.back();
+  EXPECT_EQ(error["type"], "error");
+  EXPECT_EQ(error["reason"], "loss_diverged");
+  EXPECT_THAT(error["message"].get<std::string>(),
+              HasSubstr("above training.early_stop.divergence_factor 1.5"));
+  EXPECT_LT(run.OfType("progress").size(), static_cast<size_t>(kTotalSteps));
 }
 
 TEST_F(TrainProcessTest, InputErrorsAreErrorLines) {

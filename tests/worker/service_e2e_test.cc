@@ -635,5 +635,45 @@ TEST_F(ServiceEndToEndTest, TrainerFailureFailsTheJobWithItsOwnMessageAndTheWork
   EXPECT_EQ(next_worker, failed_started_worker) << "not the same worker";
 }
 
+// training.early_stop end to end: the trainer ends a job whose eval loss stopped improving
+// (SUCCEEDED, reason EARLY_STOPPED, the best evaluation's adapter) and one whose loss diverged
+// (FAILED, reason LOSS_DIVERGED), each in its final event; `tunectl pareto` then places both on
+// the cost-quality plane from the store, only the succeeded one optimal.
+TEST_F(ServiceEndToEndTest, EarlyStopAndDivergenceEndJobsWithTheirReasonsAndParetoPlacesThem) {
+  ASSERT_OK(server_.Start());
+  StartWorker("a");
+  const std::string valid = SourcePath("models/demo/valid.jsonl");
+  // Step 0 is the best (no later evaluation is 100 nats better): it stops at the first
+  // evaluation after it, step 2.
+  const std::string stopped =
+      Submit("e2e-early-stop", {"--valid", valid, "--eval-every", "2", "--early-stop-patience", "1",
+                                "--early-stop-min-delta", "100", "--label", "sweep=e2e"});
+  const std::string diverged =
+      Submit("e2e-diverge",
+             {"--valid", valid, "--lr", "1e30", "--warmup-steps", "0", "--label", "sweep=e2e"});
+  const Job early = WaitForFinalState(stopped);
+  EXPECT_EQ(early.state(), Job::SUCCEEDED) << early.DebugString();
+  EXPECT_EQ(early.reason(), Job::EARLY_STOPPED) << early.DebugString();
+  EXPECT_EQ(early.progress().step(), 2) << early.DebugString();
+  EXPECT_TRUE(fs::exists(early.adapter_path() + "/adapter_model.safetensors"));
+  EXPECT_EQ(Events(stopped).back().reason(), Job::EARLY_STOPPED);
+  const Job failed = WaitForFinalState(diverged);
+  EXPECT_EQ(failed.state(), Job::FAILED) << failed.DebugString();
+  EXPECT_EQ(failed.reason(), Job::LOSS_DIVERGED) << failed.DebugString();
+  EXPECT_THAT(failed.message(), HasSubstr("diverged at step"));
+  EXPECT_EQ(Events(diverged).back().reason(), Job::LOSS_DIVERGED);
+
+  const CommandResult pareto = Tunectl({"--output", "json", "pareto", "--label", "sweep=e2e"});
+  ASSERT_EQ(pareto.exit_code, 0) << pareto.ToString();
+  const auto front = ParseJson<tuneledger::v1::ParetoFront>(pareto.stdout_text);
+  std::map<std::string, tuneledger::v1::ParetoPoint> points;
+  for (const tuneledger::v1::ParetoPoint& point : front.points()) points[point.job_id()] = point;
+  ASSERT_EQ(points.size(), 2u) << pareto.stdout_text;
+  EXPECT_TRUE(points[stopped].pareto_optimal()) << pareto.stdout_text;
+  EXPECT_FALSE(points[diverged].pareto_optimal()) << pareto.stdout_text;
+  EXPECT_GT(points[stopped].total_usd(), 0);
+  EXPECT_DOUBLE_EQ(points[stopped].eval_loss(), early.progress().eval_loss());
+}
+
 }  // namespace
 }  // namespace tuneledger

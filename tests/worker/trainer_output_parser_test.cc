@@ -78,6 +78,23 @@ TEST(ParseTrainerLineTest, EveryTypeOfTheProtocol) {
   EXPECT_EQ(error->type, TrainerLine::Type::kError);
   EXPECT_EQ(error->message, "config.json: no field \"hidden_size\"");
 
+  EXPECT_EQ(done->reason, v1::Job::REASON_UNSPECIFIED);
+  EXPECT_EQ(error->reason, v1::Job::REASON_UNSPECIFIED);
+
+  absl::StatusOr<TrainerLine> early = ParseTrainerLine(
+      R"({"type":"done","step":40,"adapter_dir":"/w/adapter","eval_loss":1.2,"early_stopped":true,"best_step":20})");
+  ASSERT_OK(early);
+  EXPECT_EQ(early->reason, v1::Job::EARLY_STOPPED);
+  EXPECT_EQ(early->update.step(), 40);
+  absl::StatusOr<TrainerLine> diverged = ParseTrainerLine(
+      R"({"type":"error","message":"loss diverged at step 9","reason":"loss_diverged"})");
+  ASSERT_OK(diverged);
+  EXPECT_EQ(diverged->reason, v1::Job::LOSS_DIVERGED);
+  absl::StatusOr<TrainerLine> other_reason =
+      ParseTrainerLine(R"({"type":"error","message":"x","reason":"budget_exceeded"})");
+  ASSERT_OK(other_reason);
+  EXPECT_EQ(other_reason->reason, v1::Job::REASON_UNSPECIFIED) << "only the trainer's own reasons";
+
   absl::StatusOr<TrainerLine> unknown = ParseTrainerLine(R"({"type":"sample","text":"hi"})");
   ASSERT_OK(unknown);
   EXPECT_EQ(unknown->type, TrainerLine::Type::kUnknown);
@@ -113,6 +130,9 @@ TEST(ParseTrainerLineTest, MalformedLinesAreErrorsNamingTheProblem) {
       {R"({"type":"stopped","step":1})", "missing field \"checkpoint\""},
       {R"({"type":"done","step":1})", "missing field \"adapter_dir\""},
       {R"({"type":"error"})", "missing field \"message\""},
+      {R"({"type":"done","adapter_dir":"/a","early_stopped":1})",
+       "field \"early_stopped\" must be true or false, got 1"},
+      {R"({"type":"error","message":"m","reason":7})", "field \"reason\" must be a string"},
   };
   for (const Case& c : cases) {
     EXPECT_THAT(ParseTrainerLine(c.line).status(),

@@ -291,6 +291,26 @@ TEST_F(WorkerAgentTest, TrainerErrorFailsTheAttemptWithItsOwnMessageAndNextJobRu
   EXPECT_EQ(fake().Snapshot().registrations.size(), 1u) << "the agent restarted";
 }
 
+// The trainer's reasons reach the server: an early stop is a success that says so, a diverged
+// loss a failure that says so; a plain success or error carries no reason.
+TEST_F(WorkerAgentTest, TheTrainersEarlyStopAndDivergenceAreReportedAsFinishReasons) {
+  StartWorker();
+  fake().QueueLease(MakeLease("31", 1, "early-stop"));
+  fake().QueueLease(MakeLease("32", 1, "diverge"));
+  fake().QueueLease(MakeLease("33", 1, "succeed"));
+  fake().QueueLease(MakeLease("34", 1, "fail"));
+  const FinishAttemptRequest early = WaitForFinish("31");
+  EXPECT_EQ(early.outcome(), FinishAttemptRequest::SUCCEEDED) << early.DebugString();
+  EXPECT_EQ(early.reason(), v1::Job::EARLY_STOPPED);
+  EXPECT_FALSE(early.adapter_path().empty());
+  const FinishAttemptRequest diverged = WaitForFinish("32");
+  EXPECT_EQ(diverged.outcome(), FinishAttemptRequest::FAILED) << diverged.DebugString();
+  EXPECT_EQ(diverged.reason(), v1::Job::LOSS_DIVERGED);
+  EXPECT_THAT(diverged.message(), HasSubstr("loss diverged at step 2"));
+  EXPECT_EQ(WaitForFinish("33").reason(), v1::Job::REASON_UNSPECIFIED);
+  EXPECT_EQ(WaitForFinish("34").reason(), v1::Job::REASON_UNSPECIFIED);
+}
+
 TEST_F(WorkerAgentTest, TrainerCrashFailsTheAttemptButNotTheAgent) {
   StartWorker();
   fake().QueueLease(MakeLease("11", 1, "crash"));

@@ -90,7 +90,10 @@ struct AttemptRunner::TrainerRun {
   bool done = false;
   std::string adapter_dir;
   std::string error_message;  // from an `error` line
-  bool stopped = false;       // a `stopped` line: it checkpointed after a signal
+  // Why the trainer ended, as it said (`done` early_stopped, `error` reason): EARLY_STOPPED,
+  // LOSS_DIVERGED or unset.
+  tuneledger::v1::Job::Reason reason = tuneledger::v1::Job::REASON_UNSPECIFIED;
+  bool stopped = false;  // a `stopped` line: it checkpointed after a signal
   std::string last_checkpoint;
   std::optional<TrainerUpdate> last_progress;
   std::optional<TrainerUpdate> done_update;
@@ -312,9 +315,11 @@ void AttemptRunner::HandleTrainerLine(const std::string& line, ProgressStream& s
       run.done = true;
       run.adapter_dir = parsed->adapter_dir;
       run.done_update = parsed->update;
+      run.reason = parsed->reason;
       break;
     case TrainerLine::Type::kError:
       run.error_message = parsed->message;
+      run.reason = parsed->reason;
       break;
     case TrainerLine::Type::kUnknown:
       TL_LOG(DEBUG) << "job " << lease_.job_id() << ": trainer line of unknown type "
@@ -434,6 +439,7 @@ FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
   } else if (run.start_error.ok() && run.done && run.exit.success()) {
     request.set_outcome(FinishAttemptRequest::SUCCEEDED);
     request.set_adapter_path(run.adapter_dir);
+    if (run.reason == tuneledger::v1::Job::EARLY_STOPPED) request.set_reason(run.reason);
   } else if (stop == StopKind::kPreempt) {
     request.set_outcome(FinishAttemptRequest::PREEMPTED);
     request.set_message(run.stopped ? stop_message
@@ -448,6 +454,7 @@ FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
     request.set_outcome(FinishAttemptRequest::FAILED);
     // The trainer's own words, bounded (a file's contents never reach them: trainer_error.h).
     request.set_message(BoundedText(run.error_message, kMaxAttemptMessageBytes));
+    if (run.reason == tuneledger::v1::Job::LOSS_DIVERGED) request.set_reason(run.reason);
   } else if (run.exit.exited && run.exit.code == kTrainerStoppedExitCode) {
     // Someone else (not this agent) sent the trainer SIGTERM: it checkpointed; resume later.
     request.set_outcome(FinishAttemptRequest::PREEMPTED);

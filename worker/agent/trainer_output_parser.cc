@@ -53,6 +53,15 @@ class FieldReader {
     }
     *out = value->get<double>();
   }
+  void Bool(const char* name, bool* out) {
+    const json* value = Find(name);
+    if (value == nullptr) return;
+    if (!value->is_boolean()) {
+      Fail(name, "true or false", *value);
+      return;
+    }
+    *out = value->get<bool>();
+  }
   void String(const char* name, std::string* out) {
     const json* value = Find(name);
     if (value == nullptr) return;
@@ -169,6 +178,9 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
     read.String("adapter_dir", &parsed.adapter_dir);
     read.Double("train_loss", &train_loss);
     read.Double("eval_loss", &eval_loss);
+    bool early_stopped = false;
+    read.Bool("early_stopped", &early_stopped);
+    if (early_stopped) parsed.reason = v1::Job::EARLY_STOPPED;
     update.set_step(step);
     update.set_total_steps(step);
     update.set_loss(train_loss);
@@ -177,6 +189,9 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
     parsed.type = TrainerLine::Type::kError;
     read.Require("message");
     read.String("message", &parsed.message);
+    std::string reason;
+    read.String("reason", &reason);
+    if (reason == "loss_diverged") parsed.reason = v1::Job::LOSS_DIVERGED;
   } else {
     parsed.type = TrainerLine::Type::kUnknown;
   }

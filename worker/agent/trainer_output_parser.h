@@ -28,9 +28,10 @@ struct TrainerLine {
     kProgress,    // update (PROGRESS)
     kEval,        // update (EVAL)
     kCheckpoint,  // update (CHECKPOINT) and checkpoint_path
-    kDone,        // update (PROGRESS: step, loss = train_loss, eval_loss) and adapter_dir
+    kDone,        // update (PROGRESS: step, loss = train_loss, eval_loss), adapter_dir and
+                  // reason EARLY_STOPPED when "early_stopped" is true
     kStopped,     // update (CHECKPOINT) and checkpoint_path: stopped by a signal after saving
-    kError,       // message
+    kError,       // message, and reason LOSS_DIVERGED when "reason" is "loss_diverged"
     kUnknown,     // a type this agent does not know (the protocol may grow): type_name
   };
   Type type = Type::kUnknown;
@@ -41,6 +42,7 @@ struct TrainerLine {
   std::string checkpoint_path;
   std::string adapter_dir;
   std::string message;
+  tuneledger::v1::Job::Reason reason = tuneledger::v1::Job::REASON_UNSPECIFIED;
 };
 
 // Parses one line (without its newline). INVALID_ARGUMENT naming the problem for a line that

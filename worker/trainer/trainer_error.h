@@ -16,6 +16,14 @@ class TrainError : public std::runtime_error {
   explicit TrainError(const std::string& message) : std::runtime_error(message) {}
 };
 
+// The training loss went non-finite, or rose past training.early_stop.divergence_factor times
+// its lowest: the job FAILS with reason LOSS_DIVERGED (the `error` line says "reason":
+// "loss_diverged").
+class LossDivergedError : public TrainError {
+ public:
+  using TrainError::TrainError;
+};
+
 // The words for a file that does not parse as JSON. nlohmann's own message quotes the text it
 // read, which would copy a file's contents into job.message: callers report the position only.
 inline std::string NotValidJson(std::size_t byte) {

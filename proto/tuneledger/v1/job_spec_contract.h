@@ -94,6 +94,8 @@ inline constexpr int kPriorityMin = -1000;
 inline constexpr int kPriorityMax = 1000;
 inline constexpr int kGpusMax = 64;
 inline constexpr int kMaxAttemptsMax = 100;
+inline constexpr int kPatienceEvalsMax = 10'000;
+inline constexpr double kDivergenceFactorMax = 1e6;
 
 // Every projection LoRA may wrap, with Hugging Face Llama names.
 inline constexpr std::array<std::string_view, 7> kAllTargetModules = {
@@ -139,6 +141,11 @@ struct JobSpecValues {
     bool save_merged_model = false;
     std::string sample_prompt;
     int64_t sample_max_tokens = 0;
+    struct EarlyStop {
+      int64_t patience_evals = 0;  // 0 = never stop early
+      double min_delta = 0;
+      double divergence_factor = 0;  // 0 = off
+    } early_stop;
   };
   struct Budget {
     std::optional<double> usd;
@@ -347,6 +354,28 @@ inline void CheckTraining(const JobSpecValues::Training& training, Checker& chec
   CheckSample(training, check);
 }
 
+// Early stopping judges eval loss, so it needs validation data.
+inline void CheckEarlyStop(const JobSpecValues::Training::EarlyStop& early_stop,
+                           const std::string& valid_path, Checker& check) {
+  check.IntRange("spec.training.early_stop.patience_evals", early_stop.patience_evals, 0,
+                 kPatienceEvalsMax);
+  if (early_stop.patience_evals > 0 && valid_path.empty()) {
+    check.Add("spec.training.early_stop.patience_evals",
+              "needs spec.valid_path: early stopping judges the eval loss, got " +
+                  Number(early_stop.patience_evals) + " without validation data");
+  }
+  if (!(std::isfinite(early_stop.min_delta) && early_stop.min_delta >= 0)) {
+    check.Add("spec.training.early_stop.min_delta",
+              "must be >= 0 (nats), got " + Number(early_stop.min_delta));
+  }
+  const double factor = early_stop.divergence_factor;
+  if (factor != 0 && !(factor > 1 && factor <= kDivergenceFactorMax)) {
+    check.Add(
+        "spec.training.early_stop.divergence_factor",
+        "must be in (1, " + Number(kDivergenceFactorMax) + "] (0 = off), got " + Number(factor));
+  }
+}
+
 inline void CheckBudget(const JobSpecValues::Budget& budget, Checker& check) {
   if (budget.usd && !(std::isfinite(*budget.usd) && *budget.usd > 0)) {
     check.Add("spec.budget.usd",
@@ -417,6 +446,7 @@ inline std::vector<Problem> Validate(const JobSpecValues& spec) {
   check.Bytes("spec.valid_path", spec.valid_path, kPathMaxBytes);
   contract_internal::CheckLora(spec.lora, check);
   contract_internal::CheckTraining(spec.training, check);
+  contract_internal::CheckEarlyStop(spec.training.early_stop, spec.valid_path, check);
   contract_internal::CheckBudget(spec.budget, check);
   check.IntRange("spec.priority", spec.priority, kPriorityMin, kPriorityMax);
   contract_internal::CheckLabels(spec.labels, check);

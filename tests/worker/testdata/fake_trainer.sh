@@ -8,6 +8,8 @@
 #   preemptible  progress, then waits; SIGTERM -> checkpoint step-7, stopped line, exit 75
 #   stubborn     progress, then ignores SIGTERM (only SIGKILL stops it)
 #   garbage      malformed lines first, then succeeds
+#   early-stop   as succeed, but its done line says early_stopped (training.early_stop)
+#   diverge      progress, then an error line with reason loss_diverged and exit 1
 # It records its pid, arguments, CUDA_VISIBLE_DEVICES and whether it was handed a worker token
 # (TUNELEDGER_WORKER_TOKEN) in <out>/fake-trainer.txt.
 set -u
@@ -32,7 +34,7 @@ echo "fake trainer: mode $mode" >&2
 progress() {  # step loss
   echo "{\"type\":\"progress\",\"step\":$1,\"total_steps\":3,\"epoch\":0.5,\"loss\":$2,\"lr\":0.0002,\"tokens\":$(($1 * 100)),\"tokens_per_sec\":1000.0,\"elapsed_s\":0.1}"
 }
-succeed() {
+succeed() {  # [extra fields of the done line]
   echo '{"type":"started","total_steps":3,"start_step":0,"trainable_params":10,"total_params":100,"device":"cpu","precision":"fp32"}'
   progress 1 3.0
   progress 2 2.5
@@ -41,7 +43,7 @@ succeed() {
   echo '{"type":"eval","step":2,"eval_loss":2.7}'
   progress 3 2.0
   mkdir -p "$out/adapter"
-  echo "{\"type\":\"done\",\"step\":3,\"adapter_dir\":\"$out/adapter\",\"train_loss\":2.0,\"eval_loss\":2.7}"
+  echo "{\"type\":\"done\",\"step\":3,\"adapter_dir\":\"$out/adapter\",\"train_loss\":2.0,\"eval_loss\":2.7${1:-}}"
   exit 0
 }
 wait_forever() {
@@ -67,6 +69,11 @@ case "$mode" in
     trap '' TERM
     progress 1 3.0
     wait_forever ;;
+  early-stop) succeed ',"early_stopped":true,"best_step":2' ;;
+  diverge)
+    progress 1 3.0
+    echo '{"type":"error","message":"loss diverged at step 2: the mean loss of the last 10 steps is 9.0, above 2 x its lowest 3.0","reason":"loss_diverged"}'
+    exit 1 ;;
   garbage)
     echo 'this is not json'
     echo '{"type":"progress","loss":1.0}'

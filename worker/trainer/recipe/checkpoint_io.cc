@@ -108,6 +108,10 @@ std::string WriteCheckpoint(const std::string& root_dir, const TrainSnapshot& sn
         tensors.emplace_back("exp_avg_sq/" + param_name, moments.exp_avg_sq.contiguous());
       }
     }
+    for (size_t i = 0; i < snapshot.best_parameters.size(); ++i) {
+      tensors.emplace_back("best/" + snapshot.parameters[i].first,
+                           snapshot.best_parameters[i].contiguous());
+    }
     tensors.emplace_back("rng/cpu", snapshot.cpu_rng_state.contiguous());
     if (snapshot.cuda_rng_state.defined()) {
       tensors.emplace_back("rng/cuda", snapshot.cuda_rng_state.contiguous());
@@ -126,7 +130,13 @@ std::string WriteCheckpoint(const std::string& root_dir, const TrainSnapshot& sn
                    {"last_eval_loss", NumberOrNull(state.last_eval_loss)},
                    {"parameters", parameter_names},
                    {"adam_steps", adam_steps},
-                   {"fingerprint", json::parse(snapshot.fingerprint)}};
+                   {"fingerprint", json::parse(snapshot.fingerprint)},
+                   {"early_stop",
+                    {{"best_eval_loss", NumberOrNull(state.best_eval_loss)},
+                     {"best_step", state.best_step},
+                     {"evals_since_best", state.evals_since_best},
+                     {"lowest_recent_loss", NumberOrNull(state.lowest_recent_loss)},
+                     {"best_parameters", !snapshot.best_parameters.empty()}}}};
     WriteFileDurably((tmp_dir / kCheckpointHeaderFile).string(), header.dump(2) + "\n");
     FsyncPath(tmp_dir.string(), /*directory=*/true);
     fs::rename(tmp_dir, final_dir);
@@ -210,6 +220,26 @@ TrainSnapshot ReadCheckpoint(const std::string& dir) {
       moments.exp_avg_sq = require("exp_avg_sq/" + names[i]);
     }
     snapshot.moments.push_back(std::move(moments));
+  }
+  // Early stopping's bookkeeping; absent in checkpoints of runs without it.
+  const auto early_stop = header.find("early_stop");
+  if (early_stop != header.end() && early_stop->is_object()) {
+    const std::string early_where = where + "header.json: early_stop: ";
+    auto optional_number = [&](const char* field) -> std::optional<double> {
+      const auto it = early_stop->find(field);
+      if (it == early_stop->end() || it->is_null()) return std::nullopt;
+      if (!it->is_number()) throw TrainError(early_where + field + " must be a number or null");
+      return it->get<double>();
+    };
+    state.best_eval_loss = optional_number("best_eval_loss");
+    state.lowest_recent_loss = optional_number("lowest_recent_loss");
+    state.best_step = Field<int64_t>(*early_stop, "best_step", early_where);
+    state.evals_since_best = Field<int64_t>(*early_stop, "evals_since_best", early_where);
+    if (Field<bool>(*early_stop, "best_parameters", early_where)) {
+      for (const std::string& name : names) {
+        snapshot.best_parameters.push_back(require("best/" + name));
+      }
+    }
   }
   snapshot.cpu_rng_state = require("rng/cpu");
   if (tensors.Contains("rng/cuda")) snapshot.cuda_rng_state = tensors.Tensor("rng/cuda");

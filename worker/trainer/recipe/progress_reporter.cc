@@ -63,6 +63,10 @@ void ProgressReporter::Done(const DoneLine& line) {
             {"train_loss", Number(line.train_loss)},
             {"eval_loss", line.eval_loss ? Number(*line.eval_loss) : Line(nullptr)}};
   if (!line.merged_dir.empty()) done["merged_dir"] = line.merged_dir;
+  if (line.early_stopped) {
+    done["early_stopped"] = true;
+    done["best_step"] = line.best_step;
+  }
   Write(out_, done);
 }
 
@@ -70,15 +74,21 @@ void ProgressReporter::Stopped(int64_t step, const std::string& checkpoint) {
   Write(out_, Line{{"type", "stopped"}, {"step", step}, {"checkpoint", checkpoint}});
 }
 
-void ProgressReporter::Error(const std::string& message) {
-  Write(out_, Line{{"type", "error"}, {"message", message}});
+void ProgressReporter::Error(const std::string& message, const std::string& reason) {
+  Line line{{"type", "error"}, {"message", message}};
+  if (!reason.empty()) line["reason"] = reason;
+  Write(out_, line);
 }
 
 int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
                        const std::function<int()>& body) {
   std::string message;
+  std::string reason;
   try {
     return body();
+  } catch (const LossDivergedError& e) {
+    message = e.what();
+    reason = "loss_diverged";
   } catch (const TrainError& e) {
     message = e.what();
   } catch (const c10::Error& e) {
@@ -86,7 +96,7 @@ int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
   } catch (const std::exception& e) {
     message = e.what();
   }
-  reporter.Error(message);
+  reporter.Error(message, reason);
   std::cerr << program << ": error: " << message << "\n";
   return 1;
 }

@@ -40,6 +40,10 @@ struct DoneLine {
   double train_loss = 0;
   std::optional<double> eval_loss;  // null without validation data
   std::string merged_dir;           // empty: not written
+  // training.early_stop ended the run before its last step; the adapter is the one of the
+  // evaluation at best_step, and eval_loss is that evaluation's.
+  bool early_stopped = false;
+  int64_t best_step = 0;
 };
 
 class ProgressReporter {
@@ -52,7 +56,8 @@ class ProgressReporter {
   void Checkpoint(int64_t step, const std::string& path);
   void Done(const DoneLine& line);
   void Stopped(int64_t step, const std::string& checkpoint);
-  void Error(const std::string& message);
+  // `reason`: "loss_diverged" for a LossDivergedError, else empty (no field).
+  void Error(const std::string& message, const std::string& reason = "");
 
  private:
   std::ostream& out_;

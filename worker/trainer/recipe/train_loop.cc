@@ -37,6 +37,10 @@ void TrainLoop::Restore(const TrainSnapshot& snapshot, const std::string& checkp
                            options_.device);
   parts_.batcher->Seek(state_.data);
   parts_.loss_scaler->Restore(state_.loss_scaler);
+  best_parameters_.clear();
+  for (const torch::Tensor& best : snapshot.best_parameters) {
+    best_parameters_.push_back(best.to(options_.device));
+  }
   // A checkpoint of this attempt's own folder already holds this state; one of another
   // attempt (--resume-from) does not count: a stop now writes one here.
   if (checkpoint_dir.rfind(options_.checkpoint_root + "/", 0) == 0) {
@@ -77,8 +81,8 @@ StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
         CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), labels);  // scalar
     const double value = batch_loss.item<double>();
     if (!std::isfinite(value)) {
-      throw TrainError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
-                       std::to_string(value));
+      throw LossDivergedError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
+                              std::to_string(value));
     }
     loss_sum += value;
     (batch_loss * scale).backward();
@@ -94,8 +98,8 @@ void TrainLoop::OptimizerStep() {
   if (finite) {
     const double norm = ClipGradNorm(parts_.parameters, options_.max_grad_norm);
     if (!std::isfinite(norm)) {
-      throw TrainError("diverged at step " + std::to_string(step_number) + ": gradient norm is " +
-                       std::to_string(norm));
+      throw LossDivergedError("diverged at step " + std::to_string(step_number) +
+                              ": gradient norm is " + std::to_string(norm));
     }
     SetLearningRate(*parts_.optimizer, parts_.schedule->LrAt(state_.step));
     parts_.optimizer->step();
@@ -112,6 +116,22 @@ void TrainLoop::Report(const StepResult& result) {
   attempt_tokens_ += result.tokens;
   recent_losses_.push_back(result.loss);
   if (recent_losses_.size() > kRecentLossWindow) recent_losses_.pop_front();
+  if (options_.divergence_factor > 0 && recent_losses_.size() == kRecentLossWindow) {
+    const double mean = RecentTrainLoss();
+    if (!state_.lowest_recent_loss || mean < *state_.lowest_recent_loss) {
+      state_.lowest_recent_loss = mean;
+    }
+    if (mean > options_.divergence_factor * *state_.lowest_recent_loss) {
+      throw LossDivergedError(
+          "loss diverged at step " + std::to_string(state_.step) +
+          ": the mean training loss of "
+          "the last " +
+          std::to_string(kRecentLossWindow) + " steps is " + std::to_string(mean) +
+          ", above training.early_stop.divergence_factor " +
+          std::to_string(options_.divergence_factor) + " x its lowest so far (" +
+          std::to_string(*state_.lowest_recent_loss) + ")");
+    }
+  }
   const double loop_seconds = SecondsSince(*loop_start_);
   ProgressLine line;
   line.step = state_.step;
@@ -159,14 +179,45 @@ void TrainLoop::EvaluateAndReport() {
   const double loss = Evaluate();
   state_.last_eval_loss = loss;
   parts_.reporter->Eval(state_.step, loss);
+  if (options_.patience_evals <= 0) return;
+  if (!state_.best_eval_loss || loss < *state_.best_eval_loss - options_.min_delta) {
+    state_.best_eval_loss = loss;
+    state_.best_step = state_.step;
+    state_.evals_since_best = 0;
+    torch::NoGradGuard no_grad;
+    best_parameters_.clear();
+    for (const torch::Tensor& parameter : parts_.parameters) {
+      best_parameters_.push_back(parameter.detach().clone());
+    }
+  } else {
+    ++state_.evals_since_best;
+  }
+}
+
+bool TrainLoop::ShouldStopEarly() const {
+  return options_.patience_evals > 0 && state_.evals_since_best >= options_.patience_evals;
+}
+
+void TrainLoop::RestoreBestParameters() {
+  if (best_parameters_.size() != parts_.parameters.size()) {
+    throw TrainError("early stopping: no parameters of a best evaluation to restore");
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < best_parameters_.size(); ++i) {
+    torch::Tensor parameter = parts_.parameters[i];
+    parameter.copy_(best_parameters_[i]);
+  }
 }
 
 std::string TrainLoop::Checkpoint() {
   if (last_checkpoint_) return *last_checkpoint_;
   if (options_.checkpoint_root.empty()) throw TrainError("no checkpoint folder configured");
-  const TrainSnapshot snapshot =
+  TrainSnapshot snapshot =
       CaptureSnapshot(state_, parts_.parameter_names, parts_.parameters, *parts_.optimizer,
                       options_.device, options_.fingerprint);
+  for (const torch::Tensor& best : best_parameters_) {
+    snapshot.best_parameters.push_back(best.to(torch::kCPU).clone());
+  }
   const std::string path =
       WriteCheckpoint(options_.checkpoint_root, snapshot, options_.keep_checkpoints);
   last_checkpoint_ = path;

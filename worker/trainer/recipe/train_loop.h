@@ -4,10 +4,13 @@
 //   NextBatch        the micro-batches of one optimizer step (grad_accum_steps of them, fewer
 //                    at the end of an epoch: an optimizer step never spans two epochs)
 //   ForwardBackward  logits, summed next-token loss / the step's target count, backward; a
-//                    non-finite loss throws TrainError "diverged at step N"
+//                    non-finite loss throws LossDivergedError "diverged at step N"
 //   OptimizerStep    unscale (fp16), global-norm clip, lr of this step, AdamW step
-//   Report           a `progress` line
-//   MaybeEvaluate    validation loss every eval_every_steps and after the last step
+//   Report           a `progress` line; with a divergence_factor, LossDivergedError once the
+//                    mean loss of the last 10 steps exceeds factor x its lowest so far
+//   MaybeEvaluate    validation loss every eval_every_steps and after the last step; with
+//                    patience_evals, keeps the parameters of the best evaluation, and
+//                    ShouldStopEarly() turns true after that many evaluations without one
 //   MaybeCheckpoint  a checkpoint every checkpoint_every_steps
 //
 // Shape legend: B batch, T tokens, V vocab.
@@ -49,6 +52,11 @@ struct TrainLoopOptions {
   int keep_checkpoints = 3;
   std::string fingerprint;  // JSON object; see checkpoint_io.h
   torch::Device device = torch::kCPU;
+  // training.early_stop (0 = off): evaluations without an improvement of more than min_delta
+  // before ShouldStopEarly(), and the divergence factor.
+  int patience_evals = 0;
+  double min_delta = 0;
+  double divergence_factor = 0;
   // When the process started, for elapsed_s.
   std::chrono::steady_clock::time_point process_start = std::chrono::steady_clock::now();
 };
@@ -95,6 +103,10 @@ class TrainLoop {
   std::string Checkpoint();
 
   bool finished() const { return state_.step >= options_.total_steps; }
+  // patience_evals evaluations in a row did not improve on the best eval loss.
+  bool ShouldStopEarly() const;
+  // Puts the parameters of the best evaluation (state().best_step) back into the model.
+  void RestoreBestParameters();
   const TrainState& state() const { return state_; }
   bool has_validation() const { return !parts_.eval_batches->empty(); }
   // Mean loss of the last few steps of this attempt (NaN before the first step).
@@ -110,6 +122,7 @@ class TrainLoop {
   int64_t attempt_tokens_ = 0;
   std::optional<std::chrono::steady_clock::time_point> loop_start_;
   std::optional<std::string> last_checkpoint_;  // written at state_.step, if any
+  std::vector<torch::Tensor> best_parameters_;  // at state_.best_step (early stopping), detached
 };
 
 }  // namespace tuneledger::train

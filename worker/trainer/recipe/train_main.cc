@@ -331,6 +331,9 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   options.fingerprint = Fingerprint(spec, config, train, total_steps);
   options.device = device;
   options.process_start = process_start;
+  options.patience_evals = spec.patience_evals;
+  options.min_delta = spec.min_delta;
+  options.divergence_factor = spec.divergence_factor;
   TrainLoop loop(parts, options);
 
   // 5. Restore: this attempt's own newest checkpoint, else --resume-from.
@@ -359,21 +362,34 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     loop.OptimizerStep();
     loop.Report(result);
     loop.MaybeEvaluate();
+    if (loop.ShouldStopEarly()) break;
     loop.MaybeCheckpoint();
     if (min_step.count() > 0 && !loop.finished()) {
       SleepUntilStopOr(step_start + std::chrono::duration_cast<std::chrono::nanoseconds>(min_step));
     }
   }
-  if (StopRequested() && !loop.finished()) {
+  const bool early_stopped = loop.ShouldStopEarly();
+  if (StopRequested() && !loop.finished() && !early_stopped) {
     const std::string checkpoint = loop.Checkpoint();
     reporter.Stopped(loop.state().step, checkpoint);
     std::cerr << "stopped at step " << loop.state().step << "; checkpoint " << checkpoint << "\n";
     return kExitStopped;
   }
 
-  // 7. Outputs.
+  // 7. Outputs: with an early stop, the adapter of the best evaluation.
   DoneLine done;
   done.step = loop.state().step;
+  if (early_stopped) {
+    // The adapter is the best evaluation's: evaluated again, so that the last `eval` line (and
+    // the job's eval loss) is the adapter's own.
+    loop.RestoreBestParameters();
+    if (loop.has_validation()) loop.EvaluateAndReport();
+    done.early_stopped = true;
+    done.best_step = loop.state().best_step;
+    std::cerr << "early stop at step " << done.step << ": " << spec.patience_evals
+              << " evaluations without an improvement of more than " << spec.min_delta
+              << "; the adapter is step " << done.best_step << "'s\n";
+  }
   done.adapter_dir = Absolute(layout::AdapterDir(flags.out));
   WritePeftAdapter(model, lora, spec.model_path, done.adapter_dir);
   if (spec.save_merged_model) {

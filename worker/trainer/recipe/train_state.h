@@ -33,6 +33,11 @@ struct TrainState {
   int64_t tokens = 0;  // tokens trained on, over all attempts
   DynamicLossScaler::State loss_scaler;
   std::optional<double> last_eval_loss;
+  // training.early_stop's bookkeeping (train_loop.h), carried across attempts by checkpoints.
+  std::optional<double> best_eval_loss;      // the lowest eval loss that counted as an improvement
+  int64_t best_step = 0;                     // the step of that evaluation
+  int64_t evals_since_best = 0;              // evaluations since, none of which improved on it
+  std::optional<double> lowest_recent_loss;  // lowest mean of the last 10 steps' losses so far
 };
 
 // AdamW's state of one parameter; step 0 with undefined tensors = not stepped yet.
@@ -52,6 +57,9 @@ struct TrainSnapshot {
   torch::Tensor cuda_rng_state;      // the current CUDA device's generator, or undefined
   // What must match for a checkpoint to be resumable with this spec (LoRA options, ...).
   std::string fingerprint;
+  // The trainable parameters at state.best_step (early stopping), aligned with `parameters`;
+  // empty when early stopping is off or nothing was evaluated yet. CPU copies.
+  std::vector<torch::Tensor> best_parameters;
 };
 
 // CPU copies of parameters, AdamW moments and generator states. `parameters` are the tensors

@@ -262,6 +262,15 @@ void ParseLora(const json& object, spec::JobSpecValues::Lora& lora, Problems& pr
   reader.ReportUnknownFields();
 }
 
+void ParseEarlyStop(const json& object, spec::JobSpecValues::Training::EarlyStop& early_stop,
+                    Problems& problems) {
+  ObjectReader reader(object, "spec.training.early_stop", problems);
+  early_stop.patience_evals = ReadInt(reader, "patience_evals").value_or(0);
+  early_stop.min_delta = ReadDouble(reader, "min_delta").value_or(0.0);
+  early_stop.divergence_factor = ReadDouble(reader, "divergence_factor").value_or(0.0);
+  reader.ReportUnknownFields();
+}
+
 void ParseTraining(const json& object, spec::JobSpecValues::Training& t, Problems& problems) {
   ObjectReader reader(object, "spec.training", problems);
   t.epochs = ReadInt(reader, "epochs").value_or(0);
@@ -282,6 +291,9 @@ void ParseTraining(const json& object, spec::JobSpecValues::Training& t, Problem
   t.save_merged_model = ReadBool(reader, "save_merged_model");
   t.sample_prompt = ReadString(reader, "sample_prompt");
   t.sample_max_tokens = ReadInt(reader, "sample_max_tokens").value_or(0);
+  if (const json* early_stop = reader.Find("early_stop")) {
+    ParseEarlyStop(*early_stop, t.early_stop, problems);
+  }
   reader.ReportUnknownFields();
 }
 
@@ -381,6 +393,9 @@ TrainJobSpec ToTrainJobSpec(const spec::JobSpecValues& values) {
   spec.save_merged_model = t.save_merged_model;
   spec.sample_prompt = t.sample_prompt;
   spec.sample_max_tokens = static_cast<int>(t.sample_max_tokens);
+  spec.patience_evals = static_cast<int>(t.early_stop.patience_evals);
+  spec.min_delta = t.early_stop.min_delta;
+  spec.divergence_factor = t.early_stop.divergence_factor;
   return spec;
 }
 

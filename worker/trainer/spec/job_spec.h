@@ -60,6 +60,11 @@ struct TrainJobSpec {
   bool save_merged_model = false;
   std::string sample_prompt;
   int sample_max_tokens = 0;
+
+  // training.early_stop: 0 = off for each.
+  int patience_evals = 0;
+  double min_delta = 0;
+  double divergence_factor = 0;
 };
 
 // Parses and validates a JobSpec JSON object. Throws TrainError "invalid job spec: <field>:
