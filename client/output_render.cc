@@ -400,9 +400,10 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
     out += "  no attempts yet\n";
   } else {
     // WALL and GPU TIME in the same units: GPU time is wall time x GPUs.
-    Table attempts(
-        {"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL", "GPU TIME", "USD"});
-    for (size_t column : {0, 3, 4, 6, 7, 8}) attempts.AlignRight(column);
+    // WASTED: lease time after the attempt's last checkpoint, lost to a preemption and redone.
+    Table attempts({"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL",
+                    "GPU TIME", "USD", "WASTED"});
+    for (size_t column : {0, 3, 4, 6, 7, 8, 9}) attempts.AlignRight(column);
     std::vector<double> prices, usd;
     for (const tuneledger::v1::AttemptCost& a : report.attempts()) {
       prices.push_back(a.price_per_gpu_hour());
@@ -415,7 +416,8 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
       attempts.AddRow({absl::StrCat(a.attempt()), OrDash(a.worker_id()), OrDash(a.state()),
                        absl::StrCat(a.gpus()), price_text[i], a.spot() ? "spot" : "on-demand",
                        FormatDuration(a.seconds()), FormatDuration(a.gpu_hours() * 3600),
-                       usd_text[i]});
+                       usd_text[i],
+                       a.wasted_seconds() > 0 ? FormatDuration(a.wasted_seconds()) : "-"});
     }
     out += attempts.Render(2);
   }
@@ -424,7 +426,20 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   absl::StrAppend(&out, "  compute total ", FormatUsd(report.compute_usd(), compute_decimals),
                   " for ", FormatDuration(report.compute_gpu_hours() * 3600), " of GPU time (spot ",
                   FormatUsd(report.spot_usd(), compute_decimals), ", on-demand ",
-                  FormatUsd(report.on_demand_usd(), compute_decimals), ")\n\n");
+                  FormatUsd(report.on_demand_usd(), compute_decimals), ")\n");
+  if (report.spot_saving_usd() > 0) {
+    const int saving_decimals =
+        UsdDecimals({report.on_demand_equivalent_usd(), report.spot_saving_usd()});
+    absl::StrAppend(&out, "  on demand it would have cost ",
+                    FormatUsd(report.on_demand_equivalent_usd(), saving_decimals), ": spot saved ",
+                    FormatUsd(report.spot_saving_usd(), saving_decimals), "\n");
+  }
+  if (report.preemption_waste_usd() > 0) {
+    absl::StrAppend(&out, "  preemption waste ", FormatUsd(report.preemption_waste_usd()), " for ",
+                    FormatDuration(report.preemption_waste_gpu_hours() * 3600),
+                    " of GPU time: steps lost after the last checkpoint and computed again\n");
+  }
+  out += "\n";
 
   out += "Inherited (declared by the submitter)\n";
   if (report.inherited().empty()) {

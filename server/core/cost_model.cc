@@ -43,6 +43,12 @@ ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts) {
     totals.usd += attempt.usd();
     totals.gpu_hours += attempt.gpu_hours();
     (attempt.spot() ? totals.spot_usd : totals.on_demand_usd) += attempt.usd();
+    const double on_demand_price = attempt.on_demand_price_per_gpu_hour() > 0
+                                       ? attempt.on_demand_price_per_gpu_hour()
+                                       : attempt.price_per_gpu_hour();
+    totals.on_demand_equivalent_usd += on_demand_price * attempt.gpu_hours();
+    totals.wasted_usd += attempt.wasted_usd();
+    totals.wasted_gpu_hours += attempt.gpus() * attempt.wasted_seconds() / kSecondsPerHour;
   }
   return totals;
 }
@@ -91,6 +97,10 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
   report.set_compute_gpu_hours(compute.gpu_hours);
   report.set_spot_usd(compute.spot_usd);
   report.set_on_demand_usd(compute.on_demand_usd);
+  report.set_on_demand_equivalent_usd(compute.on_demand_equivalent_usd);
+  report.set_spot_saving_usd(compute.on_demand_equivalent_usd - compute.usd);
+  report.set_preemption_waste_usd(compute.wasted_usd);
+  report.set_preemption_waste_gpu_hours(compute.wasted_gpu_hours);
 
   double inherited_usd = 0;
   for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
@@ -124,6 +134,19 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
   if (compute.spot_usd > 0 && compute.on_demand_usd > 0) {
     report.add_notes(absl::StrCat("Spot: ", FormatUsd(compute.spot_usd),
                                   "; on-demand: ", FormatUsd(compute.on_demand_usd), "."));
+  }
+  if (report.spot_saving_usd() > 0) {
+    report.add_notes(absl::StrCat("On demand the same GPU time would have cost ",
+                                  FormatUsd(compute.on_demand_equivalent_usd),
+                                  " at the workers' declared on-demand prices: spot saved ",
+                                  FormatUsd(report.spot_saving_usd()), "."));
+  }
+  if (compute.wasted_usd > 0) {
+    report.add_notes(absl::StrCat(
+        "Preemption waste: ", FormatUsd(compute.wasted_usd), " (",
+        absl::StrFormat("%.4f", compute.wasted_gpu_hours),
+        " GPU-hours) paid for steps that a preemption or a lost worker threw away after the last "
+        "checkpoint and that were computed again; it is part of the compute above."));
   }
   if (job.spec().inherited_costs().empty()) {
     report.add_notes(

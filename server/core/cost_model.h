@@ -39,6 +39,10 @@ struct ComputeTotals {
   double gpu_hours = 0;
   double spot_usd = 0;
   double on_demand_usd = 0;
+  // Each attempt's GPU-hours at its worker's declared on-demand price (its own price if none).
+  double on_demand_equivalent_usd = 0;
+  double wasted_usd = 0;  // preemption waste (AttemptCost.wasted_*)
+  double wasted_gpu_hours = 0;
 };
 ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts);
 

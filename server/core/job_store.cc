@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -166,7 +167,7 @@ absl::Status UpdateJobCost(SqliteDb& db, int64_t job_id, const v1::CostSummary& 
 absl::Status EndAttempt(SqliteDb& db, int64_t job_id, const AttemptEnd& end) {
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * update,
                       db.Prepare("UPDATE attempts SET state = ?3, end_time = ?4, message = ?5, "
-                                 "seconds = ?6, gpu_hours = ?7, usd = ?8 "
+                                 "seconds = ?6, gpu_hours = ?7, usd = ?8, wasted_seconds = ?9 "
                                  "WHERE job_id = ?1 AND attempt = ?2"));
   Query query(update);
   query.Bind(1, job_id)
@@ -176,7 +177,8 @@ absl::Status EndAttempt(SqliteDb& db, int64_t job_id, const AttemptEnd& end) {
       .Bind(5, end.message)
       .Bind(6, end.bill.seconds)
       .Bind(7, end.bill.gpu_hours)
-      .Bind(8, end.bill.usd);
+      .Bind(8, end.bill.usd)
+      .Bind(9, end.wasted_seconds);
   TL_RETURN_IF_ERROR(query.Run());
   v1::CostSummary cost = end.bill.job_cost;
   cost.set_projected_usd(cost.accrued_usd());
@@ -476,8 +478,9 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * insert,
         db.Prepare("INSERT INTO attempts (job_id, attempt, worker_id, state, gpus, "
-                   "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message) "
-                   "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '')"));
+                   "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message, "
+                   "on_demand_price_per_gpu_hour) "
+                   "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '', ?8)"));
     {
       Query query(insert);
       query.Bind(1, job_id)
@@ -486,7 +489,8 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
           .Bind(4, job.spec().gpus())
           .Bind(5, info.price_per_gpu_hour())
           .Bind(6, info.spot())
-          .Bind(7, ToMicrosColumn(now));
+          .Bind(7, ToMicrosColumn(now))
+          .Bind(8, info.on_demand_price_per_gpu_hour());
       TL_RETURN_IF_ERROR(query.Run());
     }
     AttemptRecord leased;
@@ -515,6 +519,27 @@ absl::Status SetProgressBlob(SqliteDb& db, int64_t id, const std::string& bytes)
   Query query(set);
   query.Bind(1, id).BindBlob(2, bytes);
   return query.Run();
+}
+
+// Lease seconds of a requeued attempt whose steps are lost: from its last CHECKPOINT report
+// (its start, without one) to its end; the next attempt computes them again from that
+// checkpoint. A checkpoint handed over with the end itself (a preempted trainer's final one,
+// new to the job) loses nothing.
+absl::StatusOr<double> WastedSeconds(SqliteDb& db, int64_t job_id, const v1::Job& before,
+                                     const AttemptEnd& end) {
+  if (!end.last_checkpoint.empty() && end.last_checkpoint != before.last_checkpoint()) return 0.0;
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                      db.Prepare("SELECT start_time, last_checkpoint_time FROM attempts "
+                                 "WHERE job_id = ?1 AND attempt = ?2"));
+  Query query(select);
+  query.Bind(1, job_id).Bind(2, end.attempt);
+  TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " has no attempt ", end.attempt));
+  }
+  absl::Time saved = FromMicrosColumn(query.Int(0));
+  if (!query.IsNull(1)) saved = std::max(saved, FromMicrosColumn(query.Int(1)));
+  return std::max(0.0, absl::ToDoubleSeconds(end.end_time - saved));
 }
 
 absl::Status SetLastCheckpoint(SqliteDb& db, int64_t id, const std::string& path) {
@@ -579,7 +604,16 @@ absl::StatusOr<JobUpdate> JobStore::RecordCheckpoint(const std::string& job_id, 
                                                      int step, const std::string& path) {
   return Transition(
       job_id, attempt,
-      [&](const TransitionContext& t) { return SetLastCheckpoint(t.db, t.id, path); },
+      [&](const TransitionContext& t) -> absl::Status {
+        TL_RETURN_IF_ERROR(SetLastCheckpoint(t.db, t.id, path));
+        // When this attempt last saved its work: what a preemption after it wastes starts here.
+        TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
+                            t.db.Prepare("UPDATE attempts SET last_checkpoint_time = ?3 "
+                                         "WHERE job_id = ?1 AND attempt = ?2"));
+        Query query(set);
+        query.Bind(1, t.id).Bind(2, attempt).Bind(3, ToMicrosColumn(t.now));
+        return query.Run();
+      },
       [&](const v1::Job&, const v1::Job& after) {
         v1::JobEvent event = EventFor(after, v1::JobEvent::CHECKPOINT);
         event.set_step(step);
@@ -633,10 +667,16 @@ absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const Att
         absl::StrCat("requeue outcome must be PREEMPTED or LOST, got \"", end.outcome, "\""));
   }
   bool exhausted = false;
-  return Transition(
+  double wasted_usd = 0;
+  AttemptEnd ended_attempt = end;
+  absl::StatusOr<JobUpdate> update = Transition(
       job_id, end.attempt,
       [&](const TransitionContext& t) -> absl::Status {
-        TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, end));
+        TL_ASSIGN_OR_RETURN(ended_attempt.wasted_seconds,
+                            WastedSeconds(t.db, t.id, t.before, ended_attempt));
+        TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, ended_attempt));
+        TL_ASSIGN_OR_RETURN(const v1::AttemptCost ended, LoadAttempt(t.db, t.id, end.attempt));
+        wasted_usd = ended.wasted_usd();
         if (!end.last_checkpoint.empty()) {
           TL_RETURN_IF_ERROR(SetLastCheckpoint(t.db, t.id, end.last_checkpoint));
         }
@@ -672,6 +712,8 @@ absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const Att
         event.set_message(after.message());
         return std::vector<v1::JobEvent>{event};
       });
+  if (update.ok()) update->wasted_usd = wasted_usd;
+  return update;
 }
 
 absl::StatusOr<JobUpdate> JobStore::Finish(const std::string& job_id, const AttemptEnd& end,

@@ -73,6 +73,8 @@ struct JobStoreOptions {
 struct JobUpdate {
   v1::Job job;
   std::vector<v1::JobEvent> events;
+  // Requeue: the preemption waste of the attempt it ended (AttemptCost.wasted_usd), else 0.
+  double wasted_usd = 0;
 };
 
 // QUEUED jobs that need more GPUs than any registered worker has.
@@ -123,6 +125,9 @@ struct AttemptEnd {
   std::string message;
   std::string last_checkpoint;  // newest complete checkpoint; empty = unchanged
   AttemptBill bill;
+  // Lease seconds whose steps are lost (AttemptCost.wasted_seconds): Requeue computes it from
+  // the attempt's start, its last CHECKPOINT report and end_time; other verbs leave it 0.
+  double wasted_seconds = 0;
 };
 
 // The most bytes of jobs one JobPage holds, counted as they are serialized in a

@@ -4,6 +4,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/compute_cost.h"
 #include "base/status_macros.h"
 #include "tuneledger/v1/worker.pb.h"
 
@@ -121,6 +122,11 @@ v1::AttemptCost AttemptFromRow(const Query& row, int first) {
   attempt.set_usd(row.Double(first + 8));
   SetTimestamp(FromMicrosColumn(row.Int(first + 9)), *attempt.mutable_start_time());
   SetOptionalTimestamp(row, first + 10, attempt.mutable_end_time());
+  attempt.set_on_demand_price_per_gpu_hour(row.Double(first + 11));
+  attempt.set_wasted_seconds(row.Double(first + 12));
+  attempt.set_wasted_usd(
+      AttemptCostUsd(AttemptPricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()},
+                     absl::Seconds(attempt.wasted_seconds())));
   return attempt;
 }
 

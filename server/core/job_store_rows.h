@@ -36,8 +36,9 @@ namespace tuneledger {
 #define TL_ATTEMPT_COLUMNS                                                             \
   "attempts.attempt, attempts.worker_id, attempts.state, attempts.gpus, "              \
   "attempts.price_per_gpu_hour, attempts.spot, attempts.seconds, attempts.gpu_hours, " \
-  "attempts.usd, attempts.start_time, attempts.end_time"
-#define TL_ATTEMPT_COLUMN_COUNT 11
+  "attempts.usd, attempts.start_time, attempts.end_time, "                             \
+  "attempts.on_demand_price_per_gpu_hour, attempts.wasted_seconds"
+#define TL_ATTEMPT_COLUMN_COUNT 13
 #define TL_JOB_COLUMN_COUNT 22
 
 #define TL_WORKER_COLUMNS                                                                 \

@@ -108,6 +108,13 @@ CREATE TABLE server_keys (
   key BLOB NOT NULL
 ) STRICT, WITHOUT ROWID;
 )sql",
+    // 4: spot accounting: the on-demand price a worker declares, when an attempt last wrote a
+    // checkpoint, and the lease time a preemption or a lost worker wasted (steps redone).
+    R"sql(
+ALTER TABLE attempts ADD COLUMN on_demand_price_per_gpu_hour REAL NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN last_checkpoint_time INTEGER;
+ALTER TABLE attempts ADD COLUMN wasted_seconds REAL NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kJobStoreSchemaVersion, "bump kJobStoreSchemaVersion");

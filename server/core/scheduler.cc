@@ -369,6 +369,13 @@ absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(
         absl::StrCat("info.price_per_gpu_hour: must be in [0, ", options_.max_price_per_gpu_hour,
                      "] (the server's --max-price-per-gpu-hour), got ", info.price_per_gpu_hour()));
   }
+  const double on_demand = info.on_demand_price_per_gpu_hour();
+  if (!(std::isfinite(on_demand) && on_demand >= 0 &&
+        on_demand <= options_.max_price_per_gpu_hour)) {
+    problems.push_back(absl::StrCat(
+        "info.on_demand_price_per_gpu_hour: must be in [0, ", options_.max_price_per_gpu_hour,
+        "] (0 = not declared; the server's --max-price-per-gpu-hour), got ", on_demand));
+  }
   if (info.gpus() < 1 || info.gpus() > kMaxWorkerGpus) {
     problems.push_back(absl::StrCat("info.gpus: must be in [1, ", kMaxWorkerGpus,
                                     "] (1 for a CPU agent), got ", info.gpus()));
@@ -759,6 +766,7 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     TL_RETURN_IF_ERROR(update.status());
     const double delta = end.bill.usd - running.metered_usd;
     if (delta > 0) metrics_.AddComputeCost(running.tenant, delta);
+    metrics_.AddPreemptionWaste(running.tenant, update->wasted_usd);
     TL_LOG(INFO) << "job " << job_id << " attempt " << end.attempt << " ended " << end.outcome
                  << " on " << request.worker_id() << "; job is "
                  << v1::Job::State_Name(update->job.state());
@@ -884,6 +892,7 @@ void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact,
   end.end_time = std::max(running.lease_start, last_contact);
   end.message = message;
   end.bill = ComputeBill(running, end.end_time);
+  const std::string tenant = running.tenant;
   const absl::StatusOr<JobUpdate> update = store_.Requeue(job_id, end);
   running_.erase(it);
   ++queue_generation_;
@@ -893,6 +902,7 @@ void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact,
   }
   TL_LOG(WARNING) << "job " << job_id << " attempt " << end.attempt << " " << outcome << "; job is "
                   << v1::Job::State_Name(update->job.state());
+  metrics_.AddPreemptionWaste(tenant, update->wasted_usd);
   Announce(*update);
   if (IsFinalState(update->job.state())) OnJobEnded(update->job);
 }

@@ -44,6 +44,7 @@ enum FamilyId : int {
   kBudgetThresholdCrossings,
   kProjectedOverruns,
   kComputeCost,
+  kPreemptionWaste,
   kWorkers,
   kWorkerPrice,
   kWorkerGpus,
@@ -159,6 +160,12 @@ constexpr FamilySpec kFamilies[] = {
      Kind::kCounter,
      "tuneledger_compute_cost_usd_total",
      "Compute cost spent, by tenant.",
+     {"tenant"}},
+    {kPreemptionWaste,
+     Kind::kCounter,
+     "tuneledger_preemption_waste_usd_total",
+     "Compute spent on steps lost to a preemption or a lost worker and computed again after "
+     "resuming from the last checkpoint (part of tuneledger_compute_cost_usd_total), by tenant.",
      {"tenant"}},
     {kWorkers, Kind::kGauge, "tuneledger_workers", "Workers by state.", {"state"}},
     {kWorkerPrice,
@@ -329,6 +336,7 @@ struct ServerMetrics::Impl {
   // Cached label handles of small, bounded label sets (tenants, states, methods x codes).
   absl::flat_hash_map<std::string, prometheus::Counter*> submissions ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, prometheus::Counter*> compute_cost ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, prometheus::Counter*> preemption_waste ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, prometheus::Counter*> overruns ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::pair<std::string, std::string>, prometheus::Counter*> finishes
       ABSL_GUARDED_BY(mu);
@@ -445,6 +453,16 @@ void ServerMetrics::AddComputeCost(const std::string& tenant, double delta_usd) 
     counter = &impl_->counters[kComputeCost]->Add(LabelsFor(kComputeCost, {tenant}));
   }
   counter->Increment(delta_usd);
+}
+
+void ServerMetrics::AddPreemptionWaste(const std::string& tenant, double usd) {
+  if (!(usd > 0)) return;  // also drops NaN
+  absl::MutexLock lock(&impl_->mu);
+  prometheus::Counter*& counter = impl_->preemption_waste[tenant];
+  if (counter == nullptr) {
+    counter = &impl_->counters[kPreemptionWaste]->Add(LabelsFor(kPreemptionWaste, {tenant}));
+  }
+  counter->Increment(usd);
 }
 
 void ServerMetrics::OnBudgetThreshold(const std::string& tenant, double threshold) {

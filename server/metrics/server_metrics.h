@@ -35,6 +35,8 @@
 //   tuneledger_budget_threshold_crossings_total{tenant,threshold}  counter
 //   tuneledger_projected_overruns_total{tenant}             counter
 //   tuneledger_compute_cost_usd_total{tenant}               counter compute spent, by tenant
+//   tuneledger_preemption_waste_usd_total{tenant}           counter of it, steps lost to a
+//                                                           preemption and computed again
 //   tuneledger_workers{state}                               gauge   workers by state
 //   tuneledger_worker_price_usd_per_gpu_hour{worker_id,spot}  gauge
 //   tuneledger_worker_gpus{worker_id}                       gauge
@@ -105,6 +107,8 @@ class ServerMetrics {
   void OnCostQuality(const std::string& job_id, double total_usd, bool pareto_optimal);
   // Adds compute spend to the per-tenant counter (delta >= 0).
   void AddComputeCost(const std::string& tenant, double delta_usd);
+  // Adds the waste of a preempted or lost attempt (AttemptCost.wasted_usd, > 0) for `tenant`.
+  void AddPreemptionWaste(const std::string& tenant, double usd);
   void OnBudgetThreshold(const std::string& tenant, double threshold);
   void OnProjectedOverrun(const std::string& tenant);
 

@@ -320,6 +320,8 @@ TEST(RenderCostReportTest, TableStatesTheWholeBill) {
   a1->set_seconds(1800);
   a1->set_gpu_hours(0.5);
   a1->set_usd(0.45);
+  a1->set_wasted_seconds(600);
+  a1->set_wasted_usd(0.15);
   tuneledger::v1::AttemptCost* a2 = report.add_attempts();
   a2->set_attempt(2);
   a2->set_worker_id("od-1");
@@ -333,6 +335,10 @@ TEST(RenderCostReportTest, TableStatesTheWholeBill) {
   report.set_compute_gpu_hours(1.5);
   report.set_spot_usd(0.45);
   report.set_on_demand_usd(3);
+  report.set_on_demand_equivalent_usd(4.5);
+  report.set_spot_saving_usd(1.05);
+  report.set_preemption_waste_usd(0.15);
+  report.set_preemption_waste_gpu_hours(600.0 / 3600);
   InheritedCost* inherited = report.add_inherited();
   inherited->set_kind(InheritedCost::BASE_MODEL_PRETRAINING);
   inherited->set_usd(5000000);
@@ -353,6 +359,9 @@ TEST(RenderCostReportTest, TableStatesTheWholeBill) {
   EXPECT_THAT(text, HasSubstr("30m00s"));
   EXPECT_THAT(text,
               HasSubstr("compute total $3.45 for 1h30m of GPU time (spot $0.45, on-demand $3.00)"));
+  EXPECT_THAT(text, HasSubstr("on demand it would have cost $4.50: spot saved $1.05"));
+  EXPECT_THAT(text, HasSubstr("preemption waste $0.15 for 10m00s of GPU time"));
+  EXPECT_THAT(text, HasSubstr("$0.45  10m00s")) << "the preempted attempt's WASTED column";
   EXPECT_THAT(text, HasSubstr("base-model pre-training  $5,000,000.00  Llama 2 paper, table 2"));
   EXPECT_THAT(text, HasSubstr("total (this model)        $5,000,003.45"));
   EXPECT_THAT(text, HasSubstr("compute share of total        0.000069%"));

@@ -55,6 +55,38 @@ TEST(CostModelTest, JobCostSumsSeveralAttemptsAndSplitsSpot) {
   EXPECT_THAT(totals.on_demand_usd, DoubleNear(6.0, kTolerance));
 }
 
+// Spot accounting: each attempt's GPU-hours at its worker's declared on-demand price (its own
+// price when none was declared), the saving against that, and the preemption waste.
+TEST(CostModelTest, ReportStatesTheSpotSavingAndThePreemptionWaste) {
+  v1::AttemptCost lost = Attempt(1, 1.0, 2, /*spot=*/true, absl::Hours(1));  // $2
+  lost.set_state("LOST");
+  lost.set_on_demand_price_per_gpu_hour(3.0);
+  lost.set_wasted_seconds(1800);  // half of it redone: 2 GPUs x 0.5 h x $1
+  lost.set_wasted_usd(1.0);
+  v1::AttemptCost resumed = Attempt(2, 1.0, 2, /*spot=*/true, absl::Hours(2));  // $4
+  resumed.set_on_demand_price_per_gpu_hour(3.0);
+  const v1::AttemptCost on_demand = Attempt(3, 5.0, 1, /*spot=*/false, absl::Hours(1));  // $5
+  v1::Job job;
+  job.set_id("4");
+  job.set_state(v1::Job::SUCCEEDED);
+  const v1::CostReport report = BuildCostReport(job, {lost, resumed, on_demand});
+  EXPECT_THAT(report.compute_usd(), DoubleNear(11.0, kTolerance));
+  // (2 + 4) GPU-hours at $3 on demand, plus the on-demand attempt's own $5.
+  EXPECT_THAT(report.on_demand_equivalent_usd(), DoubleNear(18.0 + 5.0, kTolerance));
+  EXPECT_THAT(report.spot_saving_usd(), DoubleNear(23.0 - 11.0, kTolerance));
+  EXPECT_THAT(report.preemption_waste_usd(), DoubleNear(1.0, kTolerance));
+  EXPECT_THAT(report.preemption_waste_gpu_hours(), DoubleNear(1.0, kTolerance));
+  EXPECT_THAT(report.notes(), Contains(HasSubstr("spot saved $12.0000")));
+  EXPECT_THAT(report.notes(), Contains(HasSubstr("Preemption waste: $1.0000 (1.0000 GPU-hours)")));
+
+  // Without declared on-demand prices, or without preemptions, neither line appears.
+  const v1::CostReport plain = BuildCostReport(job, {on_demand});
+  EXPECT_EQ(plain.spot_saving_usd(), 0);
+  EXPECT_EQ(plain.preemption_waste_usd(), 0);
+  EXPECT_THAT(plain.notes(), ::testing::Not(Contains(HasSubstr("spot saved"))));
+  EXPECT_THAT(plain.notes(), ::testing::Not(Contains(HasSubstr("Preemption waste"))));
+}
+
 TEST(CostModelTest, ProjectionUsesTheAttemptsOwnStepRate) {
   StepRateEstimator rate;
   const absl::Time start = absl::FromUnixSeconds(1000);

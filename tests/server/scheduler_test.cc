@@ -311,6 +311,94 @@ TEST_F(SchedulerTest, PreemptedAttemptRequeuesAndTrainerFailureFailsWithItsMessa
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// Spot accounting: a job preempted twice (once by a lost worker, once by a clean stop without a
+// final checkpoint) and stopped a third time with one shows as waste exactly the lease time
+// after each attempt's last checkpoint, times price and GPUs; the saving against the declared
+// on-demand price covers every attempt; the tenant's waste counter matches.
+TEST_F(SchedulerTest, APreemptedJobsWasteIsTheLeaseTimeAfterEachLastCheckpoint) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  const std::string job = Submit(spec);
+  // $1 per GPU-second on spot, $1.50 on demand: two GPUs cost $2 a second.
+  auto register_spot = [&] {
+    v1::WorkerInfo info = CpuWorker(kDollarPerSecond, /*spot=*/true, /*gpus=*/2);
+    info.set_on_demand_price_per_gpu_hour(3 * kDollarPerSecond / 2);
+    absl::StatusOr<v1::RegisterWorkerResponse> response =
+        scheduler_->RegisterWorker(info, "test-credential");
+    EXPECT_OK(response);
+    sessions_[response->worker_id()] = response->session_token();
+    return response->worker_id();
+  };
+
+  // Attempt 1: a checkpoint at 2 s, progress until 5 s, then the worker vanishes (LOST at its
+  // last contact): 3 s wasted.
+  const std::string vanishing = register_spot();
+  std::optional<v1::Lease> lease = Lease(vanishing);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(Report(vanishing, *lease, v1::TrainerUpdate::CHECKPOINT, 5));
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(Report(vanishing, *lease, v1::TrainerUpdate::PROGRESS, 8));
+  const std::string steady = register_spot();
+  for (int i = 0; i < 17; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat(steady);
+    scheduler_->Tick();
+  }
+  ASSERT_EQ(Job(job).state(), v1::Job::QUEUED);
+
+  // Attempt 2: 4 s without a checkpoint, then preempted: all 4 s wasted.
+  lease = Lease(steady);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->attempt(), 2);
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_OK(Report(steady, *lease, v1::TrainerUpdate::PROGRESS, 9));
+  ASSERT_OK(Finish(steady, *lease, v1::FinishAttemptRequest::PREEMPTED));
+
+  // Attempt 3: preempted cleanly, its final checkpoint handed over with the end: nothing lost.
+  lease = Lease(steady);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(3));
+  v1::FinishAttemptRequest stop;
+  stop.set_worker_id(steady);
+  stop.set_job_id(job);
+  stop.set_attempt(lease->attempt());
+  stop.set_lease_token(lease->lease_token());
+  stop.set_outcome(v1::FinishAttemptRequest::PREEMPTED);
+  stop.set_last_checkpoint("/ckpt/step-12");
+  ASSERT_OK(scheduler_->FinishAttempt(stop));
+
+  lease = Lease(steady);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Finish(steady, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+
+  absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(bill);
+  ASSERT_EQ(bill->attempts_size(), 4);
+  EXPECT_EQ(bill->attempts(0).state(), "LOST");
+  EXPECT_DOUBLE_EQ(bill->attempts(0).wasted_seconds(), 3);
+  EXPECT_DOUBLE_EQ(bill->attempts(0).wasted_usd(), 6);
+  EXPECT_DOUBLE_EQ(bill->attempts(1).wasted_seconds(), 4);
+  EXPECT_DOUBLE_EQ(bill->attempts(1).wasted_usd(), 8);
+  EXPECT_EQ(bill->attempts(2).wasted_seconds(), 0);
+  EXPECT_EQ(bill->attempts(3).wasted_seconds(), 0);
+  EXPECT_DOUBLE_EQ(bill->preemption_waste_usd(), 14);
+  EXPECT_DOUBLE_EQ(bill->preemption_waste_gpu_hours(), 2 * 7 / 3600.0);
+  // Lease seconds 5 + 4 + 3 + 1 = 13 on two GPUs: $26 on spot, $39 on demand.
+  EXPECT_DOUBLE_EQ(bill->compute_usd(), 26);
+  EXPECT_DOUBLE_EQ(bill->on_demand_equivalent_usd(), 39);
+  EXPECT_DOUBLE_EQ(bill->spot_saving_usd(), 13);
+
+  std::optional<double> waste_metric;
+  for (const prometheus::MetricFamily& family : registry_.Collect()) {
+    if (family.name == "tuneledger_preemption_waste_usd_total" && !family.metric.empty()) {
+      waste_metric = family.metric[0].counter.value;
+    }
+  }
+  EXPECT_EQ(waste_metric, 14.0);
+}
+
 // The trainer's own reasons to end (training.early_stop): an early stop is a success with
 // reason EARLY_STOPPED, a diverged loss a failure with reason LOSS_DIVERGED, each in the final
 // event and the finishes counter. A worker cannot claim any other reason, nor pair them wrongly.

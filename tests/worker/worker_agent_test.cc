@@ -169,7 +169,7 @@ class WorkerAgentTest : public ::testing::Test {
 };
 
 TEST_F(WorkerAgentTest, RegistersAsCpuAgentWithItsPrice) {
-  StartWorker({"--spot", "--name", "test-1"});
+  StartWorker({"--spot", "--on-demand-price-per-gpu-hour", "9.5", "--name", "test-1"});
   ASSERT_TRUE(fake().WaitFor([](const auto& log) { return !log.registrations.empty(); }, kTimeout));
   const FakeWorkerService::Log log = fake().Snapshot();
   const auto& info = log.registrations[0].info();
@@ -179,6 +179,7 @@ TEST_F(WorkerAgentTest, RegistersAsCpuAgentWithItsPrice) {
   EXPECT_GT(info.memory_bytes(), 0);
   EXPECT_DOUBLE_EQ(info.price_per_gpu_hour(), 3.6);
   EXPECT_TRUE(info.spot());
+  EXPECT_DOUBLE_EQ(info.on_demand_price_per_gpu_hour(), 9.5);
   EXPECT_EQ(info.labels().at("name"), "test-1");
   // Heartbeats follow, carrying the id the server gave.
   ASSERT_TRUE(fake().WaitFor([](const auto& log) { return log.heartbeats.size() >= 2; }, kTimeout));
@@ -511,6 +512,9 @@ TEST(WorkerFlagsTest, BadCommandLinesExitWithUsageError) {
       {{"--server", "h:1", "--work-dir", "/tmp/x"}, "--price-per-gpu-hour is required"},
       {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "-2"},
        "--price-per-gpu-hour: want USD in [0, 1e6], got '-2'"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1",
+        "--on-demand-price-per-gpu-hour", "nan"},
+       "--on-demand-price-per-gpu-hour: want USD in [0, 1e6], got 'nan'"},
       {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1", "--gpus", "0,x"},
        "--gpus: \"x\" is not a GPU index"},
       {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1"},

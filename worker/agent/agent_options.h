@@ -17,6 +17,7 @@ struct AgentOptions {
   std::string work_dir;        // absolute; see work_dir_layout.h
   double price_per_gpu_hour = 0;
   bool spot = false;
+  double on_demand_price_per_gpu_hour = 0;  // declared beside a spot price; 0 = not declared
   // CUDA device indices this agent schedules (--gpus 0,1); empty = a CPU agent, which counts
   // as one "gpu" with accelerator "cpu".
   std::vector<int> gpu_indices;

@@ -40,6 +40,7 @@ WorkerAgent::WorkerAgent(AgentOptions options, std::shared_ptr<grpc::ChannelInte
   info_.set_memory_bytes(hardware.memory_bytes);
   info_.set_price_per_gpu_hour(options_.price_per_gpu_hour);
   info_.set_spot(options_.spot);
+  info_.set_on_demand_price_per_gpu_hour(options_.on_demand_price_per_gpu_hour);
   info_.set_version(TUNELEDGER_VERSION);
   if (!options_.name.empty()) (*info_.mutable_labels())["name"] = options_.name;
 }

@@ -37,7 +37,8 @@ constexpr char kUsage[] = R"(tuneledger-worker: runs LoRA fine-tuning jobs from 
 Usage:
   tuneledger-worker --server HOST:PORT --work-dir DIR --price-per-gpu-hour USD
                     --data-root DIR [--data-root DIR ...] [--token-file FILE]
-                    [--spot] [--gpus LIST] [--trainer PATH] [--name NAME]
+                    [--spot [--on-demand-price-per-gpu-hour USD]] [--gpus LIST]
+                    [--trainer PATH] [--name NAME]
                     [--cancel-grace-seconds S] [--preempt-grace-seconds S]
                     [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 
@@ -66,6 +67,9 @@ Flags:
                              with --tls-client-ca; needs --tls-key and --tls-ca
   --tls-key FILE             the private key of --tls-cert (PEM, unencrypted)
   --spot                     this machine is a spot/preemptible instance
+  --on-demand-price-per-gpu-hour USD
+                             what one GPU-hour of this machine costs on demand (>= 0): cost
+                             reports then state the saving against it; 0 = not declared
   --gpus LIST                CUDA device indices to use, e.g. 0,1 (the trainer sees only these);
                              without it the agent is a CPU agent (one "gpu", accelerator cpu)
   --trainer PATH             tuneledger-train to run (default: next to this executable)
@@ -96,9 +100,10 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
   CommandLineHandlers handlers;
   handlers.kind = [](std::string_view name) -> std::optional<FlagKind> {
     if (name == "help" || name == "spot") return FlagKind::kSwitch;
-    for (const char* value_flag : {"server", "work-dir", "price-per-gpu-hour", "gpus", "trainer",
-                                   "name", "cancel-grace-seconds", "preempt-grace-seconds",
-                                   "data-root", "token-file", "tls-ca", "tls-cert", "tls-key"}) {
+    for (const char* value_flag :
+         {"server", "work-dir", "price-per-gpu-hour", "on-demand-price-per-gpu-hour", "gpus",
+          "trainer", "name", "cancel-grace-seconds", "preempt-grace-seconds", "data-root",
+          "token-file", "tls-ca", "tls-cert", "tls-key"}) {
       if (name == value_flag) return FlagKind::kValue;
     }
     return std::nullopt;
@@ -109,6 +114,11 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
     if (name == "server") options.server_address = value;
     if (name == "work-dir") options.work_dir = value;
     if (name == "price-per-gpu-hour") price = value;
+    if (name == "on-demand-price-per-gpu-hour") {
+      const std::optional<double> usd = ParseDoubleFlag(value, 0, 1e6);
+      if (!usd) return "want USD in [0, 1e6], got '" + value + "'";
+      options.on_demand_price_per_gpu_hour = *usd;
+    }
     if (name == "trainer") options.trainer_path = value;
     if (name == "name") options.name = value;
     if (name == "data-root") data_roots.push_back(value);
