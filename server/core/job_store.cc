@@ -675,8 +675,8 @@ absl::StatusOr<JobUpdate> JobStore::Requeue(const std::string& job_id, const Att
         TL_ASSIGN_OR_RETURN(ended_attempt.wasted_seconds,
                             WastedSeconds(t.db, t.id, t.before, ended_attempt));
         TL_RETURN_IF_ERROR(EndAttempt(t.db, t.id, ended_attempt));
-        TL_ASSIGN_OR_RETURN(const v1::AttemptCost ended, LoadAttempt(t.db, t.id, end.attempt));
-        wasted_usd = ended.wasted_usd();
+        TL_ASSIGN_OR_RETURN(const v1::AttemptCost closed, LoadAttempt(t.db, t.id, end.attempt));
+        wasted_usd = closed.wasted_usd();
         if (!end.last_checkpoint.empty()) {
           TL_RETURN_IF_ERROR(SetLastCheckpoint(t.db, t.id, end.last_checkpoint));
         }

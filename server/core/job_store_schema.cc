@@ -138,7 +138,8 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
     // user_version takes no bound parameter; the values are this table's own indexes.
     if (status.ok()) {
       static constexpr const char* kSetVersion[] = {
-          "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3"};
+          "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
+          "PRAGMA user_version = 4"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

@@ -64,6 +64,7 @@ class ServerMetricsTest : public ::testing::Test {
     metrics_.OnEvalLoss("job-1", "acme", 2.0);
     metrics_.OnCost("job-1", "acme", 0.5, 1.5, 1.0, {0.5, 0.8, 1.0});
     metrics_.AddComputeCost("acme", 0.5);
+    metrics_.AddPreemptionWaste("acme", 0.125);
     metrics_.OnBudgetThreshold("acme", 0.5);
     metrics_.OnProjectedOverrun("acme");
     metrics_.OnFinished("job-0", "acme", "CANCELLED", "USER");
@@ -101,6 +102,7 @@ TEST_F(ServerMetricsTest, EveryFamilyHasHelpAndTypeAndCountersSpellTotal) {
       {"tuneledger_budget_threshold_crossings_total", "counter"},
       {"tuneledger_projected_overruns_total", "counter"},
       {"tuneledger_compute_cost_usd_total", "counter"},
+      {"tuneledger_preemption_waste_usd_total", "counter"},
       {"tuneledger_workers", "gauge"},
       {"tuneledger_worker_price_usd_per_gpu_hour", "gauge"},
       {"tuneledger_worker_gpus", "gauge"},

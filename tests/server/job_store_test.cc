@@ -562,6 +562,20 @@ TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {
   progress.progress->set_step(1);
   ASSERT_OK(store->RecordProgress(job, progress));
   EXPECT_THAT(*store->ListProgressHistory(job), SizeIs(1)) << "the version-2 table works";
+  // The version-4 columns: a checkpoint time and the waste of an attempt a lost worker ended.
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(store->RecordCheckpoint(job, 1, 1, "/ckpt/step-1"));
+  clock_.Advance(absl::Seconds(3));
+  AttemptEnd lost;
+  lost.attempt = 1;
+  lost.outcome = "LOST";
+  lost.end_time = clock_.Now();
+  absl::StatusOr<JobUpdate> requeued = store->Requeue(job, lost);
+  ASSERT_OK(requeued);
+  absl::StatusOr<std::vector<v1::AttemptCost>> attempts = store->ListAttempts(job);
+  ASSERT_OK(attempts);
+  ASSERT_THAT(*attempts, SizeIs(1));
+  EXPECT_DOUBLE_EQ((*attempts)[0].wasted_seconds(), 3);
 }
 
 TEST_F(JobStoreTest, RefusesADatabaseFromANewerServer) {

@@ -122,6 +122,10 @@ std::vector<std::string> ProcessesMentioning(const std::string& needle,
   return found;
 }
 
+double Seconds(const google::protobuf::Timestamp& time) {
+  return static_cast<double>(time.seconds()) + time.nanos() / 1e9;
+}
+
 class ServiceEndToEndTest : public ::testing::Test {
  protected:
   // A tuneledger-worker started by the test (so that it can be killed on purpose).
@@ -502,6 +506,26 @@ TEST_F(ServiceEndToEndTest, KilledWorkersJobResumesOnIdleWorkerAndMatchesAnUnint
   ASSERT_EQ(b_starts.size(), 1u) << ReadText(b.log_path);
   EXPECT_GT(b_starts[0], 0) << "attempt 2 started from scratch";
 
+  // Preemption waste: the lost attempt's lease after its last CHECKPOINT event, at its price.
+  double last_checkpoint_time = 0;
+  for (const JobEvent& event : Events(id)) {
+    if (event.kind() == JobEvent::CHECKPOINT && event.attempt() == 1) {
+      last_checkpoint_time = Seconds(event.time());
+    }
+  }
+  const auto bill =
+      ParseJson<tuneledger::v1::CostReport>(Tunectl({"--output", "json", "cost", id}).stdout_text);
+  ASSERT_EQ(bill.attempts_size(), 2) << bill.DebugString();
+  const tuneledger::v1::AttemptCost& lost = bill.attempts(0);
+  EXPECT_EQ(lost.state(), "LOST");
+  // (Killed right after a checkpoint, it may have lost no step at all: then 0.)
+  EXPECT_NEAR(lost.wasted_seconds(), std::max(0.0, Seconds(lost.end_time()) - last_checkpoint_time),
+              1e-3)
+      << bill.DebugString();
+  EXPECT_NEAR(lost.wasted_usd(), 3.6 * lost.gpus() * lost.wasted_seconds() / 3600, 1e-9);
+  EXPECT_EQ(bill.attempts(1).wasted_seconds(), 0);
+  EXPECT_DOUBLE_EQ(bill.preemption_waste_usd(), lost.wasted_usd());
+
   // The same job uninterrupted (same seed), on the same worker.
   const std::string reference = Submit("e2e-reference");
   Job reference_job = WaitForFinalState(reference);
@@ -554,6 +578,13 @@ TEST_F(ServiceEndToEndTest, PreemptedWorkerHandsAFreshCheckpointToAnotherWorker)
   std::vector<int> b_starts = TrainerStartSteps(b.log_path);
   ASSERT_EQ(b_starts.size(), 1u) << ReadText(b.log_path);
   EXPECT_EQ(b_starts[0], checkpoint_step) << "attempt 2 did not resume from the fresh checkpoint";
+  // The checkpoint written at the stop saved every step: the preemption wasted (almost) nothing,
+  // under one report interval.
+  const auto bill =
+      ParseJson<tuneledger::v1::CostReport>(Tunectl({"--output", "json", "cost", id}).stdout_text);
+  ASSERT_EQ(bill.attempts_size(), 2) << bill.DebugString();
+  EXPECT_EQ(bill.attempts(0).state(), "PREEMPTED");
+  EXPECT_LT(bill.attempts(0).wasted_seconds(), 0.5) << bill.DebugString();
 }
 
 // A routine restart is not a failure: SIGTERM to the server stops its local worker cleanly

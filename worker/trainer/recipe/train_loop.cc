@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "worker/trainer/recipe/causal_lm_loss.h"
 #include "worker/trainer/recipe/checkpoint_io.h"
@@ -116,20 +117,20 @@ void TrainLoop::Report(const StepResult& result) {
   attempt_tokens_ += result.tokens;
   recent_losses_.push_back(result.loss);
   if (recent_losses_.size() > kRecentLossWindow) recent_losses_.pop_front();
-  if (options_.divergence_factor > 0 && recent_losses_.size() == kRecentLossWindow) {
+  // The mean of the last kRecentLossWindow steps (fewer at the start, so that a blow-up in the
+  // first steps counts) against the lowest such mean so far.
+  if (options_.divergence_factor > 0) {
     const double mean = RecentTrainLoss();
     if (!state_.lowest_recent_loss || mean < *state_.lowest_recent_loss) {
       state_.lowest_recent_loss = mean;
     }
     if (mean > options_.divergence_factor * *state_.lowest_recent_loss) {
-      throw LossDivergedError(
-          "loss diverged at step " + std::to_string(state_.step) +
-          ": the mean training loss of "
-          "the last " +
-          std::to_string(kRecentLossWindow) + " steps is " + std::to_string(mean) +
-          ", above training.early_stop.divergence_factor " +
-          std::to_string(options_.divergence_factor) + " x its lowest so far (" +
-          std::to_string(*state_.lowest_recent_loss) + ")");
+      std::ostringstream message;
+      message << "loss diverged at step " << state_.step << ": the mean training loss of the last "
+              << recent_losses_.size() << " steps is " << mean
+              << ", above training.early_stop.divergence_factor " << options_.divergence_factor
+              << " x its lowest so far (" << *state_.lowest_recent_loss << ")";
+      throw LossDivergedError(message.str());
     }
   }
   const double loop_seconds = SecondsSince(*loop_start_);

@@ -7,7 +7,7 @@
 //                    non-finite loss throws LossDivergedError "diverged at step N"
 //   OptimizerStep    unscale (fp16), global-norm clip, lr of this step, AdamW step
 //   Report           a `progress` line; with a divergence_factor, LossDivergedError once the
-//                    mean loss of the last 10 steps exceeds factor x its lowest so far
+//                    mean loss of the last 10 steps (fewer at first) exceeds factor x its lowest
 //   MaybeEvaluate    validation loss every eval_every_steps and after the last step; with
 //                    patience_evals, keeps the parameters of the best evaluation, and
 //                    ShouldStopEarly() turns true after that many evaluations without one

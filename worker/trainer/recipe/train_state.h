@@ -37,7 +37,7 @@ struct TrainState {
   std::optional<double> best_eval_loss;      // the lowest eval loss that counted as an improvement
   int64_t best_step = 0;                     // the step of that evaluation
   int64_t evals_since_best = 0;              // evaluations since, none of which improved on it
-  std::optional<double> lowest_recent_loss;  // lowest mean of the last 10 steps' losses so far
+  std::optional<double> lowest_recent_loss;  // lowest mean of the last <= 10 steps' losses so far
 };
 
 // AdamW's state of one parameter; step 0 with undefined tensors = not stepped yet.
