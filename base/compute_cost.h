@@ -1,6 +1,6 @@
-// The compute-cost formula (README.md "Job lifecycle and cost"), in one place: the server's cost model
-// (server/core/cost_model.h, which builds bills and reports on it) and the worker agent (which
-// reports its attempt's accrued cost) both call these.
+// The compute-cost formula (README.md "Job lifecycle and cost"), in one place: the server's cost
+// model (server/core/cost_model.h, which builds bills and reports on it) and the worker agent
+// (which reports its attempt's accrued cost) both call these.
 //
 //   attempt cost = price_per_gpu_hour x gpus x lease seconds / 3600
 //
