@@ -1,0 +1,79 @@
+// Block-wise quantization of frozen base weights, the CPU reference (issue "GPU speed and
+// memory", point 4): what a GPU dequantization kernel must reproduce value for value.
+//
+// NF4 (QLoRA, Dettmers et al. 2023, "4-bit NormalFloat"): a weight tensor, flattened in row-major
+// order, is cut into blocks of `block_size` values (64 by default; the last block may be
+// shorter). Each block stores its absmax (the largest |x|, fp32) and, per value, the 4-bit index
+// of the NF4 code nearest to x / absmax (ties go to the lower index). Two indexes share a byte:
+// the earlier value in the high nibble, the later in the low one (as bitsandbytes packs them).
+// Dequantization is code[index] x absmax. A block of zeros has absmax 0 and dequantizes to zeros.
+//
+// INT8: per row of a [rows, cols] matrix, scale = absmax / 127 and q = round-half-away(x / scale)
+// in [-127, 127]; dequantization is q x scale. A row of zeros has scale 0.
+//
+// Non-finite input (NaN, +-Inf) is a TrainError naming the flat index: a weight file that holds
+// one is damaged, and a quantized NaN would hide it.
+//
+// Thread safety: pure functions.
+#ifndef TUNELEDGER_WORKER_TRAINER_QUANT_BLOCK_QUANT_H_
+#define TUNELEDGER_WORKER_TRAINER_QUANT_BLOCK_QUANT_H_
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace tuneledger::train::quant {
+
+// The 16 NF4 values: quantiles of N(0, 1) rescaled to [-1, 1], with an exact 0 (the QLoRA
+// paper's appendix table, as bitsandbytes ships it), in increasing order.
+inline constexpr std::array<float, 16> kNf4Codebook = {-1.0f,
+                                                       -0.6961928009986877f,
+                                                       -0.5250730514526367f,
+                                                       -0.39491748809814453f,
+                                                       -0.28444138169288635f,
+                                                       -0.18477343022823334f,
+                                                       -0.09105003625154495f,
+                                                       0.0f,
+                                                       0.07958029955625534f,
+                                                       0.16093020141124725f,
+                                                       0.24611230194568634f,
+                                                       0.33791524171829224f,
+                                                       0.44070982933044434f,
+                                                       0.5626170039176941f,
+                                                       0.7229568362236023f,
+                                                       1.0f};
+
+inline constexpr int kNf4DefaultBlockSize = 64;
+
+struct Nf4Tensor {
+  int64_t numel = 0;
+  int block_size = kNf4DefaultBlockSize;
+  std::vector<uint8_t> packed;  // ceil(numel / 2) bytes, two 4-bit indexes each
+  std::vector<float> absmax;    // ceil(numel / block_size) block scales
+};
+
+// The index of the NF4 code nearest to `normalized` (expected in [-1, 1]; values outside clamp to
+// the ends); ties go to the lower index.
+uint8_t Nf4Index(float normalized);
+
+// Throws TrainError for block_size < 2 or odd, or for a non-finite value.
+Nf4Tensor QuantizeNf4(std::span<const float> values, int block_size = kNf4DefaultBlockSize);
+std::vector<float> DequantizeNf4(const Nf4Tensor& tensor);
+// The 4-bit index of element i (for tests and kernels' checks).
+uint8_t Nf4IndexAt(const Nf4Tensor& tensor, int64_t i);
+
+struct Int8Tensor {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<int8_t> values;  // rows x cols, row-major
+  std::vector<float> scales;   // one per row
+};
+
+// Throws TrainError when values.size() != rows x cols or for a non-finite value.
+Int8Tensor QuantizeInt8Rows(std::span<const float> values, int64_t rows, int64_t cols);
+std::vector<float> DequantizeInt8Rows(const Int8Tensor& tensor);
+
+}  // namespace tuneledger::train::quant
+
+#endif  // TUNELEDGER_WORKER_TRAINER_QUANT_BLOCK_QUANT_H_
