@@ -10,6 +10,9 @@
 //         checkpoints/step-<k>/   complete checkpoints (the trainer writes step-<k>.tmp/ first,
 //                                 worker/trainer/recipe/checkpoint_io.h)
 //         adapter/                adapter_model.safetensors + adapter_config.json (PEFT)
+//           COST.md               the job's cost card, written by the worker agent from the
+//                                 server's FinishAttempt answer (server/core/cost_card.h)
+//         data_selection.jsonl    per training example: score, kept (training.data_selection)
 //         merged/                 the merged full model, when the spec asks for it
 //     local-workers/<name>/
 //       agent.log                 stdout + stderr of a worker started by the server
@@ -90,8 +93,14 @@ inline std::string CheckpointDir(const std::string& attempt_dir, int64_t step) {
 
 inline std::string AdapterDir(const std::string& attempt_dir) { return attempt_dir + "/adapter"; }
 
+inline std::string CostCardPath(const std::string& adapter_dir) { return adapter_dir + "/COST.md"; }
+
 inline std::string MergedModelDir(const std::string& attempt_dir) {
   return attempt_dir + "/merged";
+}
+
+inline std::string DataSelectionPath(const std::string& attempt_dir) {
+  return attempt_dir + "/data_selection.jsonl";
 }
 
 inline std::string LocalWorkerDir(const std::string& work_dir, const std::string& name) {

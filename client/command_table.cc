@@ -21,11 +21,82 @@ const std::vector<FlagSpec>& GlobalFlagSpecs() {
   return *kFlags;
 }
 
+namespace {
+
+// The flags that build a JobSpec (spec_builder.h): submit's, and estimate's (the same spec).
+std::vector<FlagSpec> SpecFlagSpecs() {
+  return {
+      {"model", "DIR", "Hugging Face model folder (config.json + model.safetensors)"},
+      {"train", "FILE",
+       "training data, JSONL ({\"text\"}, {\"prompt\",\"completion\"}, "
+       "{\"messages\"} or {\"input_ids\"})"},
+      {"valid", "FILE", "validation data, JSONL (enables eval loss)"},
+      {"name", "N", "a name for the job (free text, up to 128 characters)"},
+      {"spec", "FILE", "a JobSpec as JSON (proto JSON mapping); flags override its fields"},
+      {"lora-r", "R", "LoRA rank [16]"},
+      {"lora-alpha", "A", "LoRA alpha: the update is scaled by alpha/r [32]"},
+      {"lora-dropout", "P", "dropout on the LoRA input, in [0, 1) [0.1]"},
+      {"target-modules", "LIST",
+       "comma-separated projections to adapt, of q_proj,k_proj,v_proj,o_proj,gate_proj,"
+       "up_proj,down_proj [q_proj,v_proj]"},
+      {"epochs", "N", "passes over the training data (not with --max-steps) [1]"},
+      {"max-steps", "N", "optimizer steps to run (not with --epochs)"},
+      {"batch-size", "B", "sequences per micro-batch [8]"},
+      {"grad-accum", "N", "micro-batches per optimizer step [1]"},
+      {"lr", "LR", "AdamW peak learning rate [2e-4]"},
+      {"warmup-steps", "N", "linear warmup steps [0]"},
+      {"lr-schedule", "cosine|linear|constant", "learning-rate schedule after warmup [cosine]"},
+      {"weight-decay", "X", "AdamW decoupled weight decay [0]"},
+      {"max-grad-norm", "X", "gradient clipping by global norm, 0 = off [1]"},
+      {"seq-len", "L", "max tokens per sequence; longer examples are truncated [256]"},
+      {"seed", "S", "seed of init, dropout and shuffling [0]"},
+      {"precision", "fp32|bf16|fp16",
+       "compute precision [fp32 on CPU, bf16 on GPUs that support it]"},
+      {"grad-checkpointing", "", "recompute each decoder layer in backward (less memory)"},
+      {"checkpoint-every", "N", "steps between checkpoints [50]"},
+      {"eval-every", "N", "steps between evaluations on --valid [50]"},
+      {"early-stop-patience", "N",
+       "end the job (SUCCEEDED, reason EARLY_STOPPED, the best evaluation's adapter) after N "
+       "evaluations on --valid in a row without a better eval loss; 0 = never [0]"},
+      {"early-stop-min-delta", "X",
+       "what counts as better for --early-stop-patience: lower by more than X nats [0]"},
+      {"divergence-factor", "F",
+       "fail the job (reason LOSS_DIVERGED) once the mean loss of the last 10 steps exceeds F "
+       "times its lowest; 0 = off [0]. A NaN loss always fails it so"},
+      {"select-data", "entropy|loss",
+       "before training, score every training example with the base model (mean predictive "
+       "entropy, or loss, of its trained tokens) and train on the top --keep-fraction only; "
+       "the scoring pass is billed as its own line [off]"},
+      {"keep-fraction", "F", "fraction of the examples --select-data keeps, in (0, 1]"},
+      {"budget-usd", "X", "budget cap in USD; none by default"},
+      {"budget-thresholds", "LIST",
+       "comma-separated fractions of the budget that record an event [0.5,0.8,1.0]"},
+      {"budget-policy", "cancel|alert-only",
+       "cancel: cancel the job at 100% of the budget [default]; alert-only: record only"},
+      {"priority", "P", "higher runs first, -1000..1000 [0]"},
+      {"gpus", "N", "GPUs per attempt [1]"},
+      {"max-attempts", "N",
+       "lost attempts (a worker vanished) before giving up; preemptions do not count [3]"},
+      {"label", "KEY=VALUE", "attach a label (repeatable)", true},
+      {"inherited-cost", "KIND=USD:SOURCE",
+       "declare a cost the model inherits, KIND one of pretraining, data, labour, other, "
+       "e.g. pretraining=1200000:Llama 2 paper (repeatable)",
+       true},
+      {"request-id", "ID",
+       "idempotency key: a second submit with the same id returns the first job"},
+  };
+}
+
+std::vector<FlagSpec> With(std::vector<FlagSpec> flags, std::vector<FlagSpec> more) {
+  flags.insert(flags.end(), more.begin(), more.end());
+  return flags;
+}
+
+}  // namespace
+
 const std::vector<CommandSpec>& CommandSpecs() {
   static const auto* const kCommands = new std::vector<CommandSpec>{
-      {"submit",
-       "",
-       "submit a LoRA fine-tuning job; prints its id",
+      {"submit", "", "submit a LoRA fine-tuning job; prints its id",
        "Submits a job built from the flags below (and from --spec FILE, whose fields the flags "
        "override) and prints the new job's id (json: {\"id\": ...}). Relative paths in --model, "
        "--train and --valid are made absolute against the current directory; relative paths "
@@ -33,64 +104,28 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "flags or the --spec file), or with a --spec file that cannot be read, tunectl exits 2 "
        "before asking the server. The server validates every field and answers "
        "INVALID_ARGUMENT naming each bad one; nothing is stored then. Unset fields take "
-       "the server's defaults (shown in brackets).",
-       {
-           {"model", "DIR", "Hugging Face model folder (config.json + model.safetensors)"},
-           {"train", "FILE",
-            "training data, JSONL ({\"text\"}, {\"prompt\",\"completion\"}, "
-            "{\"messages\"} or {\"input_ids\"})"},
-           {"valid", "FILE", "validation data, JSONL (enables eval loss)"},
-           {"name", "N", "a name for the job (free text, up to 128 characters)"},
-           {"spec", "FILE", "a JobSpec as JSON (proto JSON mapping); flags override its fields"},
-           {"lora-r", "R", "LoRA rank [16]"},
-           {"lora-alpha", "A", "LoRA alpha: the update is scaled by alpha/r [32]"},
-           {"lora-dropout", "P", "dropout on the LoRA input, in [0, 1) [0.1]"},
-           {"target-modules", "LIST",
-            "comma-separated projections to adapt, of q_proj,k_proj,v_proj,o_proj,gate_proj,"
-            "up_proj,down_proj [q_proj,v_proj]"},
-           {"epochs", "N", "passes over the training data (not with --max-steps) [1]"},
-           {"max-steps", "N", "optimizer steps to run (not with --epochs)"},
-           {"batch-size", "B", "sequences per micro-batch [8]"},
-           {"grad-accum", "N", "micro-batches per optimizer step [1]"},
-           {"lr", "LR", "AdamW peak learning rate [2e-4]"},
-           {"warmup-steps", "N", "linear warmup steps [0]"},
-           {"lr-schedule", "cosine|linear|constant",
-            "learning-rate schedule after warmup [cosine]"},
-           {"weight-decay", "X", "AdamW decoupled weight decay [0]"},
-           {"max-grad-norm", "X", "gradient clipping by global norm, 0 = off [1]"},
-           {"seq-len", "L", "max tokens per sequence; longer examples are truncated [256]"},
-           {"seed", "S", "seed of init, dropout and shuffling [0]"},
-           {"precision", "fp32|bf16|fp16",
-            "compute precision [fp32 on CPU, bf16 on GPUs that support it]"},
-           {"grad-checkpointing", "", "recompute each decoder layer in backward (less memory)"},
-           {"checkpoint-every", "N", "steps between checkpoints [50]"},
-           {"eval-every", "N", "steps between evaluations on --valid [50]"},
-           {"early-stop-patience", "N",
-            "end the job (SUCCEEDED, reason EARLY_STOPPED, the best evaluation's adapter) after N "
-            "evaluations on --valid in a row without a better eval loss; 0 = never [0]"},
-           {"early-stop-min-delta", "X",
-            "what counts as better for --early-stop-patience: lower by more than X nats [0]"},
-           {"divergence-factor", "F",
-            "fail the job (reason LOSS_DIVERGED) once the mean loss of the last 10 steps exceeds F "
-            "times its lowest; 0 = off [0]. A NaN loss always fails it so"},
-           {"budget-usd", "X", "budget cap in USD; none by default"},
-           {"budget-thresholds", "LIST",
-            "comma-separated fractions of the budget that record an event [0.5,0.8,1.0]"},
-           {"budget-policy", "cancel|alert-only",
-            "cancel: cancel the job at 100% of the budget [default]; alert-only: record only"},
-           {"priority", "P", "higher runs first, -1000..1000 [0]"},
-           {"gpus", "N", "GPUs per attempt [1]"},
-           {"max-attempts", "N",
-            "lost attempts (a worker vanished) before giving up; preemptions do not count [3]"},
-           {"label", "KEY=VALUE", "attach a label (repeatable)", true},
-           {"inherited-cost", "KIND=USD:SOURCE",
-            "declare a cost the model inherits, KIND one of pretraining, data, labour, other, "
-            "e.g. pretraining=1200000:Llama 2 paper (repeatable)",
-            true},
-           {"request-id", "ID",
-            "idempotency key: a second submit with the same id returns the first job"},
-           {"wait", "", "after submitting, watch the job (exit code as for watch)"},
-       }},
+       "the server's defaults (shown in brackets). The server records a pre-flight estimate "
+       "with the job (see 'tunectl estimate'): its cheapest class is printed on one line to "
+       "stderr after the id, so that ID=$(tunectl submit ...) still gets the id alone (json: "
+       "the whole estimate as \"estimate\"). With --dry-run nothing is submitted and the "
+       "estimate is printed as 'tunectl estimate' prints it.",
+       With(SpecFlagSpecs(),
+            {
+                {"dry-run", "",
+                 "submit nothing: print what the job would cost, as 'tunectl estimate' does"},
+                {"wait", "", "after submitting, watch the job (exit code as for watch)"},
+            })},
+      {"estimate", "", "what a job would cost, before submitting it",
+       "Asks the server what the job built from the flags below (the same as submit's) would "
+       "train and cost, without submitting it: the tokens to train (counted with the model's "
+       "tokenizer from the data when the server can read it, else from the file size, with the "
+       "assumption stated), the optimizer steps, and for each class of registered workers "
+       "(accelerator, price, spot or on-demand) the tokens per second, GPU-hours and USD, "
+       "cheapest first. A class's rate comes from past jobs of the same model shape that "
+       "succeeded on that accelerator, or on a cold start from a FLOPs-based guess (it says "
+       "which). The spec is validated as submit validates it (INVALID_ARGUMENT naming each bad "
+       "field); nothing is stored. json: the JobEstimate.",
+       SpecFlagSpecs()},
       {"list",
        "",
        "list jobs in dispatch order",
@@ -138,9 +173,15 @@ const std::vector<CommandSpec>& CommandSpecs() {
        "ID",
        "show a job's cost report",
        "Shows the whole bill of a job: compute per attempt (GPU-hours, price, spot or "
-       "on-demand), the inherited costs declared at submit with their sources, the totals, the "
-       "share of compute in the total, the budget and any overshoot.",
-       {}},
+       "on-demand, data-selection scoring, preemption waste), the inherited costs declared at "
+       "submit with their sources, the totals, the share of compute in the total, the budget "
+       "and any overshoot, the estimate recorded at submit against the compute billed (and its "
+       "error once the job has ended), and the base model's source and licence.",
+       {
+           {"card", "",
+            "print the cost card instead: the same bill as Markdown, as written beside the "
+            "adapter (COST.md)"},
+       }},
       {"pareto",
        "",
        "cost against quality across finished jobs",

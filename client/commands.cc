@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -98,22 +99,53 @@ int Watch(const CommandLine& line, const CommandEnvironment& env, const std::str
   return ExitCodeForFinalState(job->state());
 }
 
-int Submit(const CommandLine& line, const CommandEnvironment& env) {
-  // Every problem found before the server is asked (a flag value, an unreadable --spec file, a
-  // missing --model or --train) is the caller's to fix: a usage error.
+// submit's and estimate's spec. Every problem found before the server is asked (a flag value, an
+// unreadable --spec file, a missing --model or --train) is the caller's to fix: a usage error
+// (its exit code in *exit_code).
+std::optional<tuneledger::v1::JobSpec> SpecFromFlags(const CommandLine& line,
+                                                     const CommandEnvironment& env,
+                                                     int* exit_code) {
   absl::StatusOr<tuneledger::v1::JobSpec> spec = BuildJobSpec(line.flags, env.cwd);
   absl::Status local = spec.status();
   if (local.ok()) local = CheckSubmitHasInputs(*spec);
-  if (!local.ok()) {
-    if (local.code() == absl::StatusCode::kInvalidArgument) {
-      return ReportUsageError(env, line.command, local);
+  if (local.ok()) return *std::move(spec);
+  *exit_code = local.code() == absl::StatusCode::kInvalidArgument
+                   ? ReportUsageError(env, line.command, local)
+                   : ReportError(env, line.command, local);
+  return std::nullopt;
+}
+
+// `tunectl estimate` and `tunectl submit --dry-run`.
+int Estimate(const CommandLine& line, const CommandEnvironment& env) {
+  int exit_code = kExitOk;
+  const std::optional<tuneledger::v1::JobSpec> spec = SpecFromFlags(line, env, &exit_code);
+  if (!spec.has_value()) return exit_code;
+  absl::StatusOr<tuneledger::v1::JobEstimate> estimate = env.client->Estimate(*spec);
+  if (!estimate.ok()) return ReportError(env, line.command, estimate.status());
+  *env.out << RenderEstimate(*estimate, line.output);
+  return kExitOk;
+}
+
+int Submit(const CommandLine& line, const CommandEnvironment& env) {
+  if (line.flags.Last("dry-run") == "true") {
+    if (line.flags.Last("wait") == "true") {
+      return ReportUsageError(
+          env, line.command,
+          absl::InvalidArgumentError("--wait: a --dry-run submits nothing to wait for"));
     }
-    return ReportError(env, line.command, local);
+    return Estimate(line, env);
   }
+  int exit_code = kExitOk;
+  const std::optional<tuneledger::v1::JobSpec> spec = SpecFromFlags(line, env, &exit_code);
+  if (!spec.has_value()) return exit_code;
   absl::StatusOr<tuneledger::v1::SubmitJobResponse> response = env.client->Submit(*spec);
   if (!response.ok()) return ReportError(env, line.command, response.status());
   *env.out << RenderSubmitted(*response, line.output);
   env.out->flush();
+  // On stderr: stdout keeps the id alone (ID=$(tunectl submit ...)); json carries the estimate.
+  if (line.output == OutputFormat::kTable && response->has_estimate()) {
+    *env.err << RenderSubmittedEstimate(response->estimate());
+  }
   if (response->deduplicated()) {
     *env.err << "tunectl: submit: request id '" << spec->client_request_id()
              << "' was submitted before; this is that job\n";
@@ -140,6 +172,7 @@ int RunCommand(const CommandLine& line, const CommandEnvironment& env) {
   JobClient& client = *env.client;
 
   if (command == "submit") return Submit(line, env);
+  if (command == "estimate") return Estimate(line, env);
   if (command == "watch") return Watch(line, env, id);
   if (command == "list") {
     absl::StatusOr<std::vector<Job::State>> states = ParseStates(line.flags.All("state"));
@@ -176,9 +209,11 @@ int RunCommand(const CommandLine& line, const CommandEnvironment& env) {
                  });
   }
   if (command == "cost") {
+    const bool card = line.flags.Last("card") == "true";
     return Print(env, command, client.GetCostReport(id),
-                 [format](const tuneledger::v1::CostReport& report) {
-                   return RenderCostReport(report, format);
+                 [format, card](const tuneledger::v1::CostReport& report) {
+                   // The card verbatim: the same Markdown as the adapter's COST.md.
+                   return card ? report.card_markdown() : RenderCostReport(report, format);
                  });
   }
   if (command == "pareto") {

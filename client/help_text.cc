@@ -65,7 +65,9 @@ void AppendFlags(std::string& out, const std::vector<FlagSpec>& flags) {
 std::string UsageLine(const CommandSpec& command) {
   std::string usage = absl::StrCat("tunectl [GLOBAL FLAGS] ", command.name);
   if (!command.positional.empty()) absl::StrAppend(&usage, " ", command.positional);
-  if (command.name == "submit") absl::StrAppend(&usage, " --model DIR --train FILE");
+  if (command.name == "submit" || command.name == "estimate") {
+    absl::StrAppend(&usage, " --model DIR --train FILE");
+  }
   if (!command.flags.empty()) absl::StrAppend(&usage, " [FLAGS]");
   return usage;
 }

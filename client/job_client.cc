@@ -57,6 +57,13 @@ absl::StatusOr<tuneledger::v1::SubmitJobResponse> JobClient::Submit(
   return Unary(&tuneledger::v1::JobService::Stub::SubmitJob, request);
 }
 
+absl::StatusOr<tuneledger::v1::JobEstimate> JobClient::Estimate(
+    const tuneledger::v1::JobSpec& spec) {
+  tuneledger::v1::EstimateJobRequest request;
+  *request.mutable_spec() = spec;
+  return Unary(&tuneledger::v1::JobService::Stub::EstimateJob, request);
+}
+
 absl::StatusOr<Job> JobClient::Get(const std::string& id) {
   tuneledger::v1::GetJobRequest request;
   request.set_id(id);

@@ -48,6 +48,8 @@ class JobClient {
   const Options& options() const { return options_; }
 
   absl::StatusOr<tuneledger::v1::SubmitJobResponse> Submit(const tuneledger::v1::JobSpec& spec);
+  // What the job would cost; nothing is submitted.
+  absl::StatusOr<tuneledger::v1::JobEstimate> Estimate(const tuneledger::v1::JobSpec& spec);
   absl::StatusOr<tuneledger::v1::Job> Get(const std::string& id);
   // Follows next_page_token until the last page; returns every job in server order.
   absl::StatusOr<std::vector<tuneledger::v1::Job>> ListAll(

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/progress_bar.h"
 #include "client/table.h"
@@ -163,6 +164,13 @@ std::string ProgressText(const tuneledger::v1::Progress& p, bool running) {
   return text;
 }
 
+// Where a class's rate comes from: "3 past jobs" or "cold start".
+std::string RateSourceText(const tuneledger::v1::WorkerClassEstimate& worker_class) {
+  if (worker_class.cold_start()) return "cold start";
+  return absl::StrCat(worker_class.past_jobs(),
+                      worker_class.past_jobs() == 1 ? " past job" : " past jobs");
+}
+
 std::string CostSummaryText(const tuneledger::v1::CostSummary& cost) {
   const int decimals = UsdDecimals({cost.accrued_usd(), cost.projected_usd(), cost.budget_usd()});
   std::string text = absl::StrCat("accrued ", FormatUsd(cost.accrued_usd(), decimals),
@@ -260,13 +268,91 @@ std::string EventLine(const JobEvent& event) {
 std::string RenderSubmitted(const tuneledger::v1::SubmitJobResponse& response,
                             OutputFormat format) {
   if (format == OutputFormat::kJson) {
-    google::protobuf::Struct document;
-    (*document.mutable_fields())["id"].set_string_value(response.job().id());
-    (*document.mutable_fields())["deduplicated"].set_bool_value(response.deduplicated());
-    return ToJson(document) + "\n";
+    OrderedJson document;
+    document["deduplicated"] = response.deduplicated();
+    document["id"] = response.job().id();
+    document["estimate"] = OrderedJson::parse(ToJson(response.estimate()), nullptr,
+                                              /*allow_exceptions=*/false);
+    return document.dump() + "\n";
   }
   // Only the id, so that ID=$(tunectl submit ...) works.
   return response.job().id() + "\n";
+}
+
+std::string RenderSubmittedEstimate(const tuneledger::v1::JobEstimate& estimate) {
+  std::string line = absl::StrCat("estimate: ", FormatCount(estimate.tokens_to_train()),
+                                  " tokens (", estimate.tokens_counted() ? "counted" : "assumed",
+                                  "), ", estimate.total_steps(), " steps; ");
+  if (estimate.classes().empty()) {
+    absl::StrAppend(&line, "no worker class to price it on");
+  } else {
+    const tuneledger::v1::WorkerClassEstimate& cheapest = estimate.classes(0);
+    absl::StrAppend(&line, "cheapest ", FormatUsd(cheapest.usd()), " on ",
+                    OrDash(cheapest.accelerator()), " at ",
+                    FormatUsd(cheapest.price_per_gpu_hour()), "/GPU-hour",
+                    cheapest.spot() ? " spot" : "", " (", FormatDuration(cheapest.seconds()), ", ",
+                    RateSourceText(cheapest), ")");
+  }
+  return line + "\n";
+}
+
+std::string RenderEstimate(const tuneledger::v1::JobEstimate& estimate, OutputFormat format) {
+  if (format == OutputFormat::kJson) return ToJson(estimate) + "\n";
+  std::string out = absl::StrCat("Estimate (", FormatTimestamp(estimate.estimate_time()), ")\n");
+  Table facts({});
+  facts.AddRow({"examples", absl::StrCat(estimate.examples())});
+  facts.AddRow({"steps", absl::StrCat(estimate.total_steps())});
+  facts.AddRow(
+      {"tokens to train", absl::StrCat(estimate.tokens_to_train(),
+                                       estimate.tokens_counted() ? " (counted)" : " (assumed)")});
+  facts.AddRow({"how", OrDash(estimate.tokens_basis())});
+  if (estimate.scoring_tokens() > 0) {
+    facts.AddRow({"scoring tokens",
+                  absl::StrCat(estimate.scoring_tokens(), " (data selection, forward only)")});
+  }
+  facts.AddRow(
+      {"model", estimate.model_params() > 0
+                    ? absl::StrCat(FormatCount(static_cast<double>(estimate.model_params())),
+                                   " parameters; shape ", estimate.model_shape())
+                    : "-"});
+  out += facts.Render(2);
+
+  out += "\nWorker classes (cheapest first)\n";
+  if (estimate.classes().empty()) {
+    out += "  none: no active worker can run this job\n";
+  } else {
+    Table classes({"ACCELERATOR", "$/GPU-HOUR", "MARKET", "WORKERS", "GPUS", "TOKENS/S",
+                   "RATE FROM", "TIME", "GPU-HOURS", "USD"});
+    for (size_t column : {1, 3, 4, 5, 7, 8, 9}) classes.AlignRight(column);
+    std::vector<double> prices, usd;
+    for (const tuneledger::v1::WorkerClassEstimate& c : estimate.classes()) {
+      prices.push_back(c.price_per_gpu_hour());
+      usd.push_back(c.usd());
+    }
+    const std::vector<std::string> price_text = FormatUsdColumn(prices);
+    const std::vector<std::string> usd_text = FormatUsdColumn(usd);
+    for (int i = 0; i < estimate.classes_size(); ++i) {
+      const tuneledger::v1::WorkerClassEstimate& c = estimate.classes(i);
+      const bool rated = c.tokens_per_second() > 0;
+      classes.AddRow({OrDash(c.accelerator()), price_text[i], c.spot() ? "spot" : "on-demand",
+                      absl::StrCat(c.workers()), absl::StrCat(c.gpus()),
+                      rated ? FormatCount(c.tokens_per_second()) : "-", RateSourceText(c),
+                      rated ? FormatDuration(c.seconds()) : "-",
+                      rated ? absl::StrFormat("%.4f", c.gpu_hours()) : "-",
+                      rated ? usd_text[i] : "-"});
+    }
+    out += classes.Render(2);
+    out += "\nRates\n";
+    for (const tuneledger::v1::WorkerClassEstimate& c : estimate.classes()) {
+      absl::StrAppend(&out, "  - ", OrDash(c.accelerator()), " ", FormatUsd(c.price_per_gpu_hour()),
+                      c.spot() ? " spot" : " on-demand", ": ", OrDash(c.basis()), "\n");
+    }
+  }
+  if (!estimate.notes().empty()) {
+    out += "\nNotes\n";
+    for (const std::string& note : estimate.notes()) absl::StrAppend(&out, "  - ", note, "\n");
+  }
+  return out;
 }
 
 std::string RenderJobList(const std::vector<Job>& jobs, OutputFormat format) {
@@ -401,9 +487,10 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
   } else {
     // WALL and GPU TIME in the same units: GPU time is wall time x GPUs.
     // WASTED: lease time after the attempt's last checkpoint, lost to a preemption and redone.
+    // SCORING: data-selection scoring, part of WALL.
     Table attempts({"ATTEMPT", "WORKER", "STATE", "GPUS", "$/GPU-HOUR", "MARKET", "WALL",
-                    "GPU TIME", "USD", "WASTED"});
-    for (size_t column : {0, 3, 4, 6, 7, 8, 9}) attempts.AlignRight(column);
+                    "GPU TIME", "USD", "WASTED", "SCORING"});
+    for (size_t column : {0, 3, 4, 6, 7, 8, 9, 10}) attempts.AlignRight(column);
     std::vector<double> prices, usd;
     for (const tuneledger::v1::AttemptCost& a : report.attempts()) {
       prices.push_back(a.price_per_gpu_hour());
@@ -417,7 +504,8 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
                        absl::StrCat(a.gpus()), price_text[i], a.spot() ? "spot" : "on-demand",
                        FormatDuration(a.seconds()), FormatDuration(a.gpu_hours() * 3600),
                        usd_text[i],
-                       a.wasted_seconds() > 0 ? FormatDuration(a.wasted_seconds()) : "-"});
+                       a.wasted_seconds() > 0 ? FormatDuration(a.wasted_seconds()) : "-",
+                       a.scoring_seconds() > 0 ? FormatDuration(a.scoring_seconds()) : "-"});
     }
     out += attempts.Render(2);
   }
@@ -439,7 +527,34 @@ std::string RenderCostReport(const CostReport& report, OutputFormat format) {
                     FormatDuration(report.preemption_waste_gpu_hours() * 3600),
                     " of GPU time: steps lost after the last checkpoint and computed again\n");
   }
+  if (report.scoring_usd() > 0) {
+    absl::StrAppend(&out, "  data-selection scoring ", FormatUsd(report.scoring_usd()), " for ",
+                    FormatDuration(report.scoring_gpu_hours() * 3600),
+                    " of GPU time: the base model scoring the training examples\n");
+  }
+  if (report.has_estimated_usd()) {
+    const tuneledger::v1::JobEstimate& estimate = report.estimate();
+    const int decimals = UsdDecimals({report.estimated_usd(), report.compute_usd()});
+    absl::StrAppend(&out, "  estimated at submit ", FormatUsd(report.estimated_usd(), decimals),
+                    " (", FormatCount(static_cast<double>(estimate.tokens_to_train())), " tokens, ",
+                    estimate.tokens_counted() ? "counted" : "assumed", "), billed ",
+                    FormatUsd(report.compute_usd(), decimals));
+    if (report.has_estimate_error()) {
+      absl::StrAppend(&out, ": ", absl::StrFormat("%+.1f%%", 100 * report.estimate_error()),
+                      " off the estimate\n");
+    } else {
+      out += " so far: the error is known once the job has ended\n";
+    }
+  }
   out += "\n";
+
+  if (report.has_base_model()) {
+    const tuneledger::v1::BaseModel& base = report.base_model();
+    absl::StrAppend(
+        &out, "Base model\n  ", OrDash(base.source()), ", licence ", OrDash(base.license()),
+        base.license_origin().empty() ? "" : absl::StrCat(" (from ", base.license_origin(), ")"),
+        "; folder ", OrDash(base.path()), "\n\n");
+  }
 
   out += "Inherited (declared by the submitter)\n";
   if (report.inherited().empty()) {

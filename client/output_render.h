@@ -30,7 +30,11 @@ std::string DescribeEvent(const tuneledger::v1::JobEvent& event);
 std::string EventLine(const tuneledger::v1::JobEvent& event);
 
 // Every function returns the whole output, ending in a newline.
+// Table: the id alone (ID=$(tunectl submit ...)); json: {"id", "deduplicated", "estimate"}.
 std::string RenderSubmitted(const tuneledger::v1::SubmitJobResponse& response, OutputFormat format);
+// The estimate recorded with a submitted job on one line: tokens, steps and its cheapest class.
+std::string RenderSubmittedEstimate(const tuneledger::v1::JobEstimate& estimate);
+std::string RenderEstimate(const tuneledger::v1::JobEstimate& estimate, OutputFormat format);
 std::string RenderJobList(const std::vector<tuneledger::v1::Job>& jobs, OutputFormat format);
 std::string RenderJob(const tuneledger::v1::Job& job, OutputFormat format);
 std::string RenderCancelled(const tuneledger::v1::Job& job, OutputFormat format);

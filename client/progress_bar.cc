@@ -98,7 +98,8 @@ std::string FormatBar(double ratio, size_t width) {
 std::string FormatProgressLine(const Job& job, const ProgressLineOptions& options) {
   const tuneledger::v1::Progress& progress = job.progress();
   const bool running = job.state() == Job::RUNNING;
-  const bool has_steps = progress.step() > 0 || progress.total_steps() > 0;
+  const bool scoring = progress.phase() == tuneledger::v1::Progress::SCORING;
+  const bool has_steps = !scoring && (progress.step() > 0 || progress.total_steps() > 0);
   const double ratio = ProgressRatio(progress);
 
   std::vector<Part> parts;
@@ -109,6 +110,15 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
                          : std::string("(waiting for a worker)"),
                      30});
   }
+  if (scoring) {
+    // Data selection: the base model scores the training examples before the first step.
+    std::string scored = absl::StrCat("scoring data ", progress.scored_examples());
+    if (progress.total_examples() > 0) {
+      absl::StrAppend(&scored, "/", progress.total_examples(), " examples (", FormatPercent(ratio),
+                      ")");
+    }
+    parts.push_back({scored, 90});
+  }
   if (has_steps) {
     std::string step = absl::StrCat("step ", progress.step());
     if (progress.total_steps() > 0) {
@@ -116,7 +126,7 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
     }
     parts.push_back({step, 90});
   }
-  if (progress.step() > 0)
+  if (has_steps && progress.step() > 0)
     parts.push_back({absl::StrCat("loss ", FormatReal(progress.loss())), 60});
   if (progress.has_eval_loss()) {
     parts.push_back({absl::StrCat("eval ", FormatReal(progress.eval_loss())), 20});
@@ -125,7 +135,7 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
     parts.push_back({absl::StrCat(FormatCount(progress.tokens_per_second()), " tok/s"), 40});
   }
   parts.push_back({CostText(job), 80});
-  if (running) {
+  if (running && !scoring) {
     parts.push_back({absl::StrCat("ETA ", EtaText(progress)), 70});
   }
 
@@ -137,7 +147,8 @@ std::string FormatProgressLine(const Job& job, const ProgressLineOptions& option
       parts.erase(least);
     }
   }
-  if (options.draw_bar && running && progress.total_steps() > 0) {
+  const bool has_total = scoring ? progress.total_examples() > 0 : progress.total_steps() > 0;
+  if (options.draw_bar && running && has_total) {
     size_t bar_width = kMaxBarWidth;
     if (options.width > 0) {
       const size_t used = LineWidth(parts) + 1;  // the bar's separating space

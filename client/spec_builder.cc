@@ -21,6 +21,7 @@ namespace tuneledger::client {
 namespace {
 
 using tuneledger::v1::Budget;
+using tuneledger::v1::DataSelection;
 using tuneledger::v1::InheritedCost;
 using tuneledger::v1::JobSpec;
 using tuneledger::v1::TrainingConfig;
@@ -93,6 +94,10 @@ const DoubleField kDoubleFields[] = {
      [](JobSpec& s, double v) {
        s.mutable_training()->mutable_early_stop()->set_divergence_factor(v);
      }},
+    {"keep-fraction",
+     [](JobSpec& s, double v) {
+       s.mutable_training()->mutable_data_selection()->set_keep_fraction(v);
+     }},
 };
 
 absl::StatusOr<TrainingConfig::Precision> ParsePrecision(const std::string& value) {
@@ -109,6 +114,13 @@ absl::StatusOr<TrainingConfig::LrSchedule> ParseSchedule(const std::string& valu
   if (lower == "linear") return TrainingConfig::LINEAR;
   if (lower == "constant") return TrainingConfig::CONSTANT;
   return FlagError("lr-schedule", "must be cosine, linear or constant", value);
+}
+
+absl::StatusOr<DataSelection::Method> ParseSelectionMethod(const std::string& value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  if (lower == "entropy") return DataSelection::ENTROPY;
+  if (lower == "loss") return DataSelection::LOSS;
+  return FlagError("select-data", "must be entropy or loss", value);
 }
 
 absl::StatusOr<Budget::Policy> ParsePolicy(const std::string& value) {
@@ -164,6 +176,11 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
     TL_ASSIGN_OR_RETURN(const TrainingConfig::LrSchedule schedule,
                         ParseSchedule(flags.Last("lr-schedule")));
     spec.mutable_training()->set_lr_schedule(schedule);
+  }
+  if (flags.Has("select-data")) {
+    TL_ASSIGN_OR_RETURN(const DataSelection::Method method,
+                        ParseSelectionMethod(flags.Last("select-data")));
+    spec.mutable_training()->mutable_data_selection()->set_method(method);
   }
   if (flags.Has("budget-policy")) {
     TL_ASSIGN_OR_RETURN(const Budget::Policy policy, ParsePolicy(flags.Last("budget-policy")));

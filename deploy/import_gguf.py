@@ -9,6 +9,9 @@ OUT_DIR receives what transformers and tuneledger-train load:
   tokenizer.json          the `tokenizers` library's byte-level BPE (tokenizer.ggml.* metadata)
   tokenizer_config.json   special tokens, chat template (tokenizer.chat_template)
   generation_config.json  bos / eos / pad ids
+  README.md               a model card whose front matter gives the licence (general.license,
+                          else "unknown") and the source (general.organization/basename/size,
+                          and the GGUF file): tuneledger's cost card reads it
   .import_gguf.json       stamp: the GGUF's sha256 and this script's, and the files written
 
 Supported: GGUF v2/v3, architecture llama, tokenizer.ggml.model gpt2 (pre-tokenizer smollm or
@@ -647,6 +650,28 @@ def write_json(path, value):
         f.write("\n")
 
 
+def model_card(g, gguf_path):
+    """README.md text: Hugging Face front matter with the GGUF's licence and source."""
+    meta = g.metadata
+
+    def text(key):
+        value = meta.get(key)
+        return value if isinstance(value, str) and value.strip() else None
+
+    license_id = text("general.license") or "unknown"
+    parts = [p for p in (text("general.organization"), text("general.basename"),
+                         text("general.size_label")) if p]
+    source = "/".join(parts[:1] + ["-".join(parts[1:])]) if len(parts) > 1 else (
+        text("general.name") or os.path.basename(gguf_path))
+    source = f"{source} (from the GGUF file {os.path.basename(gguf_path)})"
+    quoted = json.dumps  # a JSON string is a valid YAML scalar
+    return (f"---\nlicense: {quoted(license_id)}\nbase_model: {quoted(source)}\n---\n"
+            f"# {text('general.name') or os.path.basename(gguf_path)}\n\n"
+            f"Converted by tuneledger's deploy/import_gguf.py from {os.path.basename(gguf_path)}: "
+            f"weights dequantized to bf16 (not bit-identical to the original release). "
+            f"Licence as the GGUF file's metadata states it: {license_id}.\n")
+
+
 def convert(gguf_path, out_dir, force=False, quiet=False):
     progress = Progress(quiet)
     gguf_path = os.path.abspath(gguf_path)
@@ -692,6 +717,8 @@ def convert(gguf_path, out_dir, force=False, quiet=False):
                 json.dump(tokenizer, f, ensure_ascii=False, separators=(",", ":"))
             write_json(os.path.join(tmp, "tokenizer_config.json"), tokenizer_config)
             write_json(os.path.join(tmp, "generation_config.json"), generation)
+            with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+                f.write(model_card(g, gguf_path))
             stamp["gguf"] = gguf_path
             stamp["parameters"] = params
             stamp["files"] = {name: os.path.getsize(os.path.join(tmp, name))

@@ -4,7 +4,8 @@
 #   2. configures and builds the four executables (Release, Ninja),
 #   3. starts tuneledger-server with one local worker on free loopback ports,
 #   4. submits the demo LoRA job on the bundled tiny model with a budget,
-#   5. watches it live to the end, then prints its cost report and where the adapter is,
+#   5. watches it live to the end, then prints its cost report, where the adapter is and the
+#      cost card written beside it (COST.md),
 #   6. stops everything it started (also on Ctrl-C or an error).
 #
 #   7. scores the adapter on a held-out set the training never saw (tuneledger-generate) and
@@ -167,6 +168,9 @@ if [ "$watch_status" -ne 0 ] || [ -z "$adapter" ]; then
 fi
 echo "adapter (PEFT format): $adapter"
 ls -l "$adapter"
+
+say "the cost card written beside the adapter ($adapter/COST.md)"
+cat "$adapter/COST.md"
 
 say "what the model wrote for the spec's sample prompt, before and after the fine-tune"
 # The trainer logs both generations in its train.log (prompt, then the output in [ ]).

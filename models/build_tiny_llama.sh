@@ -70,6 +70,8 @@ json.dump(summary, open(sys.argv[2], "w"), indent=2)
 print(json.dumps(summary))
 PY
 
+# The model card (licence and source, read for every job's cost card) is kept across rebuilds.
+cp "$repo/models/tiny-llama/README.md" "$work/tiny-llama/README.md"
 rm -rf "$repo/models/tiny-llama"
 mv "$work/tiny-llama" "$repo/models/tiny-llama"
 du -sh "$repo/models/tiny-llama"

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/core/cost_card.h"
 #include "server/core/job_states.h"
 
 namespace tuneledger {
@@ -13,7 +14,9 @@ namespace {
 
 constexpr double kSecondsPerHour = 3600.0;
 
-std::string KindName(v1::InheritedCost::Kind kind) {
+}  // namespace
+
+std::string InheritedCostKindName(v1::InheritedCost::Kind kind) {
   switch (kind) {
     case v1::InheritedCost::BASE_MODEL_PRETRAINING:
       return "base-model pre-training";
@@ -25,8 +28,6 @@ std::string KindName(v1::InheritedCost::Kind kind) {
       return "other";
   }
 }
-
-}  // namespace
 
 std::string FormatUsd(double usd) { return absl::StrFormat("$%.4f", usd); }
 
@@ -49,6 +50,8 @@ ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts) {
     totals.on_demand_equivalent_usd += on_demand_price * attempt.gpu_hours();
     totals.wasted_usd += attempt.wasted_usd();
     totals.wasted_gpu_hours += attempt.gpus() * attempt.wasted_seconds() / kSecondsPerHour;
+    totals.scoring_usd += attempt.scoring_usd();
+    totals.scoring_gpu_hours += attempt.gpus() * attempt.scoring_seconds() / kSecondsPerHour;
   }
   return totals;
 }
@@ -86,7 +89,23 @@ double ProjectedCostUsd(double accrued_usd, double rate_usd_per_hour,
   return accrued_usd + rate_usd_per_hour * absl::ToDoubleSeconds(*remaining) / kSecondsPerHour;
 }
 
-v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::AttemptCost>& attempts) {
+const v1::WorkerClassEstimate* EstimateForAttempts(const v1::JobEstimate& estimate,
+                                                   const std::vector<v1::AttemptCost>& attempts) {
+  if (estimate.classes().empty()) return nullptr;
+  if (!attempts.empty()) {
+    const v1::AttemptCost& newest = attempts.back();
+    for (const v1::WorkerClassEstimate& worker_class : estimate.classes()) {
+      if (worker_class.price_per_gpu_hour() == newest.price_per_gpu_hour() &&
+          worker_class.spot() == newest.spot() && worker_class.gpus() == newest.gpus()) {
+        return &worker_class;
+      }
+    }
+  }
+  return &estimate.classes(0);
+}
+
+v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::AttemptCost>& attempts,
+                               const v1::JobEstimate& estimate, const v1::BaseModel& base_model) {
   v1::CostReport report;
   report.set_job_id(job.id());
   report.set_state(job.state());
@@ -101,6 +120,18 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
   report.set_spot_saving_usd(compute.on_demand_equivalent_usd - compute.usd);
   report.set_preemption_waste_usd(compute.wasted_usd);
   report.set_preemption_waste_gpu_hours(compute.wasted_gpu_hours);
+  report.set_scoring_usd(compute.scoring_usd);
+  report.set_scoring_gpu_hours(compute.scoring_gpu_hours);
+  *report.mutable_base_model() = base_model;
+  const v1::WorkerClassEstimate* estimated = EstimateForAttempts(estimate, attempts);
+  if (estimated != nullptr) {
+    *report.mutable_estimate() = estimate;
+    report.set_estimated_usd(estimated->usd());
+    // An error only means something once the bill is final.
+    if (IsFinalState(job.state()) && estimated->usd() > 0) {
+      report.set_estimate_error((compute.usd - estimated->usd()) / estimated->usd());
+    }
+  }
 
   double inherited_usd = 0;
   for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
@@ -148,13 +179,28 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
         " GPU-hours) paid for steps that a preemption or a lost worker threw away after the last "
         "checkpoint and that were computed again; it is part of the compute above."));
   }
+  if (compute.scoring_usd > 0) {
+    report.add_notes(absl::StrCat(
+        "Data selection: scoring the training examples with the base model cost ",
+        FormatUsd(compute.scoring_usd), " (", absl::StrFormat("%.4f", compute.scoring_gpu_hours),
+        " GPU-hours); it is part of the compute above."));
+  }
+  if (estimated != nullptr) {
+    report.add_notes(absl::StrCat(
+        "Estimated at submit: ", FormatUsd(estimated->usd()), " on ", estimated->accelerator(),
+        " at ", FormatUsd(estimated->price_per_gpu_hour()), "/GPU-hour",
+        estimated->cold_start() ? " (a cold start: no past job of this shape on that class)" : "",
+        report.has_estimate_error() ? absl::StrFormat("; the compute billed is %+.1f%% off it.",
+                                                      100.0 * report.estimate_error())
+                                    : "."));
+  }
   if (job.spec().inherited_costs().empty()) {
     report.add_notes(
         "No inherited costs were declared: the total covers this fine-tune's compute only, not "
         "the base model's pre-training, the data or the people.");
   } else {
     for (const v1::InheritedCost& cost : job.spec().inherited_costs()) {
-      report.add_notes(absl::StrCat("Inherited (", KindName(cost.kind()),
+      report.add_notes(absl::StrCat("Inherited (", InheritedCostKindName(cost.kind()),
                                     "): ", FormatUsd(cost.usd()),
                                     ", declared by the submitter; source: ", cost.source(), "."));
     }
@@ -171,6 +217,7 @@ v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::Attempt
         FormatUsd(report.overshoot_usd()),
         ": enforcement acts within one report interval, and that interval is billed."));
   }
+  report.set_card_markdown(RenderCostCard(job, report));
   return report;
 }
 

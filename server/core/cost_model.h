@@ -28,6 +28,10 @@ namespace tuneledger {
 // message that states money uses it.
 std::string FormatUsd(double usd);
 
+// "base-model pre-training", "data", "labour" or "other": how bills name an inherited cost's
+// kind.
+std::string InheritedCostKindName(v1::InheritedCost::Kind kind);
+
 // Fills seconds, gpu_hours and usd of one attempt line from its pricing fields (gpus,
 // price_per_gpu_hour) and the billed lease, measured on the server's clock (the scheduler
 // decides which stretch of it is billed: scheduler.h).
@@ -43,6 +47,8 @@ struct ComputeTotals {
   double on_demand_equivalent_usd = 0;
   double wasted_usd = 0;  // preemption waste (AttemptCost.wasted_*)
   double wasted_gpu_hours = 0;
+  double scoring_usd = 0;  // data-selection scoring (AttemptCost.scoring_*)
+  double scoring_gpu_hours = 0;
 };
 ComputeTotals SumAttempts(const std::vector<v1::AttemptCost>& attempts);
 
@@ -73,11 +79,21 @@ std::optional<absl::Duration> RemainingTime(int step, int total_steps,
 double ProjectedCostUsd(double accrued_usd, double rate_usd_per_hour,
                         std::optional<absl::Duration> remaining);
 
+// The worker class of `estimate` that the bill is compared with: the one with the price, spot flag
+// and GPUs of the newest attempt, else the cheapest (the first); null without classes.
+const v1::WorkerClassEstimate* EstimateForAttempts(const v1::JobEstimate& estimate,
+                                                   const std::vector<v1::AttemptCost>& attempts);
+
 // The whole bill of a job: compute per attempt (spot vs on-demand), the inherited costs the
-// spec declares (with their sources), totals, compute share, overshoot past the budget and plain
-// notes saying what the numbers include. `job` gives the spec, state and projected cost;
-// `attempts` carry billed figures (running ones billed up to now).
-v1::CostReport BuildCostReport(const v1::Job& job, const std::vector<v1::AttemptCost>& attempts);
+// spec declares (with their sources), totals, compute share, overshoot past the budget, the
+// estimate recorded at submit against the compute billed, the base model's source and licence,
+// plain notes saying what the numbers include, and all of it as a cost card (cost_card.h).
+// `job` gives the spec, state and projected cost; `attempts` carry billed figures (running ones
+// billed up to now); `estimate` and `base_model` are what SubmitJob recorded (empty: nothing).
+v1::CostReport BuildCostReport(
+    const v1::Job& job, const std::vector<v1::AttemptCost>& attempts,
+    const v1::JobEstimate& estimate = v1::JobEstimate::default_instance(),
+    const v1::BaseModel& base_model = v1::BaseModel::default_instance());
 
 }  // namespace tuneledger
 

@@ -54,6 +54,8 @@ spec::JobSpecValues ToValues(const v1::JobSpec& proto) {
   t.early_stop.patience_evals = training.early_stop().patience_evals();
   t.early_stop.min_delta = training.early_stop().min_delta();
   t.early_stop.divergence_factor = training.early_stop().divergence_factor();
+  t.data_selection.method = training.data_selection().method();
+  t.data_selection.keep_fraction = training.data_selection().keep_fraction();
 
   const v1::Budget& budget = proto.budget();
   if (budget.has_usd()) values.budget.usd = budget.usd();

@@ -373,7 +373,8 @@ absl::StatusOr<JobUpdate> JobStore::Transition(
 }
 
 absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const v1::JobSpec& spec,
-                                                std::optional<int> max_queued_for_tenant) {
+                                                std::optional<int> max_queued_for_tenant,
+                                                const JobSubmitFacts& facts) {
   EnqueueResult result;
   const absl::Time now = clock_.Now();
   TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
@@ -417,9 +418,9 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
         db.Prepare("INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, "
                    "spec, state, reason, message, attempts, worker_id, progress, accrued_usd, "
                    "gpu_hours, projected_usd, rate_usd_per_hour, adapter_path, last_checkpoint, "
-                   "thresholds_crossed, overrun_raised, create_time) "
+                   "thresholds_crossed, overrun_raised, create_time, estimate, base_model) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, '', 0, '', X'', 0, 0, 0, 0, '', '', "
-                   "0, 0, ?8)"));
+                   "0, 0, ?8, ?9, ?10)"));
     {
       Query query(insert);
       query.Bind(1, tenant)
@@ -429,7 +430,9 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
           .Bind(5, spec.max_attempts())
           .BindBlob(6, spec.SerializeAsString())
           .Bind(7, static_cast<int64_t>(v1::Job::QUEUED))
-          .Bind(8, ToMicrosColumn(now));
+          .Bind(8, ToMicrosColumn(now))
+          .BindBlob(9, facts.estimate.SerializeAsString())
+          .BindBlob(10, facts.base_model.SerializeAsString());
       TL_RETURN_IF_ERROR(query.Run());
     }
     TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, db.LastInsertRowId()));
@@ -568,6 +571,18 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
           query.Bind(1, t.id)
               .Bind(2, ToMicrosColumn(*update.worker_contact))
               .Bind(3, update.attempt);
+          TL_RETURN_IF_ERROR(query.Run());
+        }
+        if (update.scoring_report.has_value()) {
+          TL_ASSIGN_OR_RETURN(
+              SqliteDb::Statement * scoring,
+              t.db.Prepare("UPDATE attempts SET scoring_start_time = COALESCE(scoring_start_time, "
+                           "?3), scoring_seconds = (?3 - COALESCE(scoring_start_time, ?3)) / 1e6 "
+                           "WHERE job_id = ?1 AND attempt = ?2"));
+          Query query(scoring);
+          query.Bind(1, t.id)
+              .Bind(2, update.attempt)
+              .Bind(3, ToMicrosColumn(*update.scoring_report));
           TL_RETURN_IF_ERROR(query.Run());
         }
         if (!update.progress.has_value()) return absl::OkStatus();
@@ -949,6 +964,23 @@ absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::s
   return attempts;
 }
 
+absl::StatusOr<JobSubmitFacts> JobStore::GetSubmitFacts(const std::string& job_id) {
+  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  JobSubmitFacts facts;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT estimate, base_model FROM jobs WHERE id = ?1"));
+    Query query(select);
+    query.Bind(1, id);
+    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) return JobNotFound(job_id);
+    const std::string what = absl::StrCat("job ", id);
+    TL_RETURN_IF_ERROR(ParseStoredMessage(query.Text(0), what + " estimate", facts.estimate));
+    return ParseStoredMessage(query.Text(1), what + " base model", facts.base_model);
+  }));
+  return facts;
+}
+
 absl::StatusOr<std::vector<v1::Progress>> JobStore::ListProgressHistory(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::Progress> points;
@@ -1078,6 +1110,51 @@ absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers() {
     }
   }));
   return workers;
+}
+
+absl::StatusOr<std::vector<SucceededRun>> JobStore::ListSucceededRuns(int limit) {
+  std::vector<SucceededRun> runs;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    // One row per attempt of the newest `limit` jobs; a job's rows are consecutive.
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * select,
+        db.Prepare("SELECT newest.id, newest.estimate, newest.progress, attempts.seconds, "
+                   "workers.info FROM (SELECT id, estimate, progress, end_time FROM jobs "
+                   "WHERE state = ?1 AND length(estimate) > 0 "
+                   "ORDER BY end_time DESC, id DESC LIMIT ?2) AS newest "
+                   "JOIN attempts ON attempts.job_id = newest.id "
+                   "LEFT JOIN workers ON workers.id = attempts.worker_id "
+                   "ORDER BY newest.end_time DESC, newest.id DESC, attempts.attempt"));
+    Query query(select);
+    query.Bind(1, static_cast<int64_t>(v1::Job::SUCCEEDED)).Bind(2, limit);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      const std::string job_id = absl::StrCat(query.Int(0));
+      if (runs.empty() || runs.back().job_id != job_id) {
+        SucceededRun& run = runs.emplace_back();
+        run.job_id = job_id;
+        v1::JobEstimate estimate;
+        TL_RETURN_IF_ERROR(
+            ParseStoredMessage(query.Text(1), absl::StrCat("job ", job_id, " estimate"), estimate));
+        v1::Progress progress;
+        TL_RETURN_IF_ERROR(
+            ParseStoredMessage(query.Text(2), absl::StrCat("job ", job_id, " progress"), progress));
+        run.model_shape = estimate.model_shape();
+        run.scoring_tokens = estimate.scoring_tokens();
+        run.tokens = progress.tokens();
+      }
+      SucceededRun::Attempt& attempt = runs.back().attempts.emplace_back();
+      attempt.seconds = query.Double(3);
+      if (!query.IsNull(4)) {
+        v1::WorkerInfo info;
+        TL_RETURN_IF_ERROR(
+            ParseStoredMessage(query.Text(4), absl::StrCat("job ", job_id, " worker info"), info));
+        attempt.accelerator = info.accelerator();
+      }
+    }
+  }));
+  return runs;
 }
 
 absl::StatusOr<std::string> JobStore::ServerKey(const std::string& name, size_t bytes) {

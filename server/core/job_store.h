@@ -87,6 +87,27 @@ struct UnschedulableJobs {
   std::vector<Entry> jobs;  // the first `limit`, oldest first
 };
 
+// What the server learned about a job when it was submitted, kept with it for its bill: the
+// pre-flight estimate and where the base model comes from (CostReport.estimate, .base_model).
+struct JobSubmitFacts {
+  v1::JobEstimate estimate;
+  v1::BaseModel base_model;
+};
+
+// A SUCCEEDED job as the pre-flight estimator learns from it (JobStore::ListSucceededRuns): what
+// it was estimated as at submit, what it trained, and where and how long each attempt ran.
+struct SucceededRun {
+  std::string job_id;
+  std::string model_shape;     // JobEstimate.model_shape recorded at submit
+  int64_t scoring_tokens = 0;  // JobEstimate.scoring_tokens recorded at submit
+  int64_t tokens = 0;          // the final Progress.tokens: every token the trainer trained
+  struct Attempt {
+    std::string accelerator;  // the worker's WorkerInfo.accelerator; empty when unknown
+    double seconds = 0;       // billed lease seconds (AttemptCost.seconds)
+  };
+  std::vector<Attempt> attempts;  // in attempt order
+};
+
 struct EnqueueResult {
   JobUpdate update;
   bool deduplicated = false;  // an earlier submit had the same tenant + client_request_id
@@ -115,6 +136,9 @@ struct AttemptProgress {
   // Set when the bill follows a report from the worker: its last contact is recorded with it
   // (as for a heartbeat), so a restarted server knows when it last heard from the worker.
   std::optional<absl::Time> worker_contact;
+  // A data-selection scoring report (Progress.phase SCORING): the attempt's scoring time runs
+  // from the first such report to this one (AttemptCost.scoring_seconds), on this bill's clock.
+  std::optional<absl::Time> scoring_report;
 };
 
 // How an attempt ends. outcome: SUCCEEDED, FAILED, PREEMPTED, LOST or CANCELLED.
@@ -170,7 +194,8 @@ class JobStore {
   // the tenant already has `max_queued_for_tenant` QUEUED jobs (nullopt: no cap); a repeated
   // client_request_id still returns its job.
   absl::StatusOr<EnqueueResult> Enqueue(const std::string& tenant, const v1::JobSpec& spec,
-                                        std::optional<int> max_queued_for_tenant = std::nullopt);
+                                        std::optional<int> max_queued_for_tenant = std::nullopt,
+                                        const JobSubmitFacts& facts = {});
 
   // Leases the best QUEUED job that fits the worker (spec.gpus <= free_gpus): highest priority,
   // then submit order. The job becomes RUNNING with attempts + 1, the attempt row starts with
@@ -244,6 +269,8 @@ class JobStore {
   absl::StatusOr<JobPage> ListJobs(const JobQuery& query);
   absl::StatusOr<std::vector<v1::JobEvent>> ListJobEvents(const std::string& job_id);
   absl::StatusOr<std::vector<v1::AttemptCost>> ListAttempts(const std::string& job_id);
+  // What Enqueue recorded with the job (empty messages for a job submitted before schema 5).
+  absl::StatusOr<JobSubmitFacts> GetSubmitFacts(const std::string& job_id);
   // Oldest first; at most JobStoreOptions::max_progress_points.
   absl::StatusOr<std::vector<v1::Progress>> ListProgressHistory(const std::string& job_id);
   absl::StatusOr<std::vector<AttemptRecord>> ListRunningAttempts();
@@ -251,6 +278,9 @@ class JobStore {
   absl::StatusOr<std::map<std::string, int64_t>> CountJobsByState();
   absl::StatusOr<v1::Worker> GetWorker(const std::string& worker_id);
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers();
+  // The newest `limit` SUCCEEDED jobs (by end time) that carry an estimate recorded at submit,
+  // newest first, each with its attempts' accelerators and billed seconds.
+  absl::StatusOr<std::vector<SucceededRun>> ListSucceededRuns(int limit);
 
   // The schema version of the open file.
   absl::StatusOr<int> SchemaVersion();

@@ -124,9 +124,10 @@ v1::AttemptCost AttemptFromRow(const Query& row, int first) {
   SetOptionalTimestamp(row, first + 10, attempt.mutable_end_time());
   attempt.set_on_demand_price_per_gpu_hour(row.Double(first + 11));
   attempt.set_wasted_seconds(row.Double(first + 12));
-  attempt.set_wasted_usd(
-      AttemptCostUsd(AttemptPricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()},
-                     absl::Seconds(attempt.wasted_seconds())));
+  const AttemptPricing pricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()};
+  attempt.set_wasted_usd(AttemptCostUsd(pricing, absl::Seconds(attempt.wasted_seconds())));
+  attempt.set_scoring_seconds(row.Double(first + 13));
+  attempt.set_scoring_usd(AttemptCostUsd(pricing, absl::Seconds(attempt.scoring_seconds())));
   return attempt;
 }
 

@@ -37,8 +37,8 @@ namespace tuneledger {
   "attempts.attempt, attempts.worker_id, attempts.state, attempts.gpus, "              \
   "attempts.price_per_gpu_hour, attempts.spot, attempts.seconds, attempts.gpu_hours, " \
   "attempts.usd, attempts.start_time, attempts.end_time, "                             \
-  "attempts.on_demand_price_per_gpu_hour, attempts.wasted_seconds"
-#define TL_ATTEMPT_COLUMN_COUNT 13
+  "attempts.on_demand_price_per_gpu_hour, attempts.wasted_seconds, attempts.scoring_seconds"
+#define TL_ATTEMPT_COLUMN_COUNT 14
 #define TL_JOB_COLUMN_COUNT 22
 
 #define TL_WORKER_COLUMNS                                                                 \

@@ -115,6 +115,14 @@ ALTER TABLE attempts ADD COLUMN on_demand_price_per_gpu_hour REAL NOT NULL DEFAU
 ALTER TABLE attempts ADD COLUMN last_checkpoint_time INTEGER;
 ALTER TABLE attempts ADD COLUMN wasted_seconds REAL NOT NULL DEFAULT 0;
 )sql",
+    // 5: the pre-flight estimate and the base model's source and licence, recorded at submit;
+    // when an attempt's data-selection scoring began and how long it has run.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN estimate BLOB NOT NULL DEFAULT X'';
+ALTER TABLE jobs ADD COLUMN base_model BLOB NOT NULL DEFAULT X'';
+ALTER TABLE attempts ADD COLUMN scoring_start_time INTEGER;
+ALTER TABLE attempts ADD COLUMN scoring_seconds REAL NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kJobStoreSchemaVersion, "bump kJobStoreSchemaVersion");
@@ -139,7 +147,7 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
     if (status.ok()) {
       static constexpr const char* kSetVersion[] = {
           "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
-          "PRAGMA user_version = 4"};
+          "PRAGMA user_version = 4", "PRAGMA user_version = 5"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

@@ -4,6 +4,7 @@
 //              its downsampling (history_stride, history_next)
 //   version 3: server_keys (the key of worker session and lease tokens)
 //   version 4: attempts.on_demand_price_per_gpu_hour, last_checkpoint_time, wasted_seconds
+//   version 5: jobs.estimate, jobs.base_model; attempts.scoring_start_time, scoring_seconds
 //              (spot saving and preemption waste)
 // A new version appends one step to the table in job_store_schema.cc; steps never change once
 // released, so every old file migrates forward by running the steps it lacks.
@@ -17,7 +18,7 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 4;
+inline constexpr int kJobStoreSchemaVersion = 5;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

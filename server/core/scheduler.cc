@@ -12,9 +12,11 @@
 #include "base/bounded_text.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "server/core/job_estimator.h"
 #include "server/core/job_spec_validator.h"
 #include "server/core/job_states.h"
 #include "server/core/job_store_rows.h"
+#include "server/core/model_card.h"
 #include "server/core/pareto_front.h"
 
 namespace tuneledger {
@@ -34,6 +36,8 @@ constexpr int kMaxWorkerGpus = 1024;
 constexpr absl::Duration kLeaseDeliveryGrace = absl::Seconds(2);
 // The name of the job store key that worker tokens derive from.
 constexpr char kWorkerTokensKey[] = "worker-tokens";
+// The most SUCCEEDED jobs (newest first) an estimate reads to find past jobs of its model shape.
+constexpr int kEstimateHistoryJobs = 1000;
 
 // ServerMetrics spells "no reason" as an empty string.
 std::string ReasonLabel(v1::Job::Reason reason) {
@@ -55,6 +59,22 @@ v1::Progress ProgressFromUpdate(const v1::TrainerUpdate& update, absl::Time now,
     progress.set_ratio(std::min(1.0, static_cast<double>(update.step()) / update.total_steps()));
   }
   if (remaining.has_value()) progress.set_eta_seconds(absl::ToDoubleSeconds(*remaining));
+  SetTimestamp(now, *progress.mutable_update_time());
+  progress.set_phase(v1::Progress::TRAINING);
+  return progress;
+}
+
+// A data-selection scoring report: no step yet, the examples scored so far instead.
+v1::Progress ScoringProgressFromUpdate(const v1::TrainerUpdate& update, absl::Time now) {
+  v1::Progress progress;
+  progress.set_phase(v1::Progress::SCORING);
+  progress.set_scored_examples(update.scored_examples());
+  progress.set_total_examples(update.total_examples());
+  progress.set_elapsed_seconds(update.elapsed_seconds());
+  if (update.total_examples() > 0) {
+    progress.set_ratio(
+        std::min(1.0, static_cast<double>(update.scored_examples()) / update.total_examples()));
+  }
   SetTimestamp(now, *progress.mutable_update_time());
   return progress;
 }
@@ -176,15 +196,58 @@ void Scheduler::Tick() {
 
 // ---- Jobs ----
 
-absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
-                                                   const v1::JobSpec& spec) {
+absl::StatusOr<v1::JobSpec> Scheduler::CheckedSpec(const std::string& tenant,
+                                                   const v1::JobSpec& spec) const {
   TL_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined,
-                      ConfineJobPaths(spec, options_.data_roots, tenant));
+  TL_ASSIGN_OR_RETURN(v1::JobSpec confined, ConfineJobPaths(spec, options_.data_roots, tenant));
   if (options_.check_inputs) TL_RETURN_IF_ERROR(ValidateJobInputs(confined));
-  TL_ASSIGN_OR_RETURN(EnqueueResult result, store_.Enqueue(tenant, WithDefaults(confined),
-                                                           options_.max_queued_jobs_per_tenant));
-  if (result.deduplicated) return result;
+  return confined;
+}
+
+v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
+  std::vector<std::string> problems;
+  absl::StatusOr<std::vector<v1::Worker>> workers = store_.ListWorkers();
+  if (!workers.ok()) {
+    problems.push_back(absl::StrCat("The workers could not be read (", workers.status().ToString(),
+                                    "): no class is priced."));
+    workers = std::vector<v1::Worker>();
+  }
+  absl::StatusOr<std::vector<SucceededRun>> past = store_.ListSucceededRuns(kEstimateHistoryJobs);
+  if (!past.ok()) {
+    problems.push_back(absl::StrCat("Past jobs could not be read (", past.status().ToString(),
+                                    "): every class is a cold start."));
+    past = std::vector<SucceededRun>();
+  }
+  v1::JobEstimate estimate = BuildJobEstimate(spec, *workers, *past, clock_.Now());
+  for (std::string& problem : problems) estimate.add_notes(std::move(problem));
+  return estimate;
+}
+
+absl::StatusOr<v1::JobEstimate> Scheduler::EstimateJob(const std::string& tenant,
+                                                       const v1::JobSpec& spec) {
+  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined, CheckedSpec(tenant, spec));
+  return EstimateOf(WithDefaults(confined));
+}
+
+absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
+                                                   const v1::JobSpec& spec,
+                                                   v1::JobEstimate* estimate) {
+  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined, CheckedSpec(tenant, spec));
+  const v1::JobSpec with_defaults = WithDefaults(confined);
+  JobSubmitFacts facts;
+  facts.base_model = ReadBaseModel(confined.model_path());
+  facts.estimate = EstimateOf(with_defaults);
+  TL_ASSIGN_OR_RETURN(
+      EnqueueResult result,
+      store_.Enqueue(tenant, with_defaults, options_.max_queued_jobs_per_tenant, facts));
+  if (result.deduplicated) {
+    if (estimate != nullptr) {
+      TL_ASSIGN_OR_RETURN(JobSubmitFacts first, store_.GetSubmitFacts(result.update.job.id()));
+      *estimate = std::move(first.estimate);
+    }
+    return result;
+  }
+  if (estimate != nullptr) *estimate = std::move(facts.estimate);
   TL_LOG(INFO) << "job " << result.update.job.id() << " submitted by tenant " << tenant
                << " (priority " << result.update.job.spec().priority() << ")";
   metrics_.OnSubmitted(tenant);
@@ -264,7 +327,13 @@ absl::StatusOr<v1::ProgressHistory> Scheduler::GetProgressHistory(const std::str
 absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenant,
                                                         const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(v1::Job job, GetOwnedJob(tenant, job_id));
+  return CostReportOf(std::move(job));
+}
+
+absl::StatusOr<v1::CostReport> Scheduler::CostReportOf(v1::Job job) {
+  const std::string job_id = job.id();
   TL_ASSIGN_OR_RETURN(std::vector<v1::AttemptCost> attempts, store_.ListAttempts(job_id));
+  TL_ASSIGN_OR_RETURN(const JobSubmitFacts facts, store_.GetSubmitFacts(job_id));
   {
     absl::MutexLock lock(&mu_);
     auto it = running_.find(job_id);
@@ -280,7 +349,7 @@ absl::StatusOr<v1::CostReport> Scheduler::GetCostReport(const std::string& tenan
       *job.mutable_cost() = bill.job_cost;
     }
   }
-  return BuildCostReport(job, attempts);
+  return BuildCostReport(job, attempts, facts.estimate, facts.base_model);
 }
 
 absl::StatusOr<v1::ParetoFront> Scheduler::GetParetoFront(
@@ -652,6 +721,9 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
       Announce(recorded);
       break;
     }
+    case v1::TrainerUpdate::SCORING:
+      progress = ScoringProgressFromUpdate(update, now);
+      break;
     case v1::TrainerUpdate::CHECKPOINT: {
       TL_ASSIGN_OR_RETURN(const JobUpdate recorded,
                           store_.RecordCheckpoint(running.job_id, running.attempt, update.step(),
@@ -680,7 +752,8 @@ std::optional<v1::WorkerCommand> Scheduler::NextCommand(const std::string& job_i
   return it->second.command;
 }
 
-absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
+absl::StatusOr<v1::FinishAttemptResponse> Scheduler::FinishAttempt(
+    const v1::FinishAttemptRequest& request) {
   const std::string& job_id = request.job_id();
   TL_RETURN_IF_ERROR(
       CheckLease(job_id, request.attempt(), request.worker_id(), request.lease_token()));
@@ -704,7 +777,7 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
       // The server ended this attempt already (cancel) and billed it up to that instant.
       revoked_.erase(revoked);
       ++queue_generation_;  // its GPUs are free again
-      return absl::OkStatus();
+      return v1::FinishAttemptResponse();
     }
     auto it = running_.find(job_id);
     if (it == running_.end() || it->second.attempt != request.attempt() ||
@@ -775,7 +848,13 @@ absl::Status Scheduler::FinishAttempt(const v1::FinishAttemptRequest& request) {
     Announce(*update);
     if (IsFinalState(update->job.state())) OnJobEnded(update->job);
   }
-  return absl::OkStatus();
+  v1::FinishAttemptResponse response;
+  if (update->job.state() == v1::Job::SUCCEEDED) {
+    // The bill is final now: the card that goes beside the adapter.
+    TL_ASSIGN_OR_RETURN(const v1::CostReport report, CostReportOf(update->job));
+    response.set_cost_card_markdown(report.card_markdown());
+  }
+  return response;
 }
 
 // ---- Cost, budget, expiry ----
@@ -805,8 +884,14 @@ AttemptBill Scheduler::ComputeBill(const RunningAttempt& running, absl::Time unt
 absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::Time until,
                                                 const std::optional<v1::Progress>& progress,
                                                 bool contact) {
-  AttemptProgress update{running.attempt, progress, ComputeBill(running, until)};
+  AttemptProgress update;
+  update.attempt = running.attempt;
+  update.progress = progress;
+  update.bill = ComputeBill(running, until);
   if (contact) update.worker_contact = until;
+  if (progress.has_value() && progress->phase() == v1::Progress::SCORING) {
+    update.scoring_report = until;
+  }
   TL_ASSIGN_OR_RETURN(JobUpdate recorded, store_.RecordProgress(running.job_id, update));
   const double delta = update.bill.usd - running.metered_usd;
   if (delta > 0) {

@@ -121,8 +121,14 @@ class Scheduler {
   // INVALID_ARGUMENT naming every bad field, sizes included (job_spec_contract.h's limits);
   // RESOURCE_EXHAUSTED when the tenant has options().max_queued_jobs_per_tenant QUEUED jobs.
   // Either way nothing is stored. A repeated client_request_id returns the first job
-  // (deduplicated).
-  absl::StatusOr<EnqueueResult> SubmitJob(const std::string& tenant, const v1::JobSpec& spec);
+  // (deduplicated). The job is stored with its pre-flight estimate (EstimateJob's), which
+  // `estimate` receives when given (the first job's, when deduplicated); an estimate that cannot
+  // read something says so in its notes and never fails the submit.
+  absl::StatusOr<EnqueueResult> SubmitJob(const std::string& tenant, const v1::JobSpec& spec,
+                                          v1::JobEstimate* estimate = nullptr);
+  // What `spec` would cost on each class of registered workers (job_estimator.h), validated
+  // exactly as SubmitJob validates it (the same errors); nothing is stored.
+  absl::StatusOr<v1::JobEstimate> EstimateJob(const std::string& tenant, const v1::JobSpec& spec);
   absl::StatusOr<v1::Job> GetJob(const std::string& tenant, const std::string& job_id);
   // Dispatch order (see JobPage). page_size 0 = 100, at most 1000; negative: INVALID_ARGUMENT,
   // and so is a state that is not one of Job.State's five (empty `states`: every state).
@@ -171,7 +177,8 @@ class Scheduler {
   // time; nullopt on timeout or after Stop().
   std::optional<v1::WorkerCommand> NextCommand(const std::string& job_id, int attempt,
                                                absl::Duration timeout);
-  absl::Status FinishAttempt(const v1::FinishAttemptRequest& request);
+  // A SUCCEEDED attempt's response carries the job's final cost card for <adapter_dir>/COST.md.
+  absl::StatusOr<v1::FinishAttemptResponse> FinishAttempt(const v1::FinishAttemptRequest& request);
 
   // One round of the ticker: lease expiry, server-clock accrual and budget, gauges, retention.
   void Tick();
@@ -180,6 +187,15 @@ class Scheduler {
   bool stopping() const;
 
  private:
+  // `job`'s cost report with what was recorded at submit; its running attempt billed up to now.
+  absl::StatusOr<v1::CostReport> CostReportOf(v1::Job job) ABSL_LOCKS_EXCLUDED(mu_);
+  // A submitted spec checked as SubmitJob and EstimateJob check it (ValidateJobSpec,
+  // ConfineJobPaths, ValidateJobInputs when options_.check_inputs), its paths confined.
+  absl::StatusOr<v1::JobSpec> CheckedSpec(const std::string& tenant, const v1::JobSpec& spec) const;
+  // The estimate of a checked spec with its defaults: reads the files it names, the workers and
+  // past jobs, without mu_ (tokenizing may take seconds). A store read that fails is a note.
+  v1::JobEstimate EstimateOf(const v1::JobSpec& spec) ABSL_LOCKS_EXCLUDED(mu_);
+
   // What the scheduler keeps in memory about a running attempt.
   struct RunningAttempt {
     std::string job_id;

@@ -451,6 +451,12 @@ void ServerMetrics::AddComputeCost(const std::string& tenant, double delta_usd) 
   prometheus::Counter*& counter = impl_->compute_cost[tenant];
   if (counter == nullptr) {
     counter = &impl_->counters[kComputeCost]->Add(LabelsFor(kComputeCost, {tenant}));
+    // Waste is part of compute: a tenant's waste series starts, at 0, with its compute series,
+    // so that "no waste" reads as 0 on the dashboard rather than as no data.
+    prometheus::Counter*& waste = impl_->preemption_waste[tenant];
+    if (waste == nullptr) {
+      waste = &impl_->counters[kPreemptionWaste]->Add(LabelsFor(kPreemptionWaste, {tenant}));
+    }
   }
   counter->Increment(delta_usd);
 }

@@ -31,9 +31,19 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
   return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(EnqueueResult result, scheduler_.SubmitJob(tenant, request->spec()));
+    TL_ASSIGN_OR_RETURN(EnqueueResult result, scheduler_.SubmitJob(tenant, request->spec(),
+                                                                   response->mutable_estimate()));
     *response->mutable_job() = std::move(result.update.job);
     response->set_deduplicated(result.deduplicated);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::EstimateJob(grpc::ServerContext* context,
+                                         const v1::EstimateJobRequest* request,
+                                         v1::JobEstimate* response) {
+  return Authenticated(authenticator_, *context, [&](const std::string& tenant) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(*response, scheduler_.EstimateJob(tenant, request->spec()));
     return absl::OkStatus();
   });
 }

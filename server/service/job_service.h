@@ -17,6 +17,9 @@ class JobServiceImpl final : public v1::JobService::Service {
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                          v1::SubmitJobResponse* response) override;
+  // What the spec would cost, validated as SubmitJob validates it; nothing is stored.
+  grpc::Status EstimateJob(grpc::ServerContext* context, const v1::EstimateJobRequest* request,
+                           v1::JobEstimate* response) override;
   grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                       v1::Job* response) override;
   grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,

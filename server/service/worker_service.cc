@@ -148,7 +148,10 @@ grpc::Status WorkerServiceImpl::FinishAttempt(grpc::ServerContext* context,
                                               v1::FinishAttemptResponse* response) {
   absl::StatusOr<std::string> credential = authenticator_.AuthenticateWorker(*context);
   if (!credential.ok()) return ToGrpcStatus(credential.status());
-  return ToGrpcStatus(scheduler_.FinishAttempt(*request));
+  absl::StatusOr<v1::FinishAttemptResponse> finished = scheduler_.FinishAttempt(*request);
+  if (!finished.ok()) return ToGrpcStatus(finished.status());
+  *response = *std::move(finished);
+  return grpc::Status::OK;
 }
 
 }  // namespace tuneledger

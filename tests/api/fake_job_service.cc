@@ -29,6 +29,31 @@ void FakeJobService::AddWatchScript(WatchScript script) {
   watch_scripts_.push_back(std::move(script));
 }
 
+void FakeJobService::SetEstimate(tuneledger::v1::JobEstimate estimate) {
+  absl::MutexLock lock(&mu_);
+  estimate_ = std::move(estimate);
+}
+
+void FakeJobService::SetSubmitResponse(tuneledger::v1::SubmitJobResponse response) {
+  absl::MutexLock lock(&mu_);
+  submit_response_ = std::move(response);
+}
+
+void FakeJobService::SetCostReport(tuneledger::v1::CostReport report) {
+  absl::MutexLock lock(&mu_);
+  cost_report_ = std::move(report);
+}
+
+tuneledger::v1::JobSpec FakeJobService::last_spec() const {
+  absl::MutexLock lock(&mu_);
+  return last_spec_;
+}
+
+std::vector<std::string> FakeJobService::spec_calls() const {
+  absl::MutexLock lock(&mu_);
+  return spec_calls_;
+}
+
 FakeJobService::CallRecord FakeJobService::last_call() const {
   absl::MutexLock lock(&mu_);
   return last_call_;
@@ -61,6 +86,41 @@ FakeJobService::CallRecord FakeJobService::Record(grpc::ServerContext* context) 
     record.deadline_remaining = absl::FromChrono(context->deadline()) - absl::Now();
   }
   return record;
+}
+
+grpc::Status FakeJobService::EstimateJob(grpc::ServerContext* context,
+                                         const tuneledger::v1::EstimateJobRequest* request,
+                                         tuneledger::v1::JobEstimate* response) {
+  absl::MutexLock lock(&mu_);
+  last_call_ = Record(context);
+  last_spec_ = request->spec();
+  spec_calls_.push_back("EstimateJob");
+  *response = estimate_;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::SubmitJob(grpc::ServerContext* context,
+                                       const tuneledger::v1::SubmitJobRequest* request,
+                                       tuneledger::v1::SubmitJobResponse* response) {
+  absl::MutexLock lock(&mu_);
+  last_call_ = Record(context);
+  last_spec_ = request->spec();
+  spec_calls_.push_back("SubmitJob");
+  *response = submit_response_;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeJobService::GetCostReport(grpc::ServerContext* context,
+                                           const tuneledger::v1::GetCostReportRequest* request,
+                                           tuneledger::v1::CostReport* response) {
+  absl::MutexLock lock(&mu_);
+  last_call_ = Record(context);
+  if (request->id() != cost_report_.job_id()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("job ", request->id(), " not found"));
+  }
+  *response = cost_report_;
+  return grpc::Status::OK;
 }
 
 grpc::Status FakeJobService::GetJob(grpc::ServerContext* context,

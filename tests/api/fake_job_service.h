@@ -1,6 +1,6 @@
 // FakeJobService: an in-process JobService on 127.0.0.1:0 for the client's unit tests. It
 // records what the client sent (metadata, deadlines, page tokens) and plays scripted WatchJob
-// streams, one script per call.
+// streams, one script per call; EstimateJob, SubmitJob and GetCostReport answer what was set.
 // Thread safety: all methods are safe to call from the test thread while gRPC threads serve.
 #ifndef TUNELEDGER_TESTS_API_FAKE_JOB_SERVICE_H_
 #define TUNELEDGER_TESTS_API_FAKE_JOB_SERVICE_H_
@@ -39,12 +39,29 @@ class FakeJobService final : public tuneledger::v1::JobService::Service {
   // Successive ListJobEvents answers; the last one repeats.
   void AddEventsAnswer(std::vector<tuneledger::v1::JobEvent> events);
   void AddWatchScript(WatchScript script);
+  // The answers of EstimateJob, SubmitJob and GetCostReport.
+  void SetEstimate(tuneledger::v1::JobEstimate estimate);
+  void SetSubmitResponse(tuneledger::v1::SubmitJobResponse response);
+  void SetCostReport(tuneledger::v1::CostReport report);
 
   CallRecord last_call() const;
   CallRecord last_watch_call() const;
   std::vector<std::string> page_tokens_seen() const;
   int watch_calls() const;
+  // The spec of the last EstimateJob or SubmitJob call, and the names of the calls made to
+  // these two ("EstimateJob", "SubmitJob"), in order.
+  tuneledger::v1::JobSpec last_spec() const;
+  std::vector<std::string> spec_calls() const;
 
+  grpc::Status EstimateJob(grpc::ServerContext* context,
+                           const tuneledger::v1::EstimateJobRequest* request,
+                           tuneledger::v1::JobEstimate* response) override;
+  grpc::Status SubmitJob(grpc::ServerContext* context,
+                         const tuneledger::v1::SubmitJobRequest* request,
+                         tuneledger::v1::SubmitJobResponse* response) override;
+  grpc::Status GetCostReport(grpc::ServerContext* context,
+                             const tuneledger::v1::GetCostReportRequest* request,
+                             tuneledger::v1::CostReport* response) override;
   grpc::Status GetJob(grpc::ServerContext* context, const tuneledger::v1::GetJobRequest* request,
                       tuneledger::v1::Job* response) override;
   grpc::Status ListJobs(grpc::ServerContext* context,
@@ -69,6 +86,11 @@ class FakeJobService final : public tuneledger::v1::JobService::Service {
   CallRecord last_watch_call_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> page_tokens_seen_ ABSL_GUARDED_BY(mu_);
   int watch_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  tuneledger::v1::JobEstimate estimate_ ABSL_GUARDED_BY(mu_);
+  tuneledger::v1::SubmitJobResponse submit_response_ ABSL_GUARDED_BY(mu_);
+  tuneledger::v1::CostReport cost_report_ ABSL_GUARDED_BY(mu_);
+  tuneledger::v1::JobSpec last_spec_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> spec_calls_ ABSL_GUARDED_BY(mu_);
 };
 
 // The fake served on an ephemeral loopback port for the lifetime of this object.

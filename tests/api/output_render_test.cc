@@ -418,5 +418,93 @@ TEST(RenderCancelledTest, TableSaysStateAndReason) {
   EXPECT_THAT(RenderCancelled(job, OutputFormat::kJson), Not(HasSubstr("\n{")));
 }
 
+TEST(RenderCostReportTest, StatesTheEstimateAgainstTheBillScoringAndTheBaseModel) {
+  CostReport report;
+  report.set_job_id("12");
+  report.set_state(Job::SUCCEEDED);
+  tuneledger::v1::AttemptCost* attempt = report.add_attempts();
+  attempt->set_attempt(1);
+  attempt->set_worker_id("w-1");
+  attempt->set_state("SUCCEEDED");
+  attempt->set_gpus(1);
+  attempt->set_price_per_gpu_hour(3.6);
+  attempt->set_seconds(100);
+  attempt->set_gpu_hours(100.0 / 3600);
+  attempt->set_usd(0.1);
+  attempt->set_scoring_seconds(20);
+  attempt->set_scoring_usd(0.02);
+  report.set_compute_usd(0.1);
+  report.set_scoring_usd(0.02);
+  report.set_scoring_gpu_hours(20.0 / 3600);
+  report.mutable_estimate()->set_tokens_to_train(150000);
+  report.mutable_estimate()->set_tokens_counted(true);
+  report.set_estimated_usd(0.08);
+  report.set_estimate_error(0.25);
+  report.mutable_base_model()->set_path("/models/tiny-llama");
+  report.mutable_base_model()->set_source("HuggingFaceTB/SmolLM2-135M");
+  report.mutable_base_model()->set_license("apache-2.0");
+  report.mutable_base_model()->set_license_origin("README.md");
+  const std::string text = RenderCostReport(report, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("WASTED  SCORING")) << text;
+  EXPECT_THAT(text, HasSubstr("-      20s")) << "no waste, 20 s of scoring: " << text;
+  EXPECT_THAT(text, HasSubstr("data-selection scoring $0.02 for 20s of GPU time")) << text;
+  EXPECT_THAT(text, HasSubstr("estimated at submit $0.08 (150k tokens, counted), billed $0.10: "
+                              "+25.0% off the estimate"))
+      << text;
+  EXPECT_THAT(text, HasSubstr("Base model\n  HuggingFaceTB/SmolLM2-135M, licence apache-2.0 (from "
+                              "README.md); folder /models/tiny-llama"))
+      << text;
+
+  // While the job runs the error is not known yet; without an estimate nothing is said.
+  report.set_state(Job::RUNNING);
+  report.clear_estimate_error();
+  EXPECT_THAT(RenderCostReport(report, OutputFormat::kTable),
+              HasSubstr("billed $0.10 so far: the error is known once the job has ended"));
+  report.clear_estimated_usd();
+  report.clear_base_model();
+  const std::string without = RenderCostReport(report, OutputFormat::kTable);
+  EXPECT_THAT(without, Not(HasSubstr("estimated at submit")));
+  EXPECT_THAT(without, Not(HasSubstr("Base model")));
+}
+
+TEST(RenderEstimateTest, WithoutClassesSaysSoAndJsonRoundTrips) {
+  tuneledger::v1::JobEstimate estimate;
+  estimate.set_examples(3);
+  estimate.set_total_steps(1);
+  estimate.set_tokens_to_train(12);
+  estimate.set_tokens_basis("assumed, not counted (SentencePiece): 4 bytes of the file per token");
+  estimate.set_scoring_tokens(30);
+  estimate.add_notes("No active worker can run this job (1 GPUs per attempt).");
+  const std::string text = RenderEstimate(estimate, OutputFormat::kTable);
+  EXPECT_THAT(text, HasSubstr("tokens to train  12 (assumed)")) << text;
+  EXPECT_THAT(text, HasSubstr("scoring tokens   30 (data selection, forward only)")) << text;
+  EXPECT_THAT(text, HasSubstr("model            -")) << text;
+  EXPECT_THAT(text, HasSubstr("none: no active worker can run this job")) << text;
+  EXPECT_THAT(text, HasSubstr("  - No active worker can run this job")) << text;
+  EXPECT_EQ(RenderSubmittedEstimate(estimate),
+            "estimate: 12 tokens (assumed), 1 steps; no worker class to price it on\n");
+
+  tuneledger::v1::JobEstimate parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  RenderEstimate(estimate, OutputFormat::kJson), &parsed)
+                  .ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, estimate))
+      << parsed.DebugString();
+}
+
+TEST(RenderSubmittedTest, JsonKeepsItsFieldsAndAddsTheEstimate) {
+  tuneledger::v1::SubmitJobResponse response;
+  response.mutable_job()->set_id("42");
+  response.set_deduplicated(true);
+  response.mutable_estimate()->set_total_steps(7);
+  const std::string json = RenderSubmitted(response, OutputFormat::kJson);
+  EXPECT_EQ(json, R"({"deduplicated":true,"id":"42","estimate":{"examples":"0","total_steps":7,)"
+                  R"("tokens_to_train":"0","tokens_counted":false,"tokens_basis":"",)"
+                  R"("model_shape":"","model_params":"0","classes":[],"notes":[],)"
+                  R"("scoring_tokens":"0"}})"
+                  "\n");
+  EXPECT_EQ(RenderSubmitted(response, OutputFormat::kTable), "42\n");
+}
+
 }  // namespace
 }  // namespace tuneledger::client

@@ -153,6 +153,23 @@ TEST(FormatProgressLineTest, NeverExceedsTheWidthAndDropsLeastImportantFirst) {
   EXPECT_THAT(narrow, Not(HasSubstr("tok/s")));
 }
 
+TEST(FormatProgressLineTest, DataSelectionScoringShowsExamplesScoredNotSteps) {
+  Job job;
+  job.set_id("9");
+  job.set_state(Job::RUNNING);
+  tuneledger::v1::Progress* p = job.mutable_progress();
+  p->set_phase(tuneledger::v1::Progress::SCORING);
+  p->set_scored_examples(240);
+  p->set_total_examples(400);
+  p->set_ratio(0.6);
+  job.mutable_cost()->set_accrued_usd(0.05);
+  EXPECT_EQ(FormatProgressLine(job, {}), "job 9 RUNNING scoring data 240/400 examples (60%) $0.05");
+  ProgressLineOptions options;
+  options.width = 100;
+  options.draw_bar = true;
+  EXPECT_THAT(FormatProgressLine(job, options), HasSubstr("job 9 RUNNING [######"));
+}
+
 TEST(FormatProgressLineTest, QueuedAndFinishedJobs) {
   Job job;
   job.set_id("3");

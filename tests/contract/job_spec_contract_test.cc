@@ -177,6 +177,17 @@ std::vector<Case> Cases() {
                        early_stop(s)->set_patience_evals(3);
                      }});
   }
+  auto selection = [=](v1::JobSpec& s) { return training(s)->mutable_data_selection(); };
+  for (int32_t method : {-1, 0, 1, 2, 3}) {
+    for (double fraction : DoubleEdges()) {
+      cases.push_back({"training.data_selection method=" + std::to_string(method) +
+                           " keep_fraction=" + std::to_string(fraction),
+                       [=](v1::JobSpec& s) {
+                         selection(s)->set_method(static_cast<v1::DataSelection::Method>(method));
+                         selection(s)->set_keep_fraction(fraction);
+                       }});
+    }
+  }
   cases.push_back({"training.flags", [=](v1::JobSpec& s) {
                      training(s)->set_gradient_checkpointing(true);
                      training(s)->set_save_merged_model(true);
@@ -390,6 +401,7 @@ TEST(JobSpecContractTest, EnumNamesAreTheProtosNames) {
   ExpectEnumNames(v1::TrainingConfig::Precision_descriptor, spec::kPrecisionNames);
   ExpectEnumNames(v1::Budget::Policy_descriptor, spec::kBudgetPolicyNames);
   ExpectEnumNames(v1::InheritedCost::Kind_descriptor, spec::kInheritedCostKindNames);
+  ExpectEnumNames(v1::DataSelection::Method_descriptor, spec::kDataSelectionMethodNames);
 }
 
 }  // namespace

@@ -280,6 +280,15 @@ TEST_F(ServerMetricsTest, ManyFinishedJobsLeaveNoSeriesBehind) {
   EXPECT_THAT(ScrapeText(registry_), Not(HasSubstr("job_id=")));
 }
 
+TEST_F(ServerMetricsTest, ATenantsWasteSeriesStartsAtZeroWithItsComputeSeries) {
+  const std::string waste = R"(tuneledger_preemption_waste_usd_total{tenant="acme"})";
+  EXPECT_EQ(Scrape().count(waste), 0u);
+  metrics_.AddComputeCost("acme", 0.25);
+  EXPECT_EQ(Value(waste), 0) << "no waste reads as 0, not as no data";
+  metrics_.AddPreemptionWaste("acme", 0.125);
+  EXPECT_EQ(Value(waste), 0.125);
+}
+
 TEST_F(ServerMetricsTest, CountersNeverDecrease) {
   const std::string tokens = JobSeries("tuneledger_job_tokens_total", "job-1", "acme");
   metrics_.OnProgress("job-1", "acme", {.step = 10, .tokens = 1000});

@@ -165,6 +165,9 @@ def make_model(rng, tied, bad_type_tensor=None):
     metadata = [
         ("general.architecture", STR, "llama"),
         ("general.name", STR, "tiny test llama"),
+        ("general.license", STR, "mit" if tied else ""),
+        ("general.organization", STR, "tuneledger-tests"),
+        ("general.basename", STR, "tiny"),
         ("general.alignment", U32, ALIGN),
         ("general.file_type", U32, 3),
         ("general.tags", ARR, (STR, ["test", "tiny"])),
@@ -319,6 +322,18 @@ class GGUFImportTest(unittest.TestCase):
 
     def test_tied_model_weights_equal_reference(self):
         self.check_weights_and_forward("tied")
+
+    def test_model_card_front_matter_states_the_licence_and_source(self):
+        # The tied model's GGUF declares a licence; the untied one's is empty, so "unknown".
+        for name, license_id in (("tied", "mit"), ("untied", "unknown")):
+            _, out, _ = self.models[name]
+            with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            self.assertEqual(lines[0], "---", name)
+            front = dict(line.split(": ", 1) for line in lines[1:lines.index("---", 1)])
+            self.assertEqual(json.loads(front["license"]), license_id, name)
+            self.assertTrue(json.loads(front["base_model"]).startswith("tuneledger-tests/tiny"),
+                            front)
 
     def test_tokenizer(self):
         from transformers import AutoTokenizer

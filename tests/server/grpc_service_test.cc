@@ -1046,5 +1046,73 @@ TEST_F(GrpcServiceTest, ThreeHundredIdleLongPollsDoNotStopTenantCallsOrHeartbeat
   }
 }
 
+// EstimateJob: authenticated like every JobService call, validated as SubmitJob is (the same
+// INVALID_ARGUMENT naming the field, the input files checked), nothing stored; SubmitJob answers
+// with the estimate it recorded.
+TEST_F(GrpcServiceTest, EstimateJobIsAuthenticatedValidatedLikeSubmitAndStoresNothing) {
+  const JobInputs inputs = MakeJobInputs(dir_);
+  auto estimate = [&](const v1::JobSpec& spec, v1::JobEstimate* response,
+                      const std::string& token = "") {
+    v1::EstimateJobRequest request;
+    *request.mutable_spec() = spec;
+    return jobs_->EstimateJob(Context(token).get(), request, response);
+  };
+  struct BadSpec {
+    std::string what;
+    std::function<void(v1::JobSpec&)> break_spec;
+    std::string field;
+  };
+  const std::vector<BadSpec> cases = {
+      {"missing model folder",
+       [&](v1::JobSpec& s) { s.set_model_path(dir_.File("no-such-model")); }, "spec.model_path"},
+      {"missing training data",
+       [&](v1::JobSpec& s) { s.set_train_path(dir_.File("no-such.jsonl")); }, "spec.train_path"},
+      {"outside the data roots", [](v1::JobSpec& s) { s.set_model_path("/etc"); },
+       "spec.model_path"},
+      {"negative lr", [](v1::JobSpec& s) { s.mutable_training()->set_learning_rate(-1e-4); },
+       "spec.training.learning_rate"},
+      {"keep_fraction without a method",
+       [](v1::JobSpec& s) {
+         s.mutable_training()->mutable_data_selection()->set_keep_fraction(0.5);
+       },
+       "spec.training.data_selection"},
+  };
+  for (const BadSpec& bad : cases) {
+    v1::JobSpec spec = ValidSpec(inputs);
+    bad.break_spec(spec);
+    v1::JobEstimate response;
+    const grpc::Status status = estimate(spec, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << bad.what << ": " << GrpcStatusText(status);
+    EXPECT_THAT(status.error_message(), HasSubstr(bad.field)) << bad.what;
+    EXPECT_EQ(status.error_message(), Submit(spec).error_message()) << bad.what;
+  }
+  RegisterWorker();
+  v1::JobEstimate response;
+  const grpc::Status ok = estimate(ValidSpec(inputs), &response);
+  ASSERT_TRUE(ok.ok()) << GrpcStatusText(ok);
+  EXPECT_EQ(response.total_steps(), 100);
+  EXPECT_EQ(response.examples(), 1);
+  EXPECT_THAT(response.tokens_basis(), HasSubstr("assumed, not counted"));
+  EXPECT_EQ(response.classes_size(), 1);
+  EXPECT_TRUE(response.has_estimate_time());
+  EXPECT_THAT(List(), IsEmpty()) << "nothing stored";
+
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = ValidSpec(inputs);
+  v1::SubmitJobResponse submitted;
+  const grpc::Status submit = jobs_->SubmitJob(Context().get(), request, &submitted);
+  ASSERT_TRUE(submit.ok()) << GrpcStatusText(submit);
+  EXPECT_EQ(submitted.estimate().tokens_to_train(), response.tokens_to_train());
+  EXPECT_EQ(submitted.estimate().classes_size(), 1);
+
+  Stop();
+  Start("tok-alice alice\n");
+  EXPECT_EQ(estimate(ValidSpec(inputs), &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(estimate(ValidSpec(inputs), &response, "tok-mallory").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(estimate(ValidSpec(inputs), &response, "tok-alice").ok());
+}
+
 }  // namespace
 }  // namespace tuneledger

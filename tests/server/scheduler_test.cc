@@ -141,7 +141,7 @@ class SchedulerTest : public ::testing::Test {
     request.set_outcome(outcome);
     request.set_adapter_path("/adapters/" + lease.job_id());
     request.set_message(outcome == v1::FinishAttemptRequest::FAILED ? "CUDA out of memory" : "");
-    return scheduler_->FinishAttempt(request);
+    return scheduler_->FinishAttempt(request).status();
   }
   v1::Job Job(const std::string& id) {
     absl::StatusOr<v1::Job> job = scheduler_->GetJob("t", id);
@@ -315,6 +315,93 @@ TEST_F(SchedulerTest, PreemptedAttemptRequeuesAndTrainerFailureFailsWithItsMessa
 // final checkpoint) and stopped a third time with one shows as waste exactly the lease time
 // after each attempt's last checkpoint, times price and GPUs; the saving against the declared
 // on-demand price covers every attempt; the tenant's waste counter matches.
+TEST_F(SchedulerTest, DataSelectionScoringIsBilledFromTheFirstScoringReportToTheLast) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  const std::string job = Submit(spec);
+  const std::string worker = Register(kDollarPerSecond, /*spot=*/false, /*gpus=*/2);
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  auto scoring = [&](int scored, bool done) {
+    v1::ProgressReport report;
+    report.set_worker_id(worker);
+    report.set_job_id(job);
+    report.set_attempt(lease->attempt());
+    report.set_lease_token(lease->lease_token());
+    v1::TrainerUpdate& update = *report.mutable_update();
+    update.set_kind(v1::TrainerUpdate::SCORING);
+    update.set_scored_examples(scored);
+    update.set_total_examples(400);
+    update.set_scoring_done(done);
+    if (done) update.set_kept_examples(200);
+    return scheduler_->ReportProgress(report);
+  };
+  // Model loading (2 s) is not scoring; scoring runs from the first report (2 s) to the last (7 s).
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(scoring(0, false));
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(scoring(240, false));
+  EXPECT_EQ(Job(job).progress().phase(), v1::Progress::SCORING);
+  EXPECT_EQ(Job(job).progress().scored_examples(), 240);
+  EXPECT_DOUBLE_EQ(Job(job).progress().ratio(), 0.6);
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(scoring(400, true));
+  clock_.Advance(absl::Seconds(4));
+  ASSERT_OK(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 3));
+  EXPECT_EQ(Job(job).progress().phase(), v1::Progress::TRAINING);
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+
+  absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(bill);
+  ASSERT_EQ(bill->attempts_size(), 1);
+  EXPECT_DOUBLE_EQ(bill->attempts(0).scoring_seconds(), 5);
+  EXPECT_DOUBLE_EQ(bill->attempts(0).scoring_usd(), 10) << "$1 per GPU-second on two GPUs";
+  EXPECT_DOUBLE_EQ(bill->scoring_usd(), 10);
+  EXPECT_DOUBLE_EQ(bill->scoring_gpu_hours(), 2 * 5 / 3600.0);
+  EXPECT_DOUBLE_EQ(bill->compute_usd(), 22) << "scoring is part of the 11 s lease";
+  EXPECT_THAT(bill->notes(), ::testing::Contains(HasSubstr("Data selection")));
+}
+
+TEST_F(SchedulerTest, ASucceededFinishAnswersWithTheJobsFinalCostCard) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_name("card job");
+  const std::string job = Submit(spec);
+  const std::string worker = Register();
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(3));
+  v1::FinishAttemptRequest finish;
+  finish.set_worker_id(worker);
+  finish.set_job_id(job);
+  finish.set_attempt(lease->attempt());
+  finish.set_lease_token(lease->lease_token());
+  finish.set_outcome(v1::FinishAttemptRequest::FAILED);
+  // A failed job gets no card back: there is no adapter to put it beside.
+  absl::StatusOr<v1::FinishAttemptResponse> failed = scheduler_->FinishAttempt(finish);
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->cost_card_markdown(), "");
+
+  const std::string second = Submit(spec);
+  lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(3));
+  finish.set_job_id(second);
+  finish.set_attempt(lease->attempt());
+  finish.set_lease_token(lease->lease_token());
+  finish.set_outcome(v1::FinishAttemptRequest::SUCCEEDED);
+  finish.set_adapter_path("/adapters/" + second);
+  absl::StatusOr<v1::FinishAttemptResponse> succeeded = scheduler_->FinishAttempt(finish);
+  ASSERT_OK(succeeded);
+  const std::string& card = succeeded->cost_card_markdown();
+  EXPECT_THAT(card, HasSubstr("# Cost card: card job"));
+  EXPECT_THAT(card, HasSubstr("SUCCEEDED"));
+  EXPECT_THAT(card, HasSubstr("/adapters/" + second));
+  EXPECT_THAT(card, HasSubstr("$3.0000")) << "3 s at $1 per GPU-second";
+  absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", second);
+  ASSERT_OK(bill);
+  EXPECT_EQ(bill->card_markdown(), card) << "the card is the cost report's, computed once";
+}
+
 TEST_F(SchedulerTest, APreemptedJobsWasteIsTheLeaseTimeAfterEachLastCheckpoint) {
   v1::JobSpec spec = ValidSpec();
   spec.set_gpus(2);
@@ -1133,6 +1220,106 @@ TEST_F(SchedulerTest, AJobNoWorkerCanRunSaysWhyItWaitsAndIsCounted) {
   ASSERT_TRUE(lease.has_value());
   EXPECT_EQ(lease->job_id(), job);
   EXPECT_EQ(Job(job).message(), "") << "the reason is gone once it runs";
+}
+
+// EstimateJob answers what SubmitJob would refuse with the same INVALID_ARGUMENT, naming every
+// bad field, and stores nothing either way.
+TEST_F(SchedulerTest, EstimateJobIsValidatedAsSubmitIsAndStoresNothing) {
+  v1::JobSpec bad = ValidSpec();
+  bad.mutable_training()->set_learning_rate(-1);
+  bad.mutable_lora()->set_r(0);
+  const absl::StatusOr<v1::JobEstimate> refused = scheduler_->EstimateJob("t", bad);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kInvalidArgument,
+                                AllOf(HasSubstr("spec.training.learning_rate: must be > 0, got -1"),
+                                      HasSubstr("spec.lora.r"))));
+  EXPECT_EQ(refused.status(), scheduler_->SubmitJob("t", bad).status());
+
+  data_roots_ = {dir_.path()};
+  scheduler_.reset();
+  StartScheduler();
+  const absl::StatusOr<v1::JobEstimate> outside = scheduler_->EstimateJob("t", ValidSpec());
+  EXPECT_THAT(outside, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.model_path")));
+  EXPECT_EQ(outside.status(), scheduler_->SubmitJob("t", ValidSpec()).status());
+
+  dir_.Write("model/config.json", "{}");
+  const std::string train = dir_.Write("train.jsonl", "{\"text\": \"hello\"}\n");
+  const absl::StatusOr<v1::JobEstimate> estimate =
+      scheduler_->EstimateJob("t", ValidSpec({"model", train}));
+  ASSERT_OK(estimate);
+  EXPECT_EQ(estimate->total_steps(), 100);
+  EXPECT_FALSE(estimate->tokens_basis().empty());
+  EXPECT_THAT(scheduler_->ListJobs("t", {}, 0, "")->jobs, IsEmpty()) << "nothing was stored";
+}
+
+// SubmitJob records its estimate (CostReport.estimate, estimated_usd, and once the job ends the
+// error against the bill); the next estimate of the same shape on that accelerator uses the
+// finished job's tokens over its billed lease instead of a cold start. A deduplicated submit
+// returns the first job's estimate.
+TEST_F(SchedulerTest, SubmitRecordsTheEstimateAndAFinishedJobSetsTheNextOnesRate) {
+  const std::string model = std::string(TUNELEDGER_SOURCE_DIR) + "/models/tiny-llama";
+  std::string data;
+  for (int i = 0; i < 8; ++i) data += "{\"text\": \"abcdefgh\"}\n";  // 10 tokens each
+  v1::JobSpec spec = ValidSpec({model, dir_.Write("train.jsonl", data)});
+  spec.mutable_training()->set_batch_size(4);
+  spec.mutable_training()->set_max_steps(10);  // 5 epochs of 2 batches: 400 tokens
+  spec.set_client_request_id("first");
+  const std::string worker = Register(kDollarPerSecond);
+
+  v1::JobEstimate recorded;
+  absl::StatusOr<EnqueueResult> submitted = scheduler_->SubmitJob("t", spec, &recorded);
+  ASSERT_OK(submitted);
+  const std::string job = submitted->update.job.id();
+  EXPECT_TRUE(recorded.tokens_counted()) << recorded.tokens_basis();
+  EXPECT_EQ(recorded.tokens_to_train(), 400);
+  ASSERT_THAT(recorded.classes(), SizeIs(1));
+  EXPECT_TRUE(recorded.classes(0).cold_start());
+  EXPECT_EQ(recorded.classes(0).accelerator(), "cpu");
+  const double estimated_usd = recorded.classes(0).usd();
+  EXPECT_GT(estimated_usd, 0);
+
+  clock_.Advance(absl::Seconds(1));
+  v1::JobEstimate repeated;
+  absl::StatusOr<EnqueueResult> again = scheduler_->SubmitJob("t", spec, &repeated);
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->deduplicated);
+  EXPECT_EQ(repeated.SerializeAsString(), recorded.SerializeAsString())
+      << "the first job's estimate, not a new one";
+
+  absl::StatusOr<v1::CostReport> queued = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(queued);
+  EXPECT_EQ(queued->estimate().SerializeAsString(), recorded.SerializeAsString());
+  ASSERT_TRUE(queued->has_estimated_usd());
+  EXPECT_DOUBLE_EQ(queued->estimated_usd(), estimated_usd);
+  EXPECT_FALSE(queued->has_estimate_error()) << "no error before the bill is final";
+
+  std::optional<v1::Lease> lease = Lease(worker);
+  ASSERT_TRUE(lease.has_value());
+  clock_.Advance(absl::Seconds(8));
+  v1::ProgressReport report;
+  report.set_worker_id(worker);
+  report.set_job_id(job);
+  report.set_attempt(lease->attempt());
+  report.set_lease_token(lease->lease_token());
+  report.mutable_update()->set_kind(v1::TrainerUpdate::PROGRESS);
+  report.mutable_update()->set_step(10);
+  report.mutable_update()->set_total_steps(10);
+  report.mutable_update()->set_tokens(400);
+  ASSERT_OK(scheduler_->ReportProgress(report));
+  ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::SUCCEEDED));
+  absl::StatusOr<v1::CostReport> finished = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(finished);
+  EXPECT_DOUBLE_EQ(finished->compute_usd(), 8.0) << "8 s at $1 per second";
+  ASSERT_TRUE(finished->has_estimate_error());
+  EXPECT_NEAR(finished->estimate_error(), (8.0 - estimated_usd) / estimated_usd, 1e-9);
+
+  spec.clear_client_request_id();
+  absl::StatusOr<v1::JobEstimate> next = scheduler_->EstimateJob("t", spec);
+  ASSERT_OK(next);
+  ASSERT_THAT(next->classes(), SizeIs(1));
+  EXPECT_FALSE(next->classes(0).cold_start());
+  EXPECT_EQ(next->classes(0).past_jobs(), 1);
+  EXPECT_DOUBLE_EQ(next->classes(0).tokens_per_second(), 50) << "400 tokens in 8 billed s";
+  EXPECT_DOUBLE_EQ(next->classes(0).usd(), 8.0) << "a repeat is estimated at the first's bill";
 }
 
 }  // namespace

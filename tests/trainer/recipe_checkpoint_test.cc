@@ -125,6 +125,24 @@ TEST(CheckpointTest, EarlyStopBookkeepingRoundTrips) {
   EXPECT_TRUE(plain.best_parameters.empty());
 }
 
+// training.data_selection's kept examples survive a checkpoint (a resumed run trains on the same
+// ones without scoring); a run without selection writes none and reads back none.
+TEST(CheckpointTest, DataSelectionRoundTrips) {
+  TempDir dir;
+  Fixture saved;
+  TrainSnapshot snapshot = saved.Snapshot(4);
+  const TrainSnapshot without = snapshot;
+  snapshot.data_selection = DataSelectionState{"loss", 0.25, {0, 3, 7, 40}};
+  const TrainSnapshot read = ReadCheckpoint(WriteCheckpoint(dir.File("with"), snapshot, 3));
+  ASSERT_TRUE(read.data_selection.has_value());
+  EXPECT_EQ(read.data_selection->method, "loss");
+  EXPECT_EQ(read.data_selection->keep_fraction, 0.25);
+  EXPECT_EQ(read.data_selection->kept, (std::vector<int64_t>{0, 3, 7, 40}));
+
+  const TrainSnapshot plain = ReadCheckpoint(WriteCheckpoint(dir.File("without"), without, 3));
+  EXPECT_FALSE(plain.data_selection.has_value());
+}
+
 TEST(CheckpointTest, TmpFoldersAreNeverResumedAndArePruned) {
   TempDir dir;
   const std::string root = dir.File("checkpoints");
@@ -187,6 +205,11 @@ TEST(CheckpointTest, BadHeadersAreClearErrors) {
   header["adam_steps"].push_back(1);
   WriteTextFile(header_path, header.dump());
   EXPECT_THAT(ReadError(path), HasSubstr("lacks param/extra.weight"));
+
+  header = nlohmann::json::parse(good);
+  header["data_selection"] = {{"method", "entropy"}, {"keep_fraction", 0.5}, {"kept", "all"}};
+  WriteTextFile(header_path, header.dump());
+  EXPECT_THAT(ReadError(path), HasSubstr("data_selection: header.json: field \"kept\" has the"));
 
   WriteTextFile(header_path, good);
   WriteTextFile(path + "/state.safetensors", "truncated");

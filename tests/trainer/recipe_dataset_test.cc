@@ -369,12 +369,16 @@ TEST(JsonlDatasetTest, TruncatesToSeqLen) {
   WriteTextFile(dir.File("d.jsonl"), R"({"text": "abcdefgh"})"
                                      "\n\n"
                                      R"({"prompt": "abcdefgh", "completion": "x"})"
+                                     "\n"
+                                     R"({"text": "ab"})"
                                      "\n");
   const TokenizedDataset dataset = LoadJsonlDataset(dir.File("d.jsonl"), kBytes, {5, 0});
-  EXPECT_EQ(dataset.lines, 2);
-  EXPECT_EQ(dataset.examples.size(), 1u);
+  EXPECT_EQ(dataset.lines, 3);
+  EXPECT_EQ(dataset.examples.size(), 2u);
   EXPECT_EQ(dataset.truncated, 2);
   EXPECT_EQ(dataset.dropped_no_targets, 1);
+  // Each example knows its line in the file, past the blank line and the dropped example.
+  EXPECT_EQ(dataset.source_lines, (std::vector<int64_t>{1, 4}));
 }
 
 TEST(JsonlDatasetTest, BadLinesNameFileAndLine) {

@@ -230,6 +230,14 @@ TrainerRun RunProcess(const std::string& binary, const std::vector<std::string>&
 
 std::string TrainerBinary() { return std::string(TUNELEDGER_BIN_DIR) + "/tuneledger-train"; }
 
+TrainerRun RunTrainer(const std::string& spec, const std::string& out,
+                      const std::vector<std::string>& extra,
+                      const std::function<bool(const nlohmann::json&)>& on_line) {
+  std::vector<std::string> args = {"--spec", spec, "--out", out, "--threads", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunProcess(TrainerBinary(), args, on_line);
+}
+
 double MaxAdapterDiff(const std::string& adapter_dir_a, const std::string& adapter_dir_b) {
   const auto a = SafetensorsFile::Open(adapter_dir_a + "/adapter_model.safetensors");
   const auto b = SafetensorsFile::Open(adapter_dir_b + "/adapter_model.safetensors");

@@ -48,6 +48,12 @@ TrainerRun RunProcess(const std::string& binary, const std::vector<std::string>&
 
 std::string TrainerBinary();  // <bin>/tuneledger-train
 
+// tuneledger-train --spec SPEC --out OUT --threads 2 EXTRA..., as RunProcess runs it: the process
+// tests' one way to start the trainer.
+TrainerRun RunTrainer(const std::string& spec, const std::string& out,
+                      const std::vector<std::string>& extra = {},
+                      const std::function<bool(const nlohmann::json&)>& on_line = nullptr);
+
 // Sets an environment variable for the children this test starts; restores it on scope exit.
 class ScopedEnv {
  public:

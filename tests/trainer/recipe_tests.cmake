@@ -14,6 +14,7 @@ target_link_libraries(trainer_recipe_spm_train PRIVATE PkgConfig::SENTENCEPIECE)
 add_executable(trainer_recipe_unit_tests
   ${_recipe_dir}/recipe_batcher_test.cc
   ${_recipe_dir}/recipe_checkpoint_test.cc
+  ${_recipe_dir}/recipe_data_selection_test.cc
   ${_recipe_dir}/recipe_dataset_test.cc
   ${_recipe_dir}/recipe_job_spec_test.cc
   ${_recipe_dir}/recipe_loss_test.cc
@@ -28,6 +29,7 @@ gtest_discover_tests(trainer_recipe_unit_tests PROPERTIES LABELS unit DISCOVERY_
 
 # Integration: runs tuneledger-train as a process on a tiny random model (tens of seconds).
 add_executable(trainer_recipe_process_tests
+  ${_recipe_dir}/recipe_data_selection_process_test.cc
   ${_recipe_dir}/recipe_peft_reference_test.cc
   ${_recipe_dir}/recipe_symbol_binding_test.cc
   ${_recipe_dir}/recipe_train_process_test.cc)

@@ -63,11 +63,9 @@ class TrainProcessTest : public ::testing::Test {
   }
 
   TrainerRun Train(const std::string& spec, const std::string& out,
-                   std::vector<std::string> extra = {},
+                   const std::vector<std::string>& extra = {},
                    const std::function<bool(const nlohmann::json&)>& on_line = nullptr) {
-    std::vector<std::string> args = {"--spec", spec, "--out", out, "--threads", "2"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return RunProcess(TrainerBinary(), args, on_line);
+    return testing::RunTrainer(spec, out, extra, on_line);
   }
 
   TempDir dir_;

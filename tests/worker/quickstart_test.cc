@@ -122,6 +122,11 @@ void ExpectDemoSucceeded(const QuickstartRun& run) {
   EXPECT_TRUE(fs::is_regular_file(adapter + "/adapter_model.safetensors")) << adapter;
   EXPECT_TRUE(fs::is_regular_file(adapter + "/adapter_config.json")) << adapter;
   EXPECT_EQ(adapter.rfind(run.run_dir, 0), 0u) << "adapter outside QUICKSTART_DIR: " << adapter;
+  // The cost card beside the adapter, printed by the quickstart: the real model's licence, read
+  // from the model card deploy/import_gguf.py wrote.
+  EXPECT_TRUE(fs::is_regular_file(adapter + "/COST.md")) << adapter;
+  EXPECT_THAT(out, HasSubstr("# Cost card: quickstart-demo"));
+  EXPECT_THAT(out, HasSubstr("| Base model licence | apache-2.0 (from README.md) |"));
 
   // The fine-tune learned the task, not only the format: exact cards on held-out sentences.
   const std::string rate_marker = "held-out exact match: ";

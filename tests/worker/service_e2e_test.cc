@@ -46,7 +46,9 @@
 #include "base/worker_token_env.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/proto_json.h"
 #include "tests/testing/server_harness.h"
+#include "tests/testing/source_path.h"
 #include "tests/testing/status_matchers.h"
 #include "tuneledger/v1/jobs.pb.h"
 
@@ -74,19 +76,8 @@ constexpr char kMinStepSeconds[] = "0.25";
 constexpr char kWorkerToken[] = "service-e2e-worker-token";
 constexpr absl::Duration kJobTimeout = absl::Minutes(4);
 
-std::string SourcePath(const std::string& relative) {
-  return absl::StrCat(TUNELEDGER_SOURCE_DIR, "/", relative);
-}
-
-template <typename Message>
-Message ParseJson(const std::string& json) {
-  Message message;
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &message, options);
-  EXPECT_TRUE(status.ok()) << status.ToString() << " in: " << json;
-  return message;
-}
+using ::tuneledger::testing::ParseProtoJson;
+using ::tuneledger::testing::SourcePath;
 
 std::string ReadText(const std::string& path) {
   absl::StatusOr<std::string> text = testing::ReadFile(path);
@@ -227,8 +218,10 @@ class ServiceEndToEndTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult result = Tunectl(args);
     EXPECT_EQ(result.exit_code, 0) << result.ToString();
-    const std::string id =
-        ParseJson<google::protobuf::Struct>(result.stdout_text).fields().at("id").string_value();
+    const std::string id = ParseProtoJson<google::protobuf::Struct>(result.stdout_text)
+                               .fields()
+                               .at("id")
+                               .string_value();
     EXPECT_FALSE(id.empty()) << result.ToString();
     return id;
   }
@@ -236,13 +229,13 @@ class ServiceEndToEndTest : public ::testing::Test {
   Job GetJob(const std::string& id) {
     CommandResult result = Tunectl({"--output", "json", "get", id});
     EXPECT_EQ(result.exit_code, 0) << result.ToString();
-    return ParseJson<Job>(result.stdout_text);
+    return ParseProtoJson<Job>(result.stdout_text);
   }
 
   std::vector<JobEvent> Events(const std::string& id) {
     CommandResult result = Tunectl({"--output", "json", "events", id});
     EXPECT_EQ(result.exit_code, 0) << result.ToString();
-    auto response = ParseJson<tuneledger::v1::ListJobEventsResponse>(result.stdout_text);
+    auto response = ParseProtoJson<tuneledger::v1::ListJobEventsResponse>(result.stdout_text);
     return {response.events().begin(), response.events().end()};
   }
 
@@ -287,7 +280,7 @@ class ServiceEndToEndTest : public ::testing::Test {
 
   std::string WorkerId(const std::string& name) {
     CommandResult result = Tunectl({"--output", "json", "workers"});
-    auto response = ParseJson<tuneledger::v1::ListWorkersResponse>(result.stdout_text);
+    auto response = ParseProtoJson<tuneledger::v1::ListWorkersResponse>(result.stdout_text);
     for (const auto& worker : response.workers()) {
       auto it = worker.labels().find("name");
       if (it != worker.labels().end() && it->second == name &&
@@ -353,7 +346,7 @@ TEST_F(ServiceEndToEndTest, SubmittedJobTrainsToSuccessWithLiveProgressAndAnAdap
   while (absl::Now() < deadline) {
     absl::StatusOr<std::string> line = reader.ReadLine(deadline - absl::Now());
     if (!line.ok()) break;  // OUT_OF_RANGE: watch ended with the job
-    auto update = ParseJson<tuneledger::v1::WatchJobResponse>(*line);
+    auto update = ParseProtoJson<tuneledger::v1::WatchJobResponse>(*line);
     snapshots.push_back(update.job());
     if (update.has_event()) streamed_events.push_back(update.event());
   }
@@ -400,7 +393,7 @@ TEST_F(ServiceEndToEndTest, SubmittedJobTrainsToSuccessWithLiveProgressAndAnAdap
   // The stored progress history, for plotting: every step of this short job, in order.
   CommandResult history = Tunectl({"--output", "json", "history", id});
   ASSERT_EQ(history.exit_code, 0) << history.ToString();
-  auto points = ParseJson<tuneledger::v1::ProgressHistory>(history.stdout_text).points();
+  auto points = ParseProtoJson<tuneledger::v1::ProgressHistory>(history.stdout_text).points();
   std::vector<int> history_steps;
   for (const auto& point : points) history_steps.push_back(point.step());
   // (FinishAttempt's final update, with the final losses, repeats the last step.)
@@ -513,8 +506,8 @@ TEST_F(ServiceEndToEndTest, KilledWorkersJobResumesOnIdleWorkerAndMatchesAnUnint
       last_checkpoint_time = Seconds(event.time());
     }
   }
-  const auto bill =
-      ParseJson<tuneledger::v1::CostReport>(Tunectl({"--output", "json", "cost", id}).stdout_text);
+  const auto bill = ParseProtoJson<tuneledger::v1::CostReport>(
+      Tunectl({"--output", "json", "cost", id}).stdout_text);
   ASSERT_EQ(bill.attempts_size(), 2) << bill.DebugString();
   const tuneledger::v1::AttemptCost& lost = bill.attempts(0);
   EXPECT_EQ(lost.state(), "LOST");
@@ -525,6 +518,16 @@ TEST_F(ServiceEndToEndTest, KilledWorkersJobResumesOnIdleWorkerAndMatchesAnUnint
   EXPECT_NEAR(lost.wasted_usd(), 3.6 * lost.gpus() * lost.wasted_seconds() / 3600, 1e-9);
   EXPECT_EQ(bill.attempts(1).wasted_seconds(), 0);
   EXPECT_DOUBLE_EQ(bill.preemption_waste_usd(), lost.wasted_usd());
+
+  // The cost card beside the adapter: the final bill, the lost attempt included, and the base
+  // model's licence from its README front matter.
+  const std::string card = ReadText(layout::CostCardPath(job.adapter_path()));
+  EXPECT_EQ(card, bill.card_markdown());
+  EXPECT_THAT(card, HasSubstr("| 1 | " + lost.worker_id() + " | LOST |"));
+  EXPECT_THAT(card, HasSubstr("| 2 | " + b_id + " | SUCCEEDED |"));
+  EXPECT_THAT(card, HasSubstr("| Base model licence | apache-2.0 (from README.md) |"));
+  EXPECT_EQ(bill.base_model().license(), "apache-2.0");
+  EXPECT_EQ(Tunectl({"cost", id, "--card"}).stdout_text, card);
 
   // The same job uninterrupted (same seed), on the same worker.
   const std::string reference = Submit("e2e-reference");
@@ -580,8 +583,8 @@ TEST_F(ServiceEndToEndTest, PreemptedWorkerHandsAFreshCheckpointToAnotherWorker)
   EXPECT_EQ(b_starts[0], checkpoint_step) << "attempt 2 did not resume from the fresh checkpoint";
   // The checkpoint written at the stop saved every step: the preemption wasted (almost) nothing,
   // under one report interval.
-  const auto bill =
-      ParseJson<tuneledger::v1::CostReport>(Tunectl({"--output", "json", "cost", id}).stdout_text);
+  const auto bill = ParseProtoJson<tuneledger::v1::CostReport>(
+      Tunectl({"--output", "json", "cost", id}).stdout_text);
   ASSERT_EQ(bill.attempts_size(), 2) << bill.DebugString();
   EXPECT_EQ(bill.attempts(0).state(), "PREEMPTED");
   EXPECT_LT(bill.attempts(0).wasted_seconds(), 0.5) << bill.DebugString();
@@ -696,7 +699,7 @@ TEST_F(ServiceEndToEndTest, EarlyStopAndDivergenceEndJobsWithTheirReasonsAndPare
 
   const CommandResult pareto = Tunectl({"--output", "json", "pareto", "--label", "sweep=e2e"});
   ASSERT_EQ(pareto.exit_code, 0) << pareto.ToString();
-  const auto front = ParseJson<tuneledger::v1::ParetoFront>(pareto.stdout_text);
+  const auto front = ParseProtoJson<tuneledger::v1::ParetoFront>(pareto.stdout_text);
   std::map<std::string, tuneledger::v1::ParetoPoint> points;
   for (const tuneledger::v1::ParetoPoint& point : front.points()) points[point.job_id()] = point;
   ASSERT_EQ(points.size(), 2u) << pareto.stdout_text;
@@ -704,6 +707,57 @@ TEST_F(ServiceEndToEndTest, EarlyStopAndDivergenceEndJobsWithTheirReasonsAndPare
   EXPECT_FALSE(points[diverged].pareto_optimal()) << pareto.stdout_text;
   EXPECT_GT(points[stopped].total_usd(), 0);
   EXPECT_DOUBLE_EQ(points[stopped].eval_loss(), early.progress().eval_loss());
+}
+
+// Data selection through the service: the trainer scores every training example with the base
+// model before its first step (progress phase SCORING, stored in the history), keeps half, and
+// the bill carries the scoring pass as its own line, on the server's clock, inside the compute.
+TEST_F(ServiceEndToEndTest, DataSelectionScoringIsAPhaseOfProgressAndALineOfTheBill) {
+  ASSERT_OK(server_.Start());
+  StartWorker("a");
+  // 96 examples: scoring batches are paced like steps here (kMinStepSeconds), so the whole demo
+  // set would take minutes.
+  const std::vector<std::string> demo =
+      absl::StrSplit(ReadText(SourcePath("models/demo/train.jsonl")), '\n', absl::SkipEmpty());
+  ASSERT_GE(demo.size(), 96u);
+  const std::string train = absl::StrCat(server_.temp_dir(), "/select-train.jsonl");
+  std::ofstream(train) << absl::StrJoin(demo.begin(), demo.begin() + 96, "\n") << "\n";
+  const std::string id = Submit(
+      "e2e-select", {"--train", train, "--select-data", "entropy", "--keep-fraction", "0.5"});
+  const Job job = WaitForFinalState(id);
+  ASSERT_EQ(job.state(), Job::SUCCEEDED) << job.DebugString();
+
+  const auto history = ParseProtoJson<tuneledger::v1::ProgressHistory>(
+      Tunectl({"--output", "json", "history", id}).stdout_text);
+  int64_t scored = 0;
+  for (const tuneledger::v1::Progress& point : history.points()) {
+    if (point.phase() == tuneledger::v1::Progress::SCORING) {
+      scored = std::max(scored, point.scored_examples());
+    }
+  }
+  const std::string selection_file =
+      layout::DataSelectionPath(layout::AttemptDir(work_dir_, id, 1));
+  const std::vector<std::string> lines =
+      absl::StrSplit(ReadText(selection_file), '\n', absl::SkipEmpty());
+  const int64_t kept = std::count_if(lines.begin(), lines.end(), [](const std::string& line) {
+    return nlohmann::json::parse(line).at("kept").get<bool>();
+  });
+  EXPECT_EQ(lines.size(), 96u);
+  EXPECT_EQ(scored, 96) << "the last scoring report covers every example";
+  EXPECT_EQ(kept, 48);
+
+  const auto bill = ParseProtoJson<tuneledger::v1::CostReport>(
+      Tunectl({"--output", "json", "cost", id}).stdout_text);
+  ASSERT_EQ(bill.attempts_size(), 1) << bill.DebugString();
+  const tuneledger::v1::AttemptCost& attempt = bill.attempts(0);
+  EXPECT_GT(attempt.scoring_seconds(), 0) << bill.DebugString();
+  EXPECT_LT(attempt.scoring_seconds(), attempt.seconds());
+  EXPECT_NEAR(attempt.scoring_usd(),
+              attempt.price_per_gpu_hour() * attempt.gpus() * attempt.scoring_seconds() / 3600,
+              1e-12);
+  EXPECT_DOUBLE_EQ(bill.scoring_usd(), attempt.scoring_usd());
+  EXPECT_THAT(ReadText(layout::CostCardPath(job.adapter_path())),
+              HasSubstr("of which data-selection scoring"));
 }
 
 }  // namespace

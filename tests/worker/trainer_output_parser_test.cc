@@ -33,6 +33,32 @@ TEST(ParseTrainerLineTest, ProgressLineFillsEveryField) {
   EXPECT_DOUBLE_EQ(u.elapsed_seconds(), 16.1);
 }
 
+// Data selection's scoring lines become SCORING updates; only the last one says done and kept.
+TEST(ParseTrainerLineTest, ScoringLinesFillTheScoringFields) {
+  absl::StatusOr<TrainerLine> first = ParseTrainerLine(
+      R"({"type":"scoring","scored":0,"total":2400,"method":"entropy","elapsed_s":3.5})");
+  ASSERT_OK(first);
+  EXPECT_EQ(first->type, TrainerLine::Type::kScoring);
+  EXPECT_EQ(first->update.kind(), TrainerUpdate::SCORING);
+  EXPECT_EQ(first->update.scored_examples(), 0);
+  EXPECT_EQ(first->update.total_examples(), 2400);
+  EXPECT_FALSE(first->update.scoring_done());
+  EXPECT_EQ(first->update.kept_examples(), 0);
+  EXPECT_DOUBLE_EQ(first->update.elapsed_seconds(), 3.5);
+
+  absl::StatusOr<TrainerLine> last = ParseTrainerLine(
+      R"({"type":"scoring","scored":2400,"total":2400,"method":"loss","elapsed_s":9.25,)"
+      R"("done":true,"kept":1200})");
+  ASSERT_OK(last);
+  EXPECT_EQ(last->update.kind(), TrainerUpdate::SCORING);
+  EXPECT_EQ(last->update.scored_examples(), 2400);
+  EXPECT_EQ(last->update.total_examples(), 2400);
+  EXPECT_TRUE(last->update.scoring_done());
+  EXPECT_EQ(last->update.kept_examples(), 1200);
+  EXPECT_DOUBLE_EQ(last->update.elapsed_seconds(), 9.25);
+  EXPECT_EQ(last->update.step(), 0) << "scoring comes before the first step";
+}
+
 TEST(ParseTrainerLineTest, EveryTypeOfTheProtocol) {
   absl::StatusOr<TrainerLine> started =
       ParseTrainerLine(R"({"type":"started","total_steps":200,"start_step":50,"device":"cpu"})");
@@ -62,6 +88,11 @@ TEST(ParseTrainerLineTest, EveryTypeOfTheProtocol) {
   EXPECT_EQ(stopped->type, TrainerLine::Type::kStopped);
   EXPECT_EQ(stopped->update.step(), 61);
   EXPECT_EQ(stopped->checkpoint_path, "/w/c/step-61");
+  // Stopped while scoring for data selection: before any checkpoint, so none is named.
+  absl::StatusOr<TrainerLine> stopped_scoring = ParseTrainerLine(R"({"type":"stopped","step":0})");
+  ASSERT_OK(stopped_scoring);
+  EXPECT_EQ(stopped_scoring->type, TrainerLine::Type::kStopped);
+  EXPECT_EQ(stopped_scoring->checkpoint_path, "");
 
   absl::StatusOr<TrainerLine> done = ParseTrainerLine(
       R"({"type":"done","step":200,"adapter_dir":"/w/adapter","train_loss":1.41,"eval_loss":null})");
@@ -127,7 +158,13 @@ TEST(ParseTrainerLineTest, MalformedLinesAreErrorsNamingTheProblem) {
       {R"({"type":"eval","step":1})", "missing field \"eval_loss\""},
       {R"({"type":"checkpoint","step":1})", "missing field \"path\""},
       {R"({"type":"checkpoint","step":1,"path":5})", "field \"path\" must be a string"},
-      {R"({"type":"stopped","step":1})", "missing field \"checkpoint\""},
+      {R"({"type":"stopped"})", "missing field \"step\""},
+      {R"({"type":"stopped","step":1,"checkpoint":3})", "field \"checkpoint\" must be a string"},
+      {R"({"type":"scoring","total":10})", "missing field \"scored\""},
+      {R"({"type":"scoring","scored":1})", "missing field \"total\""},
+      {R"({"type":"scoring","scored":"1","total":10})", "field \"scored\" must be a number"},
+      {R"({"type":"scoring","scored":10,"total":10,"done":1})",
+       "field \"done\" must be true or false, got 1"},
       {R"({"type":"done","step":1})", "missing field \"adapter_dir\""},
       {R"({"type":"error"})", "missing field \"message\""},
       {R"({"type":"done","adapter_dir":"/a","early_stopped":1})",

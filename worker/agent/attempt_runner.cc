@@ -33,6 +33,24 @@
 namespace tuneledger::worker {
 namespace {
 
+// Writes `contents` to `path` whole or not at all (a temporary file renamed over it): a reader
+// never sees half a file.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string temp_path = path + ".tmp";
+  {
+    std::ofstream out(temp_path, std::ios::trunc | std::ios::binary);
+    out << contents;
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", temp_path));
+  }
+  std::error_code error;
+  std::filesystem::rename(temp_path, path, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot rename ", temp_path, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
 using ::tuneledger::v1::FinishAttemptRequest;
 using ::tuneledger::v1::Lease;
 using ::tuneledger::v1::ProgressReport;
@@ -209,20 +227,7 @@ absl::Status AttemptRunner::PrepareAttemptDir() {
   if (!printed.ok()) {
     return absl::InternalError(absl::StrCat("cannot print the job spec: ", printed.ToString()));
   }
-  // Written whole or not at all: a reader never sees half a spec.
-  const std::string spec_path = layout::SpecPath(attempt_dir_);
-  const std::string temp_path = spec_path + ".tmp";
-  {
-    std::ofstream out(temp_path, std::ios::trunc);
-    out << json << "\n";
-    out.close();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", temp_path));
-  }
-  std::filesystem::rename(temp_path, spec_path, error);
-  if (error) {
-    return absl::InternalError(absl::StrCat("cannot rename ", temp_path, ": ", error.message()));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(layout::SpecPath(attempt_dir_), json + "\n");
 }
 
 // The trainer runs in named steps: start it, relay its lines (and the cost clock) until it
@@ -293,6 +298,10 @@ void AttemptRunner::HandleTrainerLine(const std::string& line, ProgressStream& s
       TL_LOG(INFO) << "job " << lease_.job_id() << ": trainer started at step "
                    << parsed->start_step << " of " << parsed->total_steps;
       break;
+    case TrainerLine::Type::kScoring:
+      // Data selection before the first step: the server bills it as its own phase.
+      stream.Send(Report(parsed->update));
+      break;
     case TrainerLine::Type::kProgress:
       run.last_progress = parsed->update;
       stream.Send(Report(parsed->update));
@@ -306,7 +315,8 @@ void AttemptRunner::HandleTrainerLine(const std::string& line, ProgressStream& s
       break;
     case TrainerLine::Type::kStopped:
       run.stopped = true;
-      if (parsed->checkpoint_path != run.last_checkpoint) {
+      // No path: stopped during data selection scoring, before any checkpoint.
+      if (!parsed->checkpoint_path.empty() && parsed->checkpoint_path != run.last_checkpoint) {
         run.last_checkpoint = parsed->checkpoint_path;
         stream.Send(Report(parsed->update));
       }
@@ -482,6 +492,7 @@ void AttemptRunner::SendFinish(const FinishAttemptRequest& request) {
       TL_LOG(INFO) << "job " << request.job_id() << " attempt " << request.attempt()
                    << " finished: " << FinishAttemptRequest::Outcome_Name(request.outcome())
                    << (request.message().empty() ? "" : " (" + request.message() + ")");
+      WriteCostCard(request, response);
       return;
     }
     if (!IsRetryable(status.error_code()) || absl::Now() >= give_up) {
@@ -491,6 +502,23 @@ void AttemptRunner::SendFinish(const FinishAttemptRequest& request) {
     }
     absl::SleepFor(std::min(backoff.Next(), give_up - absl::Now()));
   }
+}
+
+void AttemptRunner::WriteCostCard(const FinishAttemptRequest& request,
+                                  const tuneledger::v1::FinishAttemptResponse& response) {
+  if (request.outcome() != FinishAttemptRequest::SUCCEEDED || request.adapter_path().empty() ||
+      response.cost_card_markdown().empty()) {
+    return;
+  }
+  const std::string path = layout::CostCardPath(request.adapter_path());
+  // The job has succeeded whatever happens here: a card that cannot be written is logged, and
+  // `tunectl cost ID --card` prints the same card from the server.
+  if (absl::Status written = WriteFileAtomically(path, response.cost_card_markdown());
+      !written.ok()) {
+    TL_LOG(WARNING) << "job " << request.job_id() << ": no cost card: " << written;
+    return;
+  }
+  TL_LOG(INFO) << "job " << request.job_id() << ": cost card written to " << path;
 }
 
 FinishAttemptRequest AttemptRunner::Run() {

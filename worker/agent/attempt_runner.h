@@ -79,6 +79,9 @@ class AttemptRunner {
   ExitStatus ReapTrainer(ChildProcess& trainer, absl::Duration wait_for);
   tuneledger::v1::FinishAttemptRequest BuildFinish(const TrainerRun& run);
   void SendFinish(const tuneledger::v1::FinishAttemptRequest& request);
+  // <adapter_dir>/COST.md from the server's answer to a SUCCEEDED attempt (base/work_dir_layout.h).
+  void WriteCostCard(const tuneledger::v1::FinishAttemptRequest& request,
+                     const tuneledger::v1::FinishAttemptResponse& response);
   tuneledger::v1::ProgressReport Report(const tuneledger::v1::TrainerUpdate& update) const;
   absl::Duration LeaseTime() const;
 

@@ -122,6 +122,24 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
     parsed.type = TrainerLine::Type::kStarted;
     read.Int("total_steps", &parsed.total_steps);
     read.Int("start_step", &parsed.start_step);
+  } else if (type == "scoring") {
+    parsed.type = TrainerLine::Type::kScoring;
+    update.set_kind(TrainerUpdate::SCORING);
+    read.Require("scored");
+    read.Require("total");
+    int64_t scored = 0, total = 0, kept = 0;
+    double elapsed = 0;
+    bool done = false;
+    read.Int64("scored", &scored);
+    read.Int64("total", &total);
+    read.Int64("kept", &kept);
+    read.Bool("done", &done);
+    read.Double("elapsed_s", &elapsed);
+    update.set_scored_examples(scored);
+    update.set_total_examples(total);
+    update.set_kept_examples(kept);
+    update.set_scoring_done(done);
+    update.set_elapsed_seconds(elapsed);
   } else if (type == "progress") {
     parsed.type = TrainerLine::Type::kProgress;
     update.set_kind(TrainerUpdate::PROGRESS);
@@ -162,7 +180,8 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
     update.set_kind(TrainerUpdate::CHECKPOINT);
     const char* path_field = stopped ? "checkpoint" : "path";
     read.Require("step");
-    read.Require(path_field);
+    // A stop during data selection scoring comes before any checkpoint: no "checkpoint" field.
+    if (!stopped) read.Require(path_field);
     int step = 0;
     read.Int("step", &step);
     read.String(path_field, &parsed.checkpoint_path);

@@ -25,12 +25,14 @@ namespace tuneledger::worker {
 struct TrainerLine {
   enum class Type {
     kStarted,     // total_steps, start_step
+    kScoring,     // update (SCORING): data selection scoring before the first step
     kProgress,    // update (PROGRESS)
     kEval,        // update (EVAL)
     kCheckpoint,  // update (CHECKPOINT) and checkpoint_path
     kDone,        // update (PROGRESS: step, loss = train_loss, eval_loss), adapter_dir and
                   // reason EARLY_STOPPED when "early_stopped" is true
-    kStopped,     // update (CHECKPOINT) and checkpoint_path: stopped by a signal after saving
+    kStopped,     // update (CHECKPOINT) and checkpoint_path: stopped by a signal after saving;
+                  // checkpoint_path empty when it stopped during scoring, before any checkpoint
     kError,       // message, and reason LOSS_DIVERGED when "reason" is "loss_diverged"
     kUnknown,     // a type this agent does not know (the protocol may grow): type_name
   };

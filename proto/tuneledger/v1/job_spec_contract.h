@@ -109,6 +109,8 @@ inline constexpr std::array<std::string_view, 4> kPrecisionNames = {"PRECISION_U
                                                                     "BF16", "FP16"};
 inline constexpr std::array<std::string_view, 3> kBudgetPolicyNames = {"POLICY_UNSPECIFIED",
                                                                        "CANCEL", "ALERT_ONLY"};
+inline constexpr std::array<std::string_view, 3> kDataSelectionMethodNames = {"METHOD_UNSPECIFIED",
+                                                                              "ENTROPY", "LOSS"};
 inline constexpr std::array<std::string_view, 5> kInheritedCostKindNames = {
     "KIND_UNSPECIFIED", "BASE_MODEL_PRETRAINING", "DATA", "LABOUR", "OTHER"};
 inline constexpr int kLrScheduleCosine = 1;
@@ -146,6 +148,10 @@ struct JobSpecValues {
       double min_delta = 0;
       double divergence_factor = 0;  // 0 = off
     } early_stop;
+    struct DataSelection {
+      int64_t method = 0;  // 0 = no selection
+      double keep_fraction = 0;
+    } data_selection;
   };
   struct Budget {
     std::optional<double> usd;
@@ -376,6 +382,24 @@ inline void CheckEarlyStop(const JobSpecValues::Training::EarlyStop& early_stop,
   }
 }
 
+// A method needs a fraction to keep, and a fraction needs a method.
+inline void CheckDataSelection(const JobSpecValues::Training::DataSelection& selection,
+                               Checker& check) {
+  check.Enum("spec.training.data_selection.method", selection.method, kDataSelectionMethodNames,
+             "method");
+  const double fraction = selection.keep_fraction;
+  if (selection.method == 0) {
+    if (fraction != 0) {
+      check.Add("spec.training.data_selection.keep_fraction",
+                "needs spec.training.data_selection.method (ENTROPY or LOSS), got " +
+                    Number(fraction) + " without one");
+    }
+  } else if (!(fraction > 0 && fraction <= 1)) {
+    check.Add("spec.training.data_selection.keep_fraction",
+              "must be in (0, 1] with a selection method, got " + Number(fraction));
+  }
+}
+
 inline void CheckBudget(const JobSpecValues::Budget& budget, Checker& check) {
   if (budget.usd && !(std::isfinite(*budget.usd) && *budget.usd > 0)) {
     check.Add("spec.budget.usd",
@@ -447,6 +471,7 @@ inline std::vector<Problem> Validate(const JobSpecValues& spec) {
   contract_internal::CheckLora(spec.lora, check);
   contract_internal::CheckTraining(spec.training, check);
   contract_internal::CheckEarlyStop(spec.training.early_stop, spec.valid_path, check);
+  contract_internal::CheckDataSelection(spec.training.data_selection, check);
   contract_internal::CheckBudget(spec.budget, check);
   check.IntRange("spec.priority", spec.priority, kPriorityMin, kPriorityMax);
   contract_internal::CheckLabels(spec.labels, check);
@@ -501,6 +526,15 @@ inline void ApplyDefaults(JobSpecValues& spec) {
   }
   if (spec.gpus == 0) spec.gpus = kGpus;
   if (spec.max_attempts == 0) spec.max_attempts = kMaxAttempts;
+}
+
+// How many of `total` training examples training.data_selection keeps: ceil(keep_fraction x
+// total), at most total. The product is rounded to 1e-9 first, so that 0.7 x 10
+// (7.000000000000001 in binary) keeps 7, not 8. The trainer selects that many; the server's
+// estimate counts on it.
+inline int64_t KeptExampleCount(int64_t total, double keep_fraction) {
+  const double wanted = std::round(keep_fraction * static_cast<double>(total) * 1e9) / 1e9;
+  return std::min<int64_t>(total, static_cast<int64_t>(std::ceil(wanted)));
 }
 
 }  // namespace tuneledger::spec

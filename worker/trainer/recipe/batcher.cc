@@ -6,41 +6,6 @@
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
-namespace {
-
-// SplitMix64: a small, fully specified generator, so the data order is the same with any
-// standard library (std::shuffle's use of the engine is implementation-defined).
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) without modulo bias (rejection sampling).
-  uint64_t Below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t value;
-    do {
-      value = Next();
-    } while (value >= limit);
-    return value % n;
-  }
-
- private:
-  uint64_t state_;
-};
-
-template <typename T>
-void Shuffle(std::vector<T>& items, SplitMix64& rng) {
-  for (size_t i = items.size(); i > 1; --i) {
-    std::swap(items[i - 1], items[rng.Below(i)]);
-  }
-}
-
-}  // namespace
 
 Batch CollateBatch(const std::vector<TokenizedExample>& examples,
                    const std::vector<int64_t>& indices, int64_t pad_id) {
@@ -72,31 +37,15 @@ LengthGroupedBatcher::LengthGroupedBatcher(const std::vector<TokenizedExample>& 
     : examples_(examples), batch_size_(batch_size), seed_(seed), pad_id_(pad_id) {
   if (examples_.empty()) throw TrainError("no training examples");
   if (batch_size_ < 1) throw TrainError("batch_size: must be >= 1");
+  for (const TokenizedExample& example : examples_) {
+    lengths_.push_back(static_cast<int64_t>(example.input_ids.size()));
+  }
   const int64_t n = static_cast<int64_t>(examples_.size());
   batches_per_epoch_ = (n + batch_size_ - 1) / batch_size_;
 }
 
 std::vector<std::vector<int64_t>> LengthGroupedBatcher::EpochOrder(int64_t epoch) const {
-  SplitMix64 rng(static_cast<uint64_t>(seed_) * 0x100000001B3ULL ^
-                 (static_cast<uint64_t>(epoch) + 0x5DEECE66DULL));
-  std::vector<int64_t> order(examples_.size());
-  std::iota(order.begin(), order.end(), 0);
-  Shuffle(order, rng);
-
-  const size_t window = static_cast<size_t>(batch_size_) * kGroupWindow;
-  std::vector<std::vector<int64_t>> batches;
-  for (size_t begin = 0; begin < order.size(); begin += window) {
-    const size_t end = std::min(order.size(), begin + window);
-    std::stable_sort(order.begin() + begin, order.begin() + end, [&](int64_t a, int64_t b) {
-      return examples_[a].input_ids.size() > examples_[b].input_ids.size();
-    });
-    for (size_t start = begin; start < end; start += batch_size_) {
-      const size_t stop = std::min(end, start + batch_size_);
-      batches.emplace_back(order.begin() + start, order.begin() + stop);
-    }
-  }
-  Shuffle(batches, rng);
-  return batches;
+  return LengthGroupedEpochOrder(lengths_, batch_size_, seed_, epoch);
 }
 
 Batch LengthGroupedBatcher::Next() {

@@ -3,13 +3,9 @@
 //
 // Shape legend: B batch (<= batch_size), T the longest example in the batch.
 //
-// Epoch order (a pure function of seed and epoch, so a checkpoint only needs the position):
-//   1. shuffle all example indices (Fisher-Yates driven by SplitMix64(seed, epoch));
-//   2. cut the shuffled list into windows of kGroupWindow batches, sort each window by length
-//      (longest first, stable), and cut it into batches: neighbours in a batch have similar
-//      lengths, so padding is small, yet the window keeps the order random;
-//   3. shuffle the order of the batches with the same generator.
-// The last batch of an epoch may be smaller than batch_size. A data position is (epoch, number
+// Epoch order: LengthGroupedEpochOrder (epoch_order.h), a pure function of the lengths, seed and
+// epoch, so a checkpoint only needs the position. The last batch of an epoch may be smaller than
+// batch_size. A data position is (epoch, number
 // of batches of that epoch already taken); Next() rolls over into the next epoch.
 //
 // Thread safety: none; one training thread owns a batcher.
@@ -21,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "worker/trainer/recipe/epoch_order.h"
 #include "worker/trainer/recipe/jsonl_dataset.h"
 
 namespace tuneledger::train {
@@ -43,8 +40,6 @@ Batch CollateBatch(const std::vector<TokenizedExample>& examples,
 
 class LengthGroupedBatcher {
  public:
-  static constexpr int64_t kGroupWindow = 16;
-
   // `examples` must outlive the batcher and be non-empty; batch_size >= 1.
   LengthGroupedBatcher(const std::vector<TokenizedExample>& examples, int batch_size, int64_t seed,
                        int64_t pad_id);
@@ -63,6 +58,7 @@ class LengthGroupedBatcher {
 
  private:
   const std::vector<TokenizedExample>& examples_;
+  std::vector<int64_t> lengths_;  // token count of each example
   int batch_size_;
   int64_t seed_;
   int64_t pad_id_;

@@ -137,6 +137,11 @@ std::string WriteCheckpoint(const std::string& root_dir, const TrainSnapshot& sn
                      {"evals_since_best", state.evals_since_best},
                      {"lowest_recent_loss", NumberOrNull(state.lowest_recent_loss)},
                      {"best_parameters", !snapshot.best_parameters.empty()}}}};
+    if (snapshot.data_selection) {
+      header["data_selection"] = {{"method", snapshot.data_selection->method},
+                                  {"keep_fraction", snapshot.data_selection->keep_fraction},
+                                  {"kept", snapshot.data_selection->kept}};
+    }
     WriteFileDurably((tmp_dir / kCheckpointHeaderFile).string(), header.dump(2) + "\n");
     FsyncPath(tmp_dir.string(), /*directory=*/true);
     fs::rename(tmp_dir, final_dir);
@@ -240,6 +245,16 @@ TrainSnapshot ReadCheckpoint(const std::string& dir) {
         snapshot.best_parameters.push_back(require("best/" + name));
       }
     }
+  }
+  // The kept training examples of a run with data selection; absent without one.
+  const auto selection = header.find("data_selection");
+  if (selection != header.end()) {
+    const std::string selection_where = where + "header.json: data_selection: ";
+    if (!selection->is_object()) throw TrainError(selection_where + "must be an object");
+    DataSelectionState& state_selection = snapshot.data_selection.emplace();
+    state_selection.method = Field<std::string>(*selection, "method", selection_where);
+    state_selection.keep_fraction = Field<double>(*selection, "keep_fraction", selection_where);
+    state_selection.kept = Field<std::vector<int64_t>>(*selection, "kept", selection_where);
   }
   snapshot.cpu_rng_state = require("rng/cpu");
   if (tensors.Contains("rng/cuda")) snapshot.cuda_rng_state = tensors.Tensor("rng/cuda");

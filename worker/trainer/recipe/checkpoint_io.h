@@ -5,7 +5,10 @@
 //     header.json               {"format": "tuneledger-checkpoint", "version": 1, "step": k,
 //                                "epoch", "batch_in_epoch", "tokens", "loss_scale",
 //                                "loss_scale_good_steps", "last_eval_loss", "parameters":
-//                                [names], "adam_steps": [per parameter], "fingerprint": {...}}
+//                                [names], "adam_steps": [per parameter], "fingerprint": {...},
+//                                "early_stop": {...}, and with training.data_selection
+//                                "data_selection": {"method", "keep_fraction", "kept":
+//                                [example indices]}}
 //     state.safetensors         param/<name>, exp_avg/<name>, exp_avg_sq/<name> (fp32),
 //                               rng/cpu (and rng/cuda) (uint8 generator states)
 //   <root>/step-<k>.tmp/        being written; never read, removed by the next write

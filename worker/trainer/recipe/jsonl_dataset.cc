@@ -268,6 +268,7 @@ TokenizedDataset LoadJsonlDataset(const std::string& path, const Tokenizer& toke
       continue;
     }
     dataset.examples.push_back(std::move(example));
+    dataset.source_lines.push_back(line_number);
   }
   if (in.bad()) throw TrainError(path + ": read error");
   if (dataset.examples.empty()) {

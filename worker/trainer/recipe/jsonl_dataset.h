@@ -66,6 +66,9 @@ struct DatasetOptions {
 
 struct TokenizedDataset {
   std::vector<TokenizedExample> examples;
+  // source_lines[i]: the 1-based line of the file examples[i] came from (blank lines and
+  // dropped examples make the two differ); filled by LoadJsonlDataset.
+  std::vector<int64_t> source_lines;
   int64_t lines = 0;               // non-blank lines read
   int64_t truncated = 0;           // examples cut to seq_len
   int64_t dropped_no_targets = 0;  // examples left with nothing to train on

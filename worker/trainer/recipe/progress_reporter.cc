@@ -34,6 +34,19 @@ void ProgressReporter::Started(const StartedLine& line) {
                    {"precision", line.precision}});
 }
 
+void ProgressReporter::Scoring(const ScoringLine& line) {
+  Line json{{"type", "scoring"},
+            {"scored", line.scored},
+            {"total", line.total},
+            {"method", line.method},
+            {"elapsed_s", Number(line.elapsed_s)}};
+  if (line.done) {
+    json["done"] = true;
+    json["kept"] = line.kept;
+  }
+  Write(out_, json);
+}
+
 void ProgressReporter::Progress(const ProgressLine& line) {
   Line json{{"type", "progress"},
             {"step", line.step},
@@ -71,7 +84,9 @@ void ProgressReporter::Done(const DoneLine& line) {
 }
 
 void ProgressReporter::Stopped(int64_t step, const std::string& checkpoint) {
-  Write(out_, Line{{"type", "stopped"}, {"step", step}, {"checkpoint", checkpoint}});
+  Line line{{"type", "stopped"}, {"step", step}};
+  if (!checkpoint.empty()) line["checkpoint"] = checkpoint;
+  Write(out_, line);
 }
 
 void ProgressReporter::Error(const std::string& message, const std::string& reason) {

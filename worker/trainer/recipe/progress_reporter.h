@@ -34,6 +34,17 @@ struct ProgressLine {
   std::optional<double> gpu_peak_mib;  // written only on a GPU (device_memory.h)
 };
 
+// Data selection's scoring pass (data_selection.h), before the first step of a fresh run.
+struct ScoringLine {
+  int64_t scored = 0;  // examples scored so far
+  int64_t total = 0;   // examples to score
+  std::string method;  // "entropy" or "loss"
+  double elapsed_s = 0;
+  // The last line: scoring is over and `kept` examples were selected.
+  bool done = false;
+  int64_t kept = 0;
+};
+
 struct DoneLine {
   int64_t step = 0;
   std::string adapter_dir;
@@ -51,10 +62,12 @@ class ProgressReporter {
   explicit ProgressReporter(std::ostream& out) : out_(out) {}
 
   void Started(const StartedLine& line);
+  void Scoring(const ScoringLine& line);
   void Progress(const ProgressLine& line);
   void Eval(int64_t step, double eval_loss);
   void Checkpoint(int64_t step, const std::string& path);
   void Done(const DoneLine& line);
+  // `checkpoint` empty: no field (a stop during data selection, before any checkpoint).
   void Stopped(int64_t step, const std::string& checkpoint);
   // `reason`: "loss_diverged" for a LossDivergedError, else empty (no field).
   void Error(const std::string& message, const std::string& reason = "");

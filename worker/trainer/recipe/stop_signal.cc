@@ -1,10 +1,12 @@
 #include "worker/trainer/recipe/stop_signal.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "worker/trainer/trainer_error.h"
 
@@ -38,5 +40,15 @@ bool StopRequested() { return stop_requested.load(std::memory_order_relaxed); }
 void RequestStop() { stop_requested.store(true, std::memory_order_relaxed); }
 
 void ClearStopRequest() { stop_requested.store(false, std::memory_order_relaxed); }
+
+void SleepUntilStopOr(std::chrono::steady_clock::time_point deadline) {
+  constexpr auto kSlice = std::chrono::milliseconds(10);
+  while (!StopRequested()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return;
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(deadline - now, kSlice));
+  }
+}
 
 }  // namespace tuneledger::train

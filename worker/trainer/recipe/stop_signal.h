@@ -10,6 +10,8 @@
 #ifndef TUNELEDGER_WORKER_TRAINER_RECIPE_STOP_SIGNAL_H_
 #define TUNELEDGER_WORKER_TRAINER_RECIPE_STOP_SIGNAL_H_
 
+#include <chrono>
+
 namespace tuneledger::train {
 
 // Installs the handlers (idempotent). Throws TrainError if sigaction fails.
@@ -22,6 +24,10 @@ void RequestStop();
 
 // Clears the flag (tests).
 void ClearStopRequest();
+
+// Sleeps until `deadline` in short slices, waking early when a stop is requested (the pacing of
+// TUNELEDGER_TRAIN_MIN_STEP_SECONDS).
+void SleepUntilStopOr(std::chrono::steady_clock::time_point deadline);
 
 }  // namespace tuneledger::train
 

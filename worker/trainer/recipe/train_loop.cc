@@ -219,6 +219,7 @@ std::string TrainLoop::Checkpoint() {
   for (const torch::Tensor& best : best_parameters_) {
     snapshot.best_parameters.push_back(best.to(torch::kCPU).clone());
   }
+  snapshot.data_selection = options_.data_selection;
   const std::string path =
       WriteCheckpoint(options_.checkpoint_root, snapshot, options_.keep_checkpoints);
   last_checkpoint_ = path;

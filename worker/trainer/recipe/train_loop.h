@@ -57,6 +57,8 @@ struct TrainLoopOptions {
   int patience_evals = 0;
   double min_delta = 0;
   double divergence_factor = 0;
+  // training.data_selection's kept examples, carried in every checkpoint; nullopt without one.
+  std::optional<DataSelectionState> data_selection;
   // When the process started, for elapsed_s.
   std::chrono::steady_clock::time_point process_start = std::chrono::steady_clock::now();
 };

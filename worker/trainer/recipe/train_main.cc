@@ -1,7 +1,8 @@
 // tuneledger-train: LoRA fine-tuning of a Llama-family model, as a recipe.
 //
-//   load spec -> threads, seed -> tokenizer + data -> model -> optimizer + schedule
-//   -> restore checkpoint -> loop of named steps -> adapter (+ merged model) -> done
+//   load spec -> threads, seed -> tokenizer + data -> model -> read checkpoint, data selection
+//   -> optimizer + schedule -> restore checkpoint -> loop of named steps -> adapter (+ merged
+//   model) -> done
 //
 // The command line, output folder, exit codes and progress lines are PROGRESS_PROTOCOL.md.
 // main() is the trainer's edge: RunReportingErrors (progress_reporter.h) turns a TrainError,
@@ -35,6 +36,7 @@
 #include "worker/trainer/model/peft_adapter.h"
 #include "worker/trainer/recipe/batcher.h"
 #include "worker/trainer/recipe/checkpoint_io.h"
+#include "worker/trainer/recipe/data_selection.h"
 #include "worker/trainer/recipe/jsonl_dataset.h"
 #include "worker/trainer/recipe/loss_scaler.h"
 #include "worker/trainer/recipe/lr_schedule.h"
@@ -68,8 +70,9 @@ constexpr const char* kUsage =
     "  resumed, takes precedence.\n"
     "  Protocol: worker/trainer/PROGRESS_PROTOCOL.md\n"
     "environment:\n"
-    "  TUNELEDGER_TRAIN_MIN_STEP_SECONDS=S  make every optimizer step last at least S seconds\n"
-    "      (sleeping after it): tests and demos that must see a job mid-run on any machine.\n";
+    "  TUNELEDGER_TRAIN_MIN_STEP_SECONDS=S  make every optimizer step (and data selection\n"
+    "      scoring batch) last at least S seconds (sleeping after it): tests and demos that must\n"
+    "      see a job mid-run on any machine.\n";
 
 // TUNELEDGER_TRAIN_MIN_STEP_SECONDS, 0 when unset. A bad value is an error, not ignored.
 std::chrono::duration<double> MinStepDuration() {
@@ -83,17 +86,6 @@ std::chrono::duration<double> MinStepDuration() {
                      text + "\"");
   }
   return std::chrono::duration<double>(seconds);
-}
-
-// Sleeps until `deadline` in short slices, waking early when a stop is requested.
-void SleepUntilStopOr(std::chrono::steady_clock::time_point deadline) {
-  constexpr auto kSlice = std::chrono::milliseconds(10);
-  while (!StopRequested()) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return;
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(deadline - now, kSlice));
-  }
 }
 
 struct Flags {
@@ -293,12 +285,51 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   model_options.base_dtype = BaseDtype(precision);
   model_options.gradient_checkpointing = spec.gradient_checkpointing;
   LlamaForCausalLM model = LoadPretrained(spec.model_path, &lora, model_options, device);
+
+  // 4. The checkpoint to resume (this attempt's own newest, else --resume-from) and the data
+  // selection: a resumed run trains on the examples its checkpoint kept; a fresh run with a
+  // method scores them now, before --init-adapter, so that the fresh adapter (B = 0) adds nothing
+  // to the base model's scores (data_selection.h).
+  const std::string checkpoint_root = Absolute(layout::CheckpointsDir(flags.out));
+  std::optional<std::string> resume = FindLatestCheckpoint(checkpoint_root);
+  if (!resume && !flags.resume_from.empty()) resume = Absolute(flags.resume_from);
+  std::optional<TrainSnapshot> snapshot;
+  if (resume) snapshot = ReadCheckpoint(*resume);
+  std::optional<DataSelectionState> selection;
+  if (snapshot) {
+    CheckResumedSelection(*resume, snapshot->data_selection, spec.selection_method,
+                          spec.keep_fraction, static_cast<int64_t>(train.examples.size()));
+    selection = snapshot->data_selection;
+  } else if (spec.selection_method != SelectionMethod::kNone) {
+    DataSelectionJob job;
+    job.scoring = {spec.selection_method, spec.batch_size, tokenizer->pad_id(), device};
+    job.keep_fraction = spec.keep_fraction;
+    job.output_path = Absolute(layout::DataSelectionPath(flags.out));
+    job.process_start = process_start;
+    job.min_batch_duration = min_step;
+    selection = SelectTrainingExamples(model, train, job, reporter);
+    if (!selection) {
+      // Nothing was trained yet and nothing is lost but the scores: the next attempt scores
+      // again (PROGRESS_PROTOCOL.md).
+      reporter.Stopped(0, "");
+      std::cerr << "stopped during data selection scoring; no checkpoint\n";
+      return kExitStopped;
+    }
+  }
+  const std::vector<TokenizedExample> kept_examples =
+      selection ? KeptExamples(train.examples, selection->kept) : std::vector<TokenizedExample>{};
+  const std::vector<TokenizedExample>& train_examples = selection ? kept_examples : train.examples;
+  if (selection) {
+    std::cerr << "data selection: training on " << kept_examples.size() << " of "
+              << train.examples.size() << " examples (the highest " << selection->method
+              << " scores, keep_fraction " << selection->keep_fraction << ")\n";
+  }
   if (!flags.init_adapter.empty()) {
     InitLoraFromAdapter(model, lora, flags.init_adapter);
     std::cerr << "LoRA weights from " << flags.init_adapter << "\n";
   }
 
-  // 4. Optimizer, batches, schedule.
+  // 5. Optimizer, batches, schedule.
   TrainLoopParts parts;
   parts.model = model;
   for (auto& [name, parameter] : model->NamedLoraParameters()) {
@@ -306,7 +337,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     parts.parameters.push_back(parameter);
   }
   const auto optimizer = MakeAdamW(parts.parameters, spec.learning_rate, spec.weight_decay);
-  LengthGroupedBatcher batcher(train.examples, spec.batch_size, spec.seed, tokenizer->pad_id());
+  LengthGroupedBatcher batcher(train_examples, spec.batch_size, spec.seed, tokenizer->pad_id());
   const std::vector<Batch> eval_batches =
       valid ? MakeEvalBatches(valid->examples, spec.batch_size, tokenizer->pad_id())
             : std::vector<Batch>{};
@@ -326,7 +357,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   options.max_grad_norm = spec.max_grad_norm;
   options.eval_every_steps = spec.eval_every_steps;
   options.checkpoint_every_steps = spec.checkpoint_every_steps;
-  options.checkpoint_root = Absolute(layout::CheckpointsDir(flags.out));
+  options.checkpoint_root = checkpoint_root;
   options.keep_checkpoints = kKeepCheckpoints;
   options.fingerprint = Fingerprint(spec, config, train, total_steps);
   options.device = device;
@@ -334,13 +365,12 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   options.patience_evals = spec.patience_evals;
   options.min_delta = spec.min_delta;
   options.divergence_factor = spec.divergence_factor;
+  options.data_selection = selection;
   TrainLoop loop(parts, options);
 
-  // 5. Restore: this attempt's own newest checkpoint, else --resume-from.
-  std::optional<std::string> resume = FindLatestCheckpoint(options.checkpoint_root);
-  if (!resume && !flags.resume_from.empty()) resume = Absolute(flags.resume_from);
-  if (resume) {
-    loop.Restore(ReadCheckpoint(*resume), *resume);
+  // 6. Restore the checkpoint read in 4.
+  if (snapshot) {
+    loop.Restore(*snapshot, *resume);
     std::cerr << "resumed from " << *resume << " at step " << loop.state().step << "\n";
   }
   const int64_t start_step = loop.state().step;
@@ -354,7 +384,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     PrintSample("before", model, *tokenizer, spec);
   if (loop.has_validation() && start_step == 0) loop.EvaluateAndReport();
 
-  // 6. Train.
+  // 7. Train.
   while (!loop.finished() && !StopRequested()) {
     const auto step_start = std::chrono::steady_clock::now();
     const std::vector<Batch> micro_batches = loop.NextBatch();
@@ -376,7 +406,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     return kExitStopped;
   }
 
-  // 7. Outputs: with an early stop, the adapter of the best evaluation.
+  // 8. Outputs: with an early stop, the adapter of the best evaluation.
   DoneLine done;
   done.step = loop.state().step;
   if (early_stopped) {

@@ -47,6 +47,14 @@ struct AdamMoments {
   torch::Tensor exp_avg_sq;  // P, fp32
 };
 
+// training.data_selection of a run (data_selection.h): what the spec asked and which training
+// examples were kept, so that a resumed attempt trains on the same ones without scoring again.
+struct DataSelectionState {
+  std::string method;         // "entropy" or "loss" (SelectionMethodName)
+  double keep_fraction = 0;   // in (0, 1]
+  std::vector<int64_t> kept;  // indices into the training set's examples, ascending
+};
+
 // A checkpoint's content in memory (checkpoint_io.h writes and reads it).
 struct TrainSnapshot {
   TrainState state;
@@ -60,6 +68,8 @@ struct TrainSnapshot {
   // The trainable parameters at state.best_step (early stopping), aligned with `parameters`;
   // empty when early stopping is off or nothing was evaluated yet. CPU copies.
   std::vector<torch::Tensor> best_parameters;
+  // The run's data selection; nullopt when the spec asks for none.
+  std::optional<DataSelectionState> data_selection;
 };
 
 // CPU copies of parameters, AdamW moments and generator states. `parameters` are the tensors

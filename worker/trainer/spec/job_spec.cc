@@ -271,6 +271,14 @@ void ParseEarlyStop(const json& object, spec::JobSpecValues::Training::EarlyStop
   reader.ReportUnknownFields();
 }
 
+void ParseDataSelection(const json& object, spec::JobSpecValues::Training::DataSelection& selection,
+                        Problems& problems) {
+  ObjectReader reader(object, "spec.training.data_selection", problems);
+  selection.method = ReadEnum(reader, "method", spec::kDataSelectionMethodNames);
+  selection.keep_fraction = ReadDouble(reader, "keep_fraction").value_or(0.0);
+  reader.ReportUnknownFields();
+}
+
 void ParseTraining(const json& object, spec::JobSpecValues::Training& t, Problems& problems) {
   ObjectReader reader(object, "spec.training", problems);
   t.epochs = ReadInt(reader, "epochs").value_or(0);
@@ -293,6 +301,9 @@ void ParseTraining(const json& object, spec::JobSpecValues::Training& t, Problem
   t.sample_max_tokens = ReadInt(reader, "sample_max_tokens").value_or(0);
   if (const json* early_stop = reader.Find("early_stop")) {
     ParseEarlyStop(*early_stop, t.early_stop, problems);
+  }
+  if (const json* selection = reader.Find("data_selection")) {
+    ParseDataSelection(*selection, t.data_selection, problems);
   }
   reader.ReportUnknownFields();
 }
@@ -396,6 +407,8 @@ TrainJobSpec ToTrainJobSpec(const spec::JobSpecValues& values) {
   spec.patience_evals = static_cast<int>(t.early_stop.patience_evals);
   spec.min_delta = t.early_stop.min_delta;
   spec.divergence_factor = t.early_stop.divergence_factor;
+  spec.selection_method = static_cast<SelectionMethod>(t.data_selection.method);
+  spec.keep_fraction = t.data_selection.keep_fraction;
   return spec;
 }
 

@@ -25,6 +25,8 @@ namespace tuneledger::train {
 
 enum class Precision { kUnspecified, kFp32, kBf16, kFp16 };
 enum class LrScheduleKind { kCosine, kLinear, kConstant };
+// training.data_selection.method, numbered as DataSelection.Method in jobs.proto.
+enum class SelectionMethod { kNone, kEntropy, kLoss };
 
 const char* PrecisionName(Precision precision);  // "fp32", "bf16", "fp16", "auto"
 
@@ -65,6 +67,10 @@ struct TrainJobSpec {
   int patience_evals = 0;
   double min_delta = 0;
   double divergence_factor = 0;
+
+  // training.data_selection: kNone = train on every example.
+  SelectionMethod selection_method = SelectionMethod::kNone;
+  double keep_fraction = 0;  // in (0, 1] with a method
 };
 
 // Parses and validates a JobSpec JSON object. Throws TrainError "invalid job spec: <field>:
