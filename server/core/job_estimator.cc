@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "server/core/job_store_rows.h"
 #include "tuneledger/v1/job_spec_contract.h"
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/model/model_config.h"
 #include "worker/trainer/recipe/byte_tokenizer.h"
 #include "worker/trainer/recipe/epoch_order.h"
@@ -231,12 +232,7 @@ DataCount TokenizeTrainFile(const std::string& path, const train::Tokenizer& tok
   using json = nlohmann::ordered_json;  // the trainer's record type (jsonl_dataset.h)
   return ReadLines(path, max_bytes, [&](const std::string& line, int64_t number, DataCount& count) {
     const std::string where = absl::StrCat(path, ":", number, ": ");
-    json record;
-    try {
-      record = json::parse(line);
-    } catch (const json::parse_error& e) {
-      throw train::TrainError(where + train::NotValidJson(e.byte));
-    }
+    const json record = train::ParseJsonOrThrow<json>(line, where);
     train::TokenizedExample example;
     bool truncated = false;
     try {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
@@ -12,12 +13,7 @@ std::unique_ptr<ByteTokenizer> ByteTokenizer::FromModelDir(const std::string& mo
   const std::string path = model_dir + "/" + kConfigFileName;
   std::ifstream in(path);
   if (!in) throw TrainError(path + ": cannot open");
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw TrainError(path + ": " + NotValidJson(e.byte));
-  }
+  const nlohmann::json config = ParseJsonOrThrow(in, path + ": ");
   if (!config.is_object() || config.value("type", "") != "byte") {
     throw TrainError(path + ": type: must be \"byte\"");
   }

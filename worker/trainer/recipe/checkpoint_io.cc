@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/work_dir_layout.h"
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
 #include "worker/trainer/trainer_error.h"
@@ -167,12 +168,7 @@ TrainSnapshot ReadCheckpoint(const std::string& dir) {
   const fs::path header_path = fs::path(dir) / kCheckpointHeaderFile;
   std::ifstream in(header_path);
   if (!in) throw TrainError(where + "cannot open " + std::string(kCheckpointHeaderFile));
-  json header;
-  try {
-    header = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw TrainError(where + "header.json is " + NotValidJson(e.byte));
-  }
+  const json header = ParseJsonOrThrow<json>(in, where + "header.json is ");
   if (!header.is_object()) throw TrainError(where + "header.json is not a JSON object");
   const auto format = header.find("format");
   if (format == header.end() || *format != kCheckpointFormat) {

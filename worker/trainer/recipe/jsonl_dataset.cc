@@ -3,6 +3,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/recipe/chat_template.h"
 #include "worker/trainer/text/jinja_value.h"
 #include "worker/trainer/trainer_error.h"
@@ -246,12 +247,7 @@ TokenizedDataset LoadJsonlDataset(const std::string& path, const Tokenizer& toke
     if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     ++dataset.lines;
     const std::string where = path + ":" + std::to_string(line_number) + ": ";
-    json record;
-    try {
-      record = json::parse(line);
-    } catch (const json::parse_error& e) {
-      throw TrainError(where + NotValidJson(e.byte));
-    }
+    const json record = ParseJsonOrThrow<json>(line, where);
     TokenizedExample example;
     bool truncated = false;
     try {

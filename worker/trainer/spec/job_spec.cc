@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "tuneledger/v1/job_spec_contract.h"
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
@@ -443,12 +444,7 @@ TrainJobSpec LoadJobSpec(const std::string& path) {
   if (!in) throw TrainError(path + ": cannot open the job spec");
   std::stringstream text;
   text << in.rdbuf();
-  json object;
-  try {
-    object = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    throw TrainError(path + ": " + NotValidJson(e.byte));
-  }
+  const json object = ParseJsonOrThrow<json>(text.str(), path + ": ");
   TrainJobSpec spec;
   try {
     spec = ParseJobSpec(object);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/text/unicode.h"
 #include "worker/trainer/trainer_error.h"
 
@@ -102,11 +103,7 @@ std::unique_ptr<HfChatTemplate> HfChatTemplate::FromModelDir(const std::string& 
   const std::string config_path = (dir / kConfigFileName).string();
   json config = json::object();
   if (fs::exists(config_path)) {
-    try {
-      config = json::parse(ReadFile(config_path));
-    } catch (const json::parse_error& e) {
-      throw TrainError(config_path + ": " + NotValidJson(e.byte));
-    }
+    config = ParseJsonOrThrow<json>(ReadFile(config_path), config_path + ": ");
     if (!config.is_object()) throw TrainError(config_path + ": must be a JSON object");
   }
   std::vector<std::pair<std::string, std::string>> tokens = ReadSpecialTokens(config, config_path);

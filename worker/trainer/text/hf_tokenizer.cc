@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "worker/trainer/json_parse.h"
 #include "worker/trainer/text/hf_json.h"
 #include "worker/trainer/trainer_error.h"
 
@@ -17,11 +18,7 @@ using nlohmann::json;
 json ReadJsonFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw TrainError(path + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw TrainError(path + ": " + NotValidJson(e.byte));
-  }
+  return ParseJsonOrThrow<json>(in, path + ": ");
 }
 
 // What post_processor TemplateProcessing puts around a single sequence.
