@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/text/unicode_regex.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/text/unicode_regex.h"
 
 namespace tuneledger::bench {
 namespace {

@@ -42,11 +42,11 @@
 #include <vector>
 
 #include "bench/peak_rss.h"
+#include "lm/model_config.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/llama_model.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/model_loader.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::bench {
 namespace {

@@ -44,6 +44,9 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsentencepiece-dev
+  # Gloo's headers, for c10d's ProcessGroupGloo (data-parallel training on CPU): the torch wheel
+  # has Gloo compiled in but ships no headers (worker/trainer/recipe/data_parallel.cc)
+  libgloo-dev
   prometheus prometheus-alertmanager
   python3 python3-venv python3-grpcio python3-numpy python3-yaml procps
   # the fuzz targets (tests/fuzz/run.sh): clang 14, its libFuzzer and sanitizer runtimes (only

@@ -19,17 +19,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/epoch_order.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/json_parse.h"
+#include "lm/model_config.h"
+#include "lm/text/hf_chat_template.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/text/tokenizer.h"
+#include "lm/trainer_error.h"
 #include "server/core/job_store_rows.h"
 #include "tuneledger/v1/job_spec_contract.h"
-#include "worker/trainer/json_parse.h"
-#include "worker/trainer/model/model_config.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
-#include "worker/trainer/recipe/epoch_order.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
-#include "worker/trainer/recipe/sentencepiece_tokenizer.h"
-#include "worker/trainer/text/hf_chat_template.h"
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger {
 namespace {
@@ -142,10 +142,9 @@ std::unique_ptr<train::Tokenizer> LoadTorchFreeTokenizer(const std::string& mode
     *name = train::HfTokenizer::kFileName;
     return train::HfTokenizer::FromModelDir(model_dir);
   }
-  if (fs::exists(dir / train::SentencePieceTokenizer::kModelFileName, error)) {
+  if (fs::exists(dir / train::kSentencePieceModelFileName, error)) {
     *why_not = absl::StrCat("the model's tokenizer is SentencePiece (",
-                            train::SentencePieceTokenizer::kModelFileName,
-                            "), which only the trainer loads");
+                            train::kSentencePieceModelFileName, "), which only the trainer loads");
     return nullptr;
   }
   if (fs::exists(dir / train::ByteTokenizer::kConfigFileName, error)) {
@@ -153,7 +152,7 @@ std::unique_ptr<train::Tokenizer> LoadTorchFreeTokenizer(const std::string& mode
     return train::ByteTokenizer::FromModelDir(model_dir);
   }
   *why_not = absl::StrCat("the model folder has no tokenizer (", train::HfTokenizer::kFileName,
-                          ", ", train::SentencePieceTokenizer::kModelFileName, " or ",
+                          ", ", train::kSentencePieceModelFileName, " or ",
                           train::ByteTokenizer::kConfigFileName, ")");
   return nullptr;
 }

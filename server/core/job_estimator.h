@@ -17,7 +17,7 @@
 //      epochs), total_steps = max_steps, else max(1, steps_per_epoch x epochs); tokens_to_train =
 //      the real (non-pad) tokens of every micro-batch of those steps, the trainer's final
 //      `tokens`. A partial last epoch trains the first batches of that epoch's shuffled,
-//      length-grouped order: the trainer's own (worker/trainer/recipe/epoch_order.h). With
+//      length-grouped order: the trainer's own (lm/data/epoch_order.h). With
 //      data_selection the kept examples are known only after scoring, so their tokens use the
 //      mean example length; scoring_tokens = every example's tokens once.
 //   3. Model shape: config.json's dimensions with the training shape (LoRA rank and targets,

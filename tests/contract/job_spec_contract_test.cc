@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "lm/trainer_error.h"
 #include "server/core/job_spec_validator.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "worker/trainer/spec/job_spec.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger {
 namespace {

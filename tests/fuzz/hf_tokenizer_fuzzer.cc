@@ -1,4 +1,4 @@
-// Fuzz target: the tokenizer.json reader (worker/trainer/text/hf_tokenizer.h). The input is a
+// Fuzz target: the tokenizer.json reader (lm/text/hf_tokenizer.h). The input is a
 // tokenizer.json, optionally followed by a NUL byte and a tokenizer_config.json (JSON text holds
 // no raw NUL, so the split is unambiguous). Only a TrainError may come out of reading it; a
 // tokenizer it accepts then encodes fixed texts (ASCII, accents, CJK, emoji, invalid UTF-8,
@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "lm/text/hf_tokenizer.h"
+#include "lm/trainer_error.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_scratch_file.h"
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

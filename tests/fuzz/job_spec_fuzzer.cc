@@ -7,10 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lm/trainer_error.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_scratch_file.h"
 #include "worker/trainer/spec/job_spec.h"
-#include "worker/trainer/trainer_error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tuneledger::train;

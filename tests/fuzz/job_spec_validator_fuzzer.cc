@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "lm/trainer_error.h"
 #include "server/core/job_spec_validator.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "worker/trainer/spec/job_spec.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger {
 namespace {

@@ -1,4 +1,4 @@
-// Fuzz target: the JSONL data reader (worker/trainer/recipe/jsonl_dataset.h) on a whole data
+// Fuzz target: the JSONL data reader (lm/data/jsonl_dataset.h) on a whole data
 // file, tokenized with the byte tokenizer, read twice: with the defaults the trainer uses for a
 // small model, and with a short seq_len and a model vocabulary smaller than the tokenizer's (the
 // truncation and out-of-vocabulary paths). Only a TrainError may come out, and every example it
@@ -7,11 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/trainer_error.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/fuzz_scratch_file.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "lm/trainer_error.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "worker/trainer/model/safetensors_header.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

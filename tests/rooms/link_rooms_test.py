@@ -8,7 +8,11 @@ sources:
   (c) no source under worker/trainer/ includes Abseil, gRPC or protobuf headers (absl/..., grpc...,
       google/protobuf/..., *.pb.h), nor does a project header those sources include;
   (d) no source under server/core/ includes gRPC (*.grpc.pb.h, <grpcpp/...>), nor does a project
-      header those sources include: the scheduler core links no gRPC.
+      header those sources include: the scheduler core links no gRPC;
+  (e) no source under lm/ (shared by the server and the trainer) includes LibTorch, Abseil, gRPC,
+      protobuf or anything of worker/, server/ or client/;
+  (f) no source under server/ or client/ includes anything of worker/: what they share with the
+      trainer is lm/, base/ and proto/.
 
 Every failure names the file (binary or source line, with the include chain that reached it)
 and the offending entry. The self-tests feed each checker a violation, so that a checker that
@@ -51,6 +55,22 @@ def trainer_forbidden_include(header):
 def core_forbidden_include(header):
     if header.endswith(".grpc.pb.h") or header.startswith(("grpcpp/", "grpc++/", "grpc/")):
         return "the scheduler core links no gRPC"
+    return None
+
+
+def lm_forbidden_include(header):
+    if header.startswith(("torch/", "ATen/", "c10/")):
+        return "lm/ is shared with the server, which links no LibTorch"
+    if trainer_forbidden_include(header):
+        return "lm/ is shared with the trainer, which links no gRPC, protobuf or Abseil"
+    if header.startswith(("worker/", "server/", "client/")):
+        return "lm/ depends on no service folder"
+    return None
+
+
+def service_forbidden_include(header):
+    if header.startswith("worker/"):
+        return "the server and tunectl share lm/, base/ and proto/ with the worker, nothing else"
     return None
 
 
@@ -160,6 +180,20 @@ class LinkRoomsTest(unittest.TestCase):
         problems = include_problems(self.source_dir, folder, core_forbidden_include)
         self.assertNoProblems(problems)
 
+    def test_lm_sources_include_no_libtorch_rpc_or_service_folder(self):
+        folder = pathlib.Path(self.source_dir, "lm")
+        self.assertGreater(len(source_files(folder)), 10, f"no sources under {folder}")
+        problems = include_problems(self.source_dir, folder, lm_forbidden_include)
+        self.assertNoProblems(problems)
+
+    def test_server_and_client_sources_include_nothing_of_worker(self):
+        problems = []
+        for name in ("server", "client"):
+            folder = pathlib.Path(self.source_dir, name)
+            self.assertGreater(len(source_files(folder)), 5, f"no sources under {folder}")
+            problems += include_problems(self.source_dir, folder, service_forbidden_include)
+        self.assertNoProblems(problems)
+
 
 class CheckersCanFailTest(unittest.TestCase):
     """Each checker, given a violation, reports it with the file and the entry."""
@@ -191,6 +225,18 @@ class CheckersCanFailTest(unittest.TestCase):
         self.assertIsNone(core_forbidden_include("tuneledger/v1/jobs.pb.h"))
         self.assertIsNotNone(core_forbidden_include("tuneledger/v1/jobs.grpc.pb.h"))
         self.assertIsNotNone(core_forbidden_include("grpcpp/server.h"))
+
+    def test_lm_rule_refuses_libtorch_rpc_and_service_folders(self):
+        self.assertIsNone(lm_forbidden_include("lm/text/tokenizer.h"))
+        self.assertIsNone(lm_forbidden_include("nlohmann/json.hpp"))
+        for header in ("torch/torch.h", "c10/core/Device.h", "absl/strings/str_cat.h",
+                       "tuneledger/v1/jobs.pb.h", "worker/trainer/recipe/batcher.h",
+                       "server/core/job_store.h"):
+            self.assertIsNotNone(lm_forbidden_include(header), header)
+
+    def test_service_rule_refuses_worker_headers(self):
+        self.assertIsNone(service_forbidden_include("lm/data/jsonl_dataset.h"))
+        self.assertIsNotNone(service_forbidden_include("worker/trainer/recipe/batcher.h"))
 
     def test_needed_checker_reports_the_other_rooms_libraries(self):
         # The rooms swapped: the server's binary under the trainer's rule and the other way round.

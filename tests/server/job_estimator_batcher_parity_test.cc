@@ -7,12 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/jsonl_dataset.h"
 #include "server/core/job_estimator.h"
 #include "server/core/job_spec_validator.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/trainer/recipe/batcher.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 
 namespace tuneledger {
 namespace {

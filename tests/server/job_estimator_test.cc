@@ -15,13 +15,13 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/text/hf_chat_template.h"
+#include "lm/text/hf_tokenizer.h"
 #include "server/core/job_spec_validator.h"
 #include "tests/testing/source_path.h"
 #include "tests/testing/temp_dir.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
-#include "worker/trainer/text/hf_chat_template.h"
-#include "worker/trainer/text/hf_tokenizer.h"
 
 namespace tuneledger {
 namespace {

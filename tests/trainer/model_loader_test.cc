@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "lm/model_config.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
 #include "worker/trainer/model/llama_model.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
 

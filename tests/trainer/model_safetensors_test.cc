@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "lm/trainer_error.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/model_test_support.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

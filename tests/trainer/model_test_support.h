@@ -15,9 +15,9 @@
 #include <exception>
 #include <string>
 
+#include "lm/model_config.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/llama_model.h"
-#include "worker/trainer/model/model_config.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train::model_test {
 

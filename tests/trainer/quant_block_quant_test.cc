@@ -5,8 +5,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/quant/block_quant.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train::quant {
 namespace {

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <optional>
 
+#include "lm/trainer_error.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/recipe/checkpoint_io.h"
 #include "worker/trainer/recipe/optimizer_setup.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

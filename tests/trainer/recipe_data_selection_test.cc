@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "lm/trainer_error.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/recipe/data_selection.h"
 #include "worker/trainer/recipe/stop_signal.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -6,16 +6,16 @@
 
 #include <algorithm>
 
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/chat_template.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/text/hf_chat_template.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/trainer_error.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/recipe/batcher.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
 #include "worker/trainer/recipe/causal_lm_loss.h"
-#include "worker/trainer/recipe/chat_template.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
-#include "worker/trainer/text/hf_chat_template.h"
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

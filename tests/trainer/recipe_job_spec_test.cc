@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lm/trainer_error.h"
 #include "tuneledger/v1/job_spec_contract.h"
 #include "worker/trainer/spec/job_spec.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -8,8 +8,8 @@
 
 #include <string>
 
+#include "lm/data/jsonl_dataset.h"
 #include "worker/trainer/recipe/causal_lm_loss.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 
 namespace tuneledger::train {
 namespace {

@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "lm/data/byte_tokenizer.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
 
 namespace tuneledger::train {
 namespace {

@@ -17,11 +17,11 @@
 #include <limits>
 #include <sstream>
 
+#include "lm/data/byte_tokenizer.h"
+#include "lm/model_config.h"
 #include "tests/testing/temp_dir.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/model/safetensors_reader.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
 
 extern char** environ;
 

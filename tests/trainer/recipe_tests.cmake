@@ -29,6 +29,7 @@ gtest_discover_tests(trainer_recipe_unit_tests PROPERTIES LABELS unit DISCOVERY_
 
 # Integration: runs tuneledger-train as a process on a tiny random model (tens of seconds).
 add_executable(trainer_recipe_process_tests
+  ${_recipe_dir}/recipe_data_parallel_test.cc
   ${_recipe_dir}/recipe_data_selection_process_test.cc
   ${_recipe_dir}/recipe_peft_reference_test.cc
   ${_recipe_dir}/recipe_symbol_binding_test.cc

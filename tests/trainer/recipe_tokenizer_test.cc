@@ -5,13 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "lm/data/byte_tokenizer.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/trainer_error.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
 #include "worker/trainer/recipe/sentencepiece_tokenizer.h"
 #include "worker/trainer/recipe/tokenizer.h"
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
+#include "lm/text/hf_chat_template.h"
+#include "lm/trainer_error.h"
 #include "tests/trainer/python_reference_dir.h"
-#include "worker/trainer/text/hf_chat_template.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "lm/text/hf_tokenizer.h"
 #include "tests/trainer/python_reference_dir.h"
-#include "worker/trainer/text/hf_tokenizer.h"
 
 namespace tuneledger::train {
 namespace {

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/text/unicode.h"
-#include "worker/trainer/text/unicode_regex.h"
-#include "worker/trainer/trainer_error.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/text/unicode.h"
+#include "lm/text/unicode_regex.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

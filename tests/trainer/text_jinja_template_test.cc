@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "worker/trainer/text/hf_chat_template.h"
-#include "worker/trainer/text/jinja_template.h"
-#include "worker/trainer/text/jinja_value.h"
-#include "worker/trainer/trainer_error.h"
+#include "lm/text/hf_chat_template.h"
+#include "lm/text/jinja_template.h"
+#include "lm/text/jinja_value.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

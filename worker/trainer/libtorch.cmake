@@ -115,6 +115,12 @@ if(TUNELEDGER_WITH_CUDA)
   # libtorch_cuda.so needs the wheel's CUDA libraries (pip's nvidia-* packages beside torch);
   # at run time its own RPATH finds them, at link time -rpath-link does, ahead of any system
   # CUDA or NCCL.
+  # What c10d's ProcessGroupNCCL header needs (worker/trainer/recipe/data_parallel.cc only): the
+  # wheel's own nccl.h, the one libtorch_cuda.so was built against, and the CUDA runtime headers.
+  set(TUNELEDGER_NCCL_INCLUDE_DIRS ${CMAKE_CUDA_TOOLKIT_INCLUDE_DIRECTORIES})
+  if(EXISTS "${_torch_dir}/../nvidia/nccl/include/nccl.h")
+    list(PREPEND TUNELEDGER_NCCL_INCLUDE_DIRS "${_torch_dir}/../nvidia/nccl/include")
+  endif()
   file(GLOB _nvidia_lib_dirs LIST_DIRECTORIES true "${_torch_dir}/../nvidia/*/lib")
   foreach(_dir IN LISTS _nvidia_lib_dirs)
     target_link_options(tuneledger_torch INTERFACE "LINKER:-rpath-link,${_dir}")

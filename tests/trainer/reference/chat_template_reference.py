@@ -1,5 +1,5 @@
 """transformers' apply_chat_template as the reference for tuneledger's chat templates
-(worker/trainer/text/hf_chat_template.h and the Jinja subset under it).
+(lm/text/hf_chat_template.h and the Jinja subset under it).
 
 Run with the project's Python environment (<repo>/.venv/bin/python3: transformers, tokenizers,
 jinja2 from tests/requirements.txt). No model hub is reachable, so it makes its own folders:

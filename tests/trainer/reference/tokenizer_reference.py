@@ -1,4 +1,4 @@
-"""The Hugging Face `tokenizers` library as the reference for HfTokenizer (worker/trainer/text).
+"""The Hugging Face `tokenizers` library as the reference for HfTokenizer (lm/text).
 
 Run with the project's Python environment (<repo>/.venv/bin/python3, tokenizers from
 tests/requirements.txt). No model hub is reachable, so it makes its own tokenizers:

@@ -3,8 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 

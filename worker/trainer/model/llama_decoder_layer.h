@@ -13,10 +13,10 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include "lm/model_config.h"
 #include "worker/trainer/model/llama_attention.h"
 #include "worker/trainer/model/llama_mlp.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/rms_norm.h"
 
 namespace tuneledger::train {

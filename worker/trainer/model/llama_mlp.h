@@ -14,8 +14,8 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include "lm/model_config.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/model/model_config.h"
 
 namespace tuneledger::train {
 

@@ -7,8 +7,8 @@
 #include <map>
 #include <string>
 
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/checkpointed_layer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -156,6 +156,12 @@ void LlamaForCausalLMImpl::SetGradientCheckpointing(bool enabled) {
 
 void LlamaForCausalLMImpl::SetAttentionKernel(AttentionKernel kernel) {
   for (LlamaDecoderLayer& layer : model->decoder_layers()) layer->self_attn->set_kernel(kernel);
+}
+
+void LlamaForCausalLMImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {
+  for (const auto& module : modules()) {
+    if (auto* linear = module->as<LoraLinearImpl>()) linear->SetDropoutRows(offset, batch_rows);
+  }
 }
 
 void LlamaForCausalLMImpl::MergeLora() {

@@ -33,10 +33,10 @@
 #include <utility>
 #include <vector>
 
+#include "lm/model_config.h"
 #include "worker/trainer/model/llama_attention.h"
 #include "worker/trainer/model/llama_decoder_layer.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/rms_norm.h"
 #include "worker/trainer/model/rotary_embedding.h"
 
@@ -111,6 +111,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   void SetAttentionKernel(AttentionKernel kernel);
   // Folds every adapter into its base weight (see LoraLinearImpl::Merge).
   void MergeLora();
+  // The next inputs are rows [offset, ...) of a batch of `batch_rows` (data parallel: every
+  // LoRA dropout keeps those rows of a mask drawn for the whole batch; LoraLinearImpl).
+  void SetDropoutRows(int64_t offset, int64_t batch_rows);
 
   LlamaModel model{nullptr};
   LoraLinear lm_head{nullptr};  // [V,D]; null when tie_word_embeddings

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string>
 
+#include "lm/trainer_error.h"
 #include "tuneledger/v1/job_spec_contract.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 
@@ -90,10 +90,35 @@ torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = BaseLinear(x, weight, bias);  // [...,out]
   if (!has_lora() || merged_) return y;
-  torch::Tensor lora_in =
-      (dropout_ > 0 && is_training()) ? torch::dropout(x, dropout_, true) : x;  // [...,in]
-  torch::Tensor down = torch::linear(lora_in, lora_A->weight);                  // [...,r]
-  return y + torch::linear(down, lora_B->weight) * scale_;                      // [...,out]
+  torch::Tensor lora_in = (dropout_ > 0 && is_training()) ? Dropout(x) : x;  // [...,in]
+  torch::Tensor down = torch::linear(lora_in, lora_A->weight);               // [...,r]
+  return y + torch::linear(down, lora_B->weight) * scale_;                   // [...,out]
+}
+
+void LoraLinearImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {
+  if (offset < 0 || batch_rows < 0 || offset > batch_rows) {
+    throw TrainError("LoRA dropout rows: offset " + std::to_string(offset) +
+                     " outside a batch of " + std::to_string(batch_rows));
+  }
+  dropout_row_offset_ = offset;
+  dropout_batch_rows_ = batch_rows;
+}
+
+torch::Tensor LoraLinearImpl::Dropout(const torch::Tensor& x) const {
+  std::vector<int64_t> shape = x.sizes().vec();  // [B,...,in]
+  const bool sharded = dropout_batch_rows_ > 0 && x.dim() > 1;
+  if (sharded) shape[0] = dropout_batch_rows_;
+  torch::Tensor keep = torch::empty(shape, x.options()).bernoulli_(1.0 - dropout_);
+  keep.div_(1.0 - dropout_);
+  if (sharded) {
+    if (dropout_row_offset_ + x.size(0) > dropout_batch_rows_) {
+      throw TrainError("LoRA dropout rows: " + std::to_string(x.size(0)) + " rows at offset " +
+                       std::to_string(dropout_row_offset_) + " outside a batch of " +
+                       std::to_string(dropout_batch_rows_));
+    }
+    keep = keep.narrow(0, dropout_row_offset_, x.size(0));
+  }
+  return x * keep;
 }
 
 torch::Tensor LoraLinearImpl::MergedWeight() const {

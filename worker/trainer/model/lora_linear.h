@@ -75,6 +75,12 @@ class LoraLinearImpl : public torch::nn::Module {
   // W + (B A) * scale in fp32 without changing the module: [out,in].
   torch::Tensor MergedWeight() const;
 
+  // Data parallel (worker/trainer/recipe/data_parallel.h): the next inputs are rows
+  // [offset, offset + x.size(0)) of a batch of `batch_rows`. Dropout draws its mask for the whole
+  // batch and keeps those rows, so that N ranks draw exactly what one process would. batch_rows
+  // 0 (the default): the input is the whole batch.
+  void SetDropoutRows(int64_t offset, int64_t batch_rows);
+
   bool has_lora() const { return !lora_A.is_empty(); }
   bool merged() const { return merged_; }
   double scale() const { return scale_; }
@@ -86,7 +92,12 @@ class LoraLinearImpl : public torch::nn::Module {
 
  private:
   double scale_ = 0.0;
+  // dropout(x): x times one mask of 0 and 1 / (1 - p), drawn from the default generator.
+  torch::Tensor Dropout(const torch::Tensor& x) const;
+
   double dropout_ = 0.0;
+  int64_t dropout_row_offset_ = 0;
+  int64_t dropout_batch_rows_ = 0;
   bool merged_ = false;
 };
 TORCH_MODULE(LoraLinear);

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

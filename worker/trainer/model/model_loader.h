@@ -17,9 +17,9 @@
 #include <cstdint>
 #include <string>
 
+#include "lm/model_config.h"
 #include "worker/trainer/model/llama_model.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/model/model_config.h"
 
 namespace tuneledger::train {
 

@@ -28,7 +28,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "worker/trainer/model/model_config.h"
+#include "lm/model_config.h"
 
 namespace tuneledger::train {
 

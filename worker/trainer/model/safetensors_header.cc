@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

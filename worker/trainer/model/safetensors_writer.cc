@@ -11,8 +11,8 @@
 #include <set>
 #include <string>
 
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/safetensors_reader.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

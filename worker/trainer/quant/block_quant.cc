@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train::quant {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 

@@ -17,8 +17,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "worker/trainer/recipe/epoch_order.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
+#include "lm/data/epoch_order.h"
+#include "lm/data/jsonl_dataset.h"
 
 namespace tuneledger::train {
 

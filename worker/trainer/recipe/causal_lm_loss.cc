@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "lm/data/jsonl_dataset.h"
 #include "worker/trainer/model/lora_linear.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 
 namespace tuneledger::train {
 namespace {

@@ -12,10 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/work_dir_layout.h"
-#include "worker/trainer/json_parse.h"
+#include "lm/json_parse.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/safetensors_reader.h"
 #include "worker/trainer/model/safetensors_writer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

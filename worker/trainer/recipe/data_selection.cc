@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "lm/trainer_error.h"
 #include "tuneledger/v1/job_spec_contract.h"
 #include "worker/trainer/model/lora_linear.h"
 #include "worker/trainer/recipe/batcher.h"
 #include "worker/trainer/recipe/stop_signal.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -176,7 +176,9 @@ std::optional<DataSelectionState> SelectTrainingExamples(LlamaForCausalLM& model
   selection.method = line.method;
   selection.keep_fraction = job.keep_fraction;
   selection.kept = SelectTopFraction(*scores, job.keep_fraction);
-  WriteDataSelectionFile(job.output_path, *scores, selection.kept, train.source_lines);
+  if (!job.output_path.empty()) {
+    WriteDataSelectionFile(job.output_path, *scores, selection.kept, train.source_lines);
+  }
   line.scored = line.total;
   line.elapsed_s = SecondsSince(job.process_start);
   line.done = true;

@@ -42,9 +42,9 @@
 #include <string>
 #include <vector>
 
+#include "lm/data/jsonl_dataset.h"
 #include "worker/trainer/model/llama_model.h"
 #include "worker/trainer/recipe/causal_lm_loss.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 #include "worker/trainer/recipe/progress_reporter.h"
 #include "worker/trainer/recipe/train_state.h"
 #include "worker/trainer/spec/job_spec.h"
@@ -88,7 +88,9 @@ std::optional<std::vector<double>> ScoreExamples(
 struct DataSelectionJob {
   ScoringOptions scoring;
   double keep_fraction = 1;
-  std::string output_path;  // <out>/data_selection.jsonl (base/work_dir_layout.h)
+  // <out>/data_selection.jsonl (base/work_dir_layout.h); empty: not written (data-parallel
+  // ranks other than 0, which score the same examples to the same kept set).
+  std::string output_path;
   std::chrono::steady_clock::time_point process_start;  // for the lines' elapsed_s
   // Every scoring batch but the last lasts at least this long (TUNELEDGER_TRAIN_MIN_STEP_SECONDS).
   std::chrono::duration<double> min_batch_duration{0};

@@ -25,13 +25,13 @@
 #include <vector>
 
 #include "base/command_line.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/generation.h"
 #include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/model/peft_adapter.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 #include "worker/trainer/recipe/progress_reporter.h"
 #include "worker/trainer/recipe/tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

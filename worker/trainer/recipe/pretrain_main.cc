@@ -23,17 +23,17 @@
 #include <thread>
 
 #include "base/command_line.h"
-#include "worker/trainer/model/model_config.h"
+#include "lm/data/byte_tokenizer.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/model_config.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/recipe/batcher.h"
-#include "worker/trainer/recipe/byte_tokenizer.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 #include "worker/trainer/recipe/loss_scaler.h"
 #include "worker/trainer/recipe/lr_schedule.h"
 #include "worker/trainer/recipe/optimizer_setup.h"
 #include "worker/trainer/recipe/progress_reporter.h"
 #include "worker/trainer/recipe/train_loop.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -100,8 +100,11 @@ int Run(const std::map<std::string, std::string>& flags, ProgressReporter& repor
   parts.batcher = &batcher;
   parts.eval_batches = &eval_batches;
   parts.reporter = &reporter;
+  DataParallel single_process;
+  parts.data_parallel = &single_process;
   TrainLoopOptions options;
   options.total_steps = total_steps;
+  options.seed = seed;
   options.eval_every_steps = static_cast<int>(number("eval-every"));
   options.checkpoint_every_steps = 0;  // minutes-long run: a rerun is cheaper than resuming
   TrainLoop loop(parts, options);

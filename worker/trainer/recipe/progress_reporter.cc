@@ -6,7 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -104,6 +104,9 @@ int RunReportingErrors(const std::string& program, ProgressReporter& reporter,
   } catch (const LossDivergedError& e) {
     message = e.what();
     reason = "loss_diverged";
+  } catch (const RankLostError& e) {
+    message = e.what();
+    reason = "rank_lost";
   } catch (const TrainError& e) {
     message = e.what();
   } catch (const c10::Error& e) {

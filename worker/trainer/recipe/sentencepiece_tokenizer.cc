@@ -8,8 +8,8 @@
 #include <optional>
 
 #include "base/executable_dir.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/recipe/sentencepiece_shim.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "worker/trainer/text/tokenizer.h"
+#include "lm/text/tokenizer.h"
 
 namespace tuneledger::train {
 
 class SentencePieceTokenizer : public Tokenizer {
  public:
-  static constexpr const char* kModelFileName = "tokenizer.model";
+  static constexpr const char* kModelFileName = kSentencePieceModelFileName;
 
   // Loads a serialized SentencePiece model (e.g. <model_dir>/tokenizer.model); TrainError with
   // the path and libsentencepiece's message on failure.

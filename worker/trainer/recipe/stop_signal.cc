@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

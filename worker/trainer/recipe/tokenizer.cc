@@ -2,10 +2,10 @@
 
 #include <filesystem>
 
-#include "worker/trainer/recipe/byte_tokenizer.h"
+#include "lm/data/byte_tokenizer.h"
+#include "lm/text/hf_tokenizer.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/recipe/sentencepiece_tokenizer.h"
-#include "worker/trainer/text/hf_tokenizer.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 

@@ -1,7 +1,8 @@
 // LoadTokenizer: the tokenizer of a Hugging Face style model folder. The recipe sees only the
-// Tokenizer interface (text/tokenizer.h); the folder says which implementation it gets, first
+// Tokenizer interface (lm/text/tokenizer.h); the folder says which implementation it gets, first
 // match wins:
-//   1. <model>/tokenizer.json        -> HfTokenizer (text/hf_tokenizer.h; Llama 3, Qwen2, Mistral,
+//   1. <model>/tokenizer.json        -> HfTokenizer (lm/text/hf_tokenizer.h; Llama 3, Qwen2,
+//   Mistral,
 //                                       ...), with <model>/tokenizer_config.json when present
 //   2. <model>/tokenizer.model       -> SentencePieceTokenizer (libsentencepiece)
 //   3. <model>/byte_tokenizer.json   -> ByteTokenizer (the bundled model; format in
@@ -17,7 +18,7 @@
 #include <memory>
 #include <string>
 
-#include "worker/trainer/text/tokenizer.h"
+#include "lm/text/tokenizer.h"
 
 namespace tuneledger::train {
 

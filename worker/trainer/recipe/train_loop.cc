@@ -6,11 +6,12 @@
 #include <numeric>
 #include <sstream>
 
+#include "lm/trainer_error.h"
 #include "worker/trainer/recipe/causal_lm_loss.h"
 #include "worker/trainer/recipe/checkpoint_io.h"
 #include "worker/trainer/recipe/device_memory.h"
 #include "worker/trainer/recipe/optimizer_setup.h"
-#include "worker/trainer/trainer_error.h"
+#include "worker/trainer/recipe/stop_signal.h"
 
 namespace tuneledger::train {
 namespace {
@@ -21,12 +22,24 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The default generator of `device`, seeded for micro-batch `micro` of optimizer step `step`
+// (0-based): LoRA dropout is then a function of (seed, step, micro-batch) alone.
+void SeedMicroBatch(const torch::Device& device, int64_t seed, int64_t step, size_t micro) {
+  constexpr uint64_t kMicroBatchesPerStep = 1 << 16;  // above grad_accum_steps' limit
+  const uint64_t value = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL +
+                         static_cast<uint64_t>(step) * kMicroBatchesPerStep + micro;
+  at::Generator generator = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(value);
+}
+
 }  // namespace
 
 TrainLoop::TrainLoop(TrainLoopParts parts, TrainLoopOptions options)
     : parts_(std::move(parts)), options_(std::move(options)) {
   if (parts_.optimizer == nullptr || parts_.schedule == nullptr || parts_.loss_scaler == nullptr ||
-      parts_.batcher == nullptr || parts_.eval_batches == nullptr || parts_.reporter == nullptr) {
+      parts_.batcher == nullptr || parts_.eval_batches == nullptr || parts_.reporter == nullptr ||
+      parts_.data_parallel == nullptr) {
     throw TrainError("TrainLoop: every part must be given");
   }
   parts_.model->train();
@@ -62,6 +75,7 @@ std::vector<Batch> TrainLoop::NextBatch() {
 
 StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
   if (!loop_start_) loop_start_ = std::chrono::steady_clock::now();
+  DataParallel& data_parallel = *parts_.data_parallel;
   StepResult result;
   for (const Batch& batch : micro_batches) {
     result.tokens += batch.tokens;
@@ -70,26 +84,44 @@ StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
   for (const torch::Tensor& parameter : parts_.parameters) {
     if (parameter.grad().defined()) parameter.grad().zero_();
   }
-  // Each micro-batch's summed loss is divided by the whole step's target count, so the step's
-  // gradient is that of the mean over all its targets, however they fall into micro-batches.
+  // Each micro-batch's summed loss is divided by the whole step's target count (of all ranks),
+  // so the step's gradient, summed over the ranks, is that of the mean over all its targets,
+  // however they fall into micro-batches and ranks.
   const double scale = parts_.loss_scaler->scale() / static_cast<double>(result.targets);
   double loss_sum = 0;
-  for (const Batch& batch : micro_batches) {
-    torch::Tensor input_ids = batch.input_ids.to(options_.device);  // [B,T]
-    torch::Tensor labels = batch.labels.to(options_.device);        // [B,T]
-    torch::Tensor hidden = parts_.model->Hidden(input_ids);         // [B,T,D]
+  for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
+    const Batch& batch = micro_batches[micro];
+    SeedMicroBatch(options_.device, options_.seed, state_.step, micro);
+    const int64_t rows = batch.input_ids.size(0);
+    const RowShard shard = data_parallel.Shard(rows);
+    if (shard.count == 0) continue;  // a short last batch: this rank has none of its rows
+    torch::Tensor input_ids =
+        batch.input_ids.narrow(0, shard.offset, shard.count).to(options_.device);  // [b,T]
+    torch::Tensor labels =
+        batch.labels.narrow(0, shard.offset, shard.count).to(options_.device);  // [b,T]
+    parts_.model->SetDropoutRows(shard.offset, rows);
+    torch::Tensor hidden = parts_.model->Hidden(input_ids);  // [b,T,D]
     torch::Tensor batch_loss =
         CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), labels);  // scalar
-    const double value = batch_loss.item<double>();
-    if (!std::isfinite(value)) {
-      throw LossDivergedError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
-                              std::to_string(value));
-    }
-    loss_sum += value;
+    loss_sum += batch_loss.item<double>();
     (batch_loss * scale).backward();
   }
+  // One collective carries the loss and the stop requests; with one process it is a copy.
+  const std::vector<double> sums =
+      data_parallel.AllReduceSum({loss_sum, StopRequested() ? 1. : 0.});
+  loss_sum = sums[0];
+  stop_agreed_ = sums[1] > 0;
+  if (!std::isfinite(loss_sum)) {
+    throw LossDivergedError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
+                            std::to_string(loss_sum));
+  }
+  data_parallel.AllReduceGradients(parts_.parameters);
   result.loss = loss_sum / static_cast<double>(result.targets);
   return result;
+}
+
+bool TrainLoop::StopAgreed() const {
+  return parts_.data_parallel->world_size() > 1 ? stop_agreed_ : StopRequested();
 }
 
 void TrainLoop::OptimizerStep() {
@@ -163,17 +195,23 @@ double TrainLoop::Evaluate() {
   if (!has_validation()) return std::nan("");
   torch::NoGradGuard no_grad;
   parts_.model->eval();
+  DataParallel& data_parallel = *parts_.data_parallel;
+  const std::vector<Batch>& batches = *parts_.eval_batches;
   double loss_sum = 0;
-  int64_t targets = 0;
-  for (const Batch& batch : *parts_.eval_batches) {
+  double targets = 0;
+  // Batch i is rank (i mod world size)'s; the sums are then added over the ranks.
+  for (size_t i = data_parallel.rank(); i < batches.size();
+       i += static_cast<size_t>(data_parallel.world_size())) {
+    const Batch& batch = batches[i];
     torch::Tensor hidden = parts_.model->Hidden(batch.input_ids.to(options_.device));  // [B,T,D]
     loss_sum +=
         CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), batch.labels.to(options_.device))
             .item<double>();
-    targets += batch.targets;
+    targets += static_cast<double>(batch.targets);
   }
   parts_.model->train();
-  return loss_sum / static_cast<double>(targets);
+  const std::vector<double> sums = data_parallel.AllReduceSum({loss_sum, targets});
+  return sums[0] / sums[1];
 }
 
 void TrainLoop::EvaluateAndReport() {
@@ -211,6 +249,7 @@ void TrainLoop::RestoreBestParameters() {
 }
 
 std::string TrainLoop::Checkpoint() {
+  if (!parts_.data_parallel->is_primary()) return "";  // rank 0 writes it for all ranks
   if (last_checkpoint_) return *last_checkpoint_;
   if (options_.checkpoint_root.empty()) throw TrainError("no checkpoint folder configured");
   TrainSnapshot snapshot =

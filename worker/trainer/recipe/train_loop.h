@@ -15,6 +15,12 @@
 //
 // Shape legend: B batch, T tokens, V vocab.
 //
+// Data parallel (data_parallel.h): every rank runs the same loop on the same batches and trains
+// its rows of each; ForwardBackward sums the step's loss, the stop requests and the gradients
+// over the ranks, Evaluate splits the validation batches, and only rank 0 writes checkpoints.
+// Each micro-batch reseeds the default generator from (seed, step, micro-batch), so that the
+// LoRA dropout masks are the same on every rank, in a resumed attempt and in a single process.
+//
 // Throughput: tokens_per_sec counts the real (non-pad) tokens of every micro-batch trained in
 // this attempt over the wall time since the first step of this attempt began (evaluation and
 // checkpoint pauses included, model loading not).
@@ -35,6 +41,7 @@
 
 #include "worker/trainer/model/llama_model.h"
 #include "worker/trainer/recipe/batcher.h"
+#include "worker/trainer/recipe/data_parallel.h"
 #include "worker/trainer/recipe/loss_scaler.h"
 #include "worker/trainer/recipe/lr_schedule.h"
 #include "worker/trainer/recipe/progress_reporter.h"
@@ -52,6 +59,7 @@ struct TrainLoopOptions {
   int keep_checkpoints = 3;
   std::string fingerprint;  // JSON object; see checkpoint_io.h
   torch::Device device = torch::kCPU;
+  int64_t seed = 0;  // training.seed: the dropout stream of each micro-batch derives from it
   // training.early_stop (0 = off): evaluations without an improvement of more than min_delta
   // before ShouldStopEarly(), and the divergence factor.
   int patience_evals = 0;
@@ -65,9 +73,9 @@ struct TrainLoopOptions {
 
 // What ForwardBackward measured.
 struct StepResult {
-  double loss = 0;      // mean next-token loss over the step's targets
-  int64_t tokens = 0;   // real tokens processed
-  int64_t targets = 0;  // tokens that carried loss
+  double loss = 0;      // mean next-token loss over the step's targets (all ranks)
+  int64_t tokens = 0;   // real tokens processed (all ranks)
+  int64_t targets = 0;  // tokens that carried loss (all ranks)
 };
 
 // The objects a loop drives; all must outlive it.
@@ -81,6 +89,7 @@ struct TrainLoopParts {
   LengthGroupedBatcher* batcher = nullptr;
   const std::vector<Batch>* eval_batches = nullptr;  // may be empty: no validation
   ProgressReporter* reporter = nullptr;
+  DataParallel* data_parallel = nullptr;  // one process: a DataParallel()
 };
 
 class TrainLoop {
@@ -101,10 +110,14 @@ class TrainLoop {
   double Evaluate();
   // Evaluates and writes an `eval` line for the current step.
   void EvaluateAndReport();
-  // Writes a checkpoint of the current state now; returns its absolute path.
+  // Writes a checkpoint of the current state now; returns its absolute path ("" on data-parallel
+  // ranks other than 0, which write none).
   std::string Checkpoint();
 
   bool finished() const { return state_.step >= options_.total_steps; }
+  // A stop was requested (SIGTERM, stop_signal.h): of this process alone; with data parallel, of
+  // any rank as of the last ForwardBackward, so that every rank stops after the same step.
+  bool StopAgreed() const;
   // patience_evals evaluations in a row did not improve on the best eval loss.
   bool ShouldStopEarly() const;
   // Puts the parameters of the best evaluation (state().best_step) back into the model.
@@ -121,6 +134,7 @@ class TrainLoop {
   TrainLoopOptions options_;
   TrainState state_;
   std::deque<double> recent_losses_;
+  bool stop_agreed_ = false;
   int64_t attempt_tokens_ = 0;
   std::optional<std::chrono::steady_clock::time_point> loop_start_;
   std::optional<std::string> last_checkpoint_;  // written at state_.step, if any

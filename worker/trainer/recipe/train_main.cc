@@ -29,15 +29,17 @@
 
 #include "base/command_line.h"
 #include "base/work_dir_layout.h"
+#include "lm/data/jsonl_dataset.h"
+#include "lm/model_config.h"
+#include "lm/trainer_error.h"
 #include "worker/trainer/model/generation.h"
 #include "worker/trainer/model/llama_model.h"
-#include "worker/trainer/model/model_config.h"
 #include "worker/trainer/model/model_loader.h"
 #include "worker/trainer/model/peft_adapter.h"
 #include "worker/trainer/recipe/batcher.h"
 #include "worker/trainer/recipe/checkpoint_io.h"
+#include "worker/trainer/recipe/data_parallel.h"
 #include "worker/trainer/recipe/data_selection.h"
-#include "worker/trainer/recipe/jsonl_dataset.h"
 #include "worker/trainer/recipe/loss_scaler.h"
 #include "worker/trainer/recipe/lr_schedule.h"
 #include "worker/trainer/recipe/optimizer_setup.h"
@@ -46,7 +48,6 @@
 #include "worker/trainer/recipe/tokenizer.h"
 #include "worker/trainer/recipe/train_loop.h"
 #include "worker/trainer/spec/job_spec.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
@@ -61,6 +62,7 @@ constexpr int kKeepCheckpoints = 3;
 constexpr const char* kUsage =
     "usage: tuneledger-train --spec FILE --out DIR [--resume-from CHECKPOINT_DIR]\n"
     "                        [--init-adapter ADAPTER_DIR] [--device auto|cpu|cuda] [--threads N]\n"
+    "                        [--rank R --world-size N --rendezvous HOST:PORT]\n"
     "       tuneledger-train --version   LibTorch version, CUDA backend, visible GPUs\n"
     "  Fine-tunes a LoRA adapter as the JobSpec JSON in FILE says; writes checkpoints and\n"
     "  the PEFT adapter under DIR and one JSON progress line per event on stdout.\n"
@@ -68,6 +70,10 @@ constexpr const char* kUsage =
     "  --init-adapter starts the LoRA weights from a PEFT adapter folder (same r, alpha and\n"
     "  target modules as the spec) instead of PEFT's default init; a checkpoint, when one is\n"
     "  resumed, takes precedence.\n"
+    "  --world-size N > 1 trains data-parallel (LibTorch c10d: Gloo on CPU, NCCL on CUDA): start\n"
+    "  N processes with the same spec and --out, ranks 0..N-1; rank 0 listens on --rendezvous's\n"
+    "  port, writes every file and prints the progress lines; training.batch_size is the global\n"
+    "  batch, split across the ranks.\n"
     "  Protocol: worker/trainer/PROGRESS_PROTOCOL.md\n"
     "environment:\n"
     "  TUNELEDGER_TRAIN_MIN_STEP_SECONDS=S  make every optimizer step (and data selection\n"
@@ -95,6 +101,7 @@ struct Flags {
   std::string init_adapter;
   std::string device = "auto";
   int threads = 0;  // 0 = the machine's cores
+  RankOptions ranks;
   bool help = false;
   bool version = false;
 };
@@ -104,8 +111,8 @@ std::string ParseFlags(const std::vector<std::string>& args, Flags& flags) {
   CommandLineHandlers handlers;
   handlers.kind = [](std::string_view name) -> std::optional<FlagKind> {
     if (name == "help" || name == "version") return FlagKind::kSwitch;
-    for (const char* value_flag :
-         {"spec", "out", "resume-from", "init-adapter", "device", "threads"}) {
+    for (const char* value_flag : {"spec", "out", "resume-from", "init-adapter", "device",
+                                   "threads", "rank", "world-size", "rendezvous"}) {
       if (name == value_flag) return FlagKind::kValue;
     }
     return std::nullopt;
@@ -132,12 +139,26 @@ std::string ParseFlags(const std::vector<std::string>& args, Flags& flags) {
       const std::optional<int64_t> threads = ParseIntFlag(value, 1, 4096);
       if (!threads) return "must be a positive integer, got '" + value + "'";
       flags.threads = static_cast<int>(*threads);
+    } else if (name == "rank" || name == "world-size") {
+      const std::optional<int64_t> number = ParseIntFlag(value, name == "rank" ? 0 : 1, 4096);
+      if (!number)
+        return "must be an integer in [" + std::string(name == "rank" ? "0" : "1") +
+               ", 4096], got '" + value + "'";
+      (name == "rank" ? flags.ranks.rank : flags.ranks.world_size) = static_cast<int>(*number);
+    } else if (name == "rendezvous") {
+      flags.ranks.rendezvous = value;
     }
     return "";
   };
   if (std::string problem = ParseCommandLine(args, handlers); !problem.empty()) return problem;
   if (!flags.help && !flags.version && (flags.spec.empty() || flags.out.empty())) {
     return "--spec and --out are required";
+  }
+  if (flags.ranks.rank >= flags.ranks.world_size) {
+    return "--rank must be below --world-size (" + std::to_string(flags.ranks.world_size) + ")";
+  }
+  if (flags.ranks.world_size > 1 && flags.ranks.rendezvous.empty()) {
+    return "--world-size above 1 needs --rendezvous HOST:PORT";
   }
   return "";
 }
@@ -261,7 +282,11 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   const Precision precision = ResolvePrecision(spec.precision, device);
   torch::manual_seed(static_cast<uint64_t>(spec.seed));
   std::cerr << "tuneledger-train: " << threads << " threads, device " << device.str()
-            << ", precision " << PrecisionName(precision) << "\n";
+            << ", precision " << PrecisionName(precision);
+  if (flags.ranks.world_size > 1) {
+    std::cerr << ", rank " << flags.ranks.rank << " of " << flags.ranks.world_size;
+  }
+  std::cerr << "\n";
 
   // 2. Tokenizer and data.
   const LlamaConfig config =
@@ -286,6 +311,10 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   model_options.gradient_checkpointing = spec.gradient_checkpointing;
   LlamaForCausalLM model = LoadPretrained(spec.model_path, &lora, model_options, device);
 
+  // The other ranks, once this one has what is slow to load (data_parallel.h).
+  DataParallel data_parallel(flags.ranks, device);
+  const bool primary = data_parallel.is_primary();
+
   // 4. The checkpoint to resume (this attempt's own newest, else --resume-from) and the data
   // selection: a resumed run trains on the examples its checkpoint kept; a fresh run with a
   // method scores them now, before --init-adapter, so that the fresh adapter (B = 0) adds nothing
@@ -304,7 +333,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     DataSelectionJob job;
     job.scoring = {spec.selection_method, spec.batch_size, tokenizer->pad_id(), device};
     job.keep_fraction = spec.keep_fraction;
-    job.output_path = Absolute(layout::DataSelectionPath(flags.out));
+    if (primary) job.output_path = Absolute(layout::DataSelectionPath(flags.out));
     job.process_start = process_start;
     job.min_batch_duration = min_step;
     selection = SelectTrainingExamples(model, train, job, reporter);
@@ -350,6 +379,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   parts.batcher = &batcher;
   parts.eval_batches = &eval_batches;
   parts.reporter = &reporter;
+  parts.data_parallel = &data_parallel;
 
   TrainLoopOptions options;
   options.total_steps = total_steps;
@@ -361,6 +391,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   options.keep_checkpoints = kKeepCheckpoints;
   options.fingerprint = Fingerprint(spec, config, train, total_steps);
   options.device = device;
+  options.seed = spec.seed;
   options.process_start = process_start;
   options.patience_evals = spec.patience_evals;
   options.min_delta = spec.min_delta;
@@ -373,6 +404,9 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     loop.Restore(*snapshot, *resume);
     std::cerr << "resumed from " << *resume << " at step " << loop.state().step << "\n";
   }
+  // Every rank starts from rank 0's parameters (the same seed or checkpoint gives the same ones;
+  // this makes it so whatever a rank's loading did).
+  data_parallel.Broadcast(parts.parameters);
   const int64_t start_step = loop.state().step;
   int64_t total_params = 0;
   for (const auto& parameter : model->parameters()) total_params += parameter.numel();
@@ -380,12 +414,13 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   for (const auto& parameter : parts.parameters) trainable_params += parameter.numel();
   reporter.Started({total_steps, start_step, trainable_params, total_params,
                     device.is_cuda() ? "cuda" : "cpu", PrecisionName(precision)});
-  if (!spec.sample_prompt.empty() && start_step == 0)
+  if (primary && !spec.sample_prompt.empty() && start_step == 0) {
     PrintSample("before", model, *tokenizer, spec);
+  }
   if (loop.has_validation() && start_step == 0) loop.EvaluateAndReport();
 
   // 7. Train.
-  while (!loop.finished() && !StopRequested()) {
+  while (!loop.finished() && !loop.StopAgreed()) {
     const auto step_start = std::chrono::steady_clock::now();
     const std::vector<Batch> micro_batches = loop.NextBatch();
     const StepResult result = loop.ForwardBackward(micro_batches);
@@ -399,7 +434,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
     }
   }
   const bool early_stopped = loop.ShouldStopEarly();
-  if (StopRequested() && !loop.finished() && !early_stopped) {
+  if (loop.StopAgreed() && !loop.finished() && !early_stopped) {
     const std::string checkpoint = loop.Checkpoint();
     reporter.Stopped(loop.state().step, checkpoint);
     std::cerr << "stopped at step " << loop.state().step << "; checkpoint " << checkpoint << "\n";
@@ -420,6 +455,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
               << " evaluations without an improvement of more than " << spec.min_delta
               << "; the adapter is step " << done.best_step << "'s\n";
   }
+  if (!primary) return kExitOk;  // rank 0 writes the adapter and says `done`
   done.adapter_dir = Absolute(layout::AdapterDir(flags.out));
   WritePeftAdapter(model, lora, spec.model_path, done.adapter_dir);
   if (spec.save_merged_model) {
@@ -452,7 +488,9 @@ int main(int argc, char** argv) {
     std::cout << tuneledger::train::VersionLine() << "\n";
     return tuneledger::train::kExitOk;
   }
-  tuneledger::train::ProgressReporter reporter(std::cout);
+  // Data-parallel ranks other than 0 print no progress lines (their errors still reach stderr).
+  std::ostream no_output(nullptr);
+  tuneledger::train::ProgressReporter reporter(flags.ranks.rank == 0 ? std::cout : no_output);
   return tuneledger::train::RunReportingErrors(
       "tuneledger-train", reporter, [&] { return tuneledger::train::Run(flags, reporter); });
 }

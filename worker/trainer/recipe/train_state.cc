@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "worker/trainer/trainer_error.h"
+#include "lm/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <utility>
 
+#include "lm/json_parse.h"
+#include "lm/trainer_error.h"
 #include "tuneledger/v1/job_spec_contract.h"
-#include "worker/trainer/json_parse.h"
-#include "worker/trainer/trainer_error.h"
 
 namespace tuneledger::train {
 namespace {
