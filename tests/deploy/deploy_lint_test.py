@@ -5,7 +5,10 @@ What it proves: the dashboard is well formed and every panel query parses (promt
 alert carries a severity and annotations naming what it is about and is tested both firing and
 not firing, the example Alertmanager config cannot send anywhere real, and docker-compose,
 Grafana provisioning, the Dockerfiles and the Kubernetes manifests agree with each other (ports,
-service names, mount paths, the rules file).
+service names, mount paths, the rules file), and each worker manifest agrees with itself and with
+the agent: the GPUs it requests, passes as --gpus and selects nodes by, the shared ReadWriteMany
+work dir, and every argument a flag that tuneledger-worker defines (worker/agent/worker_main.cc),
+in a form its parser takes (an unknown flag makes the agent exit).
 
 Run by ctest (label unit); PROMTOOL names the promtool binary.
 """
@@ -24,6 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import dashboard_queries  # noqa: E402
 
 DEPLOY = dashboard_queries.REPO / "deploy"
+WORKER_MAIN = dashboard_queries.REPO / "worker" / "agent" / "worker_main.cc"
 PROMTOOL = os.environ.get("PROMTOOL", "promtool")
 GRID_COLUMNS = 24
 
@@ -41,6 +45,26 @@ def load_yaml_documents(path):
 def alerts():
     rules = load_yaml(DEPLOY / "prometheus" / "rules.yml")
     return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def agent_flags():
+    """({switches}, {value flags}, {flags its usage lists}) that tuneledger-worker's parser registers, read from the
+    handlers.kind lambda of worker_main.cc's ParseFlags (base/command_line.h: a switch is --name
+    or --name=true|false|1|0, a value flag --name VALUE or --name=VALUE)."""
+    source = WORKER_MAIN.read_text(encoding="utf-8")
+    kind = re.search(r"handlers\.kind = .*?\n  \};\n", source, re.S)
+    if not kind:
+        raise AssertionError(f"{WORKER_MAIN}: no handlers.kind lambda to read the flags from")
+    switches, values = set(), set()
+    for condition in re.findall(r"if \((.*?)\) return FlagKind::kSwitch;", kind.group(0), re.S):
+        switches.update(re.findall(r'"([a-z][a-z-]*)"', condition))
+    for names in re.findall(r"for \(const char\* \w+ :\s*\{(.*?)\}\)", kind.group(0), re.S):
+        values.update(re.findall(r'"([a-z][a-z-]*)"', names))
+    # The "Flags:" section of its usage text: one "  --name ..." line per flag.
+    usage = re.search(r'kUsage\[\] = R"\(.*?\nFlags:\n(.*?)\)";', source, re.S)
+    if not usage:
+        raise AssertionError(f"{WORKER_MAIN}: no Flags: section in kUsage")
+    return switches, values, set(re.findall(r"^  --([a-z][a-z-]*)", usage.group(1), re.M))
 
 
 def host_port(address):
@@ -366,37 +390,182 @@ class KubernetesTest(unittest.TestCase):
         self.assertIn("--worker-listen=0.0.0.0:50052", args)
         self.assertIn("--metrics-listen=0.0.0.0:9464", args)
 
-    def test_workers_request_gpus_and_dial_the_server_service(self):
-        worker = self.find("Deployment", "tuneledger-worker")
-        pod = worker["spec"]["template"]["spec"]
-        container = pod["containers"][0]
-        self.assertGreaterEqual(int(container["resources"]["limits"]["nvidia.com/gpu"]), 1)
-        server_arg = [a for a in container["args"] if a.startswith("--server=")][0]
-        host, port = host_port(server_arg[len("--server="):])
-        service = self.find("Service", host)
-        self.assertIn(port, [p["port"] for p in service["spec"]["ports"]])
-        self.assertEqual(port, 50052, "workers dial the worker listener")
-        # The worker token comes from the Secret whose "tokens" key the server reads.
-        token_file = [a for a in container["args"] if a.startswith("--token-file=")][0]
-        token_path = token_file[len("--token-file="):]
-        token_mount = [m for m in container["volumeMounts"]
-                       if token_path.startswith(m["mountPath"] + "/")]
-        self.assertEqual(len(token_mount), 1, "--token-file is not on a mounted volume")
-        secret = {v["name"]: v for v in pod["volumes"]}[token_mount[0]["name"]]["secret"]
+    # Worker pods: every workload whose pod carries this label runs tuneledger-worker.
+    WORKER_LABEL = ("app.kubernetes.io/component", "worker")
+    WORKERS = {("Deployment", "tuneledger-worker"), ("DaemonSet", "tuneledger-gpu-worker")}
+    # tuneledger-worker's default --preempt-grace-seconds (worker/agent/agent_options.h).
+    DEFAULT_PREEMPT_GRACE_SECONDS = 30
+
+    def flags(self, container):
+        """{flag: [values]} of a container's args, each --name=value or a bare switch --name
+        (value None); a value in an argument of its own is refused."""
+        flags = {}
+        for arg in container["args"]:
+            self.assertRegex(arg, r"^--[a-z][a-z-]*(=|$)",
+                             "write flags as --name=value (or a bare --switch)")
+            name, equals, value = arg[2:].partition("=")
+            flags.setdefault(name, []).append(value if equals else None)
+        return flags
+
+    def workers(self):
+        """(name, pod spec, its one container, its flags) of every worker workload."""
+        key, value = self.WORKER_LABEL
+        found = []
+        for obj in self.objects:
+            template = obj.get("spec", {}).get("template")
+            if template and template["metadata"]["labels"].get(key) == value:
+                pod = template["spec"]
+                self.assertEqual(len(pod["containers"]), 1, obj["metadata"]["name"])
+                container = pod["containers"][0]
+                found.append((f"{obj['kind']}/{obj['metadata']['name']}", pod, container,
+                              self.flags(container)))
+        return found
+
+    @staticmethod
+    def gpu_count(flags):
+        """How many GPUs the agent uses: the length of --gpus; 0 for a CPU agent."""
+        return len(flags["gpus"][0].split(",")) if "gpus" in flags else 0
+
+    def test_the_workers_are_the_cpu_deployment_and_the_gpu_daemonset(self):
+        key, value = self.WORKER_LABEL
+        found = {(o["kind"], o["metadata"]["name"]) for o in self.objects
+                 if o.get("spec", {}).get("template", {}).get("metadata", {})
+                 .get("labels", {}).get(key) == value}
+        self.assertEqual(found, self.WORKERS)
+        for kind, name in self.WORKERS:
+            selector = self.find(kind, name)["spec"]["selector"]["matchLabels"]
+            for other_kind, other in self.WORKERS - {(kind, name)}:
+                labels = self.find(other_kind, other)["spec"]["template"]["metadata"]["labels"]
+                self.assertFalse(selector.items() <= labels.items(),
+                                 f"{kind} {name}'s selector also selects {other}'s pods")
+
+    def test_workers_dial_the_worker_listener_with_the_servers_token(self):
         server = self.find("StatefulSet", "tuneledger-server")["spec"]["template"]["spec"]
         server_secrets = [v["secret"]["secretName"] for v in server["volumes"] if "secret" in v]
-        self.assertEqual(server_secrets, [secret["secretName"]])
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        work_dir = [a for a in container["args"] if a.startswith("--work-dir=")][0]
-        mount = [m for m in container["volumeMounts"]
-                 if m["mountPath"] == work_dir[len("--work-dir="):]]
-        self.assertEqual(len(mount), 1, "--work-dir is not a mounted volume")
-        claim = volumes[mount[0]["name"]]["persistentVolumeClaim"]["claimName"]
-        pvc = self.find("PersistentVolumeClaim", claim)
-        self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteMany"],
-                         "checkpoints must be reachable from every worker")
-        self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], 30,
-                                "SIGTERM must leave time for the trainer's checkpoint")
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                host, port = host_port(flags["server"][0])
+                service = self.find("Service", host)
+                self.assertIn(port, [p["port"] for p in service["spec"]["ports"]])
+                self.assertEqual(port, 50052, "workers dial the worker listener")
+                # The worker token comes from the Secret whose "tokens" key the server reads.
+                token_path = flags["token-file"][0]
+                token_mount = [m for m in container["volumeMounts"]
+                               if token_path.startswith(m["mountPath"] + "/")]
+                self.assertEqual(len(token_mount), 1, "--token-file is not on a mounted volume")
+                volumes = {v["name"]: v for v in pod["volumes"]}
+                secret = volumes[token_mount[0]["name"]]["secret"]
+                self.assertEqual(server_secrets, [secret["secretName"]])
+
+    def test_workers_share_one_read_write_many_work_dir(self):
+        """A preempted job resumes from its checkpoint on whichever worker leases it next."""
+        seen = set()
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                work_dir = flags["work-dir"][0]
+                mount = [m for m in container["volumeMounts"] if m["mountPath"] == work_dir]
+                self.assertEqual(len(mount), 1, f"--work-dir {work_dir} is not a mounted volume")
+                self.assertFalse(mount[0].get("readOnly", False))
+                volume = {v["name"]: v for v in pod["volumes"]}[mount[0]["name"]]
+                self.assertIn("persistentVolumeClaim", volume,
+                              f"--work-dir {work_dir} is not on a persistent claim")
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                pvc = self.find("PersistentVolumeClaim", claim)
+                self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteMany"],
+                                 "checkpoints must be reachable from every worker")
+                seen.add((claim, work_dir))
+        self.assertEqual(len(seen), 1, f"workers use different work dirs: {sorted(seen)}")
+
+    def test_workers_request_exactly_the_gpus_they_use(self):
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                gpus = self.gpu_count(flags)
+                resources = container["resources"]
+                self.assertEqual(int(resources.get("limits", {}).get("nvidia.com/gpu", 0)), gpus,
+                                 f"nvidia.com/gpu limit against --gpus {flags.get('gpus')}")
+                if "nvidia.com/gpu" in resources.get("requests", {}):
+                    self.assertEqual(int(resources["requests"]["nvidia.com/gpu"]), gpus)
+                if not gpus:
+                    continue
+                # The device plugin numbers the container's GPUs 0..N-1, whichever they are.
+                self.assertEqual(flags["gpus"], [",".join(str(k) for k in range(gpus))])
+                tolerations = [t for t in pod.get("tolerations", [])
+                               if t.get("key") == "nvidia.com/gpu"]
+                self.assertTrue(tolerations, "GPU nodes are usually tainted nvidia.com/gpu")
+
+    def test_gpu_daemonset_runs_on_nodes_labelled_with_its_gpu_count(self):
+        daemonset = self.find("DaemonSet", "tuneledger-gpu-worker")
+        pod = daemonset["spec"]["template"]["spec"]
+        flags = self.flags(pod["containers"][0])
+        self.assertGreaterEqual(self.gpu_count(flags), 1)
+        self.assertEqual(pod["nodeSelector"], {"tuneledger.io/gpus": str(self.gpu_count(flags))})
+        # NCCL's intra-node transport needs more /dev/shm than a container's 64 MiB.
+        shm = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+        self.assertEqual(len(shm), 1, "no /dev/shm volume for NCCL")
+        volume = {v["name"]: v for v in pod["volumes"]}[shm[0]["name"]]
+        self.assertEqual(volume.get("emptyDir", {}).get("medium"), "Memory")
+
+    def test_worker_args_are_flags_the_agent_defines(self):
+        """tuneledger-worker exits 2 on a flag it does not know, or a value it parses wrongly."""
+        switches, values, usage = agent_flags()
+        # The parse found the agent's flags, not a fragment of them: its usage lists the same.
+        self.assertIn("server", values)
+        self.assertEqual(switches | values, usage,
+                         f"flags registered in {WORKER_MAIN} differ from its usage text")
+        for name, pod, container, flags in self.workers():
+            for flag, given in flags.items():
+                with self.subTest(worker=name, flag=flag):
+                    self.assertIn(flag, switches | values,
+                                  f"tuneledger-worker has no --{flag} (see {WORKER_MAIN}); "
+                                  f"it has {sorted(switches | values)}")
+                    for value in given:
+                        if flag in values:
+                            self.assertIsNotNone(value, f"--{flag} takes a value: --{flag}=...")
+                        else:
+                            self.assertIn(value, (None, "true", "false", "1", "0"),
+                                          f"--{flag} is a switch")
+
+    def test_worker_args_expand_only_variables_the_container_defines(self):
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                # Kubernetes expands $(VAR) only when the container's env defines VAR; else the
+                # agent gets the text "$(VAR)".
+                env = {e["name"] for e in container.get("env", [])}
+                for arg in container["args"]:
+                    for variable in re.findall(r"\$\((\w+)\)", arg):
+                        self.assertIn(variable, env, f"{arg}: {variable} is not in env")
+
+    def test_host_network_keeps_cluster_dns(self):
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                if pod.get("hostNetwork"):
+                    # Else the server's Service name does not resolve from the pod.
+                    self.assertEqual(pod.get("dnsPolicy"), "ClusterFirstWithHostNet")
+
+    def test_termination_grace_covers_the_trainers_checkpoint(self):
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                preempt = int(flags.get("preempt-grace-seconds",
+                                        [self.DEFAULT_PREEMPT_GRACE_SECONDS])[0])
+                # After the trainer's checkpoint the agent still reports the attempt PREEMPTED.
+                self.assertGreaterEqual(pod["terminationGracePeriodSeconds"], preempt + 10,
+                                        f"SIGKILL could cut --preempt-grace-seconds={preempt}")
+
+    def test_network_policy_admits_every_worker_to_every_workers_ports(self):
+        policy = self.find("NetworkPolicy", "tuneledger-worker-ranks")["spec"]
+        self.assertEqual(policy["policyTypes"], ["Ingress"],
+                         "an Egress policy would cut workers off from the server")
+        selector = policy["podSelector"]["matchLabels"]
+        self.assertEqual(len(policy["ingress"]), 1)
+        rule = policy["ingress"][0]
+        self.assertNotIn("ports", rule, "Gloo and NCCL connect on ephemeral ports")
+        self.assertEqual([peer["podSelector"]["matchLabels"] for peer in rule["from"]],
+                         [selector])
+        for kind, name in self.WORKERS:
+            labels = self.find(kind, name)["spec"]["template"]["metadata"]["labels"]
+            with self.subTest(worker=name):
+                self.assertLessEqual(selector.items(), labels.items(),
+                                     "the policy does not cover this worker's ranks")
 
     def test_everything_is_in_one_namespace(self):
         for obj in self.objects:
