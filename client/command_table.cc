@@ -39,6 +39,11 @@ std::vector<FlagSpec> SpecFlagSpecs() {
       {"target-modules", "LIST",
        "comma-separated projections to adapt, of q_proj,k_proj,v_proj,o_proj,gate_proj,"
        "up_proj,down_proj [q_proj,v_proj]"},
+      {"quantize-base", "none|nf4|int8",
+       "QLoRA: store the frozen q/k/v/o/gate/up/down projections quantized (nf4: 4-bit "
+       "NormalFloat with an absmax per 64 values, about 1/8 of fp32; int8: one scale per row, "
+       "about 1/4) and dequantize them in each GEMM; the adapter is for the unquantized base "
+       "[none]"},
       {"epochs", "N", "passes over the training data (not with --max-steps) [1]"},
       {"max-steps", "N", "optimizer steps to run (not with --epochs)"},
       {"batch-size", "B", "sequences per micro-batch [8]"},

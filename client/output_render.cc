@@ -112,6 +112,10 @@ std::string LoraText(const JobSpec& spec) {
   std::string text = absl::StrCat("r=", lora.r(), " alpha=", lora.alpha());
   if (lora.has_dropout()) absl::StrAppend(&text, " dropout=", lora.dropout());
   absl::StrAppend(&text, " targets=", OrDash(absl::StrJoin(lora.target_modules(), ",")));
+  if (lora.quantize_base() != tuneledger::v1::LoraConfig::QUANTIZE_BASE_UNSPECIFIED) {
+    absl::StrAppend(&text, " quantize_base=",
+                    tuneledger::v1::LoraConfig::QuantizeBase_Name(lora.quantize_base()));
+  }
   return text;
 }
 

@@ -24,6 +24,7 @@ using tuneledger::v1::Budget;
 using tuneledger::v1::DataSelection;
 using tuneledger::v1::InheritedCost;
 using tuneledger::v1::JobSpec;
+using tuneledger::v1::LoraConfig;
 using tuneledger::v1::TrainingConfig;
 
 absl::Status FlagError(absl::string_view flag, absl::string_view problem, absl::string_view value) {
@@ -108,6 +109,14 @@ absl::StatusOr<TrainingConfig::Precision> ParsePrecision(const std::string& valu
   return FlagError("precision", "must be fp32, bf16 or fp16", value);
 }
 
+absl::StatusOr<LoraConfig::QuantizeBase> ParseQuantizeBase(const std::string& value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  if (lower == "none") return LoraConfig::NONE;
+  if (lower == "nf4") return LoraConfig::NF4;
+  if (lower == "int8") return LoraConfig::INT8;
+  return FlagError("quantize-base", "must be none, nf4 or int8", value);
+}
+
 absl::StatusOr<TrainingConfig::LrSchedule> ParseSchedule(const std::string& value) {
   const std::string lower = absl::AsciiStrToLower(value);
   if (lower == "cosine") return TrainingConfig::COSINE;
@@ -171,6 +180,11 @@ absl::Status ApplyEnumAndListFlags(const FlagValues& flags, JobSpec& spec) {
     TL_ASSIGN_OR_RETURN(const TrainingConfig::Precision precision,
                         ParsePrecision(flags.Last("precision")));
     spec.mutable_training()->set_precision(precision);
+  }
+  if (flags.Has("quantize-base")) {
+    TL_ASSIGN_OR_RETURN(const LoraConfig::QuantizeBase quantize_base,
+                        ParseQuantizeBase(flags.Last("quantize-base")));
+    spec.mutable_lora()->set_quantize_base(quantize_base);
   }
   if (flags.Has("lr-schedule")) {
     TL_ASSIGN_OR_RETURN(const TrainingConfig::LrSchedule schedule,

@@ -30,6 +30,7 @@ spec::JobSpecValues ToValues(const v1::JobSpec& proto) {
   values.lora.alpha = lora.alpha();
   if (lora.has_dropout()) values.lora.dropout = lora.dropout();
   values.lora.target_modules.assign(lora.target_modules().begin(), lora.target_modules().end());
+  values.lora.quantize_base = lora.quantize_base();
 
   const v1::TrainingConfig& training = proto.training();
   spec::JobSpecValues::Training& t = values.training;

@@ -192,10 +192,13 @@ TEST(HelpTextTest, CommandHelpExplainsEveryFlagOfTheCommand) {
 TEST(HelpTextTest, SubmitCoversTheContractFlags) {
   const CommandSpec* submit = FindCommand("submit");
   ASSERT_NE(submit, nullptr);
-  for (const char* name :
-       {"model", "train", "valid", "name", "budget-usd", "lora-r", "lora-alpha", "lora-dropout",
-        "target-modules", "epochs", "max-steps", "batch-size", "lr", "seq-len", "seed", "precision",
-        "grad-checkpointing", "priority", "spec"}) {
+  for (const char* name : {"model",         "train",        "valid",
+                           "name",          "budget-usd",   "lora-r",
+                           "lora-alpha",    "lora-dropout", "target-modules",
+                           "quantize-base", "epochs",       "max-steps",
+                           "batch-size",    "lr",           "seq-len",
+                           "seed",          "precision",    "grad-checkpointing",
+                           "priority",      "spec"}) {
     EXPECT_NE(FindFlag(submit->flags, name), nullptr) << "--" << name;
   }
 }

@@ -44,6 +44,7 @@ TEST(BuildJobSpecTest, EveryFlagSetsItsField) {
                           {"lora-alpha", "16"},
                           {"lora-dropout", "0"},
                           {"target-modules", "q_proj, k_proj,,v_proj"},
+                          {"quantize-base", "NF4"},
                           {"max-steps", "100"},
                           {"batch-size", "4"},
                           {"grad-accum", "2"},
@@ -84,6 +85,7 @@ TEST(BuildJobSpecTest, EveryFlagSetsItsField) {
   EXPECT_TRUE(spec->lora().has_dropout());  // an explicit 0 is kept, not the default 0.1
   EXPECT_EQ(spec->lora().dropout(), 0);
   EXPECT_THAT(spec->lora().target_modules(), ElementsAre("q_proj", "k_proj", "v_proj"));
+  EXPECT_EQ(spec->lora().quantize_base(), tuneledger::v1::LoraConfig::NF4);
   const TrainingConfig& t = spec->training();
   EXPECT_EQ(t.max_steps(), 100);
   EXPECT_EQ(t.epochs(), 0);
@@ -165,6 +167,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{
             "UnknownPrecision", {{"precision", "int8"}}, "--precision: must be fp32, bf16 or fp16"},
         BadFlagCase{"UnknownSchedule", {{"lr-schedule", "step"}}, "--lr-schedule"},
+        BadFlagCase{"UnknownQuantizeBase",
+                    {{"quantize-base", "fp8"}},
+                    "--quantize-base: must be none, nf4 or int8, got 'fp8'"},
         BadFlagCase{"UnknownBudgetPolicy", {{"budget-policy", "ignore"}}, "--budget-policy"},
         BadFlagCase{"ThresholdNotANumber",
                     {{"budget-thresholds", "0.5,x"}},

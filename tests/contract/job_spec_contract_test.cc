@@ -124,6 +124,10 @@ std::vector<Case> Cases() {
                        for (const auto& m : modules) s.mutable_lora()->add_target_modules(m);
                      }});
   }
+  // QLoRA's base quantization: NONE, NF4 and INT8 go with any spec; unknown numbers do not.
+  add_ints("lora.quantize_base", 0, 3, [](v1::JobSpec& s, int32_t v) {
+    s.mutable_lora()->set_quantize_base(static_cast<v1::LoraConfig::QuantizeBase>(v));
+  });
   auto training = [](v1::JobSpec& s) { return s.mutable_training(); };
   add_ints("training.epochs", 0, c::kEpochsMax,
            [=](v1::JobSpec& s, int32_t v) { training(s)->set_epochs(v); });
@@ -367,6 +371,7 @@ TEST(JobSpecContractTest, DefaultsFilledByTheServerAreTheTrainersDefaults) {
     EXPECT_EQ(from_raw.lora_alpha, from_stored.lora_alpha);
     EXPECT_EQ(from_raw.lora_dropout, from_stored.lora_dropout);
     EXPECT_EQ(from_raw.target_modules, from_stored.target_modules);
+    EXPECT_EQ(from_raw.quantize_base, from_stored.quantize_base);
     EXPECT_EQ(from_raw.epochs, from_stored.epochs);
     EXPECT_EQ(from_raw.max_steps, from_stored.max_steps);
     EXPECT_EQ(from_raw.batch_size, from_stored.batch_size);
@@ -385,6 +390,26 @@ TEST(JobSpecContractTest, DefaultsFilledByTheServerAreTheTrainersDefaults) {
   }
 }
 
+TEST(JobSpecContractTest, QuantizeBaseReachesTheTrainerAsItsScheme) {
+  const std::vector<std::pair<v1::LoraConfig::QuantizeBase, train::quant::BaseQuantization>> cases =
+      {{v1::LoraConfig::QUANTIZE_BASE_UNSPECIFIED, train::quant::BaseQuantization::kNone},
+       {v1::LoraConfig::NONE, train::quant::BaseQuantization::kNone},
+       {v1::LoraConfig::NF4, train::quant::BaseQuantization::kNf4},
+       {v1::LoraConfig::INT8, train::quant::BaseQuantization::kInt8}};
+  for (const auto& [value, scheme] : cases) {
+    SCOPED_TRACE(v1::LoraConfig::QuantizeBase_Name(value));
+    v1::JobSpec spec = BaseSpec();
+    spec.mutable_lora()->set_quantize_base(value);
+    ASSERT_TRUE(ValidateJobSpec(spec).ok());
+    train::TrainJobSpec parsed;
+    ASSERT_EQ(TrainerProblems(WithDefaults(spec), &parsed), "");
+    EXPECT_EQ(parsed.quantize_base, scheme);
+  }
+  v1::JobSpec unknown = BaseSpec();
+  unknown.mutable_lora()->set_quantize_base(static_cast<v1::LoraConfig::QuantizeBase>(7));
+  EXPECT_EQ(TrainerProblems(unknown), "spec.lora.quantize_base: unknown quantize_base value 7");
+}
+
 template <typename EnumDescriptorFn, size_t N>
 void ExpectEnumNames(EnumDescriptorFn descriptor,
                      const std::array<std::string_view, N>& contract_names) {
@@ -398,6 +423,7 @@ void ExpectEnumNames(EnumDescriptorFn descriptor,
 
 TEST(JobSpecContractTest, EnumNamesAreTheProtosNames) {
   ExpectEnumNames(v1::TrainingConfig::LrSchedule_descriptor, spec::kLrScheduleNames);
+  ExpectEnumNames(v1::LoraConfig::QuantizeBase_descriptor, spec::kQuantizeBaseNames);
   ExpectEnumNames(v1::TrainingConfig::Precision_descriptor, spec::kPrecisionNames);
   ExpectEnumNames(v1::Budget::Policy_descriptor, spec::kBudgetPolicyNames);
   ExpectEnumNames(v1::InheritedCost::Kind_descriptor, spec::kInheritedCostKindNames);

@@ -9,6 +9,7 @@ add_executable(trainer_model_tests
   ${_model_tests_dir}/model_lora_test.cc
   ${_model_tests_dir}/model_parity_test.cc
   ${_model_tests_dir}/model_peft_test.cc
+  ${_model_tests_dir}/model_quantized_linear_test.cc
   ${_model_tests_dir}/model_safetensors_test.cc
 )
 target_link_libraries(trainer_model_tests PRIVATE tuneledger::trainer_model tuneledger::testing

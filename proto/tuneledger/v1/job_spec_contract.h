@@ -111,6 +111,9 @@ inline constexpr std::array<std::string_view, 3> kBudgetPolicyNames = {"POLICY_U
                                                                        "CANCEL", "ALERT_ONLY"};
 inline constexpr std::array<std::string_view, 3> kDataSelectionMethodNames = {"METHOD_UNSPECIFIED",
                                                                               "ENTROPY", "LOSS"};
+// LoraConfig.QuantizeBase: 0 and NONE both keep the base weights unquantized.
+inline constexpr std::array<std::string_view, 4> kQuantizeBaseNames = {"QUANTIZE_BASE_UNSPECIFIED",
+                                                                       "NONE", "NF4", "INT8"};
 inline constexpr std::array<std::string_view, 5> kInheritedCostKindNames = {
     "KIND_UNSPECIFIED", "BASE_MODEL_PRETRAINING", "DATA", "LABOUR", "OTHER"};
 inline constexpr int kLrScheduleCosine = 1;
@@ -123,6 +126,7 @@ struct JobSpecValues {
     double alpha = 0;
     std::optional<double> dropout;
     std::vector<std::string> target_modules;
+    int64_t quantize_base = 0;  // kQuantizeBaseNames; 0 = not quantized
   };
   struct Training {
     int64_t epochs = 0;
@@ -292,6 +296,9 @@ inline void CheckLora(const JobSpecValues::Lora& lora, Checker& check) {
       check.Add(field, "module " + Quoted(name) + " is listed twice");
     }
   }
+  // Quantizing the frozen base is a LoRA job's choice, and every job is one (a spec cannot ask
+  // for full fine-tuning), so no other field rules it out: any known value goes.
+  check.Enum("spec.lora.quantize_base", lora.quantize_base, kQuantizeBaseNames, "quantize_base");
 }
 
 // The sample generation (worker/trainer/recipe/train_main.cc's PrintSample) runs in the training

@@ -87,6 +87,11 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, const Lora
     ValidateLoraOptions(*lora);
     lora_ = *lora;
   }
+  if (options.train_base && options.quantize_base != quant::BaseQuantization::kNone) {
+    throw TrainError(std::string("model options: quantize_base ") +
+                     quant::BaseQuantizationName(options.quantize_base) +
+                     " freezes the base weights: not with train_base");
+  }
   model = register_module("model", LlamaModel(config, lora, options));
   if (!config.tie_word_embeddings) {
     lm_head = register_module("lm_head", LoraLinear(config.hidden_size, config.vocab_size,
@@ -130,12 +135,12 @@ std::vector<torch::Tensor> LlamaForCausalLMImpl::TrainableParameters() {
 
 std::vector<std::pair<std::string, torch::Tensor>> LlamaForCausalLMImpl::NamedBaseWeights(
     bool merge_lora) {
-  std::map<std::string, LoraLinearImpl*> adapted;  // "<module>.weight" -> its LoraLinear
-  if (merge_lora) {
-    for (const auto& named : named_modules()) {
-      if (auto* linear = named.value()->as<LoraLinearImpl>()) {
-        if (linear->has_lora() && !linear->merged()) adapted[named.key() + ".weight"] = linear;
-      }
+  // "<module>.weight" -> its LoraLinear, where the weight is not the parameter as it is.
+  std::map<std::string, LoraLinearImpl*> adapted;
+  for (const auto& named : named_modules()) {
+    if (auto* linear = named.value()->as<LoraLinearImpl>()) {
+      const bool merge = merge_lora && linear->has_lora() && !linear->merged();
+      if (merge || linear->quantized()) adapted[named.key() + ".weight"] = linear;
     }
   }
   torch::NoGradGuard no_grad;
@@ -143,8 +148,14 @@ std::vector<std::pair<std::string, torch::Tensor>> LlamaForCausalLMImpl::NamedBa
   for (const auto& named : named_parameters()) {
     if (IsLoraName(named.key())) continue;
     auto it = adapted.find(named.key());
-    result.emplace_back(named.key(),
-                        it != adapted.end() ? it->second->MergedWeight() : named.value().detach());
+    if (it == adapted.end()) {
+      result.emplace_back(named.key(), named.value().detach());
+    } else if (merge_lora) {
+      result.emplace_back(named.key(), it->second->MergedWeight());  // [out,in] fp32
+    } else {
+      result.emplace_back(named.key(), DequantizeWeight(it->second->quantized_weight(),
+                                                        torch::kFloat32));  // [out,in] fp32
+    }
   }
   return result;
 }
@@ -162,6 +173,21 @@ void LlamaForCausalLMImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {
   for (const auto& module : modules()) {
     if (auto* linear = module->as<LoraLinearImpl>()) linear->SetDropoutRows(offset, batch_rows);
   }
+}
+
+std::vector<std::pair<std::string, LoraLinearImpl*>> LlamaForCausalLMImpl::DecoderProjections() {
+  std::vector<std::pair<std::string, LoraLinearImpl*>> result;
+  for (const auto& named : model->layers->named_modules("model.layers")) {
+    if (auto* linear = named.value()->as<LoraLinearImpl>()) {
+      result.emplace_back(named.key(), linear);
+    }
+  }
+  return result;
+}
+
+void LlamaForCausalLMImpl::QuantizeBaseWeights() {
+  if (options_.quantize_base == quant::BaseQuantization::kNone) return;
+  for (auto& [name, linear] : DecoderProjections()) linear->QuantizeBase(options_.quantize_base);
 }
 
 void LlamaForCausalLMImpl::MergeLora() {

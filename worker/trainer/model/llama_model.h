@@ -50,6 +50,11 @@ struct ModelOptions {
   bool gradient_checkpointing = false;
   // Full fine-tuning: every base weight is trainable (use with base_dtype kFloat32).
   bool train_base = false;
+  // QLoRA (lora.quantize_base): the decoder layers' q/k/v/o/gate/up/down projections are
+  // quantized once their weights are loaded (QuantizeBaseWeights) and dequantized to base_dtype
+  // in each GEMM (lora_linear.h). Embeddings, norms, biases and lm_head stay in base_dtype.
+  // Not with train_base.
+  quant::BaseQuantization quantize_base = quant::BaseQuantization::kNone;
 };
 
 // The decoder stack (Hugging Face LlamaModel), registered as "model".
@@ -98,7 +103,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   std::vector<torch::Tensor> TrainableParameters();
   // The Hugging Face checkpoint tensors (no LoRA; lm_head.weight only when untied), in module
   // order. With merge_lora, projections carrying an unmerged adapter contribute W + (B A) *
-  // scale (fp32, computed on the fly: the model is not changed).
+  // scale (fp32, computed on the fly: the model is not changed). A quantized projection
+  // contributes its dequantized W (fp32; plus the delta with merge_lora), so that a merged model
+  // of a QLoRA run is what PEFT's merge of a QLoRA adapter gives.
   std::vector<std::pair<std::string, torch::Tensor>> NamedBaseWeights(bool merge_lora);
 
   const LlamaConfig& config() const { return config_; }
@@ -111,6 +118,12 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   void SetAttentionKernel(AttentionKernel kernel);
   // Folds every adapter into its base weight (see LoraLinearImpl::Merge).
   void MergeLora();
+  // Applies options().quantize_base to every decoder projection (LoraLinearImpl::QuantizeBase);
+  // nothing for kNone. The loaders call it once the weights hold their values.
+  void QuantizeBaseWeights();
+  // The decoder layers' projections ("model.layers.0.self_attn.q_proj", ...), in module order:
+  // what quantize_base quantizes.
+  std::vector<std::pair<std::string, LoraLinearImpl*>> DecoderProjections();
   // The next inputs are rows [offset, ...) of a batch of `batch_rows` (data parallel: every
   // LoRA dropout keeps those rows of a mask drawn for the whole batch; LoraLinearImpl).
   void SetDropoutRows(int64_t offset, int64_t batch_rows);

@@ -55,7 +55,8 @@ torch::Tensor LowPrecisionLinear(const torch::Tensor& x, const torch::Tensor& we
 }
 
 LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
-                               torch::Dtype base_dtype, const LoraOptions* lora) {
+                               torch::Dtype base_dtype, const LoraOptions* lora)
+    : base_dtype_(base_dtype) {
   weight = register_parameter(
       "weight", torch::empty({out_features, in_features}, torch::dtype(base_dtype)),  // [out,in]
       /*requires_grad=*/false);
@@ -88,7 +89,8 @@ torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = BaseLinear(x, weight, bias);  // [...,out]
+  torch::Tensor y = quantized() ? QuantizedLinear(x, quantized_weight_, bias, base_dtype_)
+                                : BaseLinear(x, weight, bias);  // [...,out]
   if (!has_lora() || merged_) return y;
   torch::Tensor lora_in = (dropout_ > 0 && is_training()) ? Dropout(x) : x;  // [...,in]
   torch::Tensor down = torch::linear(lora_in, lora_A->weight);               // [...,r]
@@ -123,7 +125,8 @@ torch::Tensor LoraLinearImpl::Dropout(const torch::Tensor& x) const {
 
 torch::Tensor LoraLinearImpl::MergedWeight() const {
   torch::NoGradGuard no_grad;
-  torch::Tensor merged = weight.to(torch::kFloat32);  // [out,in]
+  torch::Tensor merged = quantized() ? DequantizeWeight(quantized_weight_, torch::kFloat32)
+                                     : weight.to(torch::kFloat32);  // [out,in]
   if (has_lora() && !merged_) {
     merged = merged + torch::matmul(lora_B->weight, lora_A->weight) * scale_;  // [out,in]
   }
@@ -133,9 +136,29 @@ torch::Tensor LoraLinearImpl::MergedWeight() const {
 void LoraLinearImpl::Merge() {
   if (!has_lora() || merged_) return;
   torch::NoGradGuard no_grad;
+  if (quantized()) {
+    // The merged weight is the dequantized W plus the delta, held unquantized from now on.
+    weight.set_data(DequantizeWeight(quantized_weight_, base_dtype_));  // [out,in]
+    quantized_weight_.data.set_data(torch::empty({0}, quantized_weight_.data.options()));
+    quantized_weight_.scales.set_data(torch::empty({0}, quantized_weight_.scales.options()));
+    quantized_weight_ = QuantizedWeight();
+  }
   torch::Tensor delta = torch::matmul(lora_B->weight, lora_A->weight) * scale_;  // [out,in]
   weight.add_(delta.to(weight.scalar_type()));
   merged_ = true;
+}
+
+void LoraLinearImpl::QuantizeBase(quant::BaseQuantization scheme) {
+  if (quantized()) throw TrainError("QuantizeBase: the base weight is quantized already");
+  if (merged_) throw TrainError("QuantizeBase: the adapter is merged into the base weight");
+  if (weight.requires_grad()) throw TrainError("QuantizeBase: the base weight is trainable");
+  torch::NoGradGuard no_grad;
+  QuantizedWeight packed = QuantizeWeight(weight, scheme);
+  // Buffers, so that .to(device) moves them; `packed` keeps the same tensors.
+  packed.data = register_buffer("weight_quantized", packed.data);
+  packed.scales = register_buffer("weight_scales", packed.scales);
+  quantized_weight_ = std::move(packed);
+  weight.set_data(torch::empty({0}, weight.options()));  // [0]: the full W is freed
 }
 
 }  // namespace tuneledger::train

@@ -17,6 +17,13 @@
 // on CPU (ReferenceLinear, the plain reference; bf16 GEMM on CPU is ~30x slower than fp32);
 // a test checks that both agree. Inputs and outputs are always fp32.
 //
+// Quantized base (QLoRA, QuantizeBase()): W is stored packed (quantized_linear.h: NF4 or INT8)
+// and dequantized to the base dtype inside each forward and backward (QuantizedLinear); the
+// "weight" parameter stays registered but empty ([0]), so parameter names do not change, and the
+// packed tensors are buffers "weight_quantized" and "weight_scales" (they move with .to()).
+// MergedWeight() is the dequantized W + (B A) * scale; Merge() folds that into a full W again
+// (the module is then unquantized), as PEFT merges a QLoRA adapter.
+//
 // Thread safety: none (a torch::nn::Module); one training thread owns the model.
 #ifndef TUNELEDGER_WORKER_TRAINER_MODEL_LORA_LINEAR_H_
 #define TUNELEDGER_WORKER_TRAINER_MODEL_LORA_LINEAR_H_
@@ -29,6 +36,9 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "worker/trainer/model/quantized_linear.h"
+#include "worker/trainer/quant/block_quant.h"
 
 namespace tuneledger::train {
 
@@ -81,6 +91,14 @@ class LoraLinearImpl : public torch::nn::Module {
   // 0 (the default): the input is the whole batch.
   void SetDropoutRows(int64_t offset, int64_t batch_rows);
 
+  // Quantizes W with `scheme` (block_quant's reference) and frees it: from then on the forward
+  // dequantizes it to the base dtype. Call once the weight holds its values. TrainError when
+  // already quantized or merged, for a trainable W, or for kNone.
+  void QuantizeBase(quant::BaseQuantization scheme);
+  bool quantized() const { return quantized_weight_.defined(); }
+  // The packed W (scheme kNone unless quantized).
+  const QuantizedWeight& quantized_weight() const { return quantized_weight_; }
+
   bool has_lora() const { return !lora_A.is_empty(); }
   bool merged() const { return merged_; }
   double scale() const { return scale_; }
@@ -99,6 +117,8 @@ class LoraLinearImpl : public torch::nn::Module {
   int64_t dropout_row_offset_ = 0;
   int64_t dropout_batch_rows_ = 0;
   bool merged_ = false;
+  torch::Dtype base_dtype_;
+  QuantizedWeight quantized_weight_;  // data and scales are the registered buffers
 };
 TORCH_MODULE(LoraLinear);
 

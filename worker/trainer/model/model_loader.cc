@@ -189,6 +189,8 @@ LlamaForCausalLM LoadPretrained(const std::string& model_dir, const LoraOptions*
     }
   }
   if (!problems.empty()) throw TrainError(JoinProblems(model_dir, problems));
+  // On the CPU, before the move: only the packed projections reach the device.
+  model->QuantizeBaseWeights();
   model->to(device);
   return model;
 }
@@ -210,6 +212,7 @@ LlamaForCausalLM CreateRandom(const LlamaConfig& config, const ModelOptions& opt
       param.copy_(values);
     }
   }
+  model->QuantizeBaseWeights();
   return model;
 }
 

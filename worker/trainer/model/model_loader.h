@@ -24,19 +24,23 @@
 namespace tuneledger::train {
 
 // Loads config and weights, adds LoRA when `lora` is not null (A from torch's default
-// generator), and moves the model to `device`.
+// generator), quantizes the decoder projections when options.quantize_base says so (on the CPU,
+// so only the packed weights reach the device; the CPU holds the whole base in base_dtype while
+// loading), and moves the model to `device`.
 LlamaForCausalLM LoadPretrained(const std::string& model_dir, const LoraOptions* lora,
                                 const ModelOptions& options, torch::Device device);
 
 // A randomly initialised model as Hugging Face initialises one (linear and embedding weights
 // normal(0, initializer_range), norms ones, biases zeros), drawn from a private generator
 // seeded with `seed` (torch's default generator is not touched, except by LoRA A init when
-// `lora` is not null). On the CPU.
+// `lora` is not null). Quantized as options.quantize_base says. On the CPU.
 LlamaForCausalLM CreateRandom(const LlamaConfig& config, const ModelOptions& options, uint64_t seed,
                               const LoraOptions* lora = nullptr);
 
 // Writes `dir`/config.json and `dir`/model.safetensors (HF format, tensors in
 // `storage_dtype`, norms too) with any unmerged LoRA folded in (the model is not changed).
+// Quantized projections are written dequantized (plus their LoRA delta): the merged model of a
+// QLoRA run is an ordinary unquantized model, as PEFT's merge of a QLoRA adapter.
 // Creates `dir`; each file is written atomically.
 void SaveFullModel(LlamaForCausalLM& model, const std::string& dir, torch::Dtype storage_dtype);
 

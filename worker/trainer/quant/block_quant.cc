@@ -26,6 +26,18 @@ float AbsMax(std::span<const float> values) {
 
 }  // namespace
 
+const char* BaseQuantizationName(BaseQuantization scheme) {
+  switch (scheme) {
+    case BaseQuantization::kNf4:
+      return "nf4";
+    case BaseQuantization::kInt8:
+      return "int8";
+    case BaseQuantization::kNone:
+      break;
+  }
+  return "none";
+}
+
 uint8_t Nf4Index(float normalized) {
   // The codebook is increasing: the nearest code is one of the two around the first code >= x.
   const auto upper = std::lower_bound(kNf4Codebook.begin(), kNf4Codebook.end(), normalized);

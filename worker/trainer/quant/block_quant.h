@@ -46,6 +46,12 @@ inline constexpr std::array<float, 16> kNf4Codebook = {-1.0f,
 
 inline constexpr int kNf4DefaultBlockSize = 64;
 
+// How the frozen base projections are stored (jobs.proto's LoraConfig.QuantizeBase): kNf4 as
+// QuantizeNf4 with kNf4DefaultBlockSize, kInt8 as QuantizeInt8Rows.
+enum class BaseQuantization { kNone, kNf4, kInt8 };
+// "none", "nf4", "int8".
+const char* BaseQuantizationName(BaseQuantization scheme);
+
 struct Nf4Tensor {
   int64_t numel = 0;
   int block_size = kNf4DefaultBlockSize;

@@ -309,7 +309,12 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   ModelOptions model_options;
   model_options.base_dtype = BaseDtype(precision);
   model_options.gradient_checkpointing = spec.gradient_checkpointing;
+  model_options.quantize_base = spec.quantize_base;
   LlamaForCausalLM model = LoadPretrained(spec.model_path, &lora, model_options, device);
+  if (spec.quantize_base != quant::BaseQuantization::kNone) {
+    std::cerr << "base: decoder projections quantized to "
+              << quant::BaseQuantizationName(spec.quantize_base) << "\n";
+  }
 
   // The other ranks, once this one has what is slow to load (data_parallel.h).
   DataParallel data_parallel(flags.ranks, device);

@@ -260,6 +260,7 @@ void ParseLora(const json& object, spec::JobSpecValues::Lora& lora, Problems& pr
     }
     lora.target_modules.push_back(item.get<std::string>());
   });
+  lora.quantize_base = ReadEnum(reader, "quantize_base", spec::kQuantizeBaseNames);
   reader.ReportUnknownFields();
 }
 
@@ -384,6 +385,9 @@ TrainJobSpec ToTrainJobSpec(const spec::JobSpecValues& values) {
   spec.lora_alpha = values.lora.alpha;
   spec.lora_dropout = *values.lora.dropout;
   spec.target_modules = values.lora.target_modules;
+  spec.quantize_base = values.lora.quantize_base == 2   ? quant::BaseQuantization::kNf4
+                       : values.lora.quantize_base == 3 ? quant::BaseQuantization::kInt8
+                                                        : quant::BaseQuantization::kNone;
   const spec::JobSpecValues::Training& t = values.training;
   spec.epochs = static_cast<int>(t.epochs);
   spec.max_steps = static_cast<int>(t.max_steps);

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/trainer/quant/block_quant.h"
+
 namespace tuneledger::train {
 
 enum class Precision { kUnspecified, kFp32, kBf16, kFp16 };
@@ -42,6 +44,8 @@ struct TrainJobSpec {
   double lora_alpha = 0;
   double lora_dropout = 0;
   std::vector<std::string> target_modules;
+  // lora.quantize_base: how the frozen projections of the decoder layers are stored.
+  quant::BaseQuantization quantize_base = quant::BaseQuantization::kNone;
 
   // Training. Exactly one of epochs / max_steps is > 0 after defaults.
   int epochs = 0;

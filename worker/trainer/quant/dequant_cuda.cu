@@ -1,0 +1,128 @@
+// Shape legend: numel the weight's element count ([out,in] flattened row-major), rows / cols
+// the INT8 matrix's [out,in].
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "worker/trainer/quant/dequant_cuda.h"
+
+namespace tuneledger::train::quant {
+namespace {
+
+constexpr int kThreads = 256;
+
+// block_quant.h's kNf4Codebook, the same 16 floats.
+__constant__ float kNf4Codes[16] = {-1.0f,
+                                    -0.6961928009986877f,
+                                    -0.5250730514526367f,
+                                    -0.39491748809814453f,
+                                    -0.28444138169288635f,
+                                    -0.18477343022823334f,
+                                    -0.09105003625154495f,
+                                    0.0f,
+                                    0.07958029955625534f,
+                                    0.16093020141124725f,
+                                    0.24611230194568634f,
+                                    0.33791524171829224f,
+                                    0.44070982933044434f,
+                                    0.5626170039176941f,
+                                    0.7229568362236023f,
+                                    1.0f};
+
+template <typename T>
+__device__ T FromFloat(float value);
+template <>
+__device__ float FromFloat<float>(float value) {
+  return value;
+}
+template <>
+__device__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float value) {
+  return __float2bfloat16_rn(value);
+}
+template <>
+__device__ __half FromFloat<__half>(float value) {
+  return __float2half_rn(value);
+}
+
+// One thread per packed byte: its two values.
+template <typename T>
+__global__ void DequantizeNf4Kernel(const uint8_t* __restrict__ packed,
+                                    const float* __restrict__ absmax, int64_t numel, int block_size,
+                                    T* __restrict__ out) {
+  const int64_t byte = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t first = byte * 2;
+  if (first >= numel) return;
+  const uint8_t pair = packed[byte];
+  // __fmul_rn: one rounded product, never contracted into anything else.
+  out[first] = FromFloat<T>(__fmul_rn(kNf4Codes[pair >> 4], absmax[first / block_size]));
+  if (first + 1 < numel) {
+    out[first + 1] =
+        FromFloat<T>(__fmul_rn(kNf4Codes[pair & 0x0F], absmax[(first + 1) / block_size]));
+  }
+}
+
+template <typename T>
+__global__ void DequantizeInt8RowsKernel(const int8_t* __restrict__ values,
+                                         const float* __restrict__ scales, int64_t rows,
+                                         int64_t cols, T* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  out[i] = FromFloat<T>(__fmul_rn(static_cast<float>(values[i]), scales[i / cols]));
+}
+
+unsigned int Blocks(int64_t threads_needed) {
+  return static_cast<unsigned int>((threads_needed + kThreads - 1) / kThreads);
+}
+
+const char* LastLaunchError() {
+  const cudaError_t error = cudaGetLastError();
+  return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
+}
+
+}  // namespace
+
+const char* LaunchDequantizeNf4(const uint8_t* packed, const float* absmax, int64_t numel,
+                                int block_size, void* out, DequantOutput output, void* stream) {
+  if (numel <= 0) return nullptr;
+  const unsigned int blocks = Blocks((numel + 1) / 2);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (output) {
+    case DequantOutput::kFloat32:
+      DequantizeNf4Kernel<<<blocks, kThreads, 0, s>>>(packed, absmax, numel, block_size,
+                                                      static_cast<float*>(out));
+      break;
+    case DequantOutput::kBFloat16:
+      DequantizeNf4Kernel<<<blocks, kThreads, 0, s>>>(packed, absmax, numel, block_size,
+                                                      static_cast<__nv_bfloat16*>(out));
+      break;
+    case DequantOutput::kFloat16:
+      DequantizeNf4Kernel<<<blocks, kThreads, 0, s>>>(packed, absmax, numel, block_size,
+                                                      static_cast<__half*>(out));
+      break;
+  }
+  return LastLaunchError();
+}
+
+const char* LaunchDequantizeInt8Rows(const int8_t* values, const float* scales, int64_t rows,
+                                     int64_t cols, void* out, DequantOutput output, void* stream) {
+  if (rows <= 0 || cols <= 0) return nullptr;
+  const unsigned int blocks = Blocks(rows * cols);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (output) {
+    case DequantOutput::kFloat32:
+      DequantizeInt8RowsKernel<<<blocks, kThreads, 0, s>>>(values, scales, rows, cols,
+                                                           static_cast<float*>(out));
+      break;
+    case DequantOutput::kBFloat16:
+      DequantizeInt8RowsKernel<<<blocks, kThreads, 0, s>>>(values, scales, rows, cols,
+                                                           static_cast<__nv_bfloat16*>(out));
+      break;
+    case DequantOutput::kFloat16:
+      DequantizeInt8RowsKernel<<<blocks, kThreads, 0, s>>>(values, scales, rows, cols,
+                                                           static_cast<__half*>(out));
+      break;
+  }
+  return LastLaunchError();
+}
+
+}  // namespace tuneledger::train::quant
