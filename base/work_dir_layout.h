@@ -7,6 +7,7 @@
 //       attempt-<n>/              the trainer's --out for attempt n (1-based)
 //         spec.json               the lease's JobSpec (proto JSON, proto field names)
 //         train.log               the trainer's stderr (human-readable log)
+//         train-rank<r>.log       a data-parallel rank r > 0's stderr, on the worker running it
 //         checkpoints/step-<k>/   complete checkpoints (the trainer writes step-<k>.tmp/ first,
 //                                 worker/trainer/recipe/checkpoint_io.h)
 //         adapter/                adapter_model.safetensors + adapter_config.json (PEFT)
@@ -61,6 +62,10 @@ inline std::string SpecPath(const std::string& attempt_dir) { return attempt_dir
 
 inline std::string TrainLogPath(const std::string& attempt_dir) {
   return attempt_dir + "/train.log";
+}
+
+inline std::string RankLogPath(const std::string& attempt_dir, int rank) {
+  return attempt_dir + "/train-rank" + std::to_string(rank) + ".log";
 }
 
 inline std::string CheckpointsDir(const std::string& attempt_dir) {

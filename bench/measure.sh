@@ -42,6 +42,7 @@ cat "$out/machine.txt"
 if [ "$what" = server ] || [ "$what" = all ]; then
   run_bench job_store_bench --benchmark_min_time="$min_time"
   run_bench rpc_bench --benchmark_min_time="$min_time"
+  run_bench control_plane_bench --seconds=3
   run_bench metrics_bench --benchmark_min_time="$min_time"
 fi
 if [ "$what" = trainer ] || [ "$what" = all ]; then

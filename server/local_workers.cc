@@ -39,6 +39,7 @@ struct LocalWorkers::Impl {
   // Start() until the supervisor thread starts, then only the supervisor thread.
   struct Slot {
     std::string name;  // local-<i>: its label and its log folder
+    int index = 0;     // i
     std::unique_ptr<ChildProcess> process;
     absl::Time started_at;
     absl::Time restart_at;
@@ -77,6 +78,9 @@ absl::Status LocalWorkers::Impl::Launch(Slot& slot) {
                 "--name",
                 slot.name};
   if (options.spot) child.argv.push_back("--spot");
+  child.argv.push_back("--rendezvous-host=127.0.0.1");
+  child.argv.push_back(
+      absl::StrCat("--rendezvous-port-base=", options.rendezvous_port_base + slot.index));
   for (const std::string& root : options.data_roots) {
     child.argv.push_back("--data-root");
     child.argv.push_back(root);
@@ -194,6 +198,7 @@ absl::Status LocalWorkers::Start() {
   for (int i = 0; i < options.count; ++i) {
     Impl::Slot& slot = impl_->slots[i];
     slot.name = absl::StrCat("local-", i);
+    slot.index = i;
     if (absl::Status launched = impl_->Launch(slot); !launched.ok()) {
       impl_->StopAll(absl::Seconds(5));
       impl_->slots.clear();

@@ -26,6 +26,9 @@ struct LocalWorkersOptions {
   bool spot = false;
   std::string worker_binary;  // path of tuneledger-worker; empty = next to this executable
   std::vector<std::string> data_roots;  // the server's --data-root values, passed on as they are
+  // Worker i: --rendezvous-host 127.0.0.1 --rendezvous-port-base rendezvous_port_base + i (one
+  // "gpu" each), so that data-parallel jobs across local workers find each other.
+  int rendezvous_port_base = 29500;
   // The worker credential the server made for them; passed in the environment (worker_main.cc),
   // never on a command line that `ps` shows.
   std::string worker_token;

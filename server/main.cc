@@ -236,6 +236,7 @@ absl::Status Run(const ServerFlags& flags, const sigset_t& signals) {
     options.spot = flags.spot;
     options.worker_binary = flags.worker_binary;
     options.data_roots = flags.data_roots;
+    options.rendezvous_port_base = flags.local_rendezvous_port_base;
     local_workers = std::make_unique<LocalWorkers>(options);
     status = local_workers->Start();
   }

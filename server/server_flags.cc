@@ -87,6 +87,15 @@ const std::map<std::string, ValueParser>& ValueFlags() {
        [](ServerFlags& f, const std::string& v) {
          return ParseCount("local-workers", v, 0, f.local_workers);
        }},
+      {"local-rendezvous-port-base",
+       [](ServerFlags& f, const std::string& v) {
+         int port = 0;
+         if (!absl::SimpleAtoi(v, &port) || port < 1024 || port > 60000) {
+           return BadValue("local-rendezvous-port-base", v, "must be a port in [1024, 60000]");
+         }
+         f.local_rendezvous_port_base = port;
+         return absl::OkStatus();
+       }},
       {"work-dir",
        [](ServerFlags& f, const std::string& v) {
          if (v.empty()) return BadValue("work-dir", v, "must name a folder");
@@ -217,6 +226,9 @@ Usage: tuneledger-server [flags]
   --metrics-listen HOST:PORT    Prometheus /metrics [127.0.0.1:9464]; port 0 picks one
   --db FILE                     SQLite database (created if missing) [tuneledger.db]
   --local-workers N             run N tuneledger-worker agents as children [0]
+  --local-rendezvous-port-base PORT
+                                local worker i starts data-parallel rank 0s on
+                                127.0.0.1:PORT+i [29500]
   --work-dir DIR                their shared work folder (checkpoints, adapters)
                                 [tuneledger-work]
   --price-per-gpu-hour USD      what local workers declare per GPU-hour [0]

@@ -20,6 +20,8 @@ struct ServerFlags {
   std::string metrics_listen = "127.0.0.1:9464";
   std::string db = "tuneledger.db";
   int local_workers = 0;
+  // Local worker i's data-parallel ranks listen from this port + i (--rendezvous-port-base).
+  int local_rendezvous_port_base = 29500;
   std::string work_dir = "tuneledger-work";
   double price_per_gpu_hour = 0;
   double max_price_per_gpu_hour = 1000;  // RegisterWorker refuses a higher price

@@ -19,13 +19,6 @@
 
 namespace tuneledger {
 
-// A group of verbs sharing one transaction. Guarded by JobStore::write_mu_.
-struct JobStore::Batch {
-  int size = 0;
-  bool done = false;    // committed or rolled back
-  absl::Status status;  // of the COMMIT
-};
-
 namespace {
 
 std::string StateName(v1::Job::State state) { return v1::Job::State_Name(state); }
@@ -296,57 +289,60 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   TL_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = ON"));
   TL_RETURN_IF_ERROR(MigrateJobStoreSchema(*writer, options.schema_version));
 
-  TL_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> reader, SqliteDb::Open(path));
-  reader->SetBusyTimeout(options.busy_timeout);
-  TL_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
+  std::vector<std::unique_ptr<SqliteDb>> readers;
+  for (int i = 0; i < std::max(1, options.reader_connections); ++i) {
+    TL_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> reader, SqliteDb::Open(path));
+    reader->SetBusyTimeout(options.busy_timeout);
+    TL_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
+    readers.push_back(std::move(reader));
+  }
   return std::unique_ptr<JobStore>(
-      new JobStore(std::move(writer), std::move(reader), clock, options));
+      new JobStore(std::move(writer), std::move(readers), clock, options));
 }
 
-JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader,
+JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::vector<std::unique_ptr<SqliteDb>> readers,
                    const Clock& clock, JobStoreOptions options)
-    : clock_(clock), options_(options), writer_(std::move(writer)), reader_(std::move(reader)) {}
+    : clock_(clock),
+      options_(options),
+      writer_(std::move(writer)),
+      commit_(*writer_, options.max_batch) {
+  for (std::unique_ptr<SqliteDb>& db : readers) {
+    auto reader = std::make_unique<Reader>();
+    absl::MutexLock lock(&reader->mu);
+    reader->db = std::move(db);
+    readers_.push_back(std::move(reader));
+  }
+}
 
 JobStore::~JobStore() = default;
 
 absl::Status JobStore::Write(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
-  writers_waiting_.fetch_add(1);
-  absl::MutexLock lock(&write_mu_);
-  writers_waiting_.fetch_sub(1);
-  if (open_batch_ == nullptr) {
-    TL_RETURN_IF_ERROR(writer_->Exec("BEGIN IMMEDIATE"));
-    open_batch_ = std::make_shared<Batch>();
-  }
-  const std::shared_ptr<Batch> batch = open_batch_;
-
-  // The verb runs as a savepoint so that its failure undoes only its own changes.
-  absl::Status status = writer_->Exec("SAVEPOINT verb");
-  if (status.ok()) {
-    status = body(*writer_);
-    if (!status.ok()) (void)writer_->Exec("ROLLBACK TO verb");
-    const absl::Status released = writer_->Exec("RELEASE verb");
-    if (status.ok()) status = released;
-  }
-  ++batch->size;
-
-  if (writers_waiting_.load() > 0 && batch->size < options_.max_batch) {
-    // A writer queued behind this one commits the batch (or hands it on); wait for that fsync.
-    write_mu_.Await(absl::Condition(&batch->done));
-  } else {
-    batch->status = writer_->Exec("COMMIT");
-    if (!batch->status.ok()) (void)writer_->Exec("ROLLBACK");
-    batch->done = true;
-    open_batch_ = nullptr;
-  }
-  return status.ok() ? batch->status : status;
+  // `body` outlives the wait: Run returns once the batch that ran it has committed.
+  return commit_.Run([body](SqliteDb& db) { return body(db); });
 }
 
 absl::Status JobStore::Read(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
-  absl::MutexLock lock(&read_mu_);
-  TL_RETURN_IF_ERROR(reader_->Exec("BEGIN"));
-  const absl::Status status = body(*reader_);
-  const absl::Status ended = reader_->Exec("COMMIT");
-  return status.ok() ? ended : status;
+  // The first free connection; when all are busy, wait on one in turn.
+  Reader* reader = nullptr;
+  for (const std::unique_ptr<Reader>& candidate : readers_) {
+    if (candidate->mu.TryLock()) {
+      reader = candidate.get();
+      break;
+    }
+  }
+  if (reader == nullptr) {
+    reader = readers_[next_reader_.fetch_add(1) % readers_.size()].get();
+    reader->mu.Lock();
+  }
+  SqliteDb& db = *reader->db;
+  absl::Status status = db.Exec("BEGIN");
+  if (status.ok()) {
+    status = body(db);
+    const absl::Status ended = db.Exec("COMMIT");
+    if (status.ok()) status = ended;
+  }
+  reader->mu.Unlock();
+  return status;
 }
 
 absl::StatusOr<JobUpdate> JobStore::Transition(
@@ -354,22 +350,39 @@ absl::StatusOr<JobUpdate> JobStore::Transition(
     absl::FunctionRef<absl::Status(const TransitionContext&)> write,
     absl::FunctionRef<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)>
         events) {
-  TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
+  // The references stay valid: Wait returns once the write has run.
+  return StartTransition(
+             job_id, running_attempt, [write](const TransitionContext& t) { return write(t); },
+             [events](const v1::Job& before, const v1::Job& after) {
+               return events(before, after);
+             })
+      .Wait();
+}
+
+PendingWrite<JobUpdate> JobStore::StartTransition(
+    const std::string& job_id, std::optional<int> running_attempt,
+    std::function<absl::Status(const TransitionContext&)> write,
+    std::function<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)> events) {
+  absl::StatusOr<int64_t> parsed = RequireJobId(job_id);
+  if (!parsed.ok()) return PendingWrite<JobUpdate>(parsed.status());
+  const int64_t id = *parsed;
   const absl::Time now = clock_.Now();
-  JobUpdate result;
-  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(const v1::Job before, LoadJob(db, id));
-    if (running_attempt.has_value()) {
-      TL_RETURN_IF_ERROR(RequireRunningAttempt(before, *running_attempt));
-    }
-    TL_RETURN_IF_ERROR(write(TransitionContext{db, id, before, now}));
-    TL_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
-    for (v1::JobEvent& event : events(before, result.job)) {
-      TL_RETURN_IF_ERROR(AppendEvent(db, std::move(event), now, result.events));
-    }
-    return absl::OkStatus();
-  }));
-  return result;
+  auto result = std::make_shared<JobUpdate>();
+  std::shared_ptr<GroupCommit::Ticket> ticket =
+      commit_.Enqueue([id, now, running_attempt, write = std::move(write),
+                       events = std::move(events), result](SqliteDb& db) -> absl::Status {
+        TL_ASSIGN_OR_RETURN(const v1::Job before, LoadJob(db, id));
+        if (running_attempt.has_value()) {
+          TL_RETURN_IF_ERROR(RequireRunningAttempt(before, *running_attempt));
+        }
+        TL_RETURN_IF_ERROR(write(TransitionContext{db, id, before, now}));
+        TL_ASSIGN_OR_RETURN(result->job, LoadJob(db, id));
+        for (v1::JobEvent& event : events(before, result->job)) {
+          TL_RETURN_IF_ERROR(AppendEvent(db, std::move(event), now, result->events));
+        }
+        return absl::OkStatus();
+      });
+  return PendingWrite<JobUpdate>(commit_, std::move(ticket), std::move(result));
 }
 
 absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const v1::JobSpec& spec,
@@ -445,12 +458,10 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
 absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::string& worker_id,
                                                                  int free_gpus) {
   std::optional<AttemptRecord> record;
-  const absl::Time now = clock_.Now();
   TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
     TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
     const auto& [info, worker_state] = worker;
     TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker_state));
-
     TL_ASSIGN_OR_RETURN(SqliteDb::Statement * pick,
                         db.Prepare("SELECT id FROM jobs WHERE state = ?1 AND gpus <= ?2 "
                                    "ORDER BY priority DESC, id LIMIT 1"));
@@ -462,53 +473,95 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
       if (!found) return absl::OkStatus();
       job_id = query.Int(0);
     }
-    TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, job_id));
-    const int attempt = job.attempts() + 1;
     TL_ASSIGN_OR_RETURN(
-        SqliteDb::Statement * start,
-        db.Prepare("UPDATE jobs SET state = ?2, reason = 0, message = '', attempts = ?3, "
-                   "worker_id = ?4, start_time = COALESCE(start_time, ?5), "
-                   "rate_usd_per_hour = 0 WHERE id = ?1"));
-    {
-      Query query(start);
-      query.Bind(1, job_id)
-          .Bind(2, static_cast<int64_t>(v1::Job::RUNNING))
-          .Bind(3, attempt)
-          .Bind(4, worker_id)
-          .Bind(5, ToMicrosColumn(now));
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    TL_ASSIGN_OR_RETURN(
-        SqliteDb::Statement * insert,
-        db.Prepare("INSERT INTO attempts (job_id, attempt, worker_id, state, gpus, "
-                   "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message, "
-                   "on_demand_price_per_gpu_hour) "
-                   "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '', ?8)"));
-    {
-      Query query(insert);
-      query.Bind(1, job_id)
-          .Bind(2, attempt)
-          .Bind(3, worker_id)
-          .Bind(4, job.spec().gpus())
-          .Bind(5, info.price_per_gpu_hour())
-          .Bind(6, info.spot())
-          .Bind(7, ToMicrosColumn(now))
-          .Bind(8, info.on_demand_price_per_gpu_hour());
-      TL_RETURN_IF_ERROR(query.Run());
-    }
-    AttemptRecord leased;
-    TL_ASSIGN_OR_RETURN(leased.job, LoadJob(db, job_id, &leased.budget));
-    TL_ASSIGN_OR_RETURN(leased.attempt, LoadAttempt(db, job_id, attempt));
-    v1::JobEvent event = EventFor(leased.job, v1::JobEvent::STARTED);
-    event.set_path(leased.job.last_checkpoint());
-    if (!leased.job.last_checkpoint().empty()) {
-      event.set_message(absl::StrCat("resuming from ", leased.job.last_checkpoint()));
-    }
-    TL_RETURN_IF_ERROR(AppendEvent(db, event, now, leased.events));
-    record = std::move(leased);
+        record, StartAttempt(db, job_id, worker_id,
+                             GangPricing{info.price_per_gpu_hour(),
+                                         info.on_demand_price_per_gpu_hour(), info.spot()}));
     return absl::OkStatus();
   }));
   return record;
+}
+
+absl::StatusOr<std::optional<GangJob>> JobStore::NextGangJob(int free_gpus, int capacity) {
+  std::optional<GangJob> found;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * pick,
+                        db.Prepare("SELECT id, gpus FROM jobs WHERE state = ?1 AND gpus > ?2 "
+                                   "AND gpus <= ?3 ORDER BY priority DESC, id LIMIT 1"));
+    Query query(pick);
+    query.Bind(1, static_cast<int64_t>(v1::Job::QUEUED)).Bind(2, free_gpus).Bind(3, capacity);
+    TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (row) found = GangJob{absl::StrCat(query.Int(0)), static_cast<int>(query.Int(1))};
+    return absl::OkStatus();
+  }));
+  return found;
+}
+
+absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseToGang(const std::string& job_id,
+                                                                   const std::string& worker_id,
+                                                                   const GangPricing& pricing) {
+  const std::optional<int64_t> id = ParseJobId(job_id);
+  if (!id) return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
+  std::optional<AttemptRecord> record;
+  TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
+    TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
+    TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker.second));
+    TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, *id));
+    if (job.state() != v1::Job::QUEUED) return absl::OkStatus();  // taken or ended meanwhile
+    TL_ASSIGN_OR_RETURN(record, StartAttempt(db, *id, worker_id, pricing));
+    return absl::OkStatus();
+  }));
+  return record;
+}
+
+absl::StatusOr<AttemptRecord> JobStore::StartAttempt(SqliteDb& db, int64_t job_id,
+                                                     const std::string& worker_id,
+                                                     const GangPricing& pricing) {
+  const absl::Time now = clock_.Now();
+  TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, job_id));
+  const int attempt = job.attempts() + 1;
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * start,
+      db.Prepare("UPDATE jobs SET state = ?2, reason = 0, message = '', attempts = ?3, "
+                 "worker_id = ?4, start_time = COALESCE(start_time, ?5), "
+                 "rate_usd_per_hour = 0 WHERE id = ?1"));
+  {
+    Query query(start);
+    query.Bind(1, job_id)
+        .Bind(2, static_cast<int64_t>(v1::Job::RUNNING))
+        .Bind(3, attempt)
+        .Bind(4, worker_id)
+        .Bind(5, ToMicrosColumn(now));
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * insert,
+      db.Prepare("INSERT INTO attempts (job_id, attempt, worker_id, state, gpus, "
+                 "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message, "
+                 "on_demand_price_per_gpu_hour) "
+                 "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '', ?8)"));
+  {
+    Query query(insert);
+    query.Bind(1, job_id)
+        .Bind(2, attempt)
+        .Bind(3, worker_id)
+        .Bind(4, job.spec().gpus())
+        .Bind(5, pricing.price_per_gpu_hour)
+        .Bind(6, pricing.spot)
+        .Bind(7, ToMicrosColumn(now))
+        .Bind(8, pricing.on_demand_price_per_gpu_hour);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  AttemptRecord leased;
+  TL_ASSIGN_OR_RETURN(leased.job, LoadJob(db, job_id, &leased.budget));
+  TL_ASSIGN_OR_RETURN(leased.attempt, LoadAttempt(db, job_id, attempt));
+  v1::JobEvent event = EventFor(leased.job, v1::JobEvent::STARTED);
+  event.set_path(leased.job.last_checkpoint());
+  if (!leased.job.last_checkpoint().empty()) {
+    event.set_message(absl::StrCat("resuming from ", leased.job.last_checkpoint()));
+  }
+  TL_RETURN_IF_ERROR(AppendEvent(db, event, now, leased.events));
+  return leased;
 }
 
 namespace {
@@ -557,9 +610,16 @@ absl::Status SetLastCheckpoint(SqliteDb& db, int64_t id, const std::string& path
 
 absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
                                                    const AttemptProgress& update) {
-  return Transition(
-      job_id, update.attempt,
-      [&](const TransitionContext& t) -> absl::Status {
+  return StartRecordProgress(job_id, update).Wait();
+}
+
+PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
+                                                      AttemptProgress update) {
+  const int attempt = update.attempt;
+  return StartTransition(
+      job_id, attempt,
+      [update = std::move(update),
+       max_points = options_.max_progress_points](const TransitionContext& t) -> absl::Status {
         TL_RETURN_IF_ERROR(UpdateAttemptBill(t.db, t.id, update.attempt, update.bill));
         TL_RETURN_IF_ERROR(UpdateJobCost(t.db, t.id, update.bill.job_cost));
         if (update.worker_contact.has_value()) {
@@ -593,7 +653,7 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
         }
         const std::string bytes = progress.SerializeAsString();
         TL_RETURN_IF_ERROR(SetProgressBlob(t.db, t.id, bytes));
-        return AppendProgressPoint(t.db, t.id, bytes, options_.max_progress_points);
+        return AppendProgressPoint(t.db, t.id, bytes, max_points);
       },
       NoEvents);
 }
@@ -841,16 +901,23 @@ absl::StatusOr<v1::Worker> JobStore::RegisterWorker(const v1::WorkerInfo& info) 
 }
 
 absl::Status JobStore::TouchWorker(const std::string& worker_id) {
+  return StartTouchWorker(worker_id).Wait().status();
+}
+
+PendingStatus JobStore::StartTouchWorker(const std::string& worker_id) {
   const absl::Time now = clock_.Now();
-  return Write([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
-    TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker.second));
-    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * touch,
-                        db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
-    Query query(touch);
-    query.Bind(1, worker_id).Bind(2, ToMicrosColumn(now));
-    return query.Run();
-  });
+  std::shared_ptr<GroupCommit::Ticket> ticket =
+      commit_.Enqueue([worker_id, now](SqliteDb& db) -> absl::Status {
+        TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
+        TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker.second));
+        TL_ASSIGN_OR_RETURN(
+            SqliteDb::Statement * touch,
+            db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
+        Query query(touch);
+        query.Bind(1, worker_id).Bind(2, ToMicrosColumn(now));
+        return query.Run();
+      });
+  return PendingStatus(commit_, std::move(ticket), std::make_shared<std::monostate>());
 }
 
 absl::Status JobStore::SetWorkerGone(const std::string& worker_id, v1::Worker::State state) {
@@ -892,45 +959,93 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
   JobPage page;
   bool more = false;  // rows follow the page
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    // Dispatch order: QUEUED by priority then submit order, RUNNING by start, then finished
-    // jobs newest first. One row more than the page tells whether another page follows.
-    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
-                        db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs "
-                                   "WHERE ((?1 >> state) & 1) = 1 AND (?2 = '' OR tenant = ?2) "
-                                   "ORDER BY CASE state WHEN ?3 THEN 0 WHEN ?4 THEN 1 ELSE 2 END, "
-                                   "CASE WHEN state = ?3 THEN -priority ELSE 0 END, "
-                                   "CASE WHEN state = ?3 THEN id WHEN state = ?4 THEN start_time "
-                                   "ELSE -COALESCE(end_time, 0) END, "
-                                   "CASE WHEN state = ?3 OR state = ?4 THEN id ELSE -id END "
-                                   "LIMIT ?5 OFFSET ?6"));
-    Query query(select);
-    query.Bind(1, state_mask)
-        .Bind(2, query_spec.tenant)
-        .Bind(3, static_cast<int64_t>(v1::Job::QUEUED))
-        .Bind(4, static_cast<int64_t>(v1::Job::RUNNING))
-        .Bind(5, page_size + 1)
-        .Bind(6, offset);
+    // Dispatch order in three segments, each read along its own index so that a page costs
+    // about page_size rows whatever the history: QUEUED by priority then submit order
+    // (jobs_by_dispatch), RUNNING by start (jobs_by_start), then finished jobs newest first
+    // (jobs_by_end; only finished jobs have an end time), or the jobs_by_tenant_* ones. The offset
+    // of the page token skips whole segments by counting them. One row more than the page tells
+    // whether another follows. One tenant's jobs are read along the tenant's own indexes
+    // (jobs_by_tenant_*), every tenant's along the global ones; the two spellings bind the same
+    // parameters (?2 = tenant).
+    const bool one_tenant = !query_spec.tenant.empty();
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * queued,
+        one_tenant ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?2 AND "
+                                "state = ?1 ORDER BY priority DESC, id LIMIT ?3 OFFSET ?4")
+                   : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?2 = '' AND "
+                                "state = ?1 ORDER BY priority DESC, id LIMIT ?3 OFFSET ?4"));
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * running,
+        one_tenant ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?2 AND "
+                                "state = ?1 ORDER BY start_time, id LIMIT ?3 OFFSET ?4")
+                   : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?2 = '' AND "
+                                "state = ?1 ORDER BY start_time, id LIMIT ?3 OFFSET ?4"));
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * finished,
+        one_tenant ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?4 AND "
+                                "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 "
+                                "ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6")
+                   : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?4 = '' AND "
+                                "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 "
+                                "ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6"));
+    TL_ASSIGN_OR_RETURN(
+        SqliteDb::Statement * count,
+        one_tenant ? db.Prepare("SELECT COUNT(*) FROM jobs WHERE tenant = ?2 AND state = ?1")
+                   : db.Prepare("SELECT COUNT(*) FROM jobs WHERE ?2 = '' AND state = ?1"));
+    const int64_t kQueued = v1::Job::QUEUED;
+    const int64_t kRunning = v1::Job::RUNNING;
+    int64_t skip = offset;
     int64_t bytes = 0;
-    while (true) {
-      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
-      if (!row) break;
-      if (static_cast<int>(page.jobs.size()) == page_size) {
-        more = true;
-        break;
+    // Appends `query`'s rows to the page; false once the page is full (`more` then says so).
+    auto take = [&](Query& query) -> absl::StatusOr<bool> {
+      while (true) {
+        TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+        if (!row) return true;
+        if (static_cast<int>(page.jobs.size()) == page_size) {
+          more = true;
+          return false;
+        }
+        TL_ASSIGN_OR_RETURN(v1::Job job, JobFromRow(query));
+        // As a `repeated Job jobs = 1` entry: the message, its length and its tag.
+        const size_t size = job.ByteSizeLong();
+        const int64_t job_bytes = static_cast<int64_t>(
+            1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size);
+        if (!page.jobs.empty() && bytes + job_bytes > query_spec.max_bytes) {
+          more = true;
+          return false;
+        }
+        bytes += job_bytes;
+        page.jobs.push_back(std::move(job));
       }
-      TL_ASSIGN_OR_RETURN(v1::Job job, JobFromRow(query));
-      // As a `repeated Job jobs = 1` entry: the message, its length and its tag.
-      const size_t size = job.ByteSizeLong();
-      const int64_t job_bytes = static_cast<int64_t>(
-          1 + google::protobuf::io::CodedOutputStream::VarintSize64(size) + size);
-      if (!page.jobs.empty() && bytes + job_bytes > query_spec.max_bytes) {
-        more = true;
-        break;
+    };
+    // The rows still wanted: the rest of the page and one more.
+    auto wanted = [&] { return static_cast<int64_t>(page_size - page.jobs.size()) + 1; };
+    for (const int64_t state : {kQueued, kRunning}) {
+      if (((state_mask >> state) & 1) == 0) continue;
+      if (skip > 0) {
+        Query counted(count);
+        counted.Bind(1, state).Bind(2, query_spec.tenant);
+        TL_ASSIGN_OR_RETURN(const bool row, counted.Step());
+        const int64_t in_segment = row ? counted.Int(0) : 0;
+        if (in_segment <= skip) {
+          skip -= in_segment;
+          continue;
+        }
       }
-      bytes += job_bytes;
-      page.jobs.push_back(std::move(job));
+      Query query(state == kQueued ? queued : running);
+      query.Bind(1, state).Bind(2, query_spec.tenant).Bind(3, wanted()).Bind(4, skip);
+      skip = 0;
+      TL_ASSIGN_OR_RETURN(const bool room, take(query));
+      if (!room) return absl::OkStatus();
     }
-    return absl::OkStatus();
+    Query query(finished);
+    query.Bind(1, kQueued)
+        .Bind(2, kRunning)
+        .Bind(3, state_mask)
+        .Bind(4, query_spec.tenant)
+        .Bind(5, wanted())
+        .Bind(6, skip);
+    return take(query).status();
   }));
   if (more) page.next_page_token = absl::StrCat(offset + static_cast<int64_t>(page.jobs.size()));
   return page;

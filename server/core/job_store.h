@@ -12,10 +12,13 @@
 //
 // Durability: WAL, synchronous=FULL, busy timeout, STRICT tables, prepared statements only.
 // Every write verb is ONE atomic unit that also appends its event row(s), and is durable when it
-// returns OK. Concurrent writers are group-committed: verbs that arrive while another verb holds
-// the writer run as savepoints inside one transaction and share its fsync (bench/README.md
-// measures what that buys); a verb that fails is rolled back alone; a failed COMMIT fails every
-// verb of its batch. Reads use a second connection and see only committed state.
+// returns OK. Writes are group-committed (group_commit.h): verbs of concurrent callers run as
+// savepoints inside one transaction and share its fsync, each caller answered after that COMMIT
+// (bench/README.md measures what that buys); a verb that fails is rolled back alone; a failed
+// COMMIT fails every verb of its batch. Writes commit in the order they were queued. The Start*
+// verbs queue a write and return at once, without I/O: a caller can queue under its own lock (to
+// order its writes with its in-memory decisions) and wait for durability after releasing it.
+// Reads use their own connections (a small pool) and see only committed state.
 //
 // Transition rules (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED; RUNNING -> QUEUED on
 // a preempted or lost attempt). A verb whose transition is not allowed changes nothing and
@@ -26,13 +29,14 @@
 // damaged, and nothing is served or leased from it as if it were empty.
 //
 // Money and time figures are computed by the caller (cost_model.h); the store persists them.
-// Thread safety: all methods are thread-safe. write_mu_ serializes the writer connection,
-// read_mu_ the reader connection.
+// Thread safety: all methods are thread-safe. The writer connection belongs to commit_ (used by
+// one batch leader at a time); each reader connection has its own mutex (Reader::mu).
 #ifndef TUNELEDGER_SERVER_CORE_JOB_STORE_H_
 #define TUNELEDGER_SERVER_CORE_JOB_STORE_H_
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,6 +51,7 @@
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "server/core/budget_policy.h"
+#include "server/core/group_commit.h"
 #include "server/core/job_store_schema.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "tuneledger/v1/worker.pb.h"
@@ -62,7 +67,10 @@ class SqliteDb;
 
 struct JobStoreOptions {
   int max_progress_points = 512;  // per job
-  int max_batch = 32;             // verbs per group commit
+  int max_batch = 256;            // verbs per group commit (one transaction, one fsync)
+  // Read connections: a long read (the ticker's count of every job) does not hold up short ones
+  // (GetJob, a ListJobs page), and reads run on several cores at once.
+  int reader_connections = 4;
   absl::Duration busy_timeout = absl::Seconds(5);
   // Tests only: migrate no further than this version (to test migrations from old files).
   int schema_version = kJobStoreSchemaVersion;
@@ -111,6 +119,19 @@ struct SucceededRun {
 struct EnqueueResult {
   JobUpdate update;
   bool deduplicated = false;  // an earlier submit had the same tenant + client_request_id
+};
+
+// What an attempt is billed at: one worker's declared prices, or a gang's GPU-weighted ones.
+struct GangPricing {
+  double price_per_gpu_hour = 0;
+  double on_demand_price_per_gpu_hour = 0;
+  bool spot = false;
+};
+
+// A QUEUED job that needs a gang: its id and GPUs.
+struct GangJob {
+  std::string job_id;
+  int gpus = 0;
 };
 
 // A running attempt as the store knows it.
@@ -203,11 +224,22 @@ class JobStore {
   // NOT_FOUND: unknown worker; FAILED_PRECONDITION: the worker is LOST or GONE.
   absl::StatusOr<std::optional<AttemptRecord>> LeaseNext(const std::string& worker_id,
                                                          int free_gpus);
+  // Data parallel across workers (a gang, server/core/scheduler.h): the best QUEUED job that
+  // needs more than `free_gpus` GPUs but at most `capacity`; nullopt when none.
+  absl::StatusOr<std::optional<GangJob>> NextGangJob(int free_gpus, int capacity);
+  // Leases QUEUED job `job_id` to a gang whose rank 0 runs on `worker_id`, at `pricing` (the
+  // members' prices weighted by the GPUs each gives; spot when any member is), as LeaseNext
+  // does. nullopt when the job is no longer QUEUED.
+  absl::StatusOr<std::optional<AttemptRecord>> LeaseToGang(const std::string& job_id,
+                                                           const std::string& worker_id,
+                                                           const GangPricing& pricing);
 
   // Latest progress (if any) and the running bill of the current attempt; adds a progress
   // history point. FAILED_PRECONDITION unless the job is RUNNING `update.attempt`.
   absl::StatusOr<JobUpdate> RecordProgress(const std::string& job_id,
                                            const AttemptProgress& update);
+  // RecordProgress queued for the group commit; Wait() for its result once durable.
+  PendingWrite<JobUpdate> StartRecordProgress(const std::string& job_id, AttemptProgress update);
   // EVAL event; sets progress.eval_loss. Same precondition as RecordProgress.
   absl::StatusOr<JobUpdate> RecordEval(const std::string& job_id, int attempt, int step,
                                        double eval_loss);
@@ -254,6 +286,8 @@ class JobStore {
   absl::StatusOr<v1::Worker> RegisterWorker(const v1::WorkerInfo& info);
   // Records contact. NOT_FOUND: unknown; FAILED_PRECONDITION: LOST or GONE (re-register).
   absl::Status TouchWorker(const std::string& worker_id);
+  // TouchWorker queued for the group commit (contact time: now); Wait() once durable.
+  PendingStatus StartTouchWorker(const std::string& worker_id);
   // LOST (missed heartbeats) or GONE. NOT_FOUND: unknown.
   absl::Status SetWorkerGone(const std::string& worker_id, v1::Worker::State state);
 
@@ -286,14 +320,23 @@ class JobStore {
   absl::StatusOr<int> SchemaVersion();
 
  private:
-  struct Batch;
-  JobStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader, const Clock& clock,
-           JobStoreOptions options);
+  // A read connection and the mutex that gives one thread at a time its use.
+  struct Reader {
+    absl::Mutex mu;
+    std::unique_ptr<SqliteDb> db ABSL_GUARDED_BY(mu);
+  };
+  JobStore(std::unique_ptr<SqliteDb> writer, std::vector<std::unique_ptr<SqliteDb>> readers,
+           const Clock& clock, JobStoreOptions options);
 
   // Runs `body` as one atomic, durable unit on the writer (group commit; see above).
   absl::Status Write(absl::FunctionRef<absl::Status(SqliteDb&)> body);
-  // Runs `body` in one read transaction on the reader connection.
+  // Runs `body` in one read transaction on a free reader connection (or waits for one).
   absl::Status Read(absl::FunctionRef<absl::Status(SqliteDb&)> body);
+  // Inside a Write: QUEUED job `job_id` becomes RUNNING on `worker_id` with a new attempt row
+  // priced at `pricing`, and its STARTED event (LeaseNext, LeaseToGang).
+  absl::StatusOr<AttemptRecord> StartAttempt(SqliteDb& db, int64_t job_id,
+                                             const std::string& worker_id,
+                                             const GangPricing& pricing);
 
   // The skeleton of every verb on one existing job: in one Write, load the job (NOT_FOUND),
   // check it runs `running_attempt` when one is given (FAILED_PRECONDITION), run `write`,
@@ -310,17 +353,21 @@ class JobStore {
       absl::FunctionRef<absl::Status(const TransitionContext&)> write,
       absl::FunctionRef<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)>
           events);
+  // Transition queued for the group commit: `write` and `events` run later on the batch
+  // leader's thread, so they own what they use.
+  PendingWrite<JobUpdate> StartTransition(
+      const std::string& job_id, std::optional<int> running_attempt,
+      std::function<absl::Status(const TransitionContext&)> write,
+      std::function<std::vector<v1::JobEvent>(const v1::Job& before, const v1::Job& after)> events);
 
   const Clock& clock_;
   const JobStoreOptions options_;
 
-  absl::Mutex write_mu_;
-  std::unique_ptr<SqliteDb> writer_ ABSL_GUARDED_BY(write_mu_);
-  std::shared_ptr<Batch> open_batch_ ABSL_GUARDED_BY(write_mu_);  // null: no transaction open
-  std::atomic<int> writers_waiting_{0};  // writers blocked on write_mu_ (they join the batch)
+  std::unique_ptr<SqliteDb> writer_;  // used only through commit_
+  GroupCommit commit_;
 
-  absl::Mutex read_mu_;
-  std::unique_ptr<SqliteDb> reader_ ABSL_GUARDED_BY(read_mu_);
+  std::vector<std::unique_ptr<Reader>> readers_;  // fixed after construction
+  std::atomic<size_t> next_reader_{0};            // where a reader that finds none free waits
 };
 
 }  // namespace tuneledger

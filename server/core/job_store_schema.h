@@ -6,6 +6,8 @@
 //   version 4: attempts.on_demand_price_per_gpu_hour, last_checkpoint_time, wasted_seconds
 //   version 5: jobs.estimate, jobs.base_model; attempts.scoring_start_time, scoring_seconds
 //              (spot saving and preemption waste)
+//   version 6: indexes jobs_by_start, jobs_by_end, jobs_by_tenant_{dispatch,start,end} (ListJobs
+//              pages without a sort or a filter of every job)
 // A new version appends one step to the table in job_store_schema.cc; steps never change once
 // released, so every old file migrates forward by running the steps it lacks.
 // Thread safety: call with exclusive use of the connection (JobStore::Open does).
@@ -18,7 +20,7 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 5;
+inline constexpr int kJobStoreSchemaVersion = 6;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

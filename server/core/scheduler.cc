@@ -505,10 +505,22 @@ absl::Status Scheduler::TouchWorkerLocked(const std::string& worker_id) {
 absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
   TL_RETURN_IF_ERROR(CheckSession(request.worker_id(), request.session_token()));
   v1::HeartbeatResponse response;
-  absl::MutexLock lock(&mu_);
-  const absl::Status touched = TouchWorkerLocked(request.worker_id());
+  // As TouchWorkerLocked, but the durable touch is awaited without mu_ (group commit).
+  std::optional<PendingStatus> touch;
+  {
+    absl::MutexLock lock(&mu_);
+    auto worker = workers_.find(request.worker_id());
+    if (worker == workers_.end()) return response;  // known = false: re-register
+    // The worker spoke now, however long the durable write below takes.
+    worker->second.last_contact = clock_.Now();
+    touch.emplace(store_.StartTouchWorker(request.worker_id()));
+  }
+  const absl::Status touched = std::move(*touch).Wait().status();
   if (NeedsRegistration(touched)) return response;  // known = false
   TL_RETURN_IF_ERROR(touched);
+  absl::MutexLock lock(&mu_);
+  // Declared LOST while the touch was written: it must register again.
+  if (workers_.count(request.worker_id()) == 0) return response;
   response.set_known(true);
 
   const std::set<std::string> reported(request.running_job_ids().begin(),
@@ -520,7 +532,7 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
     const bool revoked_here =
         revoked != revoked_.end() && revoked->second.worker_id == request.worker_id();
     const bool running_here =
-        running != running_.end() && running->second.worker_id == request.worker_id();
+        running != running_.end() && IsMember(running->second, request.worker_id());
     // Cancelled, or no longer this worker's (its lease expired and the job moved on).
     if (revoked_here || !running_here) response.add_cancel_job_ids(job_id);
   }
@@ -569,11 +581,28 @@ void Scheduler::ReconcileLocked(const std::string& worker_id, const std::set<std
 int Scheduler::FreeGpusLocked(const std::string& worker_id) const {
   auto worker = workers_.find(worker_id);
   if (worker == workers_.end()) return 0;
-  int used = 0;
+  return std::max(0, worker->second.info.gpus() - HeldGpusLocked(worker_id));
+}
+
+int Scheduler::HeldGpusLocked(const std::string& worker_id) const {
+  int held = 0;
   for (const auto& [job_id, running] : running_) {
-    if (running.worker_id == worker_id) used += running.pricing.gpus;
+    for (const GangMember& member : running.members) {
+      if (member.worker_id == worker_id) held += member.gpus;
+    }
   }
-  return std::max(0, worker->second.info.gpus() - used);
+  if (forming_gang_) {
+    for (const GangMember& member : forming_gang_->members) {
+      if (member.worker_id == worker_id) held += member.gpus;
+    }
+  }
+  return held;
+}
+
+bool Scheduler::IsMember(const RunningAttempt& running, const std::string& worker_id) {
+  if (running.worker_id == worker_id) return true;
+  return std::any_of(running.members.begin(), running.members.end(),
+                     [&](const GangMember& member) { return member.worker_id == worker_id; });
 }
 
 void Scheduler::AddRunningLocked(const AttemptRecord& record) {
@@ -594,6 +623,7 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
   running.budget_state = record.budget;
   running.step = record.job.progress().step();
   running.total_steps = record.job.progress().total_steps();
+  running.members = {GangMember{running.worker_id, running.pricing.gpus}};
 }
 
 absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request,
@@ -644,27 +674,36 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
   response.set_known(true);
 
   while (!stopping_ && !caller_gone()) {
-    TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
-                        store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id())));
-    if (record.has_value()) {
-      AddRunningLocked(*record);
-      RunningAttempt& running = running_[record->job.id()];
-      // Bill from the first instant, so that the job shows its rate at once.
-      TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, clock_.Now(), std::nullopt));
-      Announce(JobUpdate{billed.job, record->events});
-      TL_LOG(INFO) << "job " << record->job.id() << " attempt " << running.attempt << " leased to "
-                   << request.worker_id()
-                   << (record->job.last_checkpoint().empty()
-                           ? ""
-                           : absl::StrCat(", resuming from ", record->job.last_checkpoint()));
-      v1::Lease& lease = *response.mutable_lease();
-      lease.set_job_id(record->job.id());
-      lease.set_attempt(running.attempt);
-      *lease.mutable_spec() = record->job.spec();
-      lease.set_resume_checkpoint(record->job.last_checkpoint());
-      lease.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
-      lease.set_lease_token(tokens_.Lease(lease.job_id(), lease.attempt(), request.worker_id()));
+    // A gang this worker joined was leased while it was away.
+    if (auto waiting = gang_leases_.find(request.worker_id()); waiting != gang_leases_.end()) {
+      *response.mutable_lease() = std::move(waiting->second);
+      gang_leases_.erase(waiting);
       break;
+    }
+    ExpireGangLocked(clock_.Now());
+    const bool in_gang =
+        forming_gang_ && std::any_of(forming_gang_->members.begin(), forming_gang_->members.end(),
+                                     [&](const GangMember& member) {
+                                       return member.worker_id == request.worker_id();
+                                     });
+    if (!in_gang) {
+      TL_ASSIGN_OR_RETURN(
+          std::optional<AttemptRecord> record,
+          store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id())));
+      if (record.has_value()) {
+        // The job the forming gang waited for went to one worker with the GPUs for it.
+        if (forming_gang_ && forming_gang_->job_id == record->job.id()) forming_gang_.reset();
+        TL_ASSIGN_OR_RETURN(std::vector<v1::Lease> leases,
+                            StartLeasedLocked(*record, {GangMember{request.worker_id(),
+                                                                   record->job.spec().gpus()}}));
+        *response.mutable_lease() = std::move(leases.front());
+        break;
+      }
+      TL_ASSIGN_OR_RETURN(std::optional<v1::Lease> gang_lease, JoinGangLocked(request.worker_id()));
+      if (gang_lease.has_value()) {
+        *response.mutable_lease() = *std::move(gang_lease);
+        break;
+      }
     }
     const int64_t generation = queue_generation_;
     auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -678,10 +717,159 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
   return response;
 }
 
+absl::StatusOr<std::vector<v1::Lease>> Scheduler::StartLeasedLocked(
+    const AttemptRecord& record, std::vector<GangMember> members) {
+  const std::string& primary = members.front().worker_id;
+  // Rank 0's port: the lowest slot of its worker no other running rank 0 there listens on.
+  std::set<int> taken;
+  for (const auto& [job_id, other] : running_) {
+    if (other.worker_id == primary && job_id != record.job.id())
+      taken.insert(other.rendezvous_slot);
+  }
+  int slot = 0;
+  while (taken.count(slot) > 0) ++slot;
+  AddRunningLocked(record);
+  RunningAttempt& running = running_[record.job.id()];
+  running.members = members;
+  running.rendezvous_slot = slot;
+  // Bill from the first instant, so that the job shows its rate at once.
+  TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, clock_.Now(), std::nullopt));
+  Announce(JobUpdate{billed.job, record.events});
+  const int world_size = record.job.spec().gpus();
+  std::string rendezvous;
+  if (world_size > 1) {
+    const v1::WorkerInfo& info = workers_.at(primary).info;
+    // An agent that declares no port base listens from the agent's default (worker_main.cc).
+    constexpr int kDefaultRendezvousPortBase = 29500;
+    const int base =
+        info.rendezvous_port_base() > 0 ? info.rendezvous_port_base() : kDefaultRendezvousPortBase;
+    rendezvous =
+        absl::StrCat(info.rendezvous_host().empty() ? info.hostname() : info.rendezvous_host(), ":",
+                     base + slot);
+  }
+  TL_LOG(INFO) << "job " << record.job.id() << " attempt " << running.attempt << " leased to "
+               << absl::StrJoin(members, ", ",
+                                [](std::string* out, const GangMember& member) {
+                                  absl::StrAppend(out, member.worker_id, " (", member.gpus,
+                                                  member.gpus == 1 ? " GPU)" : " GPUs)");
+                                })
+               << (world_size > 1 ? absl::StrCat(", rendezvous ", rendezvous) : "")
+               << (record.job.last_checkpoint().empty()
+                       ? ""
+                       : absl::StrCat(", resuming from ", record.job.last_checkpoint()));
+  std::vector<v1::Lease> leases;
+  int next_rank = 0;
+  for (const GangMember& member : members) {
+    v1::Lease& lease = leases.emplace_back();
+    lease.set_job_id(record.job.id());
+    lease.set_attempt(running.attempt);
+    *lease.mutable_spec() = record.job.spec();
+    lease.set_resume_checkpoint(record.job.last_checkpoint());
+    lease.set_report_interval_seconds(absl::ToDoubleSeconds(options_.report_interval));
+    if (world_size > 1) {
+      for (int i = 0; i < member.gpus; ++i) lease.add_ranks(next_rank++);
+      lease.set_world_size(world_size);
+      lease.set_rendezvous(rendezvous);
+    }
+    // Rank 0's worker alone reports and finishes the attempt.
+    if (member.worker_id == primary) {
+      lease.set_lease_token(tokens_.Lease(lease.job_id(), lease.attempt(), primary));
+    }
+  }
+  return leases;
+}
+
+void Scheduler::ExpireGangLocked(absl::Time now) {
+  if (!forming_gang_ || now < forming_gang_->deadline) return;
+  int gathered = 0;
+  for (const GangMember& member : forming_gang_->members) gathered += member.gpus;
+  TL_LOG(INFO) << "job " << forming_gang_->job_id << ": gang let go after "
+               << absl::FormatDuration(options_.gang_timeout) << " with " << gathered << " of "
+               << forming_gang_->gpus << " GPUs gathered";
+  forming_gang_.reset();
+  ++queue_generation_;  // its workers may take other work now
+}
+
+absl::StatusOr<std::optional<v1::Lease>> Scheduler::JoinGangLocked(const std::string& worker_id) {
+  const int free = FreeGpusLocked(worker_id);
+  if (free <= 0) return std::nullopt;
+  const std::string& accelerator = workers_.at(worker_id).info.accelerator();
+  if (forming_gang_ && forming_gang_->accelerator != accelerator) return std::nullopt;
+  if (!forming_gang_) {
+    int capacity = 0;  // of workers like this one
+    for (const auto& [id, worker] : workers_) {
+      if (worker.info.accelerator() == accelerator) capacity += FreeGpusLocked(id);
+    }
+    TL_ASSIGN_OR_RETURN(std::optional<GangJob> job, store_.NextGangJob(free, capacity));
+    if (!job.has_value()) return std::nullopt;
+    forming_gang_ =
+        FormingGang{job->job_id, job->gpus, accelerator, {}, clock_.Now() + options_.gang_timeout};
+    TL_LOG(INFO) << "job " << job->job_id << ": gathering a gang of " << job->gpus << " GPUs";
+  }
+  int gathered = 0;
+  for (const GangMember& member : forming_gang_->members) gathered += member.gpus;
+  forming_gang_->members.push_back(
+      GangMember{worker_id, std::min(free, forming_gang_->gpus - gathered)});
+  gathered += forming_gang_->members.back().gpus;
+  if (gathered < forming_gang_->gpus) return std::nullopt;
+  FormingGang gang = *std::move(forming_gang_);
+  forming_gang_.reset();
+  return LeaseGangLocked(std::move(gang), worker_id);
+}
+
+absl::StatusOr<std::optional<v1::Lease>> Scheduler::LeaseGangLocked(FormingGang gang,
+                                                                    const std::string& caller) {
+  // Billed at the members' prices weighted by the GPUs each gives; spot when any member is
+  // (losing it ends the whole gang).
+  GangPricing pricing;
+  for (const GangMember& member : gang.members) {
+    const v1::WorkerInfo& info = workers_.at(member.worker_id).info;
+    const double share = static_cast<double>(member.gpus) / gang.gpus;
+    pricing.price_per_gpu_hour += share * info.price_per_gpu_hour();
+    pricing.on_demand_price_per_gpu_hour += share * info.on_demand_price_per_gpu_hour();
+    pricing.spot = pricing.spot || info.spot();
+  }
+  TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
+                      store_.LeaseToGang(gang.job_id, gang.members.front().worker_id, pricing));
+  if (!record.has_value()) return std::nullopt;  // cancelled meanwhile
+  TL_ASSIGN_OR_RETURN(std::vector<v1::Lease> leases, StartLeasedLocked(*record, gang.members));
+  std::optional<v1::Lease> own;
+  for (size_t i = 0; i < leases.size(); ++i) {
+    if (gang.members[i].worker_id == caller) {
+      own = std::move(leases[i]);
+    } else {
+      gang_leases_[gang.members[i].worker_id] = std::move(leases[i]);
+    }
+  }
+  ++queue_generation_;  // wakes the members' waiting polls
+  return own;
+}
+
 absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
   TL_RETURN_IF_ERROR(
       CheckLease(report.job_id(), report.attempt(), report.worker_id(), report.lease_token()));
+  // The bill is decided and its write queued under mu_ (so writes keep the order of the
+  // decisions), and its fsync is awaited without mu_, so that reports of many workers share one
+  // commit. EVAL and CHECKPOINT reports (rare) are recorded under mu_ as before.
+  std::optional<PendingWrite<JobUpdate>> pending;
+  double billed_usd = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    TL_ASSIGN_OR_RETURN(AttemptProgress bill, QueueReportLocked(report));
+    billed_usd = bill.bill.usd;
+    pending.emplace(store_.StartRecordProgress(report.job_id(), std::move(bill)));
+  }
+  TL_ASSIGN_OR_RETURN(const JobUpdate billed, std::move(*pending).Wait());
+  Announce(billed);
   absl::MutexLock lock(&mu_);
+  auto it = running_.find(report.job_id());
+  // Ended while the bill was written: whatever ended it recorded the final bill.
+  if (it == running_.end() || it->second.attempt != report.attempt()) return absl::OkStatus();
+  MeterLocked(it->second, billed_usd);
+  return EnforceBudgetLocked(it->second, billed.job);
+}
+
+absl::StatusOr<AttemptProgress> Scheduler::QueueReportLocked(const v1::ProgressReport& report) {
   auto it = running_.find(report.job_id());
   if (it == running_.end() || it->second.attempt != report.attempt() ||
       it->second.worker_id != report.worker_id()) {
@@ -734,9 +922,7 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
     default:
       break;  // COST: the bill below is the whole report
   }
-  TL_ASSIGN_OR_RETURN(const JobUpdate billed, BillLocked(running, now, progress, /*contact=*/true));
-  Announce(billed);
-  return EnforceBudgetLocked(running, billed.job);
+  return BillUpdateLocked(running, now, progress, /*contact=*/true);
 }
 
 std::optional<v1::WorkerCommand> Scheduler::NextCommand(const std::string& job_id, int attempt,
@@ -881,9 +1067,9 @@ AttemptBill Scheduler::ComputeBill(const RunningAttempt& running, absl::Time unt
   return bill;
 }
 
-absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::Time until,
-                                                const std::optional<v1::Progress>& progress,
-                                                bool contact) {
+AttemptProgress Scheduler::BillUpdateLocked(const RunningAttempt& running, absl::Time until,
+                                            const std::optional<v1::Progress>& progress,
+                                            bool contact) const {
   AttemptProgress update;
   update.attempt = running.attempt;
   update.progress = progress;
@@ -892,12 +1078,23 @@ absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::T
   if (progress.has_value() && progress->phase() == v1::Progress::SCORING) {
     update.scoring_report = until;
   }
-  TL_ASSIGN_OR_RETURN(JobUpdate recorded, store_.RecordProgress(running.job_id, update));
-  const double delta = update.bill.usd - running.metered_usd;
+  return update;
+}
+
+void Scheduler::MeterLocked(RunningAttempt& running, double usd) {
+  const double delta = usd - running.metered_usd;
   if (delta > 0) {
     metrics_.AddComputeCost(running.tenant, delta);
-    running.metered_usd = update.bill.usd;
+    running.metered_usd = usd;
   }
+}
+
+absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::Time until,
+                                                const std::optional<v1::Progress>& progress,
+                                                bool contact) {
+  const AttemptProgress update = BillUpdateLocked(running, until, progress, contact);
+  TL_ASSIGN_OR_RETURN(JobUpdate recorded, store_.RecordProgress(running.job_id, update));
+  MeterLocked(running, update.bill.usd);
   return recorded;  // the caller announces it, which updates the cost series
 }
 
@@ -1016,9 +1213,18 @@ void Scheduler::RemoveWorkerLocked(const std::string& worker_id, v1::Worker::Sta
   }
   metrics_.RemoveWorker(worker_id);
   std::vector<std::string> jobs;
+  // A gang loses its whole attempt with any of its workers (rank 0 would lose a rank anyway).
   for (const auto& [job_id, running] : running_) {
-    if (running.worker_id == worker_id) jobs.push_back(job_id);
+    if (IsMember(running, worker_id)) jobs.push_back(job_id);
   }
+  if (forming_gang_) {
+    auto& members = forming_gang_->members;
+    members.erase(std::remove_if(members.begin(), members.end(),
+                                 [&](const GangMember& m) { return m.worker_id == worker_id; }),
+                  members.end());
+    if (members.empty()) forming_gang_.reset();
+  }
+  gang_leases_.erase(worker_id);
   // A worker that said goodbye was stopped, not lost: its attempts were preempted.
   const std::string outcome = state == v1::Worker::GONE ? "PREEMPTED" : "LOST";
   for (const std::string& job_id : jobs) {
@@ -1037,8 +1243,9 @@ void Scheduler::ExplainWaitingLocked() {
     metrics_.SetUnschedulableJobs(0);
     return;
   }
+  // A gang can gather every registered worker's GPUs.
   int max_gpus = 0;
-  for (const auto& [id, worker] : workers_) max_gpus = std::max(max_gpus, worker.info.gpus());
+  for (const auto& [id, worker] : workers_) max_gpus += worker.info.gpus();
   constexpr int kExplainedPerTick = 64;  // the rest are explained on later ticks
   absl::StatusOr<UnschedulableJobs> waiting = store_.FindUnschedulable(max_gpus, kExplainedPerTick);
   if (!waiting.ok()) {
@@ -1047,8 +1254,8 @@ void Scheduler::ExplainWaitingLocked() {
   }
   metrics_.SetUnschedulableJobs(waiting->count);
   for (const UnschedulableJobs::Entry& job : waiting->jobs) {
-    const std::string message = absl::StrCat("waiting: no registered worker has ", job.gpus,
-                                             " GPUs (the largest has ", max_gpus, ")");
+    const std::string message = absl::StrCat("waiting: the registered workers have ", max_gpus,
+                                             " GPUs in all, the job needs ", job.gpus);
     absl::StatusOr<std::optional<JobUpdate>> recorded = store_.RecordWaiting(job.job_id, message);
     if (!recorded.ok()) {
       TL_LOG(ERROR) << "explaining why job " << job.job_id << " waits: " << recorded.status();

@@ -40,7 +40,13 @@
 // Thread safety: every public method is thread-safe. mu_ guards the in-memory view of running
 // attempts and workers and is held across the store call of each state change, so that the
 // decision and its record cannot interleave with another (SQLite serializes writes anyway).
-// Reads go to the store without mu_. Stop() joins the ticker thread.
+// The two high-rate calls, ReportProgress (PROGRESS, SCORING, COST reports) and Heartbeat,
+// decide and queue their write under mu_ (JobStore::Start*: no I/O) and wait for its commit
+// without mu_, so that the writes of many workers share one fsync (group commit) and keep the
+// order of the decisions; after the wait they take mu_ again (budget, reconciliation) and find
+// the attempt or worker anew, since it may have ended meanwhile. A watcher may see a tick's bill
+// and a report's bill of one job in either order. Reads go to the store without mu_. Stop()
+// joins the ticker thread.
 #ifndef TUNELEDGER_SERVER_CORE_SCHEDULER_H_
 #define TUNELEDGER_SERVER_CORE_SCHEDULER_H_
 
@@ -94,6 +100,9 @@ struct SchedulerOptions {
   // A submit is RESOURCE_EXHAUSTED while its tenant has this many QUEUED jobs (jobs requeued
   // after a lost attempt may pass it; they were admitted before).
   int max_queued_jobs_per_tenant = 1000;
+  // Data parallel across workers: how long a partly gathered gang may hold the workers that
+  // joined it before it lets them go (its job stays QUEUED and may gather again).
+  absl::Duration gang_timeout = absl::Seconds(30);
 };
 
 class Scheduler {
@@ -197,6 +206,11 @@ class Scheduler {
   v1::JobEstimate EstimateOf(const v1::JobSpec& spec) ABSL_LOCKS_EXCLUDED(mu_);
 
   // What the scheduler keeps in memory about a running attempt.
+  // A worker of a data-parallel attempt and the GPUs (ranks) it gives.
+  struct GangMember {
+    std::string worker_id;
+    int gpus = 0;
+  };
   struct RunningAttempt {
     std::string job_id;
     int attempt = 0;
@@ -217,6 +231,23 @@ class Scheduler {
     StepRateEstimator step_rate;
     int step = 0;
     int total_steps = 0;
+    // Every worker of the attempt, rank 0's (worker_id) first: one entry unless a gang leased
+    // it. After a restart only rank 0's is known (the others are then told to stop).
+    std::vector<GangMember> members;
+    int rendezvous_slot = 0;  // data parallel: rank 0 listens on its port base + this
+  };
+  // A gang being gathered for a QUEUED job that needs more GPUs than any one worker has free:
+  // the workers that joined wait (their LeaseJob polls) until the GPUs add up, or the deadline
+  // lets them go. One at a time, the best such job first, so that two gangs never hold half
+  // of each other's workers.
+  struct FormingGang {
+    std::string job_id;
+    int gpus = 0;
+    // Every member's WorkerInfo.accelerator: ranks of one gang run one backend (Gloo on CPU,
+    // NCCL on GPUs), so a gang never mixes kinds of workers.
+    std::string accelerator;
+    std::vector<GangMember> members;  // in joining order; the first runs rank 0
+    absl::Time deadline;
   };
   struct WorkerEntry {
     v1::WorkerInfo info;
@@ -229,6 +260,24 @@ class Scheduler {
     std::string worker_id;
     v1::WorkerCommand command;
   };
+
+  // Data parallel: the worker's GPUs a running attempt or the forming gang holds; whether it
+  // gives GPUs to `running`; the forming gang past its deadline let go; `worker_id` joins (or
+  // starts) a gang, which is leased once its GPUs add up (the lease for `worker_id`, the others'
+  // kept in gang_leases_ for their next poll).
+  int HeldGpusLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static bool IsMember(const RunningAttempt& running, const std::string& worker_id);
+  void ExpireGangLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::optional<v1::Lease>> JoinGangLocked(const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::optional<v1::Lease>> LeaseGangLocked(FormingGang gang,
+                                                           const std::string& caller)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A leased attempt enters running_ and is billed from its first instant; returns the lease of
+  // `members[i]` for each i (ranks in member order; rank 0's alone carries a lease token).
+  absl::StatusOr<std::vector<v1::Lease>> StartLeasedLocked(const AttemptRecord& record,
+                                                           std::vector<GangMember> members)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The long poll; `deadline` is wall time.
   absl::StatusOr<v1::LeaseJobResponse> LeaseJobLocked(const v1::LeaseJobRequest& request,
@@ -243,6 +292,17 @@ class Scheduler {
                                        const std::optional<v1::Progress>& progress,
                                        bool contact = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AttemptBill ComputeBill(const RunningAttempt& running, absl::Time until) const;
+  // The record BillLocked writes, not yet written: ReportProgress queues it under mu_ and waits
+  // for its commit without mu_.
+  AttemptProgress BillUpdateLocked(const RunningAttempt& running, absl::Time until,
+                                   const std::optional<v1::Progress>& progress, bool contact) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds what `running` billed (`usd`) beyond what was metered to the tenant's compute counter.
+  void MeterLocked(RunningAttempt& running, double usd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReportProgress under mu_: checks the attempt, updates its in-memory view, records EVAL and
+  // CHECKPOINT reports, and returns the bill to record (the caller queues it).
+  absl::StatusOr<AttemptProgress> QueueReportLocked(const v1::ProgressReport& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Evaluates the budget after a bill; records crossings; cancels when the policy says so.
   absl::Status EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -303,7 +363,9 @@ class Scheduler {
   std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);     // active workers by id
   std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);         // by job id
   int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a job becomes QUEUED
-  int waiting_polls_ ABSL_GUARDED_BY(mu_) = 0;         // LeaseJob calls waiting now
+  std::optional<FormingGang> forming_gang_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Lease> gang_leases_ ABSL_GUARDED_BY(mu_);  // by worker id
+  int waiting_polls_ ABSL_GUARDED_BY(mu_) = 0;                         // LeaseJob calls waiting now
   std::map<std::string, int> waiting_polls_by_credential_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;

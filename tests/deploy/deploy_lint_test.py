@@ -7,8 +7,10 @@ not firing, the example Alertmanager config cannot send anywhere real, and docke
 Grafana provisioning, the Dockerfiles and the Kubernetes manifests agree with each other (ports,
 service names, mount paths, the rules file), and each worker manifest agrees with itself and with
 the agent: the GPUs it requests, passes as --gpus and selects nodes by, the shared ReadWriteMany
-work dir, and every argument a flag that tuneledger-worker defines (worker/agent/worker_main.cc),
-in a form its parser takes (an unknown flag makes the agent exit).
+work dir, the data-parallel rendezvous (its pod IP as --rendezvous-host, one TCP containerPort
+per GPU slot from --rendezvous-port-base, no hostPort), and every argument a flag that
+tuneledger-worker defines (worker/agent/worker_main.cc), in a form its parser takes (an unknown
+flag makes the agent exit).
 
 Run by ctest (label unit); PROMTOOL names the promtool binary.
 """
@@ -395,6 +397,8 @@ class KubernetesTest(unittest.TestCase):
     WORKERS = {("Deployment", "tuneledger-worker"), ("DaemonSet", "tuneledger-gpu-worker")}
     # tuneledger-worker's default --preempt-grace-seconds (worker/agent/agent_options.h).
     DEFAULT_PREEMPT_GRACE_SECONDS = 30
+    # tuneledger-worker's default --rendezvous-port-base (worker/agent/agent_options.h).
+    DEFAULT_RENDEZVOUS_PORT_BASE = 29500
 
     def flags(self, container):
         """{flag: [values]} of a container's args, each --name=value or a bare switch --name
@@ -524,6 +528,40 @@ class KubernetesTest(unittest.TestCase):
                         else:
                             self.assertIn(value, (None, "true", "false", "1", "0"),
                                           f"--{flag} is a switch")
+
+    def test_workers_advertise_their_pod_ip_as_the_rendezvous_host(self):
+        """Ranks on other pods dial rank 0 at --rendezvous-host; the agent's default, the
+        hostname (the pod name), does not resolve from other pods."""
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                self.assertEqual(flags.get("rendezvous-host"), ["$(POD_IP)"])
+                env = {e["name"]: e for e in container.get("env", [])}
+                self.assertIn("POD_IP", env, "--rendezvous-host=$(POD_IP) without POD_IP in env")
+                self.assertEqual(
+                    env["POD_IP"].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath"),
+                    "status.podIP", "POD_IP must come from the downward API's status.podIP")
+
+    def test_workers_declare_one_tcp_rendezvous_port_per_gpu_slot(self):
+        """Rank 0 of a job on the agent's k-th GPU slot listens on --rendezvous-port-base + k; a
+        CPU agent counts as one GPU. Pod network only: no hostPort."""
+        for name, pod, container, flags in self.workers():
+            with self.subTest(worker=name):
+                base = int(flags.get("rendezvous-port-base",
+                                     [self.DEFAULT_RENDEZVOUS_PORT_BASE])[0])
+                slots = max(1, self.gpu_count(flags))
+                self.assertLessEqual(base + slots - 1, 65535)
+                ports = container.get("ports", [])
+                rendezvous = {p["name"]: p["containerPort"] for p in ports
+                              if p.get("name", "").startswith("rendezvous-")}
+                self.assertEqual(rendezvous,
+                                 {f"rendezvous-{k}": base + k for k in range(slots)},
+                                 f"want ports {base}..{base + slots - 1} for {slots} slot(s)")
+                for port in ports:
+                    self.assertNotIn("hostPort", port,
+                                     f"{port}: ranks reach each other over the pod network")
+                    if port.get("name", "").startswith("rendezvous-"):
+                        # Kubernetes' default protocol is TCP; c10d's TCPStore is TCP.
+                        self.assertEqual(port.get("protocol", "TCP"), "TCP", str(port))
 
     def test_worker_args_expand_only_variables_the_container_defines(self):
         for name, pod, container, flags in self.workers():

@@ -486,6 +486,50 @@ TEST_F(JobStoreTest, ListsInDispatchOrderWithPages) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
+// Issue 13: ListJobs reads its three segments (QUEUED, RUNNING, finished) along their own
+// indexes; a page token's offset may land in any of them. Every page size pages through the
+// same order as one big page, for all tenants and for one.
+TEST_F(JobStoreTest, EveryPageSizePagesThroughTheSameDispatchOrder) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string worker = Register(*store, /*gpus=*/8);
+  for (int i = 0; i < 4; ++i) {
+    for (int priority : {3, 9}) Enqueue(*store, Spec(priority), i % 2 == 0 ? "a" : "b");
+  }
+  for (int i = 0; i < 5; ++i) {  // 5 RUNNING (priority 9 first), 2 of them finished later
+    clock_.Advance(absl::Seconds(1));
+    absl::StatusOr<std::optional<AttemptRecord>> lease = store->LeaseNext(worker, 1);
+    ASSERT_OK(lease);
+    ASSERT_TRUE(lease->has_value());
+    if (i % 2 == 1) {
+      ASSERT_OK(store->Finish((*lease)->job.id(), End(1, "SUCCEEDED", clock_.Now()),
+                              v1::Job::SUCCEEDED, v1::Job::REASON_UNSPECIFIED, "/a"));
+    }
+  }
+  for (const std::string tenant : {"", "a"}) {
+    JobQuery query;
+    query.tenant = tenant;
+    query.page_size = 100;
+    absl::StatusOr<JobPage> all = store->ListJobs(query);
+    ASSERT_OK(all);
+    std::vector<std::string> order;
+    for (const v1::Job& job : all->jobs) order.push_back(job.id());
+    ASSERT_THAT(order, SizeIs(tenant.empty() ? 8 : 4));
+    for (int page_size = 1; page_size <= 9; ++page_size) {
+      query.page_size = page_size;
+      query.page_token = "";
+      std::vector<std::string> paged;
+      for (int pages = 0; pages < 20; ++pages) {
+        absl::StatusOr<JobPage> page = store->ListJobs(query);
+        ASSERT_OK(page);
+        for (const v1::Job& job : page->jobs) paged.push_back(job.id());
+        query.page_token = page->next_page_token;
+        if (query.page_token.empty()) break;
+      }
+      EXPECT_EQ(paged, order) << "tenant \"" << tenant << "\", page_size " << page_size;
+    }
+  }
+}
+
 // Issue 10: two 2.5 MB jobs made every ListJobs fail at gRPC's 4 MiB message limit. A page ends
 // at max_bytes of jobs as well as at page_size, and the tokens still walk every job once.
 TEST_F(JobStoreTest, ListJobsPagesByBytesAsWellAsCount) {

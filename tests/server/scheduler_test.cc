@@ -1207,7 +1207,8 @@ TEST_F(SchedulerTest, AJobNoWorkerCanRunSaysWhyItWaitsAndIsCounted) {
   scheduler_->Tick();  // a second tick says nothing new
   v1::Job waiting = Job(job);
   EXPECT_EQ(waiting.state(), v1::Job::QUEUED);
-  EXPECT_EQ(waiting.message(), "waiting: no registered worker has 4 GPUs (the largest has 1)");
+  EXPECT_EQ(waiting.message(),
+            "waiting: the registered workers have 1 GPUs in all, the job needs 4");
   std::vector<v1::JobEvent> events = Events(job);
   EXPECT_THAT(EventKinds(events), ElementsAre(v1::JobEvent::SUBMITTED, v1::JobEvent::WAITING));
   EXPECT_EQ(events.back().message(), waiting.message());
@@ -1220,6 +1221,120 @@ TEST_F(SchedulerTest, AJobNoWorkerCanRunSaysWhyItWaitsAndIsCounted) {
   ASSERT_TRUE(lease.has_value());
   EXPECT_EQ(lease->job_id(), job);
   EXPECT_EQ(Job(job).message(), "") << "the reason is gone once it runs";
+}
+
+// A job of 4 GPUs that no one worker has gathers a gang of two 2-GPU workers: the first to ask
+// waits, the second completes it, and each gets a lease of the one attempt naming its ranks;
+// rank 0's worker alone gets a lease token. The attempt is billed for 4 GPUs at the members'
+// GPU-weighted price.
+TEST_F(SchedulerTest, AJobTooBigForOneWorkerIsGangLeasedAcrossWorkersAtOnce) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(4);
+  const std::string job = Submit(spec);
+  v1::WorkerInfo first_info = CpuWorker(2 * kDollarPerSecond, false, 2);
+  first_info.set_rendezvous_host("10.0.0.1");
+  first_info.set_rendezvous_port_base(31000);
+  absl::StatusOr<v1::RegisterWorkerResponse> first_registered =
+      scheduler_->RegisterWorker(first_info, "test-credential");
+  ASSERT_OK(first_registered);
+  const std::string first = first_registered->worker_id();
+  sessions_[first] = first_registered->session_token();
+  const std::string second = Register(kDollarPerSecond, false, /*gpus=*/2);
+
+  EXPECT_FALSE(Lease(first).has_value()) << "half a gang is not leased";
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
+  std::optional<v1::Lease> second_lease = Lease(second);
+  ASSERT_TRUE(second_lease.has_value());
+  std::optional<v1::Lease> first_lease = Lease(first);
+  ASSERT_TRUE(first_lease.has_value()) << "the waiting member gets its lease at its next poll";
+
+  EXPECT_EQ(first_lease->job_id(), job);
+  EXPECT_EQ(second_lease->attempt(), first_lease->attempt());
+  EXPECT_THAT(first_lease->ranks(), ElementsAre(0, 1));
+  EXPECT_THAT(second_lease->ranks(), ElementsAre(2, 3));
+  EXPECT_EQ(first_lease->world_size(), 4);
+  EXPECT_EQ(second_lease->world_size(), 4);
+  EXPECT_EQ(first_lease->rendezvous(), "10.0.0.1:31000");
+  EXPECT_EQ(second_lease->rendezvous(), "10.0.0.1:31000");
+  EXPECT_FALSE(first_lease->lease_token().empty());
+  EXPECT_TRUE(second_lease->lease_token().empty()) << "rank 0's worker alone reports";
+
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(bill);
+  ASSERT_EQ(bill->attempts_size(), 1);
+  EXPECT_EQ(bill->attempts(0).worker_id(), first);
+  EXPECT_EQ(bill->attempts(0).gpus(), 4);
+  EXPECT_DOUBLE_EQ(bill->attempts(0).price_per_gpu_hour(), 1.5 * kDollarPerSecond);
+  // Both workers' GPUs are held: neither takes another job, and the member's heartbeat may
+  // list the job without being told to stop it.
+  Submit(ValidSpec());
+  EXPECT_FALSE(Lease(second).has_value());
+  EXPECT_THAT(Heartbeat(second, {job}).cancel_job_ids(), IsEmpty());
+}
+
+// A gang that does not gather in time lets its workers go: a smaller job queued meanwhile then
+// runs on them.
+TEST_F(SchedulerTest, APartialGangLetsItsWorkersGoAfterTheGangTimeout) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  const std::string big = Submit(spec);
+  const std::string lone = Register();
+  Register();  // the gang's other worker, which never asks for work
+  EXPECT_FALSE(Lease(lone).has_value());
+  const std::string small = Submit(ValidSpec());
+  EXPECT_FALSE(Lease(lone).has_value()) << "held by the gang";
+  clock_.Advance(SchedulerOptions().gang_timeout);
+  std::optional<v1::Lease> lease = Lease(lone);
+  ASSERT_TRUE(lease.has_value());
+  EXPECT_EQ(lease->job_id(), small);
+  EXPECT_EQ(Job(big).state(), v1::Job::QUEUED);
+}
+
+// Ranks of one gang share one backend: a GPU worker never joins a gang of CPU workers.
+TEST_F(SchedulerTest, AGangGathersOnlyWorkersOfOneAccelerator) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  const std::string job = Submit(spec);
+  const std::string cpu = Register();
+  v1::WorkerInfo gpu_info = CpuWorker(kDollarPerSecond, false, 1);
+  gpu_info.set_accelerator("NVIDIA H200");
+  absl::StatusOr<v1::RegisterWorkerResponse> gpu = scheduler_->RegisterWorker(gpu_info, "c");
+  ASSERT_OK(gpu);
+  sessions_[gpu->worker_id()] = gpu->session_token();
+  EXPECT_FALSE(Lease(cpu).has_value());
+  EXPECT_FALSE(Lease(gpu->worker_id()).has_value()) << "not in the CPU workers' gang";
+  EXPECT_FALSE(Lease(cpu).has_value()) << "one CPU worker's GPU is not enough";
+  const std::string other_cpu = Register();
+  EXPECT_FALSE(Lease(other_cpu).has_value()) << "gathers a gang of the CPU workers";
+  EXPECT_FALSE(Lease(gpu->worker_id()).has_value()) << "which the GPU worker does not join";
+  EXPECT_TRUE(Lease(cpu).has_value());
+  EXPECT_TRUE(Lease(other_cpu).has_value());
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+}
+
+// Losing any worker of a gang loses the whole attempt: the job is queued again to resume.
+TEST_F(SchedulerTest, LosingAGangMemberRequeuesTheWholeAttempt) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  const std::string job = Submit(spec);
+  const std::string first = Register();
+  const std::string second = Register();
+  EXPECT_FALSE(Lease(first).has_value());
+  ASSERT_TRUE(Lease(second).has_value());
+  ASSERT_TRUE(Lease(first).has_value());
+  ASSERT_EQ(Job(job).state(), v1::Job::RUNNING);
+  // Rank 0's worker keeps heartbeating; the other goes silent past the timeout.
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(absl::Seconds(5));
+    Heartbeat(first, {job});
+    scheduler_->Tick();
+  }
+  EXPECT_EQ(Job(job).state(), v1::Job::QUEUED);
+  absl::StatusOr<v1::CostReport> bill = scheduler_->GetCostReport("t", job);
+  ASSERT_OK(bill);
+  ASSERT_EQ(bill->attempts_size(), 1);
+  EXPECT_EQ(bill->attempts(0).state(), "LOST");
 }
 
 // EstimateJob answers what SubmitJob would refuse with the same INVALID_ARGUMENT, naming every

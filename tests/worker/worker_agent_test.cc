@@ -535,6 +535,12 @@ TEST(WorkerFlagsTest, BadCommandLinesExitWithUsageError) {
         "/tmp", "--token-file", TUNELEDGER_SOURCE_DIR "/tests/worker/testdata/worker_token.txt",
         "--trainer", "/nonexistent/train"},
        "--trainer: /nonexistent/train is not an executable file"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1",
+        "--rendezvous-host", "10.0.0.1:29500"},
+       "--rendezvous-host: want a hostname or IPv4 address, got '10.0.0.1:29500'"},
+      {{"--server", "h:1", "--work-dir", "/tmp/x", "--price-per-gpu-hour", "1",
+        "--rendezvous-port-base", "65500"},
+       "--rendezvous-port-base: want a port in [1, 65471], got '65500'"},
       {{"--bogus"}, "unknown flag --bogus"},
   };
   for (const Case& c : cases) {

@@ -23,6 +23,11 @@ struct AgentOptions {
   std::vector<int> gpu_indices;
   std::string trainer_path;  // absolute path of tuneledger-train
   std::string name;          // optional label "name" (local workers: local-0, local-1, ...)
+  // Data parallel: the address other workers dial to reach a rank 0 this agent starts
+  // (--rendezvous-host; empty: the hostname), and its first port (rank 0 of a job on GPU slot k
+  // listens on rendezvous_port_base + k). See attempt_runner.h.
+  std::string rendezvous_host;
+  int rendezvous_port_base = 29500;
   // The folders a lease's model, train and valid paths must be in (--data-root): checked again
   // here, before the trainer starts, whatever the server said.
   DataRoots data_roots;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -111,7 +112,8 @@ struct AttemptRunner::TrainerRun {
   // Why the trainer ended, as it said (`done` early_stopped, `error` reason): EARLY_STOPPED,
   // LOSS_DIVERGED or unset.
   tuneledger::v1::Job::Reason reason = tuneledger::v1::Job::REASON_UNSPECIFIED;
-  bool stopped = false;  // a `stopped` line: it checkpointed after a signal
+  bool stopped = false;    // a `stopped` line: it checkpointed after a signal
+  bool rank_lost = false;  // an `error` line of reason rank_lost (data parallel)
   std::string last_checkpoint;
   std::optional<TrainerUpdate> last_progress;
   std::optional<TrainerUpdate> done_update;
@@ -242,6 +244,8 @@ AttemptRunner::TrainerRun AttemptRunner::RunTrainer(ProgressStream& stream) {
   stream.Send(Report(CostOnlyUpdate()));  // the server learns at once that the attempt is alive
   const absl::Duration wait_for = RelayUntilStdoutCloses(**trainer, stream, run);
   run.exit = ReapTrainer(**trainer, wait_for);
+  // The other ranks end with rank 0 (done, stopped with it, or lost it).
+  ReapPeers(std::max(wait_for, absl::Seconds(30)));
   return run;
 }
 
@@ -252,6 +256,18 @@ TrainerUpdate AttemptRunner::CostOnlyUpdate() {
 }
 
 ChildProcessOptions AttemptRunner::TrainerCommand() const {
+  for (size_t i = 0; i < static_cast<size_t>(lease_.ranks_size()); ++i) {
+    if (lease_.ranks(static_cast<int>(i)) == 0) return RankCommand(0, i);
+  }
+  return RankCommand(0, 0);  // no ranks: the whole job in one process
+}
+
+bool AttemptRunner::RunsRankZero() const {
+  return lease_.ranks().empty() ||
+         std::find(lease_.ranks().begin(), lease_.ranks().end(), 0) != lease_.ranks().end();
+}
+
+ChildProcessOptions AttemptRunner::RankCommand(int rank, size_t local_index) const {
   ChildProcessOptions command;
   command.argv = {options_.trainer_path, "--spec", layout::SpecPath(attempt_dir_), "--out",
                   attempt_dir_};
@@ -259,15 +275,124 @@ ChildProcessOptions AttemptRunner::TrainerCommand() const {
     command.argv.push_back("--resume-from");
     command.argv.push_back(lease_.resume_checkpoint());
   }
-  // A CPU agent hides any GPU from its trainer; a GPU agent shows it exactly its devices.
-  command.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(options_.gpu_indices, ",");
-  command.stdout_mode = StdioMode::kPipe;
-  command.stderr_mode = StdioMode::kFile;
-  command.stderr_path = layout::TrainLogPath(attempt_dir_);
+  const bool data_parallel = !lease_.ranks().empty();
+  if (data_parallel) {
+    for (std::string flag :
+         {absl::StrCat("--rank=", rank), absl::StrCat("--world-size=", lease_.world_size()),
+          absl::StrCat("--rendezvous=", lease_.rendezvous())}) {
+      command.argv.push_back(std::move(flag));
+    }
+    if (options_.gpu_indices.empty()) {
+      // A CPU agent's ranks share its cores.
+      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+      command.argv.push_back(absl::StrCat(
+          "--threads=", std::max<size_t>(1, cores / static_cast<size_t>(lease_.ranks_size()))));
+    }
+  }
+  // A CPU agent hides any GPU from its trainer; a GPU agent shows it exactly its devices (one
+  // per data-parallel rank).
+  command.env["CUDA_VISIBLE_DEVICES"] = data_parallel && local_index < options_.gpu_indices.size()
+                                            ? std::to_string(options_.gpu_indices[local_index])
+                                            : absl::StrJoin(options_.gpu_indices, ",");
+  if (rank == 0) {
+    command.stdout_mode = StdioMode::kPipe;
+    command.stderr_mode = StdioMode::kFile;
+    command.stderr_path = layout::TrainLogPath(attempt_dir_);
+  } else {
+    command.stdout_mode = StdioMode::kNull;  // ranks other than 0 print no progress lines
+    command.stderr_mode = StdioMode::kFile;
+    command.stderr_path = layout::RankLogPath(attempt_dir_, rank);
+  }
   // If this agent is SIGKILLed, its trainer must not train on as an orphan: the job is
   // requeued elsewhere. Run() is called from the agent's long-lived main loop thread.
   command.parent_death_signal = SIGKILL;
   return command;
+}
+
+absl::Status AttemptRunner::StartPeers() {
+  for (int i = 0; i < lease_.ranks_size(); ++i) {
+    const int rank = lease_.ranks(i);
+    if (rank == 0) continue;
+    TL_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> peer,
+                        ChildProcess::Start(RankCommand(rank, static_cast<size_t>(i))));
+    TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
+                 << ": started rank " << rank << " of " << lease_.world_size() << " pid "
+                 << peer->pid() << " (" << lease_.rendezvous() << ")";
+    peers_.push_back(std::move(peer));
+  }
+  return absl::OkStatus();
+}
+
+void AttemptRunner::SignalRanks(ChildProcess* trainer, int sig) {
+  if (trainer != nullptr) trainer->Signal(sig).IgnoreError();
+  for (const std::unique_ptr<ChildProcess>& peer : peers_) peer->Signal(sig).IgnoreError();
+}
+
+void AttemptRunner::ReapPeers(absl::Duration wait_for) {
+  for (const std::unique_ptr<ChildProcess>& peer : peers_) {
+    absl::StatusOr<ExitStatus> exit = peer->Wait(wait_for);
+    const ExitStatus status = exit.ok() ? *exit : peer->Terminate(options_.cancel_grace);
+    TL_LOG(INFO) << "job " << lease_.job_id() << ": rank pid " << peer->pid() << " ended, "
+                 << status.ToString();
+  }
+}
+
+FinishAttemptRequest AttemptRunner::RunGangMember() {
+  FinishAttemptRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_job_id(lease_.job_id());
+  request.set_attempt(lease_.attempt());
+  absl::Status started = PrepareAttemptDir();
+  {
+    absl::MutexLock lock(&mu_);
+    if (started.ok() && stop_ != StopKind::kNone) started = absl::CancelledError("stopped");
+  }
+  if (started.ok()) started = StartPeers();
+  if (!started.ok()) {
+    TL_LOG(ERROR) << "job " << lease_.job_id() << ": cannot start its ranks: " << started;
+    SignalRanks(nullptr, SIGKILL);
+    ReapPeers(absl::Seconds(5));
+    request.set_outcome(FinishAttemptRequest::FAILED);
+    request.set_message(std::string(started.message()));
+    return request;
+  }
+  // Until every rank exits: rank 0 (elsewhere) ends them all, or a stop request here does.
+  std::optional<SteadyClock::time_point> kill_at;
+  bool killed = false;
+  std::vector<std::optional<ExitStatus>> exits(peers_.size());
+  while (std::any_of(exits.begin(), exits.end(), [](const auto& e) { return !e.has_value(); })) {
+    StopKind stop;
+    {
+      absl::MutexLock lock(&mu_);
+      stop = stop_;
+    }
+    if (stop != StopKind::kNone && !kill_at.has_value()) {
+      SignalRanks(nullptr, SIGTERM);
+      kill_at = SteadyClock::now() + ToSteady(stop == StopKind::kCancel ? options_.cancel_grace
+                                                                        : options_.preempt_grace);
+    }
+    if (kill_at.has_value() && !killed && SteadyClock::now() >= *kill_at) {
+      SignalRanks(nullptr, SIGKILL);
+      killed = true;
+    }
+    pollfd wake = {wake_fd_, POLLIN, 0};
+    if (poll(&wake, 1, 250) > 0) {
+      uint64_t count;
+      ssize_t ignored = read(wake_fd_, &count, sizeof(count));
+      (void)ignored;
+    }
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (!exits[i].has_value()) exits[i] = peers_[i]->TryWait();
+    }
+  }
+  const bool all_ok =
+      std::all_of(exits.begin(), exits.end(), [](const auto& e) { return e->success(); });
+  request.set_outcome(all_ok ? FinishAttemptRequest::SUCCEEDED : FinishAttemptRequest::FAILED);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt() << ": rank pid "
+                 << peers_[i]->pid() << " ended, " << exits[i]->ToString();
+  }
+  return request;
 }
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> AttemptRunner::StartTrainer() {
@@ -276,6 +401,12 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> AttemptRunner::StartTrainer() {
     if (stop_ != StopKind::kNone) return absl::CancelledError("stopped before the trainer started");
   }
   TL_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> trainer, ChildProcess::Start(TrainerCommand()));
+  if (absl::Status peers = StartPeers(); !peers.ok()) {
+    SignalRanks(trainer.get(), SIGKILL);
+    trainer->Wait(absl::Seconds(5)).IgnoreError();
+    ReapPeers(absl::Seconds(5));
+    return peers;
+  }
   TL_LOG(INFO) << "job " << lease_.job_id() << " attempt " << lease_.attempt()
                << ": started tuneledger-train pid " << trainer->pid() << " in " << attempt_dir_
                << (lease_.resume_checkpoint().empty()
@@ -330,6 +461,7 @@ void AttemptRunner::HandleTrainerLine(const std::string& line, ProgressStream& s
     case TrainerLine::Type::kError:
       run.error_message = parsed->message;
       run.reason = parsed->reason;
+      run.rank_lost = parsed->rank_lost;
       break;
     case TrainerLine::Type::kUnknown:
       TL_LOG(DEBUG) << "job " << lease_.job_id() << ": trainer line of unknown type "
@@ -357,7 +489,7 @@ absl::Duration AttemptRunner::RelayUntilStdoutCloses(ChildProcess& trainer, Prog
           SteadyClock::now() +
           ToSteady(stop == StopKind::kCancel ? options_.cancel_grace : options_.preempt_grace);
       if (!kill_at.has_value()) {
-        trainer.Signal(SIGTERM).IgnoreError();
+        SignalRanks(&trainer, SIGTERM);
         kill_at = limit;
       } else {
         kill_at = std::min(*kill_at, limit);  // a cancel after a preemption shortens the grace
@@ -366,7 +498,7 @@ absl::Duration AttemptRunner::RelayUntilStdoutCloses(ChildProcess& trainer, Prog
     if (kill_at.has_value() && !killed && SteadyClock::now() >= *kill_at) {
       TL_LOG(WARNING) << "job " << lease_.job_id() << ": trainer still running after the grace "
                       << "period; SIGKILL";
-      trainer.Signal(SIGKILL).IgnoreError();
+      SignalRanks(&trainer, SIGKILL);
       killed = true;
     }
 
@@ -376,7 +508,7 @@ absl::Duration AttemptRunner::RelayUntilStdoutCloses(ChildProcess& trainer, Prog
     int ready = poll(fds, 2, PollTimeoutMillis(wake_at));
     if (ready < 0 && errno != EINTR) {
       TL_LOG(ERROR) << "poll: " << strerror(errno);
-      trainer.Signal(SIGKILL).IgnoreError();
+      SignalRanks(&trainer, SIGKILL);
       break;
     }
     if (fds[1].revents != 0) {
@@ -460,6 +592,11 @@ FinishAttemptRequest AttemptRunner::BuildFinish(const TrainerRun& run) {
   } else if (!run.start_error.ok()) {
     request.set_outcome(FinishAttemptRequest::FAILED);
     request.set_message(absl::StrCat("cannot start tuneledger-train: ", run.start_error.message()));
+  } else if (run.rank_lost) {
+    // The gang lost a rank (its worker died, or the rank crashed): resume from the last
+    // checkpoint like any preemption.
+    request.set_outcome(FinishAttemptRequest::PREEMPTED);
+    request.set_message(BoundedText(run.error_message, kMaxAttemptMessageBytes));
   } else if (!run.error_message.empty()) {
     request.set_outcome(FinishAttemptRequest::FAILED);
     // The trainer's own words, bounded (a file's contents never reach them: trainer_error.h).
@@ -522,6 +659,7 @@ void AttemptRunner::WriteCostCard(const FinishAttemptRequest& request,
 }
 
 FinishAttemptRequest AttemptRunner::Run() {
+  if (!RunsRankZero()) return RunGangMember();
   TrainerRun run;
   if (absl::Status prepared = PrepareAttemptDir(); !prepared.ok()) {
     run.start_error = prepared;

@@ -3,7 +3,11 @@
 //   1. prepares <work-dir>/jobs/<id>/attempt-<n>/ and writes spec.json (work_dir_layout.h);
 //   2. starts tuneledger-train as a child (own process group, stderr -> train.log, stdout piped)
 //      with --resume-from the lease's checkpoint when it has one, CUDA_VISIBLE_DEVICES for a GPU
-//      agent;
+//      agent; a data-parallel lease (Lease.ranks) starts one process per rank it names, the
+//      k-th on the agent's k-th GPU (a CPU agent splits its cores), rank 0's stdout relayed
+//      and the others' stderr in train-rank<r>.log. A lease without rank 0 (a gang member) only
+//      runs its ranks until they exit or are stopped: no progress stream, no FinishAttempt
+//      (rank 0's worker ends the attempt for the gang);
 //   3. relays every progress/eval/checkpoint line on ReportProgress with the attempt's accrued
 //      cost, and sends a cost-only report every report interval while the trainer is silent;
 //   4. on Cancel() (a CANCEL command, a heartbeat's cancel_job_ids, a revoked lease): SIGTERM,
@@ -11,7 +15,8 @@
 //      trainer checkpoints and exits 75, SIGKILL after preempt_grace;
 //   5. ends the attempt with FinishAttempt: SUCCEEDED (adapter from the `done` line), FAILED
 //      (the trainer's own `error` message, or how it died), CANCELLED, or PREEMPTED (with the
-//      newest checkpoint), retrying while the server is unreachable.
+//      newest checkpoint; also when rank 0 says a rank was lost: the gang resumes like a
+//      preempted job), retrying while the server is unreachable.
 //
 // A trainer that crashes only ends its attempt: nothing here exits or throws.
 // Thread safety: Run() from one thread; Cancel() and Preempt() from any thread, at any time
@@ -23,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -71,6 +77,16 @@ class AttemptRunner {
   // The named steps of RunTrainer.
   static tuneledger::v1::TrainerUpdate CostOnlyUpdate();
   ChildProcessOptions TrainerCommand() const;
+  // Data parallel: whether this worker runs rank 0 (or the whole job), and the command of the
+  // rank that is `local_index`-th in Lease.ranks.
+  bool RunsRankZero() const;
+  ChildProcessOptions RankCommand(int rank, size_t local_index) const;
+  // Every local rank but 0 (peers_); SignalRanks signals `trainer` (may be null) and them.
+  absl::Status StartPeers();
+  void SignalRanks(ChildProcess* trainer, int sig);
+  void ReapPeers(absl::Duration wait_for);
+  // A gang member's whole attempt: its ranks, until they exit or a stop request ends them.
+  tuneledger::v1::FinishAttemptRequest RunGangMember();
   absl::StatusOr<std::unique_ptr<ChildProcess>> StartTrainer();
   void HandleTrainerLine(const std::string& line, ProgressStream& stream, TrainerRun& run);
   // Returns how long to wait for the trainer to exit once its stdout closed.
@@ -92,7 +108,8 @@ class AttemptRunner {
   const absl::Duration report_interval_;
   const std::chrono::steady_clock::time_point lease_start_;
   std::string attempt_dir_;
-  const int wake_fd_;  // eventfd: a stop request wakes Run()'s poll
+  const int wake_fd_;                                 // eventfd: a stop request wakes Run()'s poll
+  std::vector<std::unique_ptr<ChildProcess>> peers_;  // local ranks other than 0
 
   absl::Mutex mu_;  // guards the stop request, set from other threads
   StopKind stop_ ABSL_GUARDED_BY(mu_) = StopKind::kNone;

@@ -211,6 +211,7 @@ absl::StatusOr<TrainerLine> ParseTrainerLine(absl::string_view line) {
     std::string reason;
     read.String("reason", &reason);
     if (reason == "loss_diverged") parsed.reason = v1::Job::LOSS_DIVERGED;
+    parsed.rank_lost = reason == "rank_lost";
   } else {
     parsed.type = TrainerLine::Type::kUnknown;
   }

@@ -45,6 +45,7 @@ struct TrainerLine {
   std::string adapter_dir;
   std::string message;
   tuneledger::v1::Job::Reason reason = tuneledger::v1::Job::REASON_UNSPECIFIED;
+  bool rank_lost = false;  // kError with "reason": "rank_lost" (a data-parallel rank was lost)
 };
 
 // Parses one line (without its newline). INVALID_ARGUMENT naming the problem for a line that

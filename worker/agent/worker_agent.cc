@@ -42,6 +42,9 @@ WorkerAgent::WorkerAgent(AgentOptions options, std::shared_ptr<grpc::ChannelInte
   info_.set_spot(options_.spot);
   info_.set_on_demand_price_per_gpu_hour(options_.on_demand_price_per_gpu_hour);
   info_.set_version(TUNELEDGER_VERSION);
+  info_.set_rendezvous_host(options_.rendezvous_host.empty() ? hardware.hostname
+                                                             : options_.rendezvous_host);
+  info_.set_rendezvous_port_base(options_.rendezvous_port_base);
   if (!options_.name.empty()) (*info_.mutable_labels())["name"] = options_.name;
 }
 

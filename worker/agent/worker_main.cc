@@ -39,6 +39,7 @@ Usage:
                     --data-root DIR [--data-root DIR ...] [--token-file FILE]
                     [--spot [--on-demand-price-per-gpu-hour USD]] [--gpus LIST]
                     [--trainer PATH] [--name NAME]
+                    [--rendezvous-host HOST] [--rendezvous-port-base PORT]
                     [--cancel-grace-seconds S] [--preempt-grace-seconds S]
                     [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 
@@ -73,6 +74,12 @@ Flags:
   --gpus LIST                CUDA device indices to use, e.g. 0,1 (the trainer sees only these);
                              without it the agent is a CPU agent (one "gpu", accelerator cpu)
   --trainer PATH             tuneledger-train to run (default: next to this executable)
+  --rendezvous-host HOST     data-parallel jobs: the address other workers dial to reach a
+                             rank 0 this agent starts (default: this machine's hostname)
+  --rendezvous-port-base PORT
+                             rank 0 of a job on this agent's k-th GPU listens on PORT + k
+                             (default 29500); the ranks of a gang also connect to each other
+                             on ephemeral ports
   --name NAME                label "name" shown by `tunectl workers`
   --cancel-grace-seconds S   on CANCEL: SIGTERM, then SIGKILL after S seconds (default 5)
   --preempt-grace-seconds S  on SIGTERM: time the trainer gets to checkpoint (default 30)
@@ -103,7 +110,8 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
     for (const char* value_flag :
          {"server", "work-dir", "price-per-gpu-hour", "on-demand-price-per-gpu-hour", "gpus",
           "trainer", "name", "cancel-grace-seconds", "preempt-grace-seconds", "data-root",
-          "token-file", "tls-ca", "tls-cert", "tls-key"}) {
+          "token-file", "tls-ca", "tls-cert", "tls-key", "rendezvous-host",
+          "rendezvous-port-base"}) {
       if (name == value_flag) return FlagKind::kValue;
     }
     return std::nullopt;
@@ -121,6 +129,17 @@ absl::StatusOr<ParsedFlags> ParseFlags(int argc, char** argv) {
     }
     if (name == "trainer") options.trainer_path = value;
     if (name == "name") options.name = value;
+    if (name == "rendezvous-host") {
+      if (value.empty() || value.find_first_of(" /:[]") != std::string::npos) {
+        return "want a hostname or IPv4 address, got '" + value + "'";
+      }
+      options.rendezvous_host = value;
+    }
+    if (name == "rendezvous-port-base") {
+      const std::optional<int64_t> port = ParseIntFlag(value, 1, 65535 - 64);
+      if (!port) return "want a port in [1, 65471], got '" + value + "'";
+      options.rendezvous_port_base = static_cast<int>(*port);
+    }
     if (name == "data-root") data_roots.push_back(value);
     if (name == "token-file") token_file = value;
     if (name == "tls-ca") tls_ca = value;

@@ -1,0 +1,81 @@
+#include "server/core/group_commit.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "server/core/sqlite_db.h"
+
+namespace tuneledger {
+
+GroupCommit::GroupCommit(SqliteDb& db, int max_batch)
+    : db_(db), max_batch_(std::max(1, max_batch)) {}
+
+std::shared_ptr<GroupCommit::Ticket> GroupCommit::Enqueue(Body body) {
+  auto ticket = std::make_shared<Ticket>();
+  ticket->body = std::move(body);
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(ticket);
+  return ticket;
+}
+
+absl::Status GroupCommit::Wait(Ticket& ticket) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto done_or_free = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return ticket.done || !committing_;
+    };
+    mu_.Await(absl::Condition(&done_or_free));
+    if (ticket.done) return ticket.status;
+    // Lead: everything queued so far (up to max_batch_) becomes one transaction. The ticket is
+    // still queued (only a leader dequeues, and it marks what it took done before it stops).
+    committing_ = true;
+    std::vector<std::shared_ptr<Ticket>> batch;
+    while (!queue_.empty() && static_cast<int>(batch.size()) < max_batch_) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    mu_.Unlock();
+    std::vector<absl::Status> statuses = RunBatch(batch);
+    mu_.Lock();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->status = std::move(statuses[i]);
+      batch[i]->done = true;
+      batch[i]->body = nullptr;  // drop what it captured
+    }
+    ++batches_committed_;
+    committing_ = false;
+  }
+}
+
+int64_t GroupCommit::batches_committed() {
+  absl::MutexLock lock(&mu_);
+  return batches_committed_;
+}
+
+std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch) {
+  std::vector<absl::Status> statuses(batch.size());
+  if (absl::Status begun = db_.Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+    std::fill(statuses.begin(), statuses.end(), begun);
+    return statuses;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // Each write is a savepoint, so that its failure undoes only its own changes.
+    absl::Status status = db_.Exec("SAVEPOINT verb");
+    if (status.ok()) {
+      status = batch[i]->body(db_);
+      if (!status.ok()) (void)db_.Exec("ROLLBACK TO verb");
+      const absl::Status released = db_.Exec("RELEASE verb");
+      if (status.ok()) status = released;
+    }
+    statuses[i] = std::move(status);
+  }
+  if (absl::Status committed = db_.Exec("COMMIT"); !committed.ok()) {
+    (void)db_.Exec("ROLLBACK");
+    for (absl::Status& status : statuses) {
+      if (status.ok()) status = committed;
+    }
+  }
+  return statuses;
+}
+
+}  // namespace tuneledger

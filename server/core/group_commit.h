@@ -1,0 +1,115 @@
+// GroupCommit: many callers' writes share one SQLite transaction and one fsync, and each caller
+// is answered only after that commit is durable.
+//
+//   GroupCommit commit(writer_connection, /*max_batch=*/256);
+//   std::shared_ptr<GroupCommit::Ticket> ticket = commit.Enqueue([](SqliteDb& db) { ... });
+//   ...                                   // e.g. release the caller's own lock here
+//   absl::Status status = commit.Wait(*ticket);   // durable (or failed) once this returns
+//
+// Design (leader/follower group commit, no thread of its own):
+//   - Enqueue() only appends the write to a FIFO queue under a small mutex: it does no I/O, so
+//     a caller may enqueue while holding its own lock and so fix the order of its writes
+//     relative to its in-memory decisions (the Scheduler enqueues under its mutex and waits
+//     outside it).
+//   - Wait() blocks until the ticket is done. When no batch is being committed, the waiting
+//     caller becomes the leader: it takes up to max_batch writes from the head of the queue
+//     (in queue order), runs them on the connection in one BEGIN IMMEDIATE ... COMMIT, each as
+//     a savepoint, and then marks every one done with its status. Writes that arrive during
+//     that commit wait in the queue and form the next batch, so the batch grows with the load
+//     (one fsync per batch, not per write).
+//   - The connection is used only by the leader, without the queue mutex held: enqueuing never
+//     waits for I/O.
+//   - A write that fails is rolled back to its savepoint alone; a failed BEGIN or COMMIT fails
+//     every write of its batch. A write runs on the leader's thread, possibly after its caller's
+//     stack frame has moved on: it must own what it uses (capture by value).
+//
+// Thread safety: Enqueue() and Wait() are thread-safe. mu_ guards the queue, the leader flag
+// and every ticket's done/status; the connection is touched only by the current leader.
+#ifndef TUNELEDGER_SERVER_CORE_GROUP_COMMIT_H_
+#define TUNELEDGER_SERVER_CORE_GROUP_COMMIT_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace tuneledger {
+
+class SqliteDb;
+
+class GroupCommit {
+ public:
+  using Body = std::function<absl::Status(SqliteDb&)>;
+  // One queued write. Only GroupCommit reads or changes it.
+  struct Ticket {
+    Body body;
+    bool done = false;    // guarded by GroupCommit::mu_
+    absl::Status status;  // guarded by GroupCommit::mu_; valid once done
+  };
+
+  // `db` must outlive this object and be used by nobody else while it lives.
+  GroupCommit(SqliteDb& db, int max_batch);
+  GroupCommit(const GroupCommit&) = delete;
+  GroupCommit& operator=(const GroupCommit&) = delete;
+
+  // Queues `body`; writes commit in the order they were queued. No I/O.
+  std::shared_ptr<Ticket> Enqueue(Body body);
+  // Blocks until `ticket`'s batch has committed: the body's status, or the commit's failure.
+  absl::Status Wait(Ticket& ticket);
+  // Enqueue + Wait.
+  absl::Status Run(Body body) { return Wait(*Enqueue(std::move(body))); }
+
+  // Batches committed so far (tests and benchmarks: writes per fsync).
+  int64_t batches_committed();
+
+ private:
+  // Runs `batch` in one transaction; returns each write's status.
+  std::vector<absl::Status> RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch);
+
+  SqliteDb& db_;  // used only by the leader
+  const int max_batch_;
+  absl::Mutex mu_;
+  std::deque<std::shared_ptr<Ticket>> queue_ ABSL_GUARDED_BY(mu_);
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;  // a leader runs a batch now
+  int64_t batches_committed_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A write queued on a GroupCommit that produces a value: Wait() returns it once durable.
+// Move-only; Wait() at most once.
+template <typename T>
+class PendingWrite {
+ public:
+  // A write that failed before it was queued (e.g. a bad argument).
+  explicit PendingWrite(absl::Status error) : error_(std::move(error)) {}
+  PendingWrite(GroupCommit& commit, std::shared_ptr<GroupCommit::Ticket> ticket,
+               std::shared_ptr<T> result)
+      : commit_(&commit), ticket_(std::move(ticket)), result_(std::move(result)) {}
+
+  absl::StatusOr<T> Wait() && {
+    if (commit_ == nullptr) return error_;
+    const absl::Status status = commit_->Wait(*ticket_);
+    if (!status.ok()) return status;
+    return std::move(*result_);
+  }
+
+ private:
+  absl::Status error_;
+  GroupCommit* commit_ = nullptr;
+  std::shared_ptr<GroupCommit::Ticket> ticket_;
+  std::shared_ptr<T> result_;  // written by the body on the leader's thread, read after Wait
+};
+
+// A queued write without a value: Wait().status().
+using PendingStatus = PendingWrite<std::monostate>;
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_GROUP_COMMIT_H_

@@ -1,0 +1,259 @@
+// GroupCommit (server/core/group_commit.h) and the JobStore's queued verbs on top of it: writes
+// share a transaction, commit in queue order, fail alone, and every acknowledged write survives
+// a SIGKILL of the process that made it.
+#include "server/core/group_commit.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/job_spec_validator.h"
+#include "server/core/job_store.h"
+#include "server/core/sqlite_db.h"
+#include "tests/server/job_fixtures.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace tuneledger {
+namespace {
+
+using ::testing::ElementsAre;
+using ::tuneledger::testing::StatusIs;
+using ::tuneledger::testing::TempDir;
+
+// A WAL database with one table of numbers, as JobStore opens its writer.
+std::unique_ptr<SqliteDb> OpenNumbers(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(path);
+  EXPECT_OK(db);
+  if (!db.ok()) return nullptr;
+  EXPECT_OK((*db)->Exec("PRAGMA journal_mode = WAL"));
+  EXPECT_OK((*db)->Exec("PRAGMA synchronous = FULL"));
+  EXPECT_OK((*db)->Exec("CREATE TABLE IF NOT EXISTS numbers (seq INTEGER PRIMARY KEY, n INTEGER)"));
+  return *std::move(db);
+}
+
+GroupCommit::Body Insert(int n) {
+  return [n](SqliteDb& db) -> absl::Status {
+    absl::StatusOr<SqliteDb::Statement*> insert = db.Prepare("INSERT INTO numbers (n) VALUES (?1)");
+    if (!insert.ok()) return insert.status();
+    Query query(*insert);
+    query.Bind(1, n);
+    return query.Run();
+  };
+}
+
+// The numbers stored, in insertion order, read through a new connection.
+std::vector<int> StoredNumbers(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(path);
+  EXPECT_OK(db);
+  std::vector<int> numbers;
+  if (!db.ok()) return numbers;
+  absl::StatusOr<SqliteDb::Statement*> select =
+      (*db)->Prepare("SELECT n FROM numbers ORDER BY seq");
+  EXPECT_OK(select);
+  if (!select.ok()) return numbers;
+  Query query(*select);
+  while (true) {
+    absl::StatusOr<bool> row = query.Step();
+    EXPECT_OK(row);
+    if (!row.ok() || !*row) return numbers;
+    numbers.push_back(static_cast<int>(query.Int(0)));
+  }
+}
+
+TEST(GroupCommitTest, WritesQueuedTogetherShareOneCommitInQueueOrder) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/64);
+  std::vector<std::shared_ptr<GroupCommit::Ticket>> tickets;
+  for (int n = 0; n < 40; ++n) tickets.push_back(commit.Enqueue(Insert(n)));
+  // Waited from many threads in reverse order: the first waiter leads and commits all 40.
+  std::vector<std::thread> waiters;
+  std::vector<absl::Status> statuses(tickets.size());
+  for (int i = static_cast<int>(tickets.size()) - 1; i >= 0; --i) {
+    waiters.emplace_back([&, i] { statuses[i] = commit.Wait(*tickets[i]); });
+  }
+  for (std::thread& waiter : waiters) waiter.join();
+  for (const absl::Status& status : statuses) EXPECT_OK(status);
+  EXPECT_EQ(commit.batches_committed(), 1);
+  std::vector<int> expected;
+  for (int n = 0; n < 40; ++n) expected.push_back(n);
+  EXPECT_EQ(StoredNumbers(dir.File("n.db")), expected);
+}
+
+TEST(GroupCommitTest, ABatchNeverExceedsMaxBatch) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/4);
+  std::vector<std::shared_ptr<GroupCommit::Ticket>> tickets;
+  for (int n = 0; n < 10; ++n) tickets.push_back(commit.Enqueue(Insert(n)));
+  EXPECT_OK(commit.Wait(*tickets.back()));  // leads 4 + 4 + 2
+  EXPECT_EQ(commit.batches_committed(), 3);
+  for (auto& ticket : tickets) EXPECT_OK(commit.Wait(*ticket));
+  EXPECT_EQ(StoredNumbers(dir.File("n.db")).size(), 10u);
+}
+
+TEST(GroupCommitTest, AFailingWriteIsRolledBackAloneAndItsBatchCommits) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/64);
+  auto first = commit.Enqueue(Insert(1));
+  auto failing = commit.Enqueue([](SqliteDb& db) -> absl::Status {
+    if (absl::Status inserted = Insert(2)(db); !inserted.ok()) return inserted;
+    return absl::FailedPreconditionError("job 2 is SUCCEEDED");  // after its insert
+  });
+  auto last = commit.Enqueue(Insert(3));
+  EXPECT_OK(commit.Wait(*last));
+  EXPECT_THAT(commit.Wait(*failing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_OK(commit.Wait(*first));
+  EXPECT_EQ(commit.batches_committed(), 1);
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(1, 3));
+}
+
+TEST(GroupCommitTest, ConcurrentWritersAreAllDurableAfterReopen) {
+  TempDir dir;
+  constexpr int kThreads = 16;
+  constexpr int kWritesPerThread = 50;
+  {
+    std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+    ASSERT_NE(db, nullptr);
+    GroupCommit commit(*db, /*max_batch=*/256);
+    std::vector<std::thread> writers;
+    for (int t = 0; t < kThreads; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < kWritesPerThread; ++i) {
+          EXPECT_OK(commit.Run(Insert(t * kWritesPerThread + i)));
+        }
+      });
+    }
+    for (std::thread& writer : writers) writer.join();
+    EXPECT_LE(commit.batches_committed(), kThreads * kWritesPerThread);
+  }
+  const std::vector<int> stored = StoredNumbers(dir.File("n.db"));
+  EXPECT_EQ(std::set<int>(stored.begin(), stored.end()).size(),
+            static_cast<size_t>(kThreads * kWritesPerThread));
+}
+
+// ---- JobStore's queued verbs ----
+
+TEST(JobStoreQueuedWritesTest, ProgressQueuedInOrderIsStoredInThatOrderWhateverTheWaitOrder) {
+  TempDir dir;
+  FakeClock clock;
+  absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(dir.File("jobs.db"), clock);
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->Enqueue("t", WithDefaults(testing::ValidSpec())));
+  absl::StatusOr<v1::Worker> worker = (*store)->RegisterWorker(testing::CpuWorker(3.6, false, 1));
+  ASSERT_OK(worker);
+  absl::StatusOr<std::optional<AttemptRecord>> lease = (*store)->LeaseNext(worker->id(), 1);
+  ASSERT_OK(lease);
+  ASSERT_TRUE(lease->has_value());
+  const std::string job_id = (*lease)->job.id();
+  auto progress = [](int step) {
+    AttemptProgress update;
+    update.attempt = 1;
+    update.progress.emplace();
+    update.progress->set_step(step);
+    return update;
+  };
+  PendingWrite<JobUpdate> first = (*store)->StartRecordProgress(job_id, progress(1));
+  PendingWrite<JobUpdate> second = (*store)->StartRecordProgress(job_id, progress(2));
+  absl::StatusOr<JobUpdate> second_done = std::move(second).Wait();
+  ASSERT_OK(second_done);
+  EXPECT_EQ(second_done->job.progress().step(), 2);
+  absl::StatusOr<JobUpdate> first_done = std::move(first).Wait();
+  ASSERT_OK(first_done);
+  EXPECT_EQ(first_done->job.progress().step(), 1);  // the job as its own write left it
+  absl::StatusOr<v1::Job> stored = (*store)->GetJob(job_id);
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->progress().step(), 2);
+  // A queued touch of an unknown worker fails alone.
+  EXPECT_THAT((*store)->StartTouchWorker("w-404").Wait().status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK((*store)->StartTouchWorker(worker->id()).Wait().status());
+  // A bad job id fails before anything is queued.
+  EXPECT_THAT((*store)->StartRecordProgress("x", progress(3)).Wait().status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A child process enqueues jobs from 8 threads and writes each acknowledged id to a pipe; the
+// parent SIGKILLs it mid-load and finds every acknowledged job in the reopened file.
+TEST(JobStoreQueuedWritesTest, EveryAcknowledgedSubmitSurvivesSigkill) {
+  TempDir dir;
+  const std::string path = dir.File("jobs.db");
+  const v1::JobSpec spec = WithDefaults(testing::ValidSpec());
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    RealClock clock;
+    absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(path, clock);
+    if (!store.ok()) _exit(2);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        while (true) {
+          absl::StatusOr<EnqueueResult> enqueued = (*store)->Enqueue("t", spec);
+          if (!enqueued.ok()) _exit(3);
+          const std::string line = absl::StrCat(enqueued->update.job.id(), "\n");
+          if (write(fds[1], line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+            _exit(4);
+          }
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    _exit(0);
+  }
+  close(fds[1]);
+  // Kill once 300 submits were acknowledged (a deadline, not a sleep, bounds the wait).
+  std::string received;
+  char buffer[4096];
+  while (std::count(received.begin(), received.end(), '\n') < 300) {
+    const ssize_t n = read(fds[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    received.append(buffer, n);
+  }
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  while (true) {
+    const ssize_t n = read(fds[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    received.append(buffer, n);
+  }
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself with " << WEXITSTATUS(status);
+
+  RealClock clock;
+  absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(path, clock);
+  ASSERT_OK(store);
+  int acknowledged = 0;
+  int lost = 0;
+  for (absl::string_view id : absl::StrSplit(received, '\n', absl::SkipEmpty())) {
+    ++acknowledged;
+    if (!(*store)->GetJob(std::string(id)).ok()) ++lost;
+  }
+  EXPECT_GE(acknowledged, 300);
+  EXPECT_EQ(lost, 0) << lost << " of " << acknowledged << " acknowledged submits were lost";
+}
+
+}  // namespace
+}  // namespace tuneledger
