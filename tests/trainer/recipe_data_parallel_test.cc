@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "lm/trainer_error.h"
+#include "tests/testing/free_port.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/trainer/recipe_test_util.h"
 #include "worker/trainer/recipe/data_parallel.h"
@@ -33,20 +34,8 @@ using testing::ScopedEnv;
 using testing::TrainerBinary;
 using testing::TrainerRun;
 using testing::WriteTextFile;
+using ::tuneledger::testing::FreePort;
 using ::tuneledger::testing::TempDir;
-
-// A port nothing listens on now (the kernel's pick for port 0).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 TEST(ShardRowsTest, SplitsRowsContiguouslyWithSizesDifferingByAtMostOne) {
   for (int world = 1; world <= 5; ++world) {

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/free_port.h"
 #include "tests/testing/proto_json.h"
 #include "tests/testing/server_harness.h"
 #include "tests/testing/source_path.h"
@@ -33,25 +34,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::tuneledger::testing::CommandResult;
+using ::tuneledger::testing::FreePort;
 using ::tuneledger::testing::ParseProtoJson;
 using ::tuneledger::testing::ServerHarness;
 using ::tuneledger::testing::SourcePath;
 using ::tuneledger::v1::Job;
 
 constexpr absl::Duration kJobTimeout = absl::Minutes(5);
-
-// A port the kernel would give now; the local workers' rank 0s listen from it.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 class DataParallelEndToEndTest : public ::testing::Test {
  protected:
