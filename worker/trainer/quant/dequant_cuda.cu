@@ -5,29 +5,19 @@
 #include <cuda_runtime.h>
 
 #include "worker/trainer/quant/dequant_cuda.h"
+#include "worker/trainer/quant/nf4_codebook.h"
 
 namespace tuneledger::train::quant {
 namespace {
 
 constexpr int kThreads = 256;
 
-// block_quant.h's kNf4Codebook, the same 16 floats.
-__constant__ float kNf4Codes[16] = {-1.0f,
-                                    -0.6961928009986877f,
-                                    -0.5250730514526367f,
-                                    -0.39491748809814453f,
-                                    -0.28444138169288635f,
-                                    -0.18477343022823334f,
-                                    -0.09105003625154495f,
-                                    0.0f,
-                                    0.07958029955625534f,
-                                    0.16093020141124725f,
-                                    0.24611230194568634f,
-                                    0.33791524171829224f,
-                                    0.44070982933044434f,
-                                    0.5626170039176941f,
-                                    0.7229568362236023f,
-                                    1.0f};
+// nf4_codebook.h's values, in constant memory.
+__constant__ float kNf4Codes[16] = {
+    kNf4Codebook[0],  kNf4Codebook[1],  kNf4Codebook[2],  kNf4Codebook[3],
+    kNf4Codebook[4],  kNf4Codebook[5],  kNf4Codebook[6],  kNf4Codebook[7],
+    kNf4Codebook[8],  kNf4Codebook[9],  kNf4Codebook[10], kNf4Codebook[11],
+    kNf4Codebook[12], kNf4Codebook[13], kNf4Codebook[14], kNf4Codebook[15]};
 
 template <typename T>
 __device__ T FromFloat(float value);
