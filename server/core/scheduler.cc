@@ -796,9 +796,19 @@ absl::StatusOr<std::optional<v1::Lease>> Scheduler::JoinGangLocked(const std::st
   const std::string& accelerator = workers_.at(worker_id).info.accelerator();
   if (forming_gang_ && forming_gang_->accelerator != accelerator) return std::nullopt;
   if (!forming_gang_) {
-    int capacity = 0;  // of workers like this one
+    // The free GPUs of workers like this one: one pass over the running attempts (no gang is
+    // forming, so nothing else holds GPUs), not one per worker, as idle polls come here often.
+    int capacity = 0;
     for (const auto& [id, worker] : workers_) {
-      if (worker.info.accelerator() == accelerator) capacity += FreeGpusLocked(id);
+      if (worker.info.accelerator() == accelerator) capacity += worker.info.gpus();
+    }
+    for (const auto& [job_id, running] : running_) {
+      for (const GangMember& member : running.members) {
+        auto worker = workers_.find(member.worker_id);
+        if (worker != workers_.end() && worker->second.info.accelerator() == accelerator) {
+          capacity -= member.gpus;
+        }
+      }
     }
     TL_ASSIGN_OR_RETURN(std::optional<GangJob> job, store_.NextGangJob(free, capacity));
     if (!job.has_value()) return std::nullopt;
