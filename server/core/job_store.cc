@@ -224,24 +224,13 @@ absl::Status RequireActiveWorker(const std::string& worker_id, v1::Worker::State
   return absl::OkStatus();
 }
 
-// Appends a downsampled history point: every `stride`-th report is kept, and the stride doubles
-// (dropping every other kept point) whenever the job would hold more than `max_points`.
+// Appends a downsampled history point at `ordinal` (the job's history_next before this report):
+// every `stride`-th report is kept, and the stride doubles (dropping every other kept point)
+// whenever the job would hold more than `max_points`. The kept points are exactly the ordinals
+// up to `ordinal` that the stride divides (only this function inserts or thins them), so their
+// number follows from the two without a COUNT.
 absl::Status AppendProgressPoint(SqliteDb& db, int64_t job_id, const std::string& progress,
-                                 int max_points) {
-  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * advance,
-                      db.Prepare("UPDATE jobs SET history_next = history_next + 1 WHERE id = ?1 "
-                                 "RETURNING history_next - 1, history_stride"));
-  int64_t ordinal = 0;
-  int64_t stride = 1;
-  {
-    Query query(advance);
-    query.Bind(1, job_id);
-    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
-    if (!found) return JobNotFound(absl::StrCat(job_id));
-    ordinal = query.Int(0);
-    stride = query.Int(1);
-    TL_RETURN_IF_ERROR(query.Run());
-  }
+                                 int64_t ordinal, int64_t stride, int max_points) {
   if (ordinal % stride != 0) return absl::OkStatus();
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * insert,
@@ -251,15 +240,7 @@ absl::Status AppendProgressPoint(SqliteDb& db, int64_t job_id, const std::string
     query.Bind(1, job_id).Bind(2, ordinal).BindBlob(3, progress);
     TL_RETURN_IF_ERROR(query.Run());
   }
-  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * count,
-                      db.Prepare("SELECT COUNT(*) FROM progress_points WHERE job_id = ?1"));
-  int64_t points = 0;
-  {
-    Query query(count);
-    query.Bind(1, job_id);
-    TL_ASSIGN_OR_RETURN(const bool row, query.Step());
-    if (row) points = query.Int(0);
-  }
+  const int64_t points = ordinal / stride + 1;
   if (points <= max_points) return absl::OkStatus();
   const int64_t wider = stride * 2;
   TL_ASSIGN_OR_RETURN(
@@ -566,9 +547,6 @@ absl::StatusOr<AttemptRecord> JobStore::StartAttempt(SqliteDb& db, int64_t job_i
 
 namespace {
 
-// For verbs that record no event.
-std::vector<v1::JobEvent> NoEvents(const v1::Job&, const v1::Job&) { return {}; }
-
 absl::Status SetProgressBlob(SqliteDb& db, int64_t id, const std::string& bytes) {
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * set,
                       db.Prepare("UPDATE jobs SET progress = ?2 WHERE id = ?1"));
@@ -615,47 +593,87 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
 
 PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
                                                       AttemptProgress update) {
-  const int attempt = update.attempt;
-  return StartTransition(
-      job_id, attempt,
-      [update = std::move(update),
-       max_points = options_.max_progress_points](const TransitionContext& t) -> absl::Status {
-        TL_RETURN_IF_ERROR(UpdateAttemptBill(t.db, t.id, update.attempt, update.bill));
-        TL_RETURN_IF_ERROR(UpdateJobCost(t.db, t.id, update.bill.job_cost));
+  // The store's hottest write (every running attempt, every report interval, and every tick):
+  // one load and at most four more statements, and the job after it is the loaded job with the
+  // new cost and progress rather than a second load.
+  absl::StatusOr<int64_t> parsed = RequireJobId(job_id);
+  if (!parsed.ok()) return PendingWrite<JobUpdate>(parsed.status());
+  const int64_t id = *parsed;
+  auto result = std::make_shared<JobUpdate>();
+  std::shared_ptr<GroupCommit::Ticket> ticket =
+      commit_.Enqueue([id, update = std::move(update), max_points = options_.max_progress_points,
+                       result](SqliteDb& db) -> absl::Status {
+        TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
+        TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
+        TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, update.bill));
         if (update.worker_contact.has_value()) {
+          // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).
           TL_ASSIGN_OR_RETURN(
               SqliteDb::Statement * touch,
-              t.db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = "
-                           "(SELECT worker_id FROM attempts WHERE job_id = ?1 AND attempt = ?3)"));
+              db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
           Query query(touch);
-          query.Bind(1, t.id)
-              .Bind(2, ToMicrosColumn(*update.worker_contact))
-              .Bind(3, update.attempt);
+          query.Bind(1, job.worker_id()).Bind(2, ToMicrosColumn(*update.worker_contact));
           TL_RETURN_IF_ERROR(query.Run());
         }
         if (update.scoring_report.has_value()) {
           TL_ASSIGN_OR_RETURN(
               SqliteDb::Statement * scoring,
-              t.db.Prepare("UPDATE attempts SET scoring_start_time = COALESCE(scoring_start_time, "
-                           "?3), scoring_seconds = (?3 - COALESCE(scoring_start_time, ?3)) / 1e6 "
-                           "WHERE job_id = ?1 AND attempt = ?2"));
+              db.Prepare("UPDATE attempts SET scoring_start_time = COALESCE(scoring_start_time, "
+                         "?3), scoring_seconds = (?3 - COALESCE(scoring_start_time, ?3)) / 1e6 "
+                         "WHERE job_id = ?1 AND attempt = ?2"));
           Query query(scoring);
-          query.Bind(1, t.id)
-              .Bind(2, update.attempt)
-              .Bind(3, ToMicrosColumn(*update.scoring_report));
+          query.Bind(1, id).Bind(2, update.attempt).Bind(3, ToMicrosColumn(*update.scoring_report));
           TL_RETURN_IF_ERROR(query.Run());
         }
-        if (!update.progress.has_value()) return absl::OkStatus();
-        v1::Progress progress = *update.progress;
-        // Evaluation comes on its own reports: the latest eval loss stays until the next one.
-        if (!progress.has_eval_loss() && t.before.progress().has_eval_loss()) {
-          progress.set_eval_loss(t.before.progress().eval_loss());
+        const bool has_progress = update.progress.has_value();
+        std::string progress_bytes;
+        if (has_progress) {
+          v1::Progress progress = *update.progress;
+          // Evaluation comes on its own reports: the latest eval loss stays until the next one.
+          if (!progress.has_eval_loss() && job.progress().has_eval_loss()) {
+            progress.set_eval_loss(job.progress().eval_loss());
+          }
+          progress_bytes = progress.SerializeAsString();
+          *job.mutable_progress() = std::move(progress);
         }
-        const std::string bytes = progress.SerializeAsString();
-        TL_RETURN_IF_ERROR(SetProgressBlob(t.db, t.id, bytes));
-        return AppendProgressPoint(t.db, t.id, bytes, max_points);
-      },
-      NoEvents);
+        // The cost, the progress blob and the history's next ordinal in one statement.
+        TL_ASSIGN_OR_RETURN(
+            SqliteDb::Statement * set,
+            db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
+                       "rate_usd_per_hour = ?5, progress = CASE WHEN ?6 THEN ?7 ELSE progress "
+                       "END, history_next = history_next + ?6 WHERE id = ?1 "
+                       "RETURNING history_next - ?6, history_stride"));
+        const v1::CostSummary& cost = update.bill.job_cost;
+        int64_t ordinal = 0;
+        int64_t stride = 1;
+        {
+          Query query(set);
+          query.Bind(1, id)
+              .Bind(2, cost.accrued_usd())
+              .Bind(3, cost.gpu_hours())
+              .Bind(4, cost.projected_usd())
+              .Bind(5, cost.rate_usd_per_hour())
+              .Bind(6, has_progress)
+              .BindBlob(7, progress_bytes);
+          TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+          if (!found) return JobNotFound(absl::StrCat(id));
+          ordinal = query.Int(0);
+          stride = query.Int(1);
+          TL_RETURN_IF_ERROR(query.Run());
+        }
+        v1::CostSummary& stored = *job.mutable_cost();
+        stored.set_accrued_usd(cost.accrued_usd());
+        stored.set_gpu_hours(cost.gpu_hours());
+        stored.set_projected_usd(cost.projected_usd());
+        stored.set_rate_usd_per_hour(cost.rate_usd_per_hour());
+        if (has_progress) {
+          TL_RETURN_IF_ERROR(
+              AppendProgressPoint(db, id, progress_bytes, ordinal, stride, max_points));
+        }
+        result->job = std::move(job);
+        return absl::OkStatus();
+      });
+  return PendingWrite<JobUpdate>(commit_, std::move(ticket), std::move(result));
 }
 
 absl::StatusOr<JobUpdate> JobStore::RecordEval(const std::string& job_id, int attempt, int step,

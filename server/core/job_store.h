@@ -318,6 +318,9 @@ class JobStore {
 
   // The schema version of the open file.
   absl::StatusOr<int> SchemaVersion();
+  // Write transactions (and so fsyncs) committed since Open: tests and benchmarks compare it
+  // with the writes made to see how many shared one commit.
+  int64_t WriteBatchesCommitted() { return commit_.batches_committed(); }
 
  private:
   // A read connection and the mutex that gives one thread at a time its use.

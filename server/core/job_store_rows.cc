@@ -131,12 +131,10 @@ v1::AttemptCost AttemptFromRow(const Query& row, int first) {
   return attempt;
 }
 
-absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
-  v1::WorkerInfo info;
-  TL_RETURN_IF_ERROR(
-      ParseStoredMessage(row.Text(first + 1), absl::StrCat("worker ", row.Text(first + 0)), info));
+v1::Worker WorkerFromInfo(const std::string& id, const v1::WorkerInfo& info,
+                          v1::Worker::State state) {
   v1::Worker worker;
-  worker.set_id(row.Text(first + 0));
+  worker.set_id(id);
   worker.set_hostname(info.hostname());
   worker.set_accelerator(info.accelerator());
   worker.set_gpus(info.gpus());
@@ -144,13 +142,19 @@ absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
   worker.set_price_per_gpu_hour(info.price_per_gpu_hour());
   worker.set_spot(info.spot());
   *worker.mutable_labels() = info.labels();
+  worker.set_state(state);
+  return worker;
+}
+
+absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
+  v1::WorkerInfo info;
+  TL_RETURN_IF_ERROR(
+      ParseStoredMessage(row.Text(first + 1), absl::StrCat("worker ", row.Text(first + 0)), info));
   auto state = static_cast<v1::Worker::State>(row.Int(first + 2));
   const std::optional<int64_t> running_job = row.OptionalInt(first + 5);
-  if (running_job.has_value()) {
-    worker.set_job_id(absl::StrCat(*running_job));
-    if (state == v1::Worker::IDLE) state = v1::Worker::BUSY;
-  }
-  worker.set_state(state);
+  if (running_job.has_value() && state == v1::Worker::IDLE) state = v1::Worker::BUSY;
+  v1::Worker worker = WorkerFromInfo(row.Text(first + 0), info, state);
+  if (running_job.has_value()) worker.set_job_id(absl::StrCat(*running_job));
   SetTimestamp(FromMicrosColumn(row.Int(first + 3)), *worker.mutable_register_time());
   SetTimestamp(FromMicrosColumn(row.Int(first + 4)), *worker.mutable_last_heartbeat_time());
   return worker;

@@ -16,6 +16,7 @@
 #include "server/core/budget_policy.h"
 #include "server/core/sqlite_db.h"
 #include "tuneledger/v1/jobs.pb.h"
+#include "tuneledger/v1/worker.pb.h"
 
 namespace tuneledger {
 
@@ -65,6 +66,9 @@ BudgetState BudgetStateFromRow(const Query& row, int first = 0);
 v1::JobEvent EventFromRow(const Query& row, int first = 0);
 v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);
 absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first = 0);
+// A worker as ListWorkers shows it, from what it registered with (no job, no times).
+v1::Worker WorkerFromInfo(const std::string& id, const v1::WorkerInfo& info,
+                          v1::Worker::State state);
 
 // `bytes` (a stored blob) parsed into `message`; DATA_LOSS "<what>: stored <type> is damaged"
 // when they do not parse.

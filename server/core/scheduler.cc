@@ -182,13 +182,15 @@ void Scheduler::RunTicker() {
 }
 
 void Scheduler::Tick() {
+  std::vector<QueuedBill> bills;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_.Now();
     ExpireWorkersLocked(now);
-    AccrueLocked(now);
+    bills = QueueAccrualLocked(now);
     ExplainWaitingLocked();
   }
+  SettleAccrual(std::move(bills));
   RefreshGauges();
   RefreshCostQualityGauges();
   metrics_.RemoveExpired();
@@ -204,21 +206,49 @@ absl::StatusOr<v1::JobSpec> Scheduler::CheckedSpec(const std::string& tenant,
   return confined;
 }
 
-v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
-  std::vector<std::string> problems;
-  absl::StatusOr<std::vector<v1::Worker>> workers = store_.ListWorkers();
-  if (!workers.ok()) {
-    problems.push_back(absl::StrCat("The workers could not be read (", workers.status().ToString(),
-                                    "): no class is priced."));
-    workers = std::vector<v1::Worker>();
+std::shared_ptr<const std::vector<v1::Worker>> Scheduler::EstimateWorkers() {
+  absl::MutexLock lock(&mu_);
+  if (estimate_workers_ == nullptr) {
+    auto workers = std::make_shared<std::vector<v1::Worker>>();
+    workers->reserve(workers_.size());
+    // Every worker in workers_ is active; the estimate does not tell IDLE from BUSY.
+    for (const auto& [id, entry] : workers_) {
+      workers->push_back(WorkerFromInfo(id, entry.info, v1::Worker::IDLE));
+    }
+    estimate_workers_ = std::move(workers);
   }
-  absl::StatusOr<std::vector<SucceededRun>> past = store_.ListSucceededRuns(kEstimateHistoryJobs);
+  return estimate_workers_;
+}
+
+absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> Scheduler::EstimateHistory() {
+  int64_t succeeded = 0;
+  {
+    absl::MutexLock lock(&estimate_mu_);
+    if (history_read_at_ == jobs_succeeded_) return history_;
+    succeeded = jobs_succeeded_;
+  }
+  TL_ASSIGN_OR_RETURN(std::vector<SucceededRun> runs,
+                      store_.ListSucceededRuns(kEstimateHistoryJobs));
+  auto history = std::make_shared<const std::vector<SucceededRun>>(std::move(runs));
+  absl::MutexLock lock(&estimate_mu_);
+  // A job that succeeded during the read makes the next estimate read again.
+  history_read_at_ = succeeded;
+  history_ = history;
+  return history;
+}
+
+v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
+  // Both inputs are kept between submits: reading and parsing a thousand workers and a thousand
+  // past jobs on every submit made the submit path CPU-bound (bench/README.md).
+  const std::shared_ptr<const std::vector<v1::Worker>> workers = EstimateWorkers();
+  std::vector<std::string> problems;
+  absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> past = EstimateHistory();
   if (!past.ok()) {
     problems.push_back(absl::StrCat("Past jobs could not be read (", past.status().ToString(),
                                     "): every class is a cold start."));
-    past = std::vector<SucceededRun>();
+    past = std::make_shared<const std::vector<SucceededRun>>();
   }
-  v1::JobEstimate estimate = BuildJobEstimate(spec, *workers, *past, clock_.Now());
+  v1::JobEstimate estimate = BuildJobEstimate(spec, *workers, **past, clock_.Now());
   for (std::string& problem : problems) estimate.add_notes(std::move(problem));
   return estimate;
 }
@@ -457,6 +487,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Scheduler::RegisterWorker(
     WorkerEntry& entry = workers_[worker.id()];
     entry.info = info;
     entry.last_contact = clock_.Now();
+    estimate_workers_.reset();
   }
   TL_LOG(INFO) << "worker " << worker.id() << " registered with credential \"" << credential
                << "\": " << info.hostname() << ", " << info.gpus() << " x " << info.accelerator()
@@ -1244,6 +1275,7 @@ void Scheduler::RemoveWorkerLocked(const std::string& worker_id, v1::Worker::Sta
     revoked = revoked->second.worker_id == worker_id ? revoked_.erase(revoked) : ++revoked;
   }
   workers_.erase(worker_id);
+  estimate_workers_.reset();
 }
 
 void Scheduler::ExplainWaitingLocked() {
@@ -1275,20 +1307,38 @@ void Scheduler::ExplainWaitingLocked() {
   }
 }
 
-void Scheduler::AccrueLocked(absl::Time now) {
-  std::vector<std::string> jobs;
-  for (const auto& [job_id, running] : running_) jobs.push_back(job_id);
-  for (const std::string& job_id : jobs) {
-    auto it = running_.find(job_id);
-    if (it == running_.end()) continue;
-    absl::StatusOr<JobUpdate> billed = BillLocked(it->second, now, std::nullopt);
-    if (!billed.ok()) {
-      TL_LOG(ERROR) << "server-clock accrual of job " << job_id << ": " << billed.status();
+std::vector<Scheduler::QueuedBill> Scheduler::QueueAccrualLocked(absl::Time now) {
+  std::vector<QueuedBill> bills;
+  bills.reserve(running_.size());
+  for (const auto& [job_id, running] : running_) {
+    AttemptProgress bill = BillUpdateLocked(running, now, std::nullopt, /*contact=*/false);
+    const double usd = bill.bill.usd;
+    bills.push_back(QueuedBill{job_id, running.attempt, usd,
+                               store_.StartRecordProgress(job_id, std::move(bill))});
+  }
+  return bills;
+}
+
+void Scheduler::SettleAccrual(std::vector<QueuedBill> bills) {
+  std::vector<std::pair<const QueuedBill*, JobUpdate>> billed;
+  billed.reserve(bills.size());
+  for (QueuedBill& bill : bills) {
+    absl::StatusOr<JobUpdate> recorded = std::move(bill.write).Wait();
+    if (!recorded.ok()) {
+      TL_LOG(ERROR) << "server-clock accrual of job " << bill.job_id << ": " << recorded.status();
       continue;
     }
-    Announce(*billed);
-    if (absl::Status status = EnforceBudgetLocked(it->second, billed->job); !status.ok()) {
-      TL_LOG(ERROR) << "budget enforcement of job " << job_id << ": " << status;
+    Announce(*recorded);
+    billed.emplace_back(&bill, *std::move(recorded));
+  }
+  absl::MutexLock lock(&mu_);
+  for (const auto& [bill, update] : billed) {
+    auto it = running_.find(bill->job_id);
+    // Ended while the bill was written: whatever ended it recorded the final bill.
+    if (it == running_.end() || it->second.attempt != bill->attempt) continue;
+    MeterLocked(it->second, bill->usd);
+    if (absl::Status status = EnforceBudgetLocked(it->second, update.job); !status.ok()) {
+      TL_LOG(ERROR) << "budget enforcement of job " << bill->job_id << ": " << status;
     }
   }
 }
@@ -1316,6 +1366,10 @@ void Scheduler::Announce(const JobUpdate& update) {
 }
 
 void Scheduler::OnJobEnded(const v1::Job& job) {
+  if (job.state() == v1::Job::SUCCEEDED) {
+    absl::MutexLock lock(&estimate_mu_);
+    ++jobs_succeeded_;  // the estimator's history is read again
+  }
   metrics_.OnFinished(job.id(), job.tenant(), v1::Job::State_Name(job.state()),
                       ReasonLabel(job.reason()));
   if (job.progress().has_eval_loss()) {

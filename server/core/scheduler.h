@@ -322,7 +322,22 @@ class Scheduler {
   void RemoveWorkerLocked(const std::string& worker_id, v1::Worker::State state,
                           absl::Time attempts_end, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AccrueLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Server-clock accrual (the ticker): every running attempt's bill is queued under mu_ and
+  // settled after the commit without mu_ (as ReportProgress does), so that a tick over a
+  // thousand running attempts shares their fsync with the reports instead of stalling them.
+  struct QueuedBill {
+    std::string job_id;
+    int attempt = 0;
+    double usd = 0;
+    PendingWrite<JobUpdate> write;
+  };
+  std::vector<QueuedBill> QueueAccrualLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SettleAccrual(std::vector<QueuedBill> bills) ABSL_LOCKS_EXCLUDED(mu_);
+  // The active workers as the estimator reads them, rebuilt after workers_ changed.
+  std::shared_ptr<const std::vector<v1::Worker>> EstimateWorkers() ABSL_LOCKS_EXCLUDED(mu_);
+  // The newest SUCCEEDED runs the estimator learns from, read again after a job succeeded.
+  absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> EstimateHistory()
+      ABSL_LOCKS_EXCLUDED(estimate_mu_);
   // QUEUED jobs that need more GPUs than any live worker has: a message and a WAITING event
   // say why they wait, and the unschedulable-jobs gauge counts them.
   void ExplainWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -369,6 +384,13 @@ class Scheduler {
   std::map<std::string, int> waiting_polls_by_credential_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // EstimateWorkers()'s copy; reset whenever workers_ gains or loses a worker.
+  std::shared_ptr<const std::vector<v1::Worker>> estimate_workers_ ABSL_GUARDED_BY(mu_);
+  // EstimateHistory()'s copy and the count of succeeded jobs it was read at. A leaf lock.
+  absl::Mutex estimate_mu_;
+  int64_t jobs_succeeded_ ABSL_GUARDED_BY(estimate_mu_) = 0;
+  int64_t history_read_at_ ABSL_GUARDED_BY(estimate_mu_) = -1;
+  std::shared_ptr<const std::vector<SucceededRun>> history_ ABSL_GUARDED_BY(estimate_mu_);
   // A leaf lock (taken with or without mu_ held, never the other way round).
   absl::Mutex cost_quality_mu_;
   std::set<std::string> cost_quality_stale_tenants_ ABSL_GUARDED_BY(cost_quality_mu_);

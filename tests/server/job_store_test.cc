@@ -14,6 +14,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/core/job_spec_validator.h"
+#include "server/core/job_store_rows.h"
 #include "server/core/sqlite_db.h"
 #include "tests/server/job_fixtures.h"
 #include "tests/testing/status_matchers.h"
@@ -594,6 +595,73 @@ TEST_F(JobStoreTest, ProgressHistoryIsDownsampledToABoundedNumberOfPoints) {
     EXPECT_LT((*history)[i - 1].step(), (*history)[i].step());
   }
   EXPECT_EQ(store->GetJob(job)->progress().step(), kReports) << "latest progress is exact";
+}
+
+// RecordProgress answers the job without loading it again: what it returns must be exactly
+// what GetJob reads back, for a report with progress (the latest eval loss kept) and for a
+// cost-only one (progress and history untouched); the worker's contact is its heartbeat time.
+TEST_F(JobStoreTest, RecordProgressAnswersTheJobExactlyAsStored) {
+  std::unique_ptr<JobStore> store = Open();
+  v1::JobSpec spec = Spec();
+  spec.mutable_budget()->set_usd(50);
+  const std::string job = Enqueue(*store, spec);
+  const std::string worker = Register(*store);
+  ASSERT_OK(store->LeaseNext(worker, 1));
+  ASSERT_OK(store->RecordEval(job, 1, 5, 1.25));
+  auto expect_as_stored = [&](const absl::StatusOr<JobUpdate>& recorded) {
+    ASSERT_OK(recorded);
+    absl::StatusOr<v1::Job> stored = store->GetJob(job);
+    ASSERT_OK(stored);
+    EXPECT_TRUE(MessageDifferencer::Equals(recorded->job, *stored))
+        << "returned:\n"
+        << recorded->job.DebugString() << "stored:\n"
+        << stored->DebugString();
+  };
+
+  clock_.Advance(absl::Seconds(7));
+  AttemptProgress report;
+  report.attempt = 1;
+  report.progress.emplace();
+  report.progress->set_step(10);
+  report.progress->set_loss(2.5);
+  report.bill.seconds = 7;
+  report.bill.usd = 0.007;
+  report.bill.job_cost.set_accrued_usd(0.007);
+  report.bill.job_cost.set_gpu_hours(7.0 / 3600);
+  report.bill.job_cost.set_projected_usd(0.07);
+  report.bill.job_cost.set_rate_usd_per_hour(3.6);
+  report.worker_contact = clock_.Now();
+  absl::StatusOr<JobUpdate> with_progress = store->RecordProgress(job, report);
+  expect_as_stored(with_progress);
+  EXPECT_EQ(with_progress->job.progress().step(), 10);
+  EXPECT_DOUBLE_EQ(with_progress->job.progress().eval_loss(), 1.25) << "the eval loss stays";
+  EXPECT_DOUBLE_EQ(with_progress->job.cost().accrued_usd(), 0.007);
+  EXPECT_DOUBLE_EQ(with_progress->job.cost().budget_usd(), 50);
+  EXPECT_EQ(FromTimestamp(store->GetWorker(worker)->last_heartbeat_time()), clock_.Now());
+
+  clock_.Advance(absl::Seconds(3));
+  AttemptProgress cost_only;
+  cost_only.attempt = 1;
+  cost_only.bill.seconds = 10;
+  cost_only.bill.usd = 0.01;
+  cost_only.bill.job_cost.set_accrued_usd(0.01);
+  cost_only.bill.job_cost.set_projected_usd(0.08);
+  absl::StatusOr<JobUpdate> without_progress = store->RecordProgress(job, cost_only);
+  expect_as_stored(without_progress);
+  EXPECT_EQ(without_progress->job.progress().step(), 10) << "progress untouched";
+  EXPECT_DOUBLE_EQ(without_progress->job.cost().accrued_usd(), 0.01);
+  EXPECT_THAT(*store->ListProgressHistory(job), SizeIs(1)) << "a cost-only bill adds no point";
+  EXPECT_EQ(FromTimestamp(store->GetWorker(worker)->last_heartbeat_time()),
+            clock_.Now() - absl::Seconds(3))
+      << "a bill on the server's clock is no contact";
+
+  EXPECT_THAT(store->RecordProgress(job,
+                                    [] {
+                                      AttemptProgress stale;
+                                      stale.attempt = 2;
+                                      return stale;
+                                    }()),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {

@@ -3,6 +3,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -27,10 +28,12 @@ namespace tuneledger {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::DoubleEq;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::Optional;
 using ::testing::SizeIs;
 using ::tuneledger::testing::CpuWorker;
 using ::tuneledger::testing::EventKinds;
@@ -1435,6 +1438,51 @@ TEST_F(SchedulerTest, SubmitRecordsTheEstimateAndAFinishedJobSetsTheNextOnesRate
   EXPECT_EQ(next->classes(0).past_jobs(), 1);
   EXPECT_DOUBLE_EQ(next->classes(0).tokens_per_second(), 50) << "400 tokens in 8 billed s";
   EXPECT_DOUBLE_EQ(next->classes(0).usd(), 8.0) << "a repeat is estimated at the first's bill";
+}
+
+// The pre-flight estimate keeps its view of the workers between submits; a worker that
+// registers or is lost since the last estimate is in or out of the next one.
+TEST_F(SchedulerTest, EstimatesPriceTheWorkersActiveNowAfterRegistrationsAndLosses) {
+  const std::string cheap = Register(kDollarPerSecond);
+  auto prices = [&]() {
+    std::vector<double> out;
+    absl::StatusOr<v1::JobEstimate> estimate = scheduler_->EstimateJob("t", ValidSpec());
+    EXPECT_OK(estimate);
+    if (!estimate.ok()) return out;
+    for (const v1::WorkerClassEstimate& priced : estimate->classes()) {
+      out.push_back(priced.price_per_gpu_hour());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_THAT(prices(), ElementsAre(kDollarPerSecond));
+  const std::string dear = Register(2 * kDollarPerSecond);
+  EXPECT_THAT(prices(), ElementsAre(kDollarPerSecond, 2 * kDollarPerSecond));
+  clock_.Advance(absl::Seconds(16));  // past the heartbeat timeout of both
+  Heartbeat(cheap);
+  scheduler_->Tick();
+  ASSERT_EQ(store_->GetWorker(dear)->state(), v1::Worker::LOST);
+  EXPECT_THAT(prices(), ElementsAre(kDollarPerSecond));
+}
+
+// The ticker bills every running attempt on the server's clock; the bills are queued together
+// and share one commit (one fsync), not one each with the scheduler's lock held.
+TEST_F(SchedulerTest, ATickBillsEveryRunningAttemptInOneCommit) {
+  constexpr int kJobs = 6;
+  std::vector<std::string> jobs;
+  for (int i = 0; i < kJobs; ++i) {
+    const std::string worker = Register(kDollarPerSecond);
+    jobs.push_back(Submit(ValidSpec()));
+    ASSERT_TRUE(Lease(worker).has_value());
+  }
+  clock_.Advance(absl::Seconds(3));
+  const int64_t before = store_->WriteBatchesCommitted();
+  scheduler_->Tick();
+  EXPECT_EQ(store_->WriteBatchesCommitted() - before, 1);
+  for (const std::string& job : jobs) {
+    EXPECT_DOUBLE_EQ(Job(job).cost().accrued_usd(), 3.0) << "job " << job << ": 3 s at $1/s";
+    EXPECT_THAT(AccruedCostMetric(job), Optional(DoubleEq(3.0))) << "job " << job;
+  }
 }
 
 }  // namespace
