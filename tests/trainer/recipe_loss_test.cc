@@ -69,6 +69,26 @@ TEST(CausalLmLossTest, ChunkedPathMatchesThePlainLossAndGradientsInFp32) {
   }
 }
 
+// bf16 hidden states and lm_head (the CUDA fast path, run here on the CPU): the loss is the fp32
+// loss of those same bf16 values, and the hidden states' gradient comes back in bf16, within
+// bf16 rounding of the fp32 one.
+TEST(CausalLmLossTest, Bf16HiddenStatesGiveTheFp32LossOfTheirValues) {
+  torch::manual_seed(4);
+  const int64_t B = 2, T = 13, D = 16, V = 37;
+  const torch::Tensor hidden = torch::randn({B, T, D}).to(torch::kBFloat16);       // [B,T,D]
+  const torch::Tensor weight = (torch::randn({V, D}) * 0.3).to(torch::kBFloat16);  // [V,D]
+  const torch::Tensor labels = Labels(B, T, V);
+  const Grads plain = LossAndGradients(false, hidden.to(torch::kFloat32),
+                                       weight.to(torch::kFloat32), labels, false, 4 * V);
+  const Grads fast = LossAndGradients(true, hidden, weight, labels, false, 4 * V);
+  EXPECT_EQ(fast.loss.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(fast.hidden.scalar_type(), torch::kBFloat16);
+  // The logits are bf16 products (8 mantissa bits), summed over the targets in fp32.
+  ExpectClose("loss", plain.loss, fast.loss, 1e-2 * plain.loss.item<double>());
+  ExpectClose("d loss / d hidden", plain.hidden, fast.hidden,
+              2e-2 * plain.hidden.abs().max().item<double>());
+}
+
 TEST(CausalLmLossTest, NoTargetsIsZeroWithZeroGradient) {
   torch::Tensor hidden = torch::randn({2, 5, 8}, torch::requires_grad());  // [B,T,D]
   const torch::Tensor weight = torch::randn({11, 8});                      // [V,D]

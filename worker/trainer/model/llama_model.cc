@@ -38,11 +38,10 @@ void CheckArchitecture(const LlamaConfig& config) {
   if (config.head_dim % 2 != 0) throw TrainError("model config: head_dim: must be even");
 }
 
-void CheckBaseDtype(torch::Dtype dtype) {
+void CheckFloatDtype(torch::Dtype dtype, const char* field) {
   if (dtype != torch::kFloat32 && dtype != torch::kBFloat16 && dtype != torch::kFloat16) {
-    throw TrainError(std::string("model options: base_dtype: must be float32, bfloat16 or "
-                                 "float16, got ") +
-                     c10::toString(dtype));
+    throw TrainError(std::string("model options: ") + field +
+                     ": must be float32, bfloat16 or float16, got " + c10::toString(dtype));
   }
 }
 
@@ -50,7 +49,9 @@ void CheckBaseDtype(torch::Dtype dtype) {
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config, const LoraOptions* lora,
                                const ModelOptions& options)
-    : gradient_checkpointing(options.gradient_checkpointing), rotary_(config) {
+    : gradient_checkpointing(options.gradient_checkpointing),
+      rotary_(config),
+      activation_dtype_(options.activation_dtype) {
   torch::Tensor embedding = torch::empty({config.vocab_size, config.hidden_size},
                                          torch::dtype(options.base_dtype));  // [V,D]
   embed_tokens = register_module(
@@ -69,8 +70,10 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& config, const LoraOptions* lor
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids) {
   const int64_t tokens = input_ids.size(1);
-  torch::Tensor h = embed_tokens(input_ids).to(torch::kFloat32);  // [B,T,D]
-  auto [cos, sin] = rotary_.CosSin(tokens, h.device());           // [T,Dh] each
+  torch::Tensor h = embed_tokens(input_ids).to(activation_dtype_);  // [B,T,D]
+  auto [cos32, sin32] = rotary_.CosSin(tokens, h.device());         // [T,Dh] each, fp32
+  // In the activations' dtype, as Hugging Face casts them, so that RoPE does not promote q, k.
+  torch::Tensor cos = cos32.to(activation_dtype_), sin = sin32.to(activation_dtype_);
   const bool checkpoint = gradient_checkpointing && is_training();
   for (LlamaDecoderLayer& layer : decoder_layers_) {
     h = checkpoint ? CheckpointedLayerForward(layer, h, cos, sin) : layer(h, cos, sin);  // [B,T,D]
@@ -82,7 +85,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, const Lora
                                            const ModelOptions& options)
     : config_(config), options_(options) {
   CheckArchitecture(config);
-  CheckBaseDtype(options.base_dtype);
+  CheckFloatDtype(options.base_dtype, "base_dtype");
+  CheckFloatDtype(options.activation_dtype, "activation_dtype");
   if (lora != nullptr) {
     ValidateLoraOptions(*lora);
     lora_ = *lora;
@@ -106,7 +110,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, const Lora
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids) {
-  return BaseLinear(Hidden(input_ids), LmHeadWeight(), torch::Tensor());  // [B,T,V]
+  return BaseLinear(Hidden(input_ids), LmHeadWeight(), torch::Tensor())
+      .to(torch::kFloat32);  // [B,T,V]
 }
 
 torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids) {

@@ -8,9 +8,11 @@
 //   logits = norm(h_L) W_lm^T            (W_lm = embed_tokens.weight when tied)   [B,T,V]
 //
 // Attention is causal and there is no padding mask: pad on the right and mask the padded
-// labels (-100) in the loss. Activations are fp32; base weights are held in
-// ModelOptions::base_dtype (see lora_linear.h for how low-precision weights are multiplied);
-// LoRA weights are fp32.
+// labels (-100) in the loss. Activations (the residual stream and everything computed from it)
+// are in ModelOptions::activation_dtype: fp32, or bf16/fp16 end to end, where norm statistics
+// (rms_norm.h), the attention softmax and the loss (causal_lm_loss.h) still compute in fp32.
+// Base weights are held in ModelOptions::base_dtype (see lora_linear.h for how low-precision
+// weights are multiplied); LoRA weights, their gradients and optimizer state are fp32.
 //
 // Module and parameter names are Hugging Face's exactly: model.embed_tokens.weight,
 // model.layers.N.self_attn.{q,k,v,o}_proj.weight (+ .bias), model.layers.N.mlp.{gate,up,
@@ -46,6 +48,10 @@ struct ModelOptions {
   // Storage dtype of the frozen base weights (embeddings, projections, lm_head): kFloat32,
   // kBFloat16 or kFloat16. Norm weights and LoRA stay fp32.
   torch::Dtype base_dtype = torch::kFloat32;
+  // dtype of the activations: kFloat32, or kBFloat16 / kFloat16 (normally base_dtype: the GEMMs
+  // then need no casts). The recipe picks base_dtype on CUDA and fp32 on CPU, where low-precision
+  // arithmetic is slow; tests/trainer/model_activation_dtype_test.cc runs bf16 and fp16 on CPU.
+  torch::Dtype activation_dtype = torch::kFloat32;
   // Recompute each decoder layer in backward instead of keeping its activations.
   bool gradient_checkpointing = false;
   // Full fine-tuning: every base weight is trainable (use with base_dtype kFloat32).
@@ -62,7 +68,7 @@ class LlamaModelImpl : public torch::nn::Module {
  public:
   LlamaModelImpl(const LlamaConfig& config, const LoraOptions* lora, const ModelOptions& options);
 
-  // input_ids [B,T] int64 -> final normed hidden states [B,T,D] fp32.
+  // input_ids [B,T] int64 -> final normed hidden states [B,T,D] in activation_dtype.
   torch::Tensor forward(const torch::Tensor& input_ids);
 
   torch::nn::Embedding embed_tokens{nullptr};  // weight [V,D] base dtype
@@ -77,6 +83,7 @@ class LlamaModelImpl : public torch::nn::Module {
  private:
   std::vector<LlamaDecoderLayer> decoder_layers_;
   RotaryEmbedding rotary_;
+  torch::Dtype activation_dtype_;
 };
 TORCH_MODULE(LlamaModel);
 
@@ -90,7 +97,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // input_ids [B,T] int64 -> logits [B,T,V] fp32.
   torch::Tensor forward(const torch::Tensor& input_ids);
-  // input_ids [B,T] int64 -> the final normed hidden states [B,T,D] fp32: forward() without
+  // input_ids [B,T] int64 -> the final normed hidden states [B,T,D] in the activation dtype:
+  // forward() without
   // the lm_head, for a loss that never holds all logits (recipe/causal_lm_loss.h).
   torch::Tensor Hidden(const torch::Tensor& input_ids);
   // The lm_head weight [V,D] in the base dtype: the embedding matrix when tied.

@@ -81,20 +81,35 @@ LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool w
 
 torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
                          const torch::Tensor& bias) {
-  if (weight.scalar_type() == torch::kFloat32) return torch::linear(x, weight, bias);
-  // Low-precision base weights: GEMM in that dtype where it is fast (CUDA); on CPU upcast the
-  // weight, as bf16/fp16 GEMM there is far slower than fp32.
-  if (x.is_cuda()) return LowPrecisionLinear(x, weight, bias);
-  return ReferenceLinear(x, weight, bias);
+  const torch::Dtype dtype = x.scalar_type();
+  if (weight.scalar_type() == dtype) return torch::linear(x, weight, bias);
+  if (dtype == torch::kFloat32) {
+    // Low-precision base weights under fp32 activations: GEMM in that dtype where it is fast
+    // (CUDA); on CPU upcast the weight, as bf16/fp16 GEMM there is far slower than fp32.
+    return x.is_cuda() ? LowPrecisionLinear(x, weight, bias) : ReferenceLinear(x, weight, bias);
+  }
+  return torch::linear(x, weight.to(dtype), bias.defined() ? bias.to(dtype) : bias);
+}
+
+torch::Tensor BaseMatmul(const torch::Tensor& g, const torch::Tensor& weight) {
+  const torch::Dtype dtype = g.scalar_type();
+  if (weight.scalar_type() == dtype) return torch::matmul(g, weight);
+  if (dtype == torch::kFloat32) {
+    return g.is_cuda() ? torch::matmul(g.to(weight.scalar_type()), weight).to(torch::kFloat32)
+                       : torch::matmul(g, weight.to(torch::kFloat32));
+  }
+  return torch::matmul(g, weight.to(dtype));
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = quantized() ? QuantizedLinear(x, quantized_weight_, bias, base_dtype_)
                                 : BaseLinear(x, weight, bias);  // [...,out]
   if (!has_lora() || merged_) return y;
-  torch::Tensor lora_in = (dropout_ > 0 && is_training()) ? Dropout(x) : x;  // [...,in]
-  torch::Tensor down = torch::linear(lora_in, lora_A->weight);               // [...,r]
-  return y + torch::linear(down, lora_B->weight) * scale_;                   // [...,out]
+  // In x's dtype; .to() is a no-op for fp32 activations.
+  const torch::Dtype dtype = x.scalar_type();
+  torch::Tensor lora_in = (dropout_ > 0 && is_training()) ? Dropout(x) : x;     // [...,in]
+  torch::Tensor down = torch::linear(lora_in, lora_A->weight.to(dtype));        // [...,r]
+  return torch::add(y, torch::linear(down, lora_B->weight.to(dtype)), scale_);  // [...,out]
 }
 
 void LoraLinearImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {

@@ -12,10 +12,13 @@
 // "bias", "lora_A.weight", "lora_B.weight", so the model's named_parameters() are already the
 // Hugging Face / PEFT names.
 //
-// Base-weight paths: fp32 weights use one fused linear. Low-precision weights run the GEMM in
-// the weight's dtype on CUDA (LowPrecisionLinear, the fast path) and upcast the weight to fp32
-// on CPU (ReferenceLinear, the plain reference; bf16 GEMM on CPU is ~30x slower than fp32);
-// a test checks that both agree. Inputs and outputs are always fp32.
+// Activations are fp32, or bf16/fp16 end to end (ModelOptions::activation_dtype, the fast path
+// on CUDA); the output has the input's dtype. Base-weight paths (BaseLinear): a weight in the
+// input's dtype uses one linear. fp32 inputs with low-precision weights run the GEMM in the
+// weight's dtype on CUDA (LowPrecisionLinear) and upcast the weight to fp32 on CPU
+// (ReferenceLinear, the plain reference; bf16 GEMM on CPU is ~30x slower than fp32); a test
+// checks that both agree. The LoRA branch runs in the input's dtype with A and B (fp32
+// parameters, so their gradients and optimizer state are fp32) cast to it per forward.
 //
 // Quantized base (QLoRA, QuantizeBase()): W is stored packed (quantized_linear.h: NF4 or INT8)
 // and dequantized to the base dtype inside each forward and backward (QuantizedLinear); the
@@ -62,11 +65,15 @@ torch::Tensor ReferenceLinear(const torch::Tensor& x, const torch::Tensor& weigh
 // y = x W^T + b computed in W's dtype (x cast down), result cast back to fp32.
 torch::Tensor LowPrecisionLinear(const torch::Tensor& x, const torch::Tensor& weight,
                                  const torch::Tensor& bias /* undefined: none */);
-// The policy for every frozen projection (also a tied lm_head): fp32 weights: one fused
-// linear; low-precision weights: LowPrecisionLinear on CUDA, ReferenceLinear on CPU.
-// x [..., in] fp32 -> [..., out] fp32.
+// The policy for every frozen projection (also a tied lm_head): x [..., in] -> [..., out] in
+// x's dtype. A weight in x's dtype: one linear; fp32 x with a low-precision weight:
+// LowPrecisionLinear on CUDA, ReferenceLinear on CPU; a low-precision x with a weight of another
+// dtype: the weight cast to x's dtype.
 torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
                          const torch::Tensor& bias /* undefined: none */);
+// g W by the same policy, BaseLinear's gradient with respect to x: g [..., out], weight
+// [out,in] -> [..., in] in g's dtype.
+torch::Tensor BaseMatmul(const torch::Tensor& g, const torch::Tensor& weight);
 
 class LoraLinearImpl : public torch::nn::Module {
  public:
@@ -76,7 +83,7 @@ class LoraLinearImpl : public torch::nn::Module {
   LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias, torch::Dtype base_dtype,
                  const LoraOptions* lora);
 
-  // x [..., in] fp32 -> [..., out] fp32.
+  // x [..., in] fp32, bf16 or fp16 -> [..., out] in x's dtype.
   torch::Tensor forward(const torch::Tensor& x);
 
   // Folds (B A) * scale into W (in W's dtype) and stops applying the adapter; the LoRA

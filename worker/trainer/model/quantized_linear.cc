@@ -43,7 +43,7 @@ class QuantizedLinearFunction : public torch::autograd::Function<QuantizedLinear
     ctx->saved_data["block_size"] = static_cast<int64_t>(layout.block_size);
     ctx->saved_data["dtype"] = static_cast<int64_t>(dtype);
     torch::Tensor weight = DequantizeWeight(layout, dtype);  // [out,in] dtype
-    return BaseLinear(x, weight, torch::Tensor());           // [...,out] fp32
+    return BaseLinear(x, weight, torch::Tensor());           // [...,out] x's dtype
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -57,13 +57,8 @@ class QuantizedLinearFunction : public torch::autograd::Function<QuantizedLinear
     layout.data = saved[0];
     layout.scales = saved[1];
     const auto dtype = static_cast<torch::Dtype>(ctx->saved_data["dtype"].toInt());
-    torch::Tensor weight = DequantizeWeight(layout, dtype);  // [out,in]
-    // BaseLinear's backward: in W~'s dtype (CUDA), or fp32 (CPU and fp32 weights).
-    torch::Tensor grad_y = grad_outputs[0];  // [...,out] fp32
-    torch::Tensor grad_x = weight.scalar_type() == torch::kFloat32 || !grad_y.is_cuda()
-                               ? torch::matmul(grad_y, weight.to(torch::kFloat32))
-                               : torch::matmul(grad_y.to(weight.scalar_type()), weight)
-                                     .to(torch::kFloat32);  // [...,in]
+    torch::Tensor weight = DequantizeWeight(layout, dtype);      // [out,in]
+    torch::Tensor grad_x = BaseMatmul(grad_outputs[0], weight);  // [...,in] in x's dtype
     return {grad_x, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -180,11 +175,13 @@ torch::Tensor DequantizeWeight(const QuantizedWeight& weight, torch::Dtype dtype
 
 torch::Tensor QuantizedLinear(const torch::Tensor& x, const QuantizedWeight& weight,
                               const torch::Tensor& bias, torch::Dtype compute_dtype) {
-  // On CPU W~ is made in fp32 directly (BaseLinear would upcast a low-precision one anyway).
-  const torch::Dtype dtype = x.is_cuda() ? compute_dtype : torch::kFloat32;
+  // Under fp32 activations on CPU, W~ is made in fp32 directly (BaseLinear would upcast a
+  // low-precision one anyway).
+  const bool upcast = !x.is_cuda() && x.scalar_type() == torch::kFloat32;
+  const torch::Dtype dtype = upcast ? torch::kFloat32 : compute_dtype;
   torch::Tensor y =
       QuantizedLinearFunction::apply(x, weight.data, weight.scales, weight, dtype);  // [...,out]
-  return bias.defined() ? y + bias.to(torch::kFloat32) : y;                          // [...,out]
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;                          // [...,out]
 }
 
 }  // namespace tuneledger::train

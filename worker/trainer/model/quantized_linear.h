@@ -59,10 +59,9 @@ torch::Tensor DequantizeWeight(const QuantizedWeight& weight, torch::Dtype dtype
 torch::Tensor DequantizeWeightCuda(const QuantizedWeight& weight, torch::Dtype dtype);
 #endif
 
-// x [..., in] fp32 -> [..., out] fp32, as BaseLinear (lora_linear.h) with W~ in
-// `compute_dtype`: on CUDA the GEMM runs in compute_dtype (bf16/fp16 or fp32); on CPU W~ is
-// made in fp32. bias [out] (undefined: none) is frozen (no gradient flows to it) and added in
-// fp32.
+// x [..., in] -> [..., out] in x's dtype, as BaseLinear (lora_linear.h) with W~ in
+// `compute_dtype`, except that fp32 activations on CPU make W~ in fp32 directly. bias [out]
+// (undefined: none) is frozen (no gradient flows to it) and added in x's dtype.
 torch::Tensor QuantizedLinear(const torch::Tensor& x, const QuantizedWeight& weight,
                               const torch::Tensor& bias, torch::Dtype compute_dtype);
 

@@ -11,9 +11,11 @@ RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps) : eps_(eps) {
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
-  torch::Tensor x32 = x.to(torch::kFloat32);                       // [...,D]
-  torch::Tensor variance = x32.pow(2).mean(-1, /*keepdim=*/true);  // [...,1]
-  return weight * (x32 * torch::rsqrt(variance + eps_));           // [...,D]
+  const torch::Dtype dtype = x.scalar_type();
+  torch::Tensor x32 = x.to(torch::kFloat32);                                           // [...,D]
+  torch::Tensor inv_rms = torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps_);  // [...,1]
+  // Normalised in fp32, then scaled in x's dtype as Hugging Face does (.to() is a no-op in fp32).
+  return weight.to(dtype) * (x32 * inv_rms).to(dtype);  // [...,D]
 }
 
 }  // namespace tuneledger::train

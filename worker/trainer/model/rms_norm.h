@@ -1,4 +1,5 @@
-// RMSNorm as in Hugging Face LlamaRMSNorm, computed in fp32.
+// RMSNorm as in Hugging Face LlamaRMSNorm: the statistics in fp32, the output in the input's
+// dtype.
 //
 // Shape legend: B batch, T tokens, D hidden.
 //
@@ -22,7 +23,7 @@ class RmsNormImpl : public torch::nn::Module {
  public:
   RmsNormImpl(int64_t hidden_size, double eps);
 
-  // x [..., D] -> [..., D] fp32.
+  // x [..., D] fp32, bf16 or fp16 -> [..., D] in x's dtype.
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::Tensor weight;  // [D] fp32

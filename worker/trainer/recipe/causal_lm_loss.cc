@@ -22,17 +22,10 @@ torch::Tensor ChunkLogits(const torch::Tensor& rows, const torch::Tensor& weight
   return BaseLinear(rows, weight, torch::Tensor()).to(torch::kFloat32);  // [n,V]
 }
 
-// g [n,V] x weight [V,D] -> [n,D] fp32, in the weight's dtype where BaseLinear would be.
-torch::Tensor TimesWeight(const torch::Tensor& g, const torch::Tensor& weight) {
-  if (weight.scalar_type() == torch::kFloat32) return torch::matmul(g, weight);
-  if (g.is_cuda()) return torch::matmul(g.to(weight.scalar_type()), weight).to(torch::kFloat32);
-  return torch::matmul(g, weight.to(torch::kFloat32));
-}
-
 // Cross-entropy sum over the given rows, chunk by chunk; backward recomputes each chunk's
 // logits instead of keeping them.
 struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
-  // rows [N,D] fp32, weight [V,D], targets [N] int64 -> scalar fp32.
+  // rows [N,D] (activation dtype), weight [V,D], targets [N] int64 -> scalar fp32.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& rows,
                                const torch::Tensor& weight, const torch::Tensor& targets,
                                int64_t chunk_rows) {
@@ -76,8 +69,9 @@ struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntrop
       g.scatter_add_(1, targets.narrow(0, begin, n).unsqueeze(1),
                      torch::full({n, 1}, -1.0, g.options()));
       g.mul_(grad_total);
-      grad_rows.narrow(0, begin, n).copy_(TimesWeight(g, weight));     // [n,D]
-      if (weight_grad) grad_weight.add_(torch::matmul(g.t(), chunk));  // [V,D]
+      // In the rows' dtype: bf16/fp16 activations take the low-precision GEMM directly.
+      grad_rows.narrow(0, begin, n).copy_(BaseMatmul(g.to(rows.scalar_type()), weight));
+      if (weight_grad) grad_weight.add_(torch::matmul(g.t(), chunk.to(g.scalar_type())));  // [V,D]
     }
     return {grad_rows, weight_grad ? grad_weight.to(weight.scalar_type()) : torch::Tensor(),
             torch::Tensor(), torch::Tensor()};

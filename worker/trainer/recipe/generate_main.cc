@@ -129,6 +129,7 @@ std::string Trim(const std::string& text) {
 LlamaForCausalLM LoadModel(const Flags& flags, torch::Device device) {
   ModelOptions options;
   options.base_dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  options.activation_dtype = options.base_dtype;
   if (flags.adapter.empty()) return LoadPretrained(flags.model, nullptr, options, device);
   const PeftAdapter adapter = ReadPeftAdapter(flags.adapter);
   LlamaForCausalLM model = LoadPretrained(flags.model, &adapter.lora, options, device);

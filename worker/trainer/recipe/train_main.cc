@@ -308,6 +308,8 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   const LoraOptions lora{spec.lora_r, spec.lora_alpha, spec.lora_dropout, spec.target_modules};
   ModelOptions model_options;
   model_options.base_dtype = BaseDtype(precision);
+  // bf16/fp16 activations end to end on GPUs; on CPU fp32, the fast arithmetic there.
+  model_options.activation_dtype = device.is_cuda() ? model_options.base_dtype : torch::kFloat32;
   model_options.gradient_checkpointing = spec.gradient_checkpointing;
   model_options.quantize_base = spec.quantize_base;
   LlamaForCausalLM model = LoadPretrained(spec.model_path, &lora, model_options, device);
