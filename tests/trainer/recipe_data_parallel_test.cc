@@ -2,15 +2,18 @@
 // processes on CPU with Gloo: N ranks of one global batch train what one process trains (the
 // same losses within fp32 all-reduce rounding, the same adapter), a stop sent to any rank stops
 // all of them after the same step and resumes to the same adapter, and a killed rank ends the
-// others with a "rank_lost" error instead of a hang.
+// others with a "rank_lost" error instead of a hang. In process: gradient buckets all-reduced
+// during the backward sum what the ranks accumulated.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -62,6 +65,87 @@ TEST(ParseRendezvousTest, TakesHostAndPortAndRefusesTheRest) {
   for (const char* bad : {"", "host", "host:", ":29500", "host:0", "host:65536", "host:29x",
                           "host:-1", "host:99999999999999999999"}) {
     EXPECT_THROW(ParseRendezvous(bad), TrainError) << bad;
+  }
+}
+
+// Gradient buckets all-reduced during the backward (DataParallel::ExpectLastBackward), with two
+// ranks as threads of this process: parameters p0..p6 (p0 in no graph), buckets of two
+// parameters taken last first: {p6,p5} {p4,p3} {p2,p1} {p0}. Each step has two micro-batches;
+// only the second backward is armed, so a bucket must carry the accumulated gradient.
+struct OverlapRank {
+  std::vector<std::vector<float>> grads;     // per step, p_i's first element, i = 0..6
+  std::vector<int64_t> started_in_backward;  // per step
+  int64_t buckets = 0;
+  std::string error;
+};
+
+constexpr int64_t kOverlapElements = 1000;
+
+OverlapRank RunOverlapRank(int rank, const std::string& rendezvous, bool rows_in_last_batch) {
+  OverlapRank result;
+  try {
+    RankOptions options;
+    options.rank = rank;
+    options.world_size = 2;
+    options.rendezvous = rendezvous;
+    options.timeout = std::chrono::seconds(60);
+    options.bucket_bytes = 2 * kOverlapElements * static_cast<int64_t>(sizeof(float));
+    DataParallel data_parallel(options, torch::kCPU);
+    std::vector<torch::Tensor> params;
+    for (int i = 0; i < 7; ++i) {
+      params.push_back(torch::full({kOverlapElements}, 0.5 * i).requires_grad_(true));
+    }
+    for (int step = 0; step < 2; ++step) {
+      for (torch::Tensor& p : params) p.mutable_grad() = torch::Tensor();
+      torch::Tensor first = torch::zeros({});
+      for (int i = 1; i < 7; ++i) first = first + (params[i] * ((rank + 1) * i)).sum();
+      first.backward();
+      data_parallel.ExpectLastBackward(params);
+      if (rows_in_last_batch) {
+        torch::Tensor second = torch::zeros({});
+        for (int i = 1; i < 7; ++i) second = second + (params[i].pow(2) * (rank + 2)).sum();
+        second.backward();
+      }
+      data_parallel.AllReduceGradients(params);
+      std::vector<float> firsts;
+      for (const torch::Tensor& p : params) firsts.push_back(p.grad()[0].item<float>());
+      result.grads.push_back(firsts);
+      result.started_in_backward.push_back(data_parallel.buckets_started_in_backward());
+    }
+    result.buckets = data_parallel.gradient_buckets();
+  } catch (const std::exception& e) {
+    result.error = e.what();
+  }
+  return result;
+}
+
+TEST(DataParallelOverlapTest, BucketsStartInTheBackwardInOrderAndSumTheAccumulatedGradients) {
+  for (const bool rank1_has_rows : {true, false}) {
+    SCOPED_TRACE(rank1_has_rows ? "both ranks in the last micro-batch" : "rank 1 has no rows");
+    const std::string rendezvous = "127.0.0.1:" + std::to_string(FreePort());
+    OverlapRank ranks[2];
+    std::thread other([&] { ranks[1] = RunOverlapRank(1, rendezvous, rank1_has_rows); });
+    ranks[0] = RunOverlapRank(0, rendezvous, true);
+    other.join();
+    for (int rank = 0; rank < 2; ++rank) {
+      ASSERT_EQ(ranks[rank].error, "") << "rank " << rank;
+      EXPECT_EQ(ranks[rank].buckets, 4);
+      for (int step = 0; step < 2; ++step) {
+        // d/dp_i: (r + 1) i from the first micro-batch, 2 p_i (r + 2) from the second, summed
+        // over the ranks that ran it.
+        for (int i = 0; i < 7; ++i) {
+          const double value = 0.5 * i;
+          const double expected =
+              i == 0 ? 0.0 : 3.0 * i + 2 * value * (2 + (rank1_has_rows ? 3 : 0));
+          EXPECT_EQ(ranks[rank].grads[step][i], expected) << "rank " << rank << " p" << i;
+        }
+      }
+    }
+    // {p0} never fills during the backward, so the three buckets before it start there and it
+    // starts after; a rank without rows starts all four after.
+    EXPECT_THAT(ranks[0].started_in_backward, ::testing::ElementsAre(3, 3));
+    EXPECT_THAT(ranks[1].started_in_backward,
+                ::testing::ElementsAre(rank1_has_rows ? 3 : 0, rank1_has_rows ? 3 : 0));
   }
 }
 

@@ -88,6 +88,13 @@ StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
   // so the step's gradient, summed over the ranks, is that of the mean over all its targets,
   // however they fall into micro-batches and ranks.
   const double scale = parts_.loss_scaler->scale() / static_cast<double>(result.targets);
+  // This rank's last micro-batch with rows: its backward all-reduces gradients as they come.
+  size_t last_with_rows = micro_batches.size();
+  for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
+    if (data_parallel.Shard(micro_batches[micro].input_ids.size(0)).count > 0) {
+      last_with_rows = micro;
+    }
+  }
   double loss_sum = 0;
   for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
     const Batch& batch = micro_batches[micro];
@@ -104,8 +111,11 @@ StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
     torch::Tensor batch_loss =
         CausalLmLossSum(hidden, parts_.model->LmHeadWeight(), labels);  // scalar
     loss_sum += batch_loss.item<double>();
+    if (micro == last_with_rows) data_parallel.ExpectLastBackward(parts_.parameters);
     (batch_loss * scale).backward();
   }
+  // Before any other collective, so that every rank issues them in the same order.
+  data_parallel.AllReduceGradients(parts_.parameters);
   // One collective carries the loss and the stop requests; with one process it is a copy.
   const std::vector<double> sums =
       data_parallel.AllReduceSum({loss_sum, StopRequested() ? 1. : 0.});
@@ -115,7 +125,6 @@ StepResult TrainLoop::ForwardBackward(const std::vector<Batch>& micro_batches) {
     throw LossDivergedError("diverged at step " + std::to_string(state_.step + 1) + ": loss is " +
                             std::to_string(loss_sum));
   }
-  data_parallel.AllReduceGradients(parts_.parameters);
   result.loss = loss_sum / static_cast<double>(result.targets);
   return result;
 }
