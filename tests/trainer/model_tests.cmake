@@ -5,6 +5,7 @@ set(_model_tests_dir ${CMAKE_CURRENT_LIST_DIR})
 add_executable(trainer_model_tests
   ${_model_tests_dir}/model_test_support.cc
   ${_model_tests_dir}/model_activation_dtype_test.cc
+  ${_model_tests_dir}/model_fused_ops_test.cc
   ${_model_tests_dir}/model_hf_reference_test.cc
   ${_model_tests_dir}/model_loader_test.cc
   ${_model_tests_dir}/model_lora_test.cc

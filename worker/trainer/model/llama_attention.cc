@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "worker/trainer/model/rotary_embedding.h"
+#include "worker/trainer/model/fused_ops.h"
 
 namespace tuneledger::train {
 
@@ -77,8 +77,8 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
       k_proj(x).view({batch, tokens, num_kv_heads_, head_dim_}).transpose(1, 2);  // [B,Hkv,T,Dh]
   torch::Tensor v =
       v_proj(x).view({batch, tokens, num_kv_heads_, head_dim_}).transpose(1, 2);  // [B,Hkv,T,Dh]
-  q = ApplyRotary(q, cos, sin);                                                   // [B,H,T,Dh]
-  k = ApplyRotary(k, cos, sin);                                                   // [B,Hkv,T,Dh]
+  q = FusedRotary(q, cos, sin);                                                   // [B,H,T,Dh]
+  k = FusedRotary(k, cos, sin);                                                   // [B,Hkv,T,Dh]
   torch::Tensor attended = kernel_ == AttentionKernel::kFused
                                ? FusedAttention(q, k, v)
                                : PlainAttention(q, k, v);  // [B,H,T,Dh]

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "worker/trainer/model/fused_ops.h"
+
 namespace tuneledger::train {
 
 LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config, torch::Dtype base_dtype,
@@ -20,8 +22,8 @@ LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& config, torch::Dtype base_dtype,
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
-  torch::Tensor gated = torch::silu(gate_proj(x)) * up_proj(x);  // [B,T,F]
-  return down_proj(gated);                                       // [B,T,D]
+  torch::Tensor gated = FusedSwiGlu(gate_proj(x), up_proj(x));  // [B,T,F]
+  return down_proj(gated);                                      // [B,T,D]
 }
 
 }  // namespace tuneledger::train

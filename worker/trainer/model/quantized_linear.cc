@@ -2,7 +2,6 @@
 #include "worker/trainer/model/quantized_linear.h"
 
 #include <c10/core/DeviceGuard.h>
-#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/torch.h>
 
 #include <cstring>
@@ -13,6 +12,7 @@
 #include "lm/trainer_error.h"
 #include "worker/trainer/model/lora_linear.h"
 #if TUNELEDGER_WITH_CUDA
+#include "worker/trainer/model/cuda_stream.h"
 #include "worker/trainer/quant/dequant_cuda.h"
 #endif
 
@@ -145,10 +145,8 @@ torch::Tensor DequantizeWeightCuda(const QuantizedWeight& weight, torch::Dtype d
   const torch::Tensor data = weight.data.contiguous();
   const torch::Tensor scales = weight.scales.contiguous();
   torch::Tensor out = torch::empty({weight.rows, weight.cols}, data.options().dtype(dtype));
-  // LibTorch's current stream on that device, so the kernel is ordered with the GEMM after it.
-  void* stream = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
-                     ->getStream(data.device())
-                     .native_handle();
+  // Ordered with the GEMM after it.
+  void* stream = CurrentCudaStream(data.device());
   const char* error = nullptr;
   if (weight.scheme == BaseQuantization::kNf4) {
     error = quant::LaunchDequantizeNf4(data.data_ptr<uint8_t>(), scales.data_ptr<float>(),

@@ -1,5 +1,5 @@
 // RMSNorm as in Hugging Face LlamaRMSNorm: the statistics in fp32, the output in the input's
-// dtype.
+// dtype; computed by FusedRmsNorm (fused_ops.h).
 //
 // Shape legend: B batch, T tokens, D hidden.
 //
