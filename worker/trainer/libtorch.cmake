@@ -130,4 +130,21 @@ endif()
 target_link_libraries(tuneledger_torch INTERFACE "-Wl,--push-state,--no-as-needed" ${_torch_libs}
                       "-Wl,--pop-state")
 
+# tuneledger_cuda_kernels(<name> <sources.cu>...): a static library of the trainer's CUDA kernels
+# (quant/, kernels/) with the alias tuneledger::<suffix of name after "tuneledger_">. They take
+# raw device pointers (no LibTorch headers in nvcc's way) and link the static CUDA runtime:
+# nothing to find at run time beside LibTorch's own libcudart; launches use LibTorch's stream
+# handles (a cudaStream_t is the driver's CUstream, the same in both runtimes, on the one
+# primary context).
+function(tuneledger_cuda_kernels name)
+  add_library(${name} STATIC ${ARGN})
+  string(REPLACE "tuneledger_" "" _alias "${name}")
+  add_library(tuneledger::${_alias} ALIAS ${name})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  set_target_properties(${name} PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+                        POSITION_INDEPENDENT_CODE ON CUDA_RUNTIME_LIBRARY None)
+  find_package(CUDAToolkit REQUIRED)
+  target_link_libraries(${name} PUBLIC CUDA::cudart_static)
+endfunction()
+
 message(STATUS "LibTorch ${TUNELEDGER_TORCH_VERSION} from ${_torch_dir}; CUDA: ${TUNELEDGER_WITH_CUDA}")

@@ -4,48 +4,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "worker/trainer/kernels/float_storage.cuh"
 #include "worker/trainer/kernels/fused_cuda.h"
 
 namespace tuneledger::train::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-
-template <typename T>
-__device__ float ToFloat(T value);
-template <>
-__device__ float ToFloat<float>(float value) {
-  return value;
-}
-template <>
-__device__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 value) {
-  return __bfloat162float(value);
-}
-template <>
-__device__ float ToFloat<__half>(__half value) {
-  return __half2float(value);
-}
-
-template <typename T>
-__device__ T FromFloat(float value);
-template <>
-__device__ float FromFloat<float>(float value) {
-  return value;
-}
-template <>
-__device__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float value) {
-  return __float2bfloat16_rn(value);
-}
-template <>
-__device__ __half FromFloat<__half>(float value) {
-  return __float2half_rn(value);
-}
-
-// `value` rounded to T and back: what torch holds after an op whose output is T.
-template <typename T>
-__device__ float Round(float value) {
-  return ToFloat<T>(FromFloat<T>(value));
-}
 
 // The sum of every thread's `value` in the block (blockDim.x a multiple of 32, at most 1024),
 // returned to every thread.

@@ -4,11 +4,14 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "worker/trainer/kernels/float_storage.cuh"
 #include "worker/trainer/quant/dequant_cuda.h"
 #include "worker/trainer/quant/nf4_codebook.h"
 
 namespace tuneledger::train::quant {
 namespace {
+
+using kernels::FromFloat;
 
 constexpr int kThreads = 256;
 
@@ -18,21 +21,6 @@ __constant__ float kNf4Codes[16] = {
     kNf4Codebook[4],  kNf4Codebook[5],  kNf4Codebook[6],  kNf4Codebook[7],
     kNf4Codebook[8],  kNf4Codebook[9],  kNf4Codebook[10], kNf4Codebook[11],
     kNf4Codebook[12], kNf4Codebook[13], kNf4Codebook[14], kNf4Codebook[15]};
-
-template <typename T>
-__device__ T FromFloat(float value);
-template <>
-__device__ float FromFloat<float>(float value) {
-  return value;
-}
-template <>
-__device__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float value) {
-  return __float2bfloat16_rn(value);
-}
-template <>
-__device__ __half FromFloat<__half>(float value) {
-  return __float2half_rn(value);
-}
 
 // One thread per packed byte: its two values.
 template <typename T>
