@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -35,9 +38,15 @@ namespace tuneledger::worker {
 namespace {
 
 // Writes `contents` to `path` whole or not at all (a temporary file renamed over it): a reader
-// never sees half a file.
+// never sees half a file. The temporary name is this write's own (a random tag of the process,
+// a count of its writes): the workers of a gang, on one machine or several sharing the work
+// volume, write the same attempt's spec.json at the same time.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string temp_path = path + ".tmp";
+  static const uint64_t process_tag =
+      (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  static std::atomic<uint64_t> writes{0};
+  const std::string temp_path = absl::StrCat(path, ".tmp.", absl::Hex(process_tag), ".",
+                                             writes.fetch_add(1, std::memory_order_relaxed));
   {
     std::ofstream out(temp_path, std::ios::trunc | std::ios::binary);
     out << contents;
@@ -47,6 +56,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   std::error_code error;
   std::filesystem::rename(temp_path, path, error);
   if (error) {
+    std::error_code ignored;
+    std::filesystem::remove(temp_path, ignored);
     return absl::InternalError(absl::StrCat("cannot rename ", temp_path, ": ", error.message()));
   }
   return absl::OkStatus();
