@@ -163,6 +163,97 @@ TEST(LoraTest, InvalidOptionsNameTheField) {
 
 // The low-precision GEMM (the CUDA fast path) agrees with the fp32 reference within bf16/fp16
 // rounding: bf16 on the CPU; on CUDA bf16 and fp16.
+// With dropout on, the adapter's output and the gradients of x, A and B are those of the plain
+// formula y = x W^T + (x * mask / (1 - p)) A^T B^T * scale on the mask the generator draws, in
+// fp32 and bf16 (the down projection keeps a bool mask and recomputes the dropped input).
+TEST(LoraTest, DropoutBranchIsThePlainFormulaOnTheDrawnMask) {
+  for (const torch::Dtype dtype : {torch::kFloat32, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    const LoraOptions lora{/*r=*/4, /*alpha=*/8.0, /*dropout=*/0.25, {"q_proj"}};
+    torch::manual_seed(23);
+    LoraLinear linear(/*in=*/24, /*out=*/20, /*bias=*/false, dtype, &lora);
+    {
+      torch::NoGradGuard no_grad;
+      linear->weight.normal_(0, 0.2);
+      linear->lora_B->weight.normal_(0, 0.2);
+    }
+    linear->train();
+    const torch::Tensor x_value = torch::randn({3, 5, 24}).to(dtype);  // [B,T,in]
+    const torch::Tensor grad = torch::randn({3, 5, 20}).to(dtype);     // [B,T,out]
+
+    torch::Tensor x = x_value.clone().requires_grad_(true);
+    torch::manual_seed(24);
+    torch::Tensor y = linear(x);
+    const std::vector<torch::Tensor> actual =
+        torch::autograd::grad({y}, {x, linear->lora_A->weight, linear->lora_B->weight}, {grad});
+
+    torch::manual_seed(24);  // the same draw
+    const torch::Tensor keep = torch::empty({3, 5, 24}, dtype).bernoulli_(0.75);
+    torch::Tensor x_ref = x_value.clone().requires_grad_(true);
+    torch::Tensor a = linear->lora_A->weight.detach().clone().requires_grad_(true);
+    torch::Tensor b = linear->lora_B->weight.detach().clone().requires_grad_(true);
+    torch::Tensor dropped = x_ref * keep.to(torch::kBool) * (1.0 / 0.75);
+    torch::Tensor expected_y =
+        torch::linear(x_ref, linear->weight) +
+        torch::linear(torch::linear(dropped, a.to(dtype)), b.to(dtype)) * linear->scale();
+    const std::vector<torch::Tensor> expected =
+        torch::autograd::grad({expected_y}, {x_ref, a, b}, {grad});
+
+    // Relative to the largest value: bf16 keeps 8 mantissa bits, and the two round in other
+    // places.
+    const double relative = dtype == torch::kFloat32 ? 1e-6 : 1e-2;
+    auto close = [&](const torch::Tensor& expected_value, const torch::Tensor& actual_value) {
+      const double scale = expected_value.abs().max().to(torch::kFloat64).item<double>();
+      return TensorsClose(expected_value, actual_value, relative * scale);
+    };
+    EXPECT_TRUE(close(expected_y, y));
+    const char* names[] = {"x", "lora_A", "lora_B"};
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(actual[i].scalar_type(), expected[i].scalar_type()) << names[i];
+      EXPECT_TRUE(close(expected[i], actual[i])) << names[i];
+    }
+    // The mask matters: another draw gives another output.
+    torch::manual_seed(25);
+    EXPECT_FALSE(close(y, linear(x_value)));
+  }
+}
+
+// The CUDA path's down projection (bool mask, the dropped input made again in the backward)
+// against autograd on the plain formula, on the CPU, in fp32 and bf16.
+TEST(LoraTest, LoraDownWithDropoutIsThePlainFormula) {
+  for (const torch::Dtype dtype : {torch::kFloat32, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    torch::manual_seed(26);
+    const torch::Tensor x_value = torch::randn({3, 5, 24}).to(dtype);  // [B,T,in]
+    const torch::Tensor a_value = torch::randn({4, 24}) * 0.2;         // [r,in] fp32
+    const torch::Tensor dropped = torch::rand({3, 5, 24}) < 0.3;       // [B,T,in] bool
+    const torch::Tensor grad = torch::randn({3, 5, 4}).to(dtype);      // [B,T,r]
+    const double inv_keep = 1.0 / 0.7;
+    auto run = [&](bool fused) {
+      torch::Tensor x = x_value.clone().requires_grad_(true);
+      torch::Tensor a = a_value.clone().requires_grad_(true);
+      torch::Tensor down =
+          fused ? LoraDownWithDropout(x, a, dropped, inv_keep)
+                : torch::linear(x * dropped.logical_not().to(dtype) * inv_keep, a.to(dtype));
+      std::vector<torch::Tensor> grads = torch::autograd::grad({down}, {x, a}, {grad});
+      grads.insert(grads.begin(), down.detach());
+      return grads;
+    };
+    const std::vector<torch::Tensor> expected = run(false);
+    const std::vector<torch::Tensor> actual = run(true);
+    const char* names[] = {"down", "d x", "d A"};
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(actual[i].scalar_type(), expected[i].scalar_type()) << names[i];
+      const double scale = expected[i].abs().max().to(torch::kFloat64).item<double>();
+      EXPECT_TRUE(
+          TensorsClose(expected[i], actual[i], (dtype == torch::kFloat32 ? 1e-6 : 1e-2) * scale))
+          << names[i];
+    }
+    // Dropped values get no gradient.
+    EXPECT_EQ(actual[1].masked_select(dropped).abs().sum().item<double>(), 0.0);
+  }
+}
+
 TEST(LowPrecisionTest, LowPrecisionLinearMatchesFp32Reference) {
   std::vector<std::pair<torch::Device, torch::Dtype>> cases = {{torch::kCPU, torch::kBFloat16}};
   if (torch::cuda::is_available()) {

@@ -101,14 +101,68 @@ torch::Tensor BaseMatmul(const torch::Tensor& g, const torch::Tensor& weight) {
   return torch::matmul(g, weight.to(dtype));
 }
 
+namespace {
+
+// dropout(x) A^T with the dropout mask kept as bool: x [...,in], A [r,in] fp32, dropped [...,in]
+// bool (true: the value is dropped), inv_keep = 1 / (1 - p) -> [...,r] in x's dtype. Saves x
+// (shared by the projections that read it), A and the bool mask; the dropped input is made again in
+// the backward. (Autograd on x * mask would keep the mask in x's dtype and the dropped input
+// besides: 4 or 8 bytes per value instead of 1.)
+class DroppedDownProjection : public torch::autograd::Function<DroppedDownProjection> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& a, const torch::Tensor& dropped,
+                               double inv_keep) {
+    ctx->save_for_backward({x, a, dropped});
+    ctx->saved_data["inv_keep"] = inv_keep;
+    // 1 / (1 - p) scales the r-wide product, not the in-wide input.
+    return torch::linear(x.masked_fill(dropped, 0), a.to(x.scalar_type())).mul_(inv_keep);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];        // [...,in]
+    const torch::Tensor& a = saved[1];        // [r,in] fp32
+    const torch::Tensor& dropped = saved[2];  // [...,in] bool
+    const double inv_keep = ctx->saved_data["inv_keep"].toDouble();
+    const torch::Tensor g = grad_outputs[0].mul(inv_keep);  // [...,r]
+    torch::Tensor grad_x;
+    if (ctx->needs_input_grad(0))
+      grad_x = torch::matmul(g, a.to(x.scalar_type())).masked_fill_(dropped, 0);
+    torch::Tensor grad_a;
+    if (ctx->needs_input_grad(1)) {
+      const int64_t r = a.size(0), in = a.size(1);
+      grad_a = torch::matmul(g.reshape({-1, r}).t(), x.masked_fill(dropped, 0).reshape({-1, in}))
+                   .to(torch::kFloat32);  // [r,in]
+    }
+    return {grad_x, grad_a, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor LoraDownWithDropout(const torch::Tensor& x, const torch::Tensor& a,
+                                  const torch::Tensor& dropped, double inv_keep) {
+  return DroppedDownProjection::apply(x, a, dropped, inv_keep);  // [...,r]
+}
+
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = quantized() ? QuantizedLinear(x, quantized_weight_, bias, base_dtype_)
                                 : BaseLinear(x, weight, bias);  // [...,out]
   if (!has_lora() || merged_) return y;
   // In x's dtype; .to() is a no-op for fp32 activations.
   const torch::Dtype dtype = x.scalar_type();
-  torch::Tensor lora_in = (dropout_ > 0 && is_training()) ? Dropout(x) : x;     // [...,in]
-  torch::Tensor down = torch::linear(lora_in, lora_A->weight.to(dtype));        // [...,r]
+  torch::Tensor down;  // [...,r]
+  if (!(dropout_ > 0 && is_training())) {
+    down = torch::linear(x, lora_A->weight.to(dtype));
+  } else if (x.is_cuda()) {
+    down = LoraDownWithDropout(x, lora_A->weight, DropoutKeep(x).eq(0), 1.0 / (1.0 - dropout_));
+  } else {
+    // On the CPU bool-masked arithmetic is several times slower than a multiply by a mask in
+    // x's dtype, and memory is not what limits a CPU run.
+    down = torch::linear(x * DropoutKeep(x).div_(1.0 - dropout_), lora_A->weight.to(dtype));
+  }
   return torch::add(y, torch::linear(down, lora_B->weight.to(dtype)), scale_);  // [...,out]
 }
 
@@ -121,12 +175,13 @@ void LoraLinearImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {
   dropout_batch_rows_ = batch_rows;
 }
 
-torch::Tensor LoraLinearImpl::Dropout(const torch::Tensor& x) const {
+torch::Tensor LoraLinearImpl::DropoutKeep(const torch::Tensor& x) const {
   std::vector<int64_t> shape = x.sizes().vec();  // [B,...,in]
   const bool sharded = dropout_batch_rows_ > 0 && x.dim() > 1;
   if (sharded) shape[0] = dropout_batch_rows_;
+  // Drawn in x's dtype, so that the draws (and a checkpointed layer's replay of them) are those
+  // of the whole batch whatever the shard.
   torch::Tensor keep = torch::empty(shape, x.options()).bernoulli_(1.0 - dropout_);
-  keep.div_(1.0 - dropout_);
   if (sharded) {
     if (dropout_row_offset_ + x.size(0) > dropout_batch_rows_) {
       throw TrainError("LoRA dropout rows: " + std::to_string(x.size(0)) + " rows at offset " +
@@ -135,7 +190,7 @@ torch::Tensor LoraLinearImpl::Dropout(const torch::Tensor& x) const {
     }
     keep = keep.narrow(0, dropout_row_offset_, x.size(0));
   }
-  return x * keep;
+  return keep;  // [...,in]
 }
 
 torch::Tensor LoraLinearImpl::MergedWeight() const {

@@ -18,7 +18,10 @@
 // weight's dtype on CUDA (LowPrecisionLinear) and upcast the weight to fp32 on CPU
 // (ReferenceLinear, the plain reference; bf16 GEMM on CPU is ~30x slower than fp32); a test
 // checks that both agree. The LoRA branch runs in the input's dtype with A and B (fp32
-// parameters, so their gradients and optimizer state are fp32) cast to it per forward.
+// parameters, so their gradients and optimizer state are fp32) cast to it per forward; with
+// dropout on, on CUDA the down projection keeps x and a bool mask for its backward
+// (LoraDownWithDropout), not the dropped input and a mask in x's dtype; the CPU keeps the plain
+// multiply by a mask, which is faster there.
 //
 // Quantized base (QLoRA, QuantizeBase()): W is stored packed (quantized_linear.h: NF4 or INT8)
 // and dequantized to the base dtype inside each forward and backward (QuantizedLinear); the
@@ -75,6 +78,12 @@ torch::Tensor BaseLinear(const torch::Tensor& x, const torch::Tensor& weight,
 // [out,in] -> [..., in] in g's dtype.
 torch::Tensor BaseMatmul(const torch::Tensor& g, const torch::Tensor& weight);
 
+// dropout(x) A^T, x [...,in], a [r,in] fp32 (LoRA A), dropped [...,in] bool (true: dropped),
+// inv_keep 1 / (1 - p) -> [...,r] in x's dtype, keeping x, A and the bool mask for the backward
+// (which makes the dropped input again): LoraLinear's path on CUDA.
+torch::Tensor LoraDownWithDropout(const torch::Tensor& x, const torch::Tensor& a,
+                                  const torch::Tensor& dropped, double inv_keep);
+
 class LoraLinearImpl : public torch::nn::Module {
  public:
   // A frozen [out,in] projection in `base_dtype` (weights uninitialised: the loader or
@@ -117,8 +126,9 @@ class LoraLinearImpl : public torch::nn::Module {
 
  private:
   double scale_ = 0.0;
-  // dropout(x): x times one mask of 0 and 1 / (1 - p), drawn from the default generator.
-  torch::Tensor Dropout(const torch::Tensor& x) const;
+  // The keep mask of dropout(x) = x * keep / (1 - p): [...,in] of 0 and 1 in x's dtype, drawn
+  // from the default generator (for the whole batch when sharded: SetDropoutRows).
+  torch::Tensor DropoutKeep(const torch::Tensor& x) const;
 
   double dropout_ = 0.0;
   int64_t dropout_row_offset_ = 0;
