@@ -12,10 +12,18 @@ the trainer's `gpu_peak_mib`). Then the adapter tuneledger wrote is loaded with
 PeftModel.from_pretrained and scored on the validation batch: its loss must equal the trainer's
 own final eval loss (the PEFT-load check). Everything measured goes to one JSON file.
 
+Two more cases of issue 14, tuneledger alone:
+  - "<shape>-qlora" (e.g. 7b-qlora): the NF4-quantized base with gradient checkpointing at
+    batch 1 x 2048, for its peak GPU memory (HF's QLoRA needs bitsandbytes, which is not here);
+  - --fp32-reference: the same job once more with fp32 activations and weights, and how far
+    the fast path's eval loss is from that run's (the issue's bound: 0.5%).
+
 Shape legend: B batch, T tokens, V vocab.
 
   python3 bench/gpu_bench.py run --trainer BIN --out FILE [--models 1b,7b] [--work DIR]
-  python3 bench/gpu_bench.py run --trainer BIN --out FILE --models smoke   (CPU, seconds)
+  python3 bench/gpu_bench.py run --trainer BIN --out FILE --models 7b-qlora --fp32-reference
+  python3 bench/gpu_bench.py run --trainer BIN --out FILE --models smoke,smoke-qlora \
+      --fp32-reference                                                    (CPU, seconds)
 """
 import argparse
 import datetime
@@ -49,7 +57,9 @@ SHAPES = {
                   rms_norm_eps=1e-5, tie_word_embeddings=False),
 }
 # (batch, seq_len, warm-up steps, timed steps) per shape.
-RUNS = {"1b": (8, 1024, 3, 10), "7b": (8, 1024, 3, 8), "smoke": (2, 64, 2, 3)}
+RUNS = {"1b": (8, 1024, 3, 10), "7b": (8, 1024, 3, 8), "smoke": (2, 64, 2, 3),
+        "1b-qlora": (1, 2048, 2, 4), "7b-qlora": (1, 2048, 2, 4), "smoke-qlora": (1, 128, 2, 3)}
+QLORA = ({"quantize_base": "NF4"}, {"gradient_checkpointing": True})
 BYTE_TOKENIZER = {"type": "byte", "pad_id": 0, "bos_id": 1, "eos_id": 2, "byte_offset": 3}
 
 
@@ -153,7 +163,8 @@ def child(command, *args):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def tuneledger_run(trainer, model, train, valid, out, batch, seq_len, warmup, steps):
+def tuneledger_run(trainer, model, train, valid, out, batch, seq_len, warmup, steps,
+                   lora_extra=None, training_extra=None):
     total = warmup + steps
     spec = {
         "name": "gpu-bench", "model_path": model, "train_path": train, "valid_path": valid,
@@ -163,6 +174,8 @@ def tuneledger_run(trainer, model, train, valid, out, batch, seq_len, warmup, st
                      "precision": "BF16" if device() == "cuda" else "FP32",
                      "checkpoint_every_steps": 1000000, "eval_every_steps": total},
     }
+    spec["lora"].update(lora_extra or {})
+    spec["training"].update(training_extra or {})
     spec_path = out + ".spec.json"
     with open(spec_path, "w") as f:
         json.dump(spec, f)
@@ -209,50 +222,77 @@ def run(args):
         raise SystemExit(f"gpu_bench.py needs transformers and peft: {error}")
     for shape in args.models.split(","):
         batch, seq_len, warmup, steps = RUNS[shape]
+        base_shape, qlora = shape.removesuffix("-qlora"), shape.endswith("-qlora")
         print(f"== {shape}: B {batch} x T {seq_len}, {warmup} warm-up + {steps} timed steps",
               flush=True)
-        model = os.path.join(work, f"model-{shape}")
+        model = os.path.join(work, f"model-{base_shape}")
         train = os.path.join(work, f"train-{shape}.jsonl")
         valid = os.path.join(work, f"valid-{shape}.jsonl")
         started = time.perf_counter()
-        make_model(shape, model)
-        vocab = SHAPES[shape]["vocab_size"]
+        if not os.path.isdir(model):
+            make_model(base_shape, model)
+        vocab = SHAPES[base_shape]["vocab_size"]
         write_data(train, batch * (warmup + steps), seq_len, vocab, seed=1)
         write_data(valid, batch, seq_len, vocab, seed=2)
         result = {"batch": batch, "seq_len": seq_len, "warmup_steps": warmup,
                   "timed_steps": steps, "setup_s": time.perf_counter() - started}
-        print("  HF + PEFT ...", flush=True)
-        result["hf_peft"] = child("hf-step", "--model", model, "--data", train, "--batch",
-                                  str(batch), "--warmup", str(warmup), "--steps", str(steps))
-        print(f"  HF + PEFT: {result['hf_peft']}", flush=True)
+        lora_extra, training_extra = QLORA if qlora else ({}, {})
+        if not qlora:
+            print("  HF + PEFT ...", flush=True)
+            result["hf_peft"] = child("hf-step", "--model", model, "--data", train, "--batch",
+                                      str(batch), "--warmup", str(warmup), "--steps", str(steps))
+            print(f"  HF + PEFT: {result['hf_peft']}", flush=True)
         result["tuneledger"] = tuneledger_run(args.trainer, model, train, valid,
                                               os.path.join(work, f"out-{shape}"), batch, seq_len,
-                                              warmup, steps)
-        check = child("peft-eval", "--model", model, "--adapter",
-                      result["tuneledger"]["adapter_dir"], "--data", valid)
-        result["peft_load_check"] = {
-            "trainer_eval_loss": result["tuneledger"]["eval_loss"],
-            "peft_eval_loss": check["eval_loss"],
-            "abs_diff": abs(check["eval_loss"] - result["tuneledger"]["eval_loss"]),
-        }
-        ours, theirs = result["tuneledger"], result["hf_peft"]
-        result["speed_ratio"] = ours["tokens_per_sec"] / theirs["tokens_per_sec"]
-        if ours["peak_mib"] and theirs["peak_mib"]:
-            result["memory_ratio"] = ours["peak_mib"] / theirs["peak_mib"]
+                                              warmup, steps, lora_extra, training_extra)
+        print(f"  tuneledger: {result['tuneledger']}", flush=True)
+        if args.fp32_reference:
+            print("  tuneledger, fp32 reference ...", flush=True)
+            reference = tuneledger_run(args.trainer, model, train, valid,
+                                       os.path.join(work, f"out-{shape}-fp32"), batch, seq_len,
+                                       warmup, steps, lora_extra,
+                                       dict(training_extra, precision="FP32"))
+            result["fp32_reference"] = {
+                "eval_loss": reference["eval_loss"],
+                "fast_eval_loss": result["tuneledger"]["eval_loss"],
+                "relative_diff": abs(result["tuneledger"]["eval_loss"] - reference["eval_loss"]) /
+                abs(reference["eval_loss"]),
+                "tokens_per_sec": reference["tokens_per_sec"],
+                "peak_mib": reference["peak_mib"],
+            }
+            print(f"  fp32 reference: {result['fp32_reference']}", flush=True)
+        if not qlora:
+            check = child("peft-eval", "--model", model, "--adapter",
+                          result["tuneledger"]["adapter_dir"], "--data", valid)
+            result["peft_load_check"] = {
+                "trainer_eval_loss": result["tuneledger"]["eval_loss"],
+                "peft_eval_loss": check["eval_loss"],
+                "abs_diff": abs(check["eval_loss"] - result["tuneledger"]["eval_loss"]),
+            }
+            ours, theirs = result["tuneledger"], result["hf_peft"]
+            result["speed_ratio"] = ours["tokens_per_sec"] / theirs["tokens_per_sec"]
+            if ours["peak_mib"] and theirs["peak_mib"]:
+                result["memory_ratio"] = ours["peak_mib"] / theirs["peak_mib"]
         report["models"][shape] = result
         with open(args.out, "w") as f:  # after each model, so a timeout keeps what was done
             json.dump(report, f, indent=2)
-        if not args.keep:
+        later = args.models.split(",")[args.models.split(",").index(shape) + 1:]
+        if not args.keep and all(s.removesuffix("-qlora") != base_shape for s in later):
             shutil.rmtree(model, ignore_errors=True)
     print("\n| model | tuneledger tok/s | HF+PEFT tok/s | ratio | tuneledger peak MiB | "
-          "HF+PEFT peak MiB | PEFT-load loss (trainer / PEFT) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "HF+PEFT peak MiB | PEFT-load loss (trainer / PEFT) | eval loss vs fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for shape, r in report["models"].items():
-        ours, theirs, check = r["tuneledger"], r["hf_peft"], r["peft_load_check"]
-        print(f"| {shape} | {ours['tokens_per_sec']:,.0f} | {theirs['tokens_per_sec']:,.0f} | "
-              f"{r['speed_ratio']:.2f}x | {ours['peak_mib'] or 0:,.0f} | "
-              f"{theirs['peak_mib'] or 0:,.0f} | {check['trainer_eval_loss']:.5f} / "
-              f"{check['peft_eval_loss']:.5f} |")
+        ours = r["tuneledger"]
+        theirs = r.get("hf_peft", {})
+        check = r.get("peft_load_check")
+        reference = r.get("fp32_reference")
+        print(f"| {shape} | {ours['tokens_per_sec']:,.0f} | "
+              f"{theirs.get('tokens_per_sec', 0):,.0f} | {r.get('speed_ratio', 0):.2f}x | "
+              f"{ours['peak_mib'] or 0:,.0f} | {theirs.get('peak_mib') or 0:,.0f} | "
+              + (f"{check['trainer_eval_loss']:.5f} / {check['peft_eval_loss']:.5f}"
+                 if check else "-")
+              + " | " + (f"{100 * reference['relative_diff']:.3f}%" if reference else "-") + " |")
     print(f"\nwrote {args.out}")
 
 
@@ -266,6 +306,8 @@ def main():
     p.add_argument("--models", default="1b,7b")
     p.add_argument("--work")
     p.add_argument("--keep", action="store_true", help="keep the model folders")
+    p.add_argument("--fp32-reference", action="store_true",
+                   help="also run each case with fp32 activations and weights")
     p.set_defaults(run=run)
     p = commands.add_parser("hf-step")
     p.add_argument("--model", required=True)
