@@ -10,7 +10,8 @@
 //       once a second (W heartbeats/s, paced) and S clients submit jobs in a closed loop, for
 //       --seconds. T = 0: the server's ticker (every 0.5 s it queues every running attempt's
 //       bill under the scheduler's mutex and waits for their group commit without it); T = 60:
-//       no tick during the run, to show the intake without the ticker's writes. Counters:
+//       no tick during the run, to show the intake without the ticker's writes. W = 0: the S
+//       submitters alone (the pre-flight estimate then prices no worker). Counters:
 //       reports_per_s, heartbeats_per_s, submits_per_s and each call's p50/p99 in ms. Every counted
 //       call returned OK, so it was durable.
 //   BM_ReadLatency/callers:C
@@ -293,7 +294,10 @@ void BM_ControlPlaneLoad(benchmark::State& state) {
     FirstError error;
     std::vector<std::thread> threads;
     const auto start = SteadyClock::now();
-    for (int t = 0; t < kReportThreads; ++t) {
+    // No workers: submits alone (no thread spins over an empty worker list).
+    const int report_threads = worker_count > 0 ? kReportThreads : 0;
+    const int heartbeat_threads = worker_count > 0 ? kHeartbeatThreads : 0;
+    for (int t = 0; t < report_threads; ++t) {
       threads.emplace_back([&, t] {
         std::vector<double> mine;
         while (!stop.load()) {
@@ -311,7 +315,7 @@ void BM_ControlPlaneLoad(benchmark::State& state) {
         report_ms.Merge(mine);
       });
     }
-    for (int t = 0; t < kHeartbeatThreads; ++t) {
+    for (int t = 0; t < heartbeat_threads; ++t) {
       threads.emplace_back([&, t] {
         // Each thread owns every kHeartbeatThreads-th worker and beats each once a second.
         std::vector<double> mine;
@@ -377,6 +381,7 @@ BENCHMARK(BM_ControlPlaneLoad)
     ->Args({1000, 16, 0})
     ->Args({1000, 0, 60})
     ->Args({1000, 16, 60})
+    ->Args({0, 16, 60})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kSecond);
