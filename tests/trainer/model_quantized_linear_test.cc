@@ -142,6 +142,12 @@ TEST_P(QuantSchemeTest, PackedWeightsTakeTheirShareOfFp32Bytes) {
   // Embeddings, norms and the lm_head stay as they were.
   EXPECT_EQ(model->model->embed_tokens->weight.numel(), config.vocab_size * config.hidden_size);
   EXPECT_EQ(model->lm_head->weight.numel(), config.vocab_size * config.hidden_size);
+  // The model's size (tuneledger-train's total_params) counts a packed projection's values.
+  LlamaForCausalLM unquantized = CreateRandom(config, ModelOptions{}, /*seed=*/3, &lora);
+  EXPECT_EQ(model->ParameterCount(), unquantized->ParameterCount());
+  int64_t listed = 0;
+  for (const torch::Tensor& parameter : unquantized->parameters()) listed += parameter.numel();
+  EXPECT_EQ(unquantized->ParameterCount(), listed);
 }
 
 // Bound: each quantized projection perturbs its output by about its relative round-trip error

@@ -138,6 +138,17 @@ std::vector<torch::Tensor> LlamaForCausalLMImpl::TrainableParameters() {
   return result;
 }
 
+int64_t LlamaForCausalLMImpl::ParameterCount() {
+  int64_t count = 0;
+  for (const torch::Tensor& parameter : parameters()) count += parameter.numel();
+  for (const auto& [name, linear] : DecoderProjections()) {
+    if (linear->quantized()) {
+      count += linear->quantized_weight().rows * linear->quantized_weight().cols;
+    }
+  }
+  return count;
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> LlamaForCausalLMImpl::NamedBaseWeights(
     bool merge_lora) {
   // "<module>.weight" -> its LoraLinear, where the weight is not the parameter as it is.

@@ -109,6 +109,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   std::vector<std::pair<std::string, torch::Tensor>> NamedLoraParameters();
   // What the optimizer updates: the LoRA parameters, or every base weight with train_base.
   std::vector<torch::Tensor> TrainableParameters();
+  // Every weight of the model, base and LoRA, counted as values: a quantized projection counts
+  // its out x in values (its "weight" parameter is empty, its packed bytes are buffers).
+  int64_t ParameterCount();
   // The Hugging Face checkpoint tensors (no LoRA; lm_head.weight only when untied), in module
   // order. With merge_lora, projections carrying an unmerged adapter contribute W + (B A) *
   // scale (fp32, computed on the fly: the model is not changed). A quantized projection

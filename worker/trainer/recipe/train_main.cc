@@ -415,8 +415,7 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
   // this makes it so whatever a rank's loading did).
   data_parallel.Broadcast(parts.parameters);
   const int64_t start_step = loop.state().step;
-  int64_t total_params = 0;
-  for (const auto& parameter : model->parameters()) total_params += parameter.numel();
+  const int64_t total_params = model->ParameterCount();
   int64_t trainable_params = 0;
   for (const auto& parameter : parts.parameters) trainable_params += parameter.numel();
   reporter.Started({total_steps, start_step, trainable_params, total_params,
