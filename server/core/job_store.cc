@@ -437,7 +437,8 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
 }
 
 absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::string& worker_id,
-                                                                 int free_gpus) {
+                                                                 int free_gpus,
+                                                                 int rendezvous_slot) {
   std::optional<AttemptRecord> record;
   TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
     TL_ASSIGN_OR_RETURN(auto worker, LoadWorkerInfo(db, worker_id));
@@ -454,10 +455,11 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseNext(const std::stri
       if (!found) return absl::OkStatus();
       job_id = query.Int(0);
     }
-    TL_ASSIGN_OR_RETURN(
-        record, StartAttempt(db, job_id, worker_id,
-                             GangPricing{info.price_per_gpu_hour(),
-                                         info.on_demand_price_per_gpu_hour(), info.spot()}));
+    TL_ASSIGN_OR_RETURN(record,
+                        StartAttempt(db, job_id, worker_id,
+                                     GangPricing{info.price_per_gpu_hour(),
+                                                 info.on_demand_price_per_gpu_hour(), info.spot()},
+                                     AttemptPlacement{{}, rendezvous_slot}));
     return absl::OkStatus();
   }));
   return record;
@@ -478,9 +480,9 @@ absl::StatusOr<std::optional<GangJob>> JobStore::NextGangJob(int free_gpus, int 
   return found;
 }
 
-absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseToGang(const std::string& job_id,
-                                                                   const std::string& worker_id,
-                                                                   const GangPricing& pricing) {
+absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseToGang(
+    const std::string& job_id, const std::string& worker_id, const GangPricing& pricing,
+    const AttemptPlacement& placement) {
   const std::optional<int64_t> id = ParseJobId(job_id);
   if (!id) return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
   std::optional<AttemptRecord> record;
@@ -489,7 +491,7 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseToGang(const std::st
     TL_RETURN_IF_ERROR(RequireActiveWorker(worker_id, worker.second));
     TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, *id));
     if (job.state() != v1::Job::QUEUED) return absl::OkStatus();  // taken or ended meanwhile
-    TL_ASSIGN_OR_RETURN(record, StartAttempt(db, *id, worker_id, pricing));
+    TL_ASSIGN_OR_RETURN(record, StartAttempt(db, *id, worker_id, pricing, placement));
     return absl::OkStatus();
   }));
   return record;
@@ -497,7 +499,8 @@ absl::StatusOr<std::optional<AttemptRecord>> JobStore::LeaseToGang(const std::st
 
 absl::StatusOr<AttemptRecord> JobStore::StartAttempt(SqliteDb& db, int64_t job_id,
                                                      const std::string& worker_id,
-                                                     const GangPricing& pricing) {
+                                                     const GangPricing& pricing,
+                                                     const AttemptPlacement& placement) {
   const absl::Time now = clock_.Now();
   TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, job_id));
   const int attempt = job.attempts() + 1;
@@ -519,8 +522,8 @@ absl::StatusOr<AttemptRecord> JobStore::StartAttempt(SqliteDb& db, int64_t job_i
       SqliteDb::Statement * insert,
       db.Prepare("INSERT INTO attempts (job_id, attempt, worker_id, state, gpus, "
                  "price_per_gpu_hour, spot, seconds, gpu_hours, usd, start_time, message, "
-                 "on_demand_price_per_gpu_hour) "
-                 "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '', ?8)"));
+                 "on_demand_price_per_gpu_hour, gang, rendezvous_slot) "
+                 "VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, 0, 0, ?7, '', ?8, ?9, ?10)"));
   {
     Query query(insert);
     query.Bind(1, job_id)
@@ -530,10 +533,13 @@ absl::StatusOr<AttemptRecord> JobStore::StartAttempt(SqliteDb& db, int64_t job_i
         .Bind(5, pricing.price_per_gpu_hour)
         .Bind(6, pricing.spot)
         .Bind(7, ToMicrosColumn(now))
-        .Bind(8, pricing.on_demand_price_per_gpu_hour);
+        .Bind(8, pricing.on_demand_price_per_gpu_hour)
+        .Bind(9, GangColumn(placement.members))
+        .Bind(10, placement.rendezvous_slot);
     TL_RETURN_IF_ERROR(query.Run());
   }
   AttemptRecord leased;
+  leased.placement = placement;
   TL_ASSIGN_OR_RETURN(leased.job, LoadJob(db, job_id, &leased.budget));
   TL_ASSIGN_OR_RETURN(leased.attempt, LoadAttempt(db, job_id, attempt));
   v1::JobEvent event = EventFor(leased.job, v1::JobEvent::STARTED);
@@ -1134,6 +1140,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListRunningAttempts() {
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * select,
         db.Prepare("SELECT " TL_JOB_COLUMNS ", " TL_ATTEMPT_COLUMNS
+                   ", attempts.gang, attempts.rendezvous_slot"
                    " FROM jobs JOIN attempts ON attempts.job_id = jobs.id AND "
                    "attempts.attempt = jobs.attempts WHERE jobs.state = ?1 ORDER BY jobs.id"));
     Query query(select);
@@ -1145,6 +1152,9 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListRunningAttempts() {
       TL_ASSIGN_OR_RETURN(record.job, JobFromRow(query));
       record.budget = BudgetStateFromRow(query);
       record.attempt = AttemptFromRow(query, TL_JOB_COLUMN_COUNT);
+      constexpr int kPlacement = TL_JOB_COLUMN_COUNT + TL_ATTEMPT_COLUMN_COUNT;
+      TL_ASSIGN_OR_RETURN(record.placement.members, GangFromColumn(query.Text(kPlacement)));
+      record.placement.rendezvous_slot = static_cast<int>(query.Int(kPlacement + 1));
     }
   }));
   return records;
@@ -1230,7 +1240,7 @@ absl::StatusOr<v1::Worker> JobStore::GetWorker(const std::string& worker_id) {
   return result;
 }
 
-absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers() {
+absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers(std::vector<v1::WorkerInfo>* infos) {
   std::vector<v1::Worker> workers;
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
     TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
@@ -1239,7 +1249,9 @@ absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers() {
     while (true) {
       TL_ASSIGN_OR_RETURN(const bool row, query.Step());
       if (!row) return absl::OkStatus();
-      TL_ASSIGN_OR_RETURN(workers.emplace_back(), WorkerFromRow(query));
+      TL_ASSIGN_OR_RETURN(
+          workers.emplace_back(),
+          WorkerFromRow(query, 0, infos == nullptr ? nullptr : &infos->emplace_back()));
     }
   }));
   return workers;

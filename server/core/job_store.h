@@ -134,12 +134,22 @@ struct GangJob {
   int gpus = 0;
 };
 
+// Where a data-parallel attempt runs, recorded with its lease so that a restarted server knows
+// every worker of a gang and the port slot rank 0 listens on (server/core/scheduler.h).
+struct AttemptPlacement {
+  // Each worker of a gang and the GPUs it gives, rank 0's first; empty: the lease's worker
+  // alone, with all the attempt's GPUs.
+  std::vector<std::pair<std::string, int>> members;
+  int rendezvous_slot = 0;
+};
+
 // A running attempt as the store knows it.
 struct AttemptRecord {
   v1::Job job;              // RUNNING; job.last_checkpoint() is the checkpoint to resume from
   v1::AttemptCost attempt;  // state "RUNNING", pricing from the worker, billed so far
   BudgetState budget;       // what the job has recorded against its budget
   std::vector<v1::JobEvent> events;  // LeaseNext: the STARTED event; empty when listed
+  AttemptPlacement placement;
 };
 
 // The billed figures after a report: this attempt's and the job's totals (cost_model.h).
@@ -221,18 +231,20 @@ class JobStore {
   // Leases the best QUEUED job that fits the worker (spec.gpus <= free_gpus): highest priority,
   // then submit order. The job becomes RUNNING with attempts + 1, the attempt row starts with
   // the worker's price and spot flag, and a STARTED event is written. nullopt when no job fits.
-  // NOT_FOUND: unknown worker; FAILED_PRECONDITION: the worker is LOST or GONE.
+  // NOT_FOUND: unknown worker; FAILED_PRECONDITION: the worker is LOST or GONE. The attempt
+  // records `rendezvous_slot`.
   absl::StatusOr<std::optional<AttemptRecord>> LeaseNext(const std::string& worker_id,
-                                                         int free_gpus);
+                                                         int free_gpus, int rendezvous_slot = 0);
   // Data parallel across workers (a gang, server/core/scheduler.h): the best QUEUED job that
   // needs more than `free_gpus` GPUs but at most `capacity`; nullopt when none.
   absl::StatusOr<std::optional<GangJob>> NextGangJob(int free_gpus, int capacity);
   // Leases QUEUED job `job_id` to a gang whose rank 0 runs on `worker_id`, at `pricing` (the
   // members' prices weighted by the GPUs each gives; spot when any member is), as LeaseNext
-  // does. nullopt when the job is no longer QUEUED.
+  // does, recording `placement`. nullopt when the job is no longer QUEUED.
   absl::StatusOr<std::optional<AttemptRecord>> LeaseToGang(const std::string& job_id,
                                                            const std::string& worker_id,
-                                                           const GangPricing& pricing);
+                                                           const GangPricing& pricing,
+                                                           const AttemptPlacement& placement);
 
   // Latest progress (if any) and the running bill of the current attempt; adds a progress
   // history point. FAILED_PRECONDITION unless the job is RUNNING `update.attempt`.
@@ -311,7 +323,9 @@ class JobStore {
   // Job.State name -> count (states without jobs are absent).
   absl::StatusOr<std::map<std::string, int64_t>> CountJobsByState();
   absl::StatusOr<v1::Worker> GetWorker(const std::string& worker_id);
-  absl::StatusOr<std::vector<v1::Worker>> ListWorkers();
+  // Every worker, in registration order; `infos` (when not null) gets what each registered with
+  // (WorkerInfo, rendezvous address and on-demand price included), in the same order.
+  absl::StatusOr<std::vector<v1::Worker>> ListWorkers(std::vector<v1::WorkerInfo>* infos = nullptr);
   // The newest `limit` SUCCEEDED jobs (by end time) that carry an estimate recorded at submit,
   // newest first, each with its attempts' accelerators and billed seconds.
   absl::StatusOr<std::vector<SucceededRun>> ListSucceededRuns(int limit);
@@ -336,10 +350,12 @@ class JobStore {
   // Runs `body` in one read transaction on a free reader connection (or waits for one).
   absl::Status Read(absl::FunctionRef<absl::Status(SqliteDb&)> body);
   // Inside a Write: QUEUED job `job_id` becomes RUNNING on `worker_id` with a new attempt row
-  // priced at `pricing`, and its STARTED event (LeaseNext, LeaseToGang).
+  // priced at `pricing` and placed at `placement`, and its STARTED event (LeaseNext,
+  // LeaseToGang).
   absl::StatusOr<AttemptRecord> StartAttempt(SqliteDb& db, int64_t job_id,
                                              const std::string& worker_id,
-                                             const GangPricing& pricing);
+                                             const GangPricing& pricing,
+                                             const AttemptPlacement& placement);
 
   // The skeleton of every verb on one existing job: in one Write, load the job (NOT_FOUND),
   // check it runs `running_attempt` when one is given (FAILED_PRECONDITION), run `write`,

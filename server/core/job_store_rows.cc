@@ -1,9 +1,13 @@
 #include "server/core/job_store_rows.h"
 
+#include <utility>
+
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/compute_cost.h"
 #include "base/status_macros.h"
 #include "tuneledger/v1/worker.pb.h"
@@ -146,7 +150,7 @@ v1::Worker WorkerFromInfo(const std::string& id, const v1::WorkerInfo& info,
   return worker;
 }
 
-absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
+absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first, v1::WorkerInfo* info_out) {
   v1::WorkerInfo info;
   TL_RETURN_IF_ERROR(
       ParseStoredMessage(row.Text(first + 1), absl::StrCat("worker ", row.Text(first + 0)), info));
@@ -157,7 +161,28 @@ absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first) {
   if (running_job.has_value()) worker.set_job_id(absl::StrCat(*running_job));
   SetTimestamp(FromMicrosColumn(row.Int(first + 3)), *worker.mutable_register_time());
   SetTimestamp(FromMicrosColumn(row.Int(first + 4)), *worker.mutable_last_heartbeat_time());
+  if (info_out != nullptr) *info_out = std::move(info);
   return worker;
+}
+
+std::string GangColumn(const std::vector<std::pair<std::string, int>>& members) {
+  return absl::StrJoin(members, ",", [](std::string* out, const std::pair<std::string, int>& m) {
+    absl::StrAppend(out, m.first, ":", m.second);
+  });
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, int>>> GangFromColumn(const std::string& text) {
+  std::vector<std::pair<std::string, int>> members;
+  if (text.empty()) return members;
+  for (absl::string_view entry : absl::StrSplit(text, ',')) {
+    const std::vector<absl::string_view> parts = absl::StrSplit(entry, ':');
+    int gpus = 0;
+    if (parts.size() != 2 || parts[0].empty() || !absl::SimpleAtoi(parts[1], &gpus) || gpus <= 0) {
+      return absl::DataLossError(absl::StrCat("stored gang \"", text, "\" is damaged"));
+    }
+    members.emplace_back(std::string(parts[0]), gpus);
+  }
+  return members;
 }
 
 }  // namespace tuneledger

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -65,10 +67,18 @@ absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first = 0);
 BudgetState BudgetStateFromRow(const Query& row, int first = 0);
 v1::JobEvent EventFromRow(const Query& row, int first = 0);
 v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);
-absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first = 0);
+// WorkerFromRow: `info` (when not null) gets the worker's whole stored WorkerInfo.
+absl::StatusOr<v1::Worker> WorkerFromRow(const Query& row, int first = 0,
+                                         v1::WorkerInfo* info = nullptr);
 // A worker as ListWorkers shows it, from what it registered with (no job, no times).
 v1::Worker WorkerFromInfo(const std::string& id, const v1::WorkerInfo& info,
                           v1::Worker::State state);
+
+// attempts.gang: a gang's workers and their GPUs, rank 0's first, as "w-1:2,w-2:2" (worker ids
+// are "w-<n>", server/core/job_store.cc); "" for an attempt on one worker. GangFromColumn:
+// DATA_LOSS when the text is not of that form.
+std::string GangColumn(const std::vector<std::pair<std::string, int>>& members);
+absl::StatusOr<std::vector<std::pair<std::string, int>>> GangFromColumn(const std::string& text);
 
 // `bytes` (a stored blob) parsed into `message`; DATA_LOSS "<what>: stored <type> is damaged"
 // when they do not parse.

@@ -133,6 +133,12 @@ CREATE INDEX jobs_by_tenant_dispatch ON jobs(tenant, state, priority DESC, id);
 CREATE INDEX jobs_by_tenant_start ON jobs(tenant, state, start_time, id);
 CREATE INDEX jobs_by_tenant_end ON jobs(tenant, end_time DESC, id DESC);
 )sql",
+    // 7: where a data-parallel attempt runs: its gang's workers and GPUs (job_store_rows.h
+    // GangColumn) and rank 0's rendezvous port slot, so that a restarted server knows them.
+    R"sql(
+ALTER TABLE attempts ADD COLUMN gang TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN rendezvous_slot INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kJobStoreSchemaVersion, "bump kJobStoreSchemaVersion");
@@ -157,7 +163,8 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
     if (status.ok()) {
       static constexpr const char* kSetVersion[] = {
           "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
-          "PRAGMA user_version = 4", "PRAGMA user_version = 5", "PRAGMA user_version = 6"};
+          "PRAGMA user_version = 4", "PRAGMA user_version = 5", "PRAGMA user_version = 6",
+          "PRAGMA user_version = 7"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

@@ -20,7 +20,7 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 6;
+inline constexpr int kJobStoreSchemaVersion = 7;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

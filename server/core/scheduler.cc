@@ -105,24 +105,22 @@ absl::Status Scheduler::Start() {
   TL_ASSIGN_OR_RETURN(const std::string key,
                       store_.ServerKey(kWorkerTokensKey, WorkerTokens::kKeyBytes));
   tokens_ = WorkerTokens(key);
-  TL_ASSIGN_OR_RETURN(const std::vector<v1::Worker> workers, store_.ListWorkers());
+  std::vector<v1::WorkerInfo> infos;
+  TL_ASSIGN_OR_RETURN(const std::vector<v1::Worker> workers, store_.ListWorkers(&infos));
   TL_ASSIGN_OR_RETURN(const std::vector<AttemptRecord> running, store_.ListRunningAttempts());
   {
     absl::MutexLock lock(&mu_);
     if (started_) return absl::FailedPreconditionError("the scheduler is already started");
     started_ = true;
     std::map<std::string, absl::Time> last_heartbeats;
-    for (const v1::Worker& worker : workers) {
+    for (size_t i = 0; i < workers.size(); ++i) {
+      const v1::Worker& worker = workers[i];
       if (worker.state() == v1::Worker::LOST || worker.state() == v1::Worker::GONE) continue;
       last_heartbeats[worker.id()] = FromTimestamp(worker.last_heartbeat_time());
-      // A worker from before a restart gets one heartbeat timeout to show up again.
+      // A worker from before a restart gets one heartbeat timeout to show up again, with all it
+      // registered with (its rendezvous address and on-demand price too).
       WorkerEntry& entry = workers_[worker.id()];
-      entry.info.set_hostname(worker.hostname());
-      entry.info.set_accelerator(worker.accelerator());
-      entry.info.set_gpus(worker.gpus());
-      entry.info.set_memory_bytes(worker.memory_bytes());
-      entry.info.set_price_per_gpu_hour(worker.price_per_gpu_hour());
-      entry.info.set_spot(worker.spot());
+      entry.info = infos[i];
       entry.last_contact = now;
       metrics_.SetWorker(worker.id(), worker.price_per_gpu_hour(), worker.spot(), worker.gpus());
     }
@@ -136,11 +134,16 @@ absl::Status Scheduler::Start() {
       if (heartbeat != last_heartbeats.end()) {
         billed = std::clamp(heartbeat->second - attempt.lease_start, absl::ZeroDuration(), billed);
       }
-      if (heartbeat == last_heartbeats.end()) {
-        // Its worker is gone for good: the attempt ended when it was last billed.
-        LoseAttemptLocked(record.job.id(), attempt.lease_start + billed,
-                          absl::StrCat("worker ", record.attempt.worker_id(),
-                                       " was gone when the server restarted"));
+      // Every worker of a gang (rank 0's first) must still be there.
+      const GangMember* gone = nullptr;
+      for (const GangMember& member : attempt.members) {
+        if (gone == nullptr && last_heartbeats.count(member.worker_id) == 0) gone = &member;
+      }
+      if (gone != nullptr) {
+        // A worker is gone for good: the attempt ended when it was last billed.
+        LoseAttemptLocked(
+            record.job.id(), attempt.lease_start + billed,
+            absl::StrCat("worker ", gone->worker_id, " was gone when the server restarted"));
         continue;
       }
       attempt.billing_start = now - billed;  // billing resumes where it stopped
@@ -654,7 +657,13 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
   running.budget_state = record.budget;
   running.step = record.job.progress().step();
   running.total_steps = record.job.progress().total_steps();
-  running.members = {GangMember{running.worker_id, running.pricing.gpus}};
+  running.members.clear();
+  for (const auto& [worker_id, gpus] : record.placement.members) {
+    running.members.push_back(GangMember{worker_id, gpus});
+  }
+  if (running.members.empty())
+    running.members = {GangMember{running.worker_id, running.pricing.gpus}};
+  running.rendezvous_slot = record.placement.rendezvous_slot;
 }
 
 absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJob(const v1::LeaseJobRequest& request,
@@ -718,9 +727,9 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
                                        return member.worker_id == request.worker_id();
                                      });
     if (!in_gang) {
-      TL_ASSIGN_OR_RETURN(
-          std::optional<AttemptRecord> record,
-          store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id())));
+      TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
+                          store_.LeaseNext(request.worker_id(), FreeGpusLocked(request.worker_id()),
+                                           RendezvousSlotLocked(request.worker_id())));
       if (record.has_value()) {
         // The job the forming gang waited for went to one worker with the GPUs for it.
         if (forming_gang_ && forming_gang_->job_id == record->job.id()) forming_gang_.reset();
@@ -748,17 +757,20 @@ absl::StatusOr<v1::LeaseJobResponse> Scheduler::LeaseJobLocked(
   return response;
 }
 
-absl::StatusOr<std::vector<v1::Lease>> Scheduler::StartLeasedLocked(
-    const AttemptRecord& record, std::vector<GangMember> members) {
-  const std::string& primary = members.front().worker_id;
-  // Rank 0's port: the lowest slot of its worker no other running rank 0 there listens on.
+int Scheduler::RendezvousSlotLocked(const std::string& primary) const {
   std::set<int> taken;
   for (const auto& [job_id, other] : running_) {
-    if (other.worker_id == primary && job_id != record.job.id())
-      taken.insert(other.rendezvous_slot);
+    if (other.worker_id == primary) taken.insert(other.rendezvous_slot);
   }
   int slot = 0;
   while (taken.count(slot) > 0) ++slot;
+  return slot;
+}
+
+absl::StatusOr<std::vector<v1::Lease>> Scheduler::StartLeasedLocked(
+    const AttemptRecord& record, std::vector<GangMember> members) {
+  const std::string& primary = members.front().worker_id;
+  const int slot = record.placement.rendezvous_slot;
   AddRunningLocked(record);
   RunningAttempt& running = running_[record.job.id()];
   running.members = members;
@@ -870,8 +882,14 @@ absl::StatusOr<std::optional<v1::Lease>> Scheduler::LeaseGangLocked(FormingGang 
     pricing.on_demand_price_per_gpu_hour += share * info.on_demand_price_per_gpu_hour();
     pricing.spot = pricing.spot || info.spot();
   }
-  TL_ASSIGN_OR_RETURN(std::optional<AttemptRecord> record,
-                      store_.LeaseToGang(gang.job_id, gang.members.front().worker_id, pricing));
+  AttemptPlacement placement;
+  for (const GangMember& member : gang.members) {
+    placement.members.emplace_back(member.worker_id, member.gpus);
+  }
+  placement.rendezvous_slot = RendezvousSlotLocked(gang.members.front().worker_id);
+  TL_ASSIGN_OR_RETURN(
+      std::optional<AttemptRecord> record,
+      store_.LeaseToGang(gang.job_id, gang.members.front().worker_id, pricing, placement));
   if (!record.has_value()) return std::nullopt;  // cancelled meanwhile
   TL_ASSIGN_OR_RETURN(std::vector<v1::Lease> leases, StartLeasedLocked(*record, gang.members));
   std::optional<v1::Lease> own;

@@ -232,7 +232,7 @@ class Scheduler {
     int step = 0;
     int total_steps = 0;
     // Every worker of the attempt, rank 0's (worker_id) first: one entry unless a gang leased
-    // it. After a restart only rank 0's is known (the others are then told to stop).
+    // it. Recorded with the lease (AttemptPlacement), so a restarted server knows them too.
     std::vector<GangMember> members;
     int rendezvous_slot = 0;  // data parallel: rank 0 listens on its port base + this
   };
@@ -273,6 +273,9 @@ class Scheduler {
   absl::StatusOr<std::optional<v1::Lease>> LeaseGangLocked(FormingGang gang,
                                                            const std::string& caller)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rank 0's rendezvous port on `primary` is its port base + this slot: the lowest that no
+  // running attempt's rank 0 there holds.
+  int RendezvousSlotLocked(const std::string& primary) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A leased attempt enters running_ and is billed from its first instant; returns the lease of
   // `members[i]` for each i (ranks in member order; rank 0's alone carries a lease token).
   absl::StatusOr<std::vector<v1::Lease>> StartLeasedLocked(const AttemptRecord& record,

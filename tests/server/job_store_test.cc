@@ -140,6 +140,44 @@ TEST_F(JobStoreTest, JobsEventsAndAttemptsSurviveCloseAndReopen) {
   EXPECT_THAT(attempts_before[jobs_before[0].id()], SizeIs(1));
 }
 
+// A gang's workers and rank 0's rendezvous slot (AttemptPlacement) are stored with the lease
+// and read back with the running attempt, across a reopen; a damaged gang column is DATA_LOSS.
+TEST_F(JobStoreTest, AGangsPlacementIsReadBackWithItsRunningAttempt) {
+  AttemptPlacement placement;
+  {
+    std::unique_ptr<JobStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    v1::JobSpec spec = Spec(0);
+    spec.set_gpus(5);
+    const std::string job = Enqueue(*store, spec);
+    const std::string first = Register(*store, 2);
+    const std::string second = Register(*store, 3);
+    placement.members = {{first, 2}, {second, 3}};
+    placement.rendezvous_slot = 3;
+    absl::StatusOr<std::optional<AttemptRecord>> leased =
+        store->LeaseToGang(job, first, GangPricing{3.6, 3.6, false}, placement);
+    ASSERT_OK(leased);
+    ASSERT_TRUE(leased->has_value());
+    EXPECT_EQ((*leased)->placement.members, placement.members);
+  }
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<AttemptRecord>> running = store->ListRunningAttempts();
+  ASSERT_OK(running);
+  ASSERT_EQ(running->size(), 1u);
+  EXPECT_EQ((*running)[0].placement.members, placement.members);
+  EXPECT_EQ((*running)[0].placement.rendezvous_slot, 3);
+
+  EXPECT_EQ(GangColumn(placement.members),
+            absl::StrCat(placement.members[0].first, ":2,", placement.members[1].first, ":3"));
+  for (const char* damaged : {"w-1", "w-1:", ":2", "w-1:2:3", "w-1:0", "w-1:x", "w-1:2,"}) {
+    EXPECT_THAT(GangFromColumn(damaged), StatusIs(absl::StatusCode::kDataLoss)) << damaged;
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, int>>> none = GangFromColumn("");
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(JobStoreTest, IllegalTransitionsAreRefusedAndChangeNothing) {
   std::unique_ptr<JobStore> store = Open();
   const std::string worker = Register(*store);

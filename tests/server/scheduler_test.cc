@@ -1276,6 +1276,60 @@ TEST_F(SchedulerTest, AJobTooBigForOneWorkerIsGangLeasedAcrossWorkersAtOnce) {
   EXPECT_THAT(Heartbeat(second, {job}).cancel_job_ids(), IsEmpty());
 }
 
+// A restarted server knows every worker of a running gang (AttemptPlacement): the other
+// member's heartbeat listing the job is not told to stop it, and its GPUs stay held.
+TEST_F(SchedulerTest, AGangSurvivesASchedulerRestartWithAllItsWorkers) {
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(4);
+  const std::string job = Submit(spec);
+  const std::string first = Register(kDollarPerSecond, false, /*gpus=*/2);
+  const std::string second = Register(kDollarPerSecond, false, /*gpus=*/2);
+  EXPECT_FALSE(Lease(first).has_value());
+  ASSERT_TRUE(Lease(second).has_value());
+  ASSERT_TRUE(Lease(first).has_value());
+  scheduler_->Stop();
+  scheduler_.reset();
+
+  StartScheduler();  // same store: a restarted server
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+  EXPECT_THAT(Heartbeat(first, {job}).cancel_job_ids(), IsEmpty());
+  EXPECT_THAT(Heartbeat(second, {job}).cancel_job_ids(), IsEmpty()) << "rank 2-3's worker";
+  Submit(ValidSpec());
+  EXPECT_FALSE(Lease(second).has_value()) << "the gang still holds its GPUs";
+  EXPECT_EQ(Job(job).state(), v1::Job::RUNNING);
+}
+
+// Rank 0's rendezvous port slot is recorded with the lease: after a restart a new data-parallel
+// job on the same worker does not take the port of one still running.
+TEST_F(SchedulerTest, ARestartKeepsEachRunningRankZerosRendezvousPort) {
+  v1::WorkerInfo info = CpuWorker(kDollarPerSecond, false, /*gpus=*/6);
+  info.set_rendezvous_host("10.0.0.2");
+  info.set_rendezvous_port_base(32000);
+  absl::StatusOr<v1::RegisterWorkerResponse> registered =
+      scheduler_->RegisterWorker(info, "test-credential");
+  ASSERT_OK(registered);
+  const std::string worker = registered->worker_id();
+  sessions_[worker] = registered->session_token();
+  v1::JobSpec spec = ValidSpec();
+  spec.set_gpus(2);
+  Submit(spec);
+  Submit(spec);
+  std::optional<v1::Lease> a = Lease(worker);
+  std::optional<v1::Lease> c = Lease(worker);
+  ASSERT_TRUE(a.has_value() && c.has_value());
+  EXPECT_EQ(a->rendezvous(), "10.0.0.2:32000");
+  EXPECT_EQ(c->rendezvous(), "10.0.0.2:32001");
+  ASSERT_OK(Finish(worker, *a, v1::FinishAttemptRequest::SUCCEEDED));  // slot 0 is free again
+  scheduler_->Stop();
+  scheduler_.reset();
+
+  StartScheduler();
+  Submit(spec);
+  std::optional<v1::Lease> b = Lease(worker);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->rendezvous(), "10.0.0.2:32000") << "32001 is still the running job's";
+}
+
 // A gang that does not gather in time lets its workers go: a smaller job queued meanwhile then
 // runs on them.
 TEST_F(SchedulerTest, APartialGangLetsItsWorkersGoAfterTheGangTimeout) {
