@@ -83,8 +83,18 @@ class SchedulerTest : public ::testing::Test {
     return spec;
   }
   std::string Register(double price = kDollarPerSecond, bool spot = false, int gpus = 1) {
+    return RegisterInfo(CpuWorker(price, spot, gpus));
+  }
+  // A worker whose ranks 0 listen on `host`:`port_base` + slot.
+  std::string RegisterRendezvous(const std::string& host, int port_base, double price, int gpus) {
+    v1::WorkerInfo info = CpuWorker(price, false, gpus);
+    info.set_rendezvous_host(host);
+    info.set_rendezvous_port_base(port_base);
+    return RegisterInfo(info);
+  }
+  std::string RegisterInfo(const v1::WorkerInfo& info) {
     absl::StatusOr<v1::RegisterWorkerResponse> response =
-        scheduler_->RegisterWorker(CpuWorker(price, spot, gpus), "test-credential");
+        scheduler_->RegisterWorker(info, "test-credential");
     EXPECT_OK(response);
     if (!response.ok()) return "";
     sessions_[response->worker_id()] = response->session_token();
@@ -1234,14 +1244,7 @@ TEST_F(SchedulerTest, AJobTooBigForOneWorkerIsGangLeasedAcrossWorkersAtOnce) {
   v1::JobSpec spec = ValidSpec();
   spec.set_gpus(4);
   const std::string job = Submit(spec);
-  v1::WorkerInfo first_info = CpuWorker(2 * kDollarPerSecond, false, 2);
-  first_info.set_rendezvous_host("10.0.0.1");
-  first_info.set_rendezvous_port_base(31000);
-  absl::StatusOr<v1::RegisterWorkerResponse> first_registered =
-      scheduler_->RegisterWorker(first_info, "test-credential");
-  ASSERT_OK(first_registered);
-  const std::string first = first_registered->worker_id();
-  sessions_[first] = first_registered->session_token();
+  const std::string first = RegisterRendezvous("10.0.0.1", 31000, 2 * kDollarPerSecond, 2);
   const std::string second = Register(kDollarPerSecond, false, /*gpus=*/2);
 
   EXPECT_FALSE(Lease(first).has_value()) << "half a gang is not leased";
@@ -1302,14 +1305,7 @@ TEST_F(SchedulerTest, AGangSurvivesASchedulerRestartWithAllItsWorkers) {
 // Rank 0's rendezvous port slot is recorded with the lease: after a restart a new data-parallel
 // job on the same worker does not take the port of one still running.
 TEST_F(SchedulerTest, ARestartKeepsEachRunningRankZerosRendezvousPort) {
-  v1::WorkerInfo info = CpuWorker(kDollarPerSecond, false, /*gpus=*/6);
-  info.set_rendezvous_host("10.0.0.2");
-  info.set_rendezvous_port_base(32000);
-  absl::StatusOr<v1::RegisterWorkerResponse> registered =
-      scheduler_->RegisterWorker(info, "test-credential");
-  ASSERT_OK(registered);
-  const std::string worker = registered->worker_id();
-  sessions_[worker] = registered->session_token();
+  const std::string worker = RegisterRendezvous("10.0.0.2", 32000, kDollarPerSecond, /*gpus=*/6);
   v1::JobSpec spec = ValidSpec();
   spec.set_gpus(2);
   Submit(spec);
