@@ -661,8 +661,9 @@ void Scheduler::AddRunningLocked(const AttemptRecord& record) {
   for (const auto& [worker_id, gpus] : record.placement.members) {
     running.members.push_back(GangMember{worker_id, gpus});
   }
-  if (running.members.empty())
+  if (running.members.empty()) {  // one worker with all the attempt's GPUs
     running.members = {GangMember{running.worker_id, running.pricing.gpus}};
+  }
   running.rendezvous_slot = record.placement.rendezvous_slot;
 }
 
