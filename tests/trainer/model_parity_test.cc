@@ -92,6 +92,31 @@ TEST(ParityTest, GqaAttentionMatchesReferenceOnBothKernels) {
   ExpectClose("fused_attention", expected, FusedAttention(q, k, v), kComponentTolerance);
 }
 
+// The fused kernel's gradients of q, k and v (the kv heads' summed over their query heads,
+// inside the kernel when it takes GQA itself) against autograd through the written-out
+// equations, for grouped (Hkv = 2) and multi-query (Hkv = 1) attention.
+TEST(ParityTest, GqaAttentionGradientsMatchThePlainKernel) {
+  for (const int64_t kv_heads : {2, 1}) {
+    SCOPED_TRACE(kv_heads);
+    torch::manual_seed(14);
+    const torch::Tensor q0 = torch::randn({2, 6, 9, 8});         // [B,H,T,Dh]
+    const torch::Tensor k0 = torch::randn({2, kv_heads, 9, 8});  // [B,Hkv,T,Dh]
+    const torch::Tensor v0 = torch::randn({2, kv_heads, 9, 8});  // [B,Hkv,T,Dh]
+    const torch::Tensor out_grad = torch::randn({2, 6, 9, 8});   // [B,H,T,Dh]
+    auto gradients = [&](auto attention) {
+      torch::Tensor q = q0.clone().requires_grad_(true);
+      torch::Tensor k = k0.clone().requires_grad_(true);
+      torch::Tensor v = v0.clone().requires_grad_(true);
+      return torch::autograd::grad({attention(q, k, v)}, {q, k, v}, {out_grad});
+    };
+    const std::vector<torch::Tensor> plain = gradients(PlainAttention);
+    const std::vector<torch::Tensor> fused = gradients(FusedAttention);
+    ExpectClose("dq", plain[0], fused[0], kComponentTolerance);
+    ExpectClose("dk", plain[1], fused[1], kComponentTolerance);
+    ExpectClose("dv", plain[2], fused[2], kComponentTolerance);
+  }
+}
+
 struct Variant {
   const char* name;
   void (*edit)(LlamaConfig&);

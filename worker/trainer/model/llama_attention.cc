@@ -2,9 +2,11 @@
 #include "worker/trainer/model/llama_attention.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "worker/trainer/model/fused_ops.h"
 
@@ -39,6 +41,17 @@ torch::Tensor PlainAttention(const torch::Tensor& q, const torch::Tensor& k,
 torch::Tensor FusedAttention(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v) {
   const int64_t n_rep = q.size(1) / k.size(1);
+#if TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5
+  // GQA inside the kernel (LibTorch >= 2.5): k and v stay [B,Hkv,T,Dh], so neither the forward
+  // nor the saved tensors hold the repeated [B,H,T,Dh] copies, and the backward sums each kv
+  // head's gradient over its query heads in the kernel. Same as HF transformers' sdpa path
+  // with no attention mask.
+  if (n_rep > 1) {
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                            /*is_causal=*/true, /*scale=*/std::nullopt,
+                                            /*enable_gqa=*/true);  // [B,H,T,Dh]
+  }
+#endif
   return at::scaled_dot_product_attention(q, RepeatKv(k, n_rep), RepeatKv(v, n_rep),
                                           /*attn_mask=*/{}, /*dropout_p=*/0.0,
                                           /*is_causal=*/true);  // [B,H,T,Dh]

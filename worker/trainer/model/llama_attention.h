@@ -35,7 +35,9 @@ enum class AttentionKernel {
 // Causal attention core. q [B,H,T,Dh]; k, v [B,Hkv,T,Dh] (H a multiple of Hkv) -> [B,H,T,Dh].
 torch::Tensor PlainAttention(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v);
-// Same result through scaled_dot_product_attention (flash / memory-efficient kernels).
+// Same result through scaled_dot_product_attention (flash / memory-efficient kernels); with
+// GQA (Hkv < H) on LibTorch >= 2.5 the kernel reads the Hkv heads itself (enable_gqa) instead
+// of repeated copies.
 torch::Tensor FusedAttention(const torch::Tensor& q, const torch::Tensor& k,
                              const torch::Tensor& v);
 // kv [B,Hkv,T,Dh] -> [B,Hkv*n_rep,T,Dh] (HF repeat_kv: each kv head repeated n_rep times).
