@@ -263,7 +263,8 @@ Usage: tuneledger-server [flags]
                                 one interval [1s]
   --metrics-job-retention DURATION
                                 how long a finished job's series stay on /metrics [10m]
-  --max-rpc-threads N           gRPC thread cap; each long poll and stream holds one [256]
+  --max-rpc-threads N           gRPC thread cap per listener; each long poll and watch
+                                stream holds one (workers' progress streams do not) [256]
   --help                        this text
 
 SIGINT or SIGTERM shuts down cleanly (local workers first, so their attempts end PREEMPTED

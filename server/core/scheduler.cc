@@ -985,17 +985,21 @@ absl::StatusOr<AttemptProgress> Scheduler::QueueReportLocked(const v1::ProgressR
   return BillUpdateLocked(running, now, progress, /*contact=*/true);
 }
 
-std::optional<v1::WorkerCommand> Scheduler::NextCommand(const std::string& job_id, int attempt,
-                                                        absl::Duration timeout) {
+std::optional<v1::WorkerCommand> Scheduler::CommandFor(const std::string& job_id, int attempt) {
   absl::MutexLock lock(&mu_);
-  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = revoked_.find(job_id);
-    return stopping_ || (it != revoked_.end() && it->second.attempt == attempt);
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   auto it = revoked_.find(job_id);
   if (it == revoked_.end() || it->second.attempt != attempt) return std::nullopt;
   return it->second.command;
+}
+
+std::optional<int64_t> Scheduler::AwaitCommands(int64_t seen, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto issued = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || command_generation_ != seen;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&issued), timeout);
+  if (stopping_) return std::nullopt;
+  return command_generation_;
 }
 
 absl::StatusOr<v1::FinishAttemptResponse> Scheduler::FinishAttempt(
@@ -1214,6 +1218,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelLocked(std::string job_id, v1::Job::Rea
     revoked.command.set_job_id(job_id);
     revoked.command.set_reason(reason);
     revoked.command.set_message(message);
+    ++command_generation_;
     running_.erase(it);
   }
   TL_LOG(INFO) << "job " << job_id << " cancelled (" << v1::Job::Reason_Name(reason)

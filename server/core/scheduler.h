@@ -182,10 +182,13 @@ class Scheduler {
   // One report of the worker's stream. FAILED_PRECONDITION when the attempt is not running
   // there any more (cancelled, lost): the stream stays open so the CANCEL can be delivered.
   absl::Status ReportProgress(const v1::ProgressReport& report);
-  // The command for this attempt once there is one (CANCEL), waiting up to `timeout` of wall
-  // time; nullopt on timeout or after Stop().
-  std::optional<v1::WorkerCommand> NextCommand(const std::string& job_id, int attempt,
-                                               absl::Duration timeout);
+  // The command for this attempt (CANCEL), if the server has issued one; it stays until the
+  // attempt is finished.
+  std::optional<v1::WorkerCommand> CommandFor(const std::string& job_id, int attempt);
+  // How many commands have been issued so far, returned once that differs from `seen` or
+  // `timeout` of wall time has passed; nullopt once the scheduler stops (no more will come).
+  // Whoever delivers commands waits here, then asks CommandFor() for the attempts it serves.
+  std::optional<int64_t> AwaitCommands(int64_t seen, absl::Duration timeout);
   // A SUCCEEDED attempt's response carries the job's final cost card for <adapter_dir>/COST.md.
   absl::StatusOr<v1::FinishAttemptResponse> FinishAttempt(const v1::FinishAttemptRequest& request);
 
@@ -380,7 +383,8 @@ class Scheduler {
   std::map<std::string, RunningAttempt> running_ ABSL_GUARDED_BY(mu_);  // by job id
   std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);     // active workers by id
   std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);         // by job id
-  int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a job becomes QUEUED
+  int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;    // bumped when a job becomes QUEUED
+  int64_t command_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a command is issued
   std::optional<FormingGang> forming_gang_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Lease> gang_leases_ ABSL_GUARDED_BY(mu_);  // by worker id
   int waiting_polls_ ABSL_GUARDED_BY(mu_) = 0;                         // LeaseJob calls waiting now

@@ -23,7 +23,7 @@ absl::StatusOr<std::string> BearerToken(std::optional<absl::string_view> authori
   return std::string(absl::StripAsciiWhitespace(authorization->substr(kBearer.size())));
 }
 
-std::optional<absl::string_view> AuthorizationHeader(const grpc::ServerContext& context) {
+std::optional<absl::string_view> AuthorizationHeader(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return std::nullopt;
@@ -91,7 +91,8 @@ absl::StatusOr<std::string> Authenticator::TenantFor(
   return it->second;
 }
 
-absl::StatusOr<std::string> Authenticator::Authenticate(const grpc::ServerContext& context) const {
+absl::StatusOr<std::string> Authenticator::Authenticate(
+    const grpc::ServerContextBase& context) const {
   return TenantFor(AuthorizationHeader(context));
 }
 
@@ -111,7 +112,7 @@ absl::StatusOr<std::string> Authenticator::WorkerFor(
 }
 
 absl::StatusOr<std::string> Authenticator::AuthenticateWorker(
-    const grpc::ServerContext& context) const {
+    const grpc::ServerContextBase& context) const {
   return WorkerFor(AuthorizationHeader(context));
 }
 

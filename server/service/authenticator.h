@@ -47,11 +47,11 @@ class Authenticator {
 
   // The tenant for an "authorization" header value (nullopt: no header).
   absl::StatusOr<std::string> TenantFor(std::optional<absl::string_view> authorization) const;
-  absl::StatusOr<std::string> Authenticate(const grpc::ServerContext& context) const;
+  absl::StatusOr<std::string> Authenticate(const grpc::ServerContextBase& context) const;
 
   // The worker credential's name for an "authorization" header value (nullopt: no header).
   absl::StatusOr<std::string> WorkerFor(std::optional<absl::string_view> authorization) const;
-  absl::StatusOr<std::string> AuthenticateWorker(const grpc::ServerContext& context) const;
+  absl::StatusOr<std::string> AuthenticateWorker(const grpc::ServerContextBase& context) const;
 
  private:
   Authenticator(std::optional<std::map<std::string, std::string>> tenants,

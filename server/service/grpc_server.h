@@ -4,8 +4,11 @@
 //   worker (--worker-listen)  WorkerService (worker credentials only: worker_service.h), health
 // Synchronous API (the core blocks on SQLite): long polls and watch streams each hold a thread,
 // so ResourceQuota::SetMaxThreads bounds each pool at a size where dozens of workers and
-// watchers fit (the scheduler caps waiting long polls below it: scheduler.h). Every RPC's
-// latency goes to ServerMetrics through an interceptor.
+// watchers fit (the scheduler caps waiting long polls below it: scheduler.h). The one
+// exception is WorkerService.ReportProgress, open for every running attempt: a callback
+// reactor that holds no pool thread (progress_streams.h), so a thousand running attempts do
+// not exhaust the pool that registrations, leases and heartbeats need. Every RPC's latency
+// goes to ServerMetrics through an interceptor.
 // TLS (GrpcServerOptions::tls) covers both listeners; with a client CA the worker listener also
 // requires client certificates. The worker listener can have a second, plaintext port on a Unix
 // socket for the server's own local workers (main.cc says why).

@@ -80,6 +80,7 @@ class GrpcServiceTest : public ::testing::Test {
     server_options.listen_address = "127.0.0.1:0";
     server_options.tls = tls_;
     server_options.worker_unix_address = worker_unix_address_;
+    server_options.max_threads = max_threads_;
     absl::StatusOr<std::unique_ptr<GrpcServer>> server =
         GrpcServer::Start(server_options, *scheduler_, *authenticator_, metrics_);
     ASSERT_OK(server);
@@ -172,6 +173,7 @@ class GrpcServiceTest : public ::testing::Test {
   // For the next Start(): TLS on both listeners, a Unix socket for local workers.
   TlsServerPem tls_;
   std::string worker_unix_address_;
+  int max_threads_ = GrpcServerOptions().max_threads;
 
   TempDir dir_;
   FakeClock clock_;
@@ -612,6 +614,92 @@ TEST_F(GrpcServiceTest, ReportProgressStreamCarriesCancelAsSoonAsItHappens) {
   const grpc::Status acknowledged =
       workers_->FinishAttempt(WorkerContext().get(), finish, &finish_response);
   EXPECT_TRUE(acknowledged.ok()) << GrpcStatusText(acknowledged);
+}
+
+// Every running attempt keeps a ReportProgress stream open: five times more streams than the
+// listener has threads are all heard, and every one gets its CANCEL, while unary calls go on.
+TEST_F(GrpcServiceTest, ReportProgressStreamsHoldNoThreadOfTheListenersPool) {
+  Stop();
+  max_threads_ = 8;
+  Start(std::nullopt);
+  constexpr int kStreams = 40;
+  struct Running {
+    std::string worker;
+    v1::Lease lease;
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::ProgressReport, v1::WorkerCommand>> stream;
+  };
+  std::vector<Running> running(kStreams);
+  for (Running& attempt : running) {
+    ASSERT_TRUE(Submit(ValidSpec(MakeJobInputs(dir_))).ok());
+    attempt.worker = RegisterWorker();
+    attempt.lease = LeaseOne(attempt.worker);
+    attempt.context = WorkerContext(absl::Seconds(60));
+    attempt.stream = workers_->ReportProgress(attempt.context.get());
+    ASSERT_TRUE(attempt.stream->Write(ProgressAt(attempt.worker, attempt.lease, 5, 10)));
+  }
+
+  const absl::Time deadline = absl::Now() + kRpcDeadline;
+  int heard = 0;
+  while (heard < kStreams && absl::Now() < deadline) {
+    heard = 0;
+    for (const Running& attempt : running) {
+      v1::GetJobRequest get;
+      get.set_id(attempt.lease.job_id());
+      v1::Job seen;
+      ASSERT_TRUE(jobs_->GetJob(Context().get(), get, &seen).ok());
+      heard += seen.progress().step() == 5 ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(heard, kStreams) << "reports recorded from " << heard << " of " << kStreams
+                             << " open streams";
+  v1::HeartbeatRequest heartbeat;
+  heartbeat.set_worker_id(running.front().worker);
+  heartbeat.set_session_token(sessions_[running.front().worker]);
+  v1::HeartbeatResponse answer;
+  const grpc::Status beat = workers_->Heartbeat(WorkerContext().get(), heartbeat, &answer);
+  EXPECT_TRUE(beat.ok()) << GrpcStatusText(beat);
+
+  for (Running& attempt : running) {
+    v1::CancelJobRequest cancel;
+    cancel.set_id(attempt.lease.job_id());
+    v1::Job cancelled;
+    ASSERT_TRUE(jobs_->CancelJob(Context().get(), cancel, &cancelled).ok());
+  }
+  for (Running& attempt : running) {
+    v1::WorkerCommand command;
+    ASSERT_TRUE(attempt.stream->Read(&command)) << "no CANCEL for " << attempt.lease.job_id();
+    EXPECT_EQ(command.kind(), v1::WorkerCommand::CANCEL);
+    EXPECT_EQ(command.job_id(), attempt.lease.job_id());
+    ASSERT_TRUE(attempt.stream->WritesDone());
+    const grpc::Status finished = attempt.stream->Finish();
+    EXPECT_TRUE(finished.ok()) << GrpcStatusText(finished);
+  }
+}
+
+// A stream whose job was cancelled before its first report still receives the CANCEL (the
+// command was issued before the stream named the attempt).
+TEST_F(GrpcServiceTest, ReportProgressAfterACancelReceivesTheCancel) {
+  v1::Job job;
+  ASSERT_TRUE(Submit(ValidSpec(MakeJobInputs(dir_)), &job).ok());
+  const std::string worker = RegisterWorker();
+  const v1::Lease lease = LeaseOne(worker);
+  v1::CancelJobRequest cancel;
+  cancel.set_id(job.id());
+  v1::Job cancelled;
+  ASSERT_TRUE(jobs_->CancelJob(Context().get(), cancel, &cancelled).ok());
+
+  auto stream_context = WorkerContext();
+  auto stream = workers_->ReportProgress(stream_context.get());
+  ASSERT_TRUE(stream->Write(ProgressAt(worker, lease, 1, 10)));
+  v1::WorkerCommand command;
+  ASSERT_TRUE(stream->Read(&command));
+  EXPECT_EQ(command.kind(), v1::WorkerCommand::CANCEL);
+  EXPECT_EQ(command.job_id(), job.id());
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_FALSE(stream->Read(&command)) << "one command per attempt";
+  const grpc::Status finished = stream->Finish();
+  EXPECT_TRUE(finished.ok()) << GrpcStatusText(finished);
 }
 
 TEST_F(GrpcServiceTest, ProgressHistoryHoldsTheReportedStepsOldestFirst) {

@@ -573,8 +573,7 @@ TEST_F(SchedulerTest, BudgetCancelsWithinOneReportIntervalAfterRecordingTheThres
   EXPECT_EQ(events.back().reason(), v1::Job::BUDGET_EXCEEDED);
 
   // The worker learns it on its stream and on its heartbeat.
-  std::optional<v1::WorkerCommand> command =
-      scheduler_->NextCommand(job, lease->attempt(), absl::ZeroDuration());
+  std::optional<v1::WorkerCommand> command = scheduler_->CommandFor(job, lease->attempt());
   ASSERT_TRUE(command.has_value());
   EXPECT_EQ(command->kind(), v1::WorkerCommand::CANCEL);
   EXPECT_EQ(command->reason(), v1::Job::BUDGET_EXCEEDED);
@@ -583,7 +582,7 @@ TEST_F(SchedulerTest, BudgetCancelsWithinOneReportIntervalAfterRecordingTheThres
   EXPECT_THAT(Report(worker, *lease, v1::TrainerUpdate::PROGRESS, 99),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cancelled")));
   ASSERT_OK(Finish(worker, *lease, v1::FinishAttemptRequest::CANCELLED));
-  EXPECT_FALSE(scheduler_->NextCommand(job, lease->attempt(), absl::ZeroDuration()).has_value());
+  EXPECT_FALSE(scheduler_->CommandFor(job, lease->attempt()).has_value());
   EXPECT_EQ(Job(job).state(), v1::Job::CANCELLED) << "the worker's late finish changes nothing";
 }
 
@@ -726,13 +725,12 @@ TEST_F(SchedulerTest, UserCancelOfARunningJobChargesUpToTheCancelAndTellsTheWork
   EXPECT_EQ(cancelled->state(), v1::Job::CANCELLED);
   EXPECT_EQ(cancelled->reason(), v1::Job::USER);
   EXPECT_NEAR(cancelled->cost().accrued_usd(), 7.0, 1e-6);
-  EXPECT_TRUE(scheduler_->NextCommand(job, 1, absl::ZeroDuration()).has_value());
+  EXPECT_TRUE(scheduler_->CommandFor(job, 1).has_value());
   clock_.Advance(absl::Seconds(5));
   Heartbeat(worker, {job});
   scheduler_->Tick();
   EXPECT_NEAR(Job(job).cost().accrued_usd(), 7.0, 1e-6) << "nothing accrues after the cancel";
-  EXPECT_TRUE(scheduler_->NextCommand(job, 1, absl::ZeroDuration()).has_value())
-      << "still waiting for the worker to stop";
+  EXPECT_TRUE(scheduler_->CommandFor(job, 1).has_value()) << "still waiting for the worker to stop";
   EXPECT_THAT(scheduler_->CancelJob("t", job, ""),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is CANCELLED")));
 }
