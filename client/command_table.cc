@@ -39,9 +39,10 @@ std::vector<FlagSpec> SpecFlagSpecs() {
       {"target-modules", "LIST",
        "comma-separated projections to adapt, of q_proj,k_proj,v_proj,o_proj,gate_proj,"
        "up_proj,down_proj [q_proj,v_proj]"},
-      {"quantize-base", "none|nf4|int8",
+      {"quantize-base", "none|nf4|nf4-dq|int8",
        "QLoRA: store the frozen q/k/v/o/gate/up/down projections quantized (nf4: 4-bit "
-       "NormalFloat with an absmax per 64 values, about 1/8 of fp32; int8: one scale per row, "
+       "NormalFloat with an absmax per 64 values, about 1/8 of fp32; nf4-dq: the same with "
+       "each absmax in 8 bits (double quantization), about 1/8 + 1/256; int8: one scale per row, "
        "about 1/4) and dequantize them in each GEMM; the adapter is for the unquantized base "
        "[none]"},
       {"epochs", "N", "passes over the training data (not with --max-steps) [1]"},

@@ -113,8 +113,9 @@ absl::StatusOr<LoraConfig::QuantizeBase> ParseQuantizeBase(const std::string& va
   const std::string lower = absl::AsciiStrToLower(value);
   if (lower == "none") return LoraConfig::NONE;
   if (lower == "nf4") return LoraConfig::NF4;
+  if (lower == "nf4-dq") return LoraConfig::NF4_DQ;
   if (lower == "int8") return LoraConfig::INT8;
-  return FlagError("quantize-base", "must be none, nf4 or int8", value);
+  return FlagError("quantize-base", "must be none, nf4, nf4-dq or int8", value);
 }
 
 absl::StatusOr<TrainingConfig::LrSchedule> ParseSchedule(const std::string& value) {

@@ -145,6 +145,21 @@ TEST(BuildJobSpecTest, OutOfRangeValuesPassThroughForTheServerToJudge) {
   EXPECT_THAT(spec->lora().target_modules(), ElementsAre("q_proj", "wq"));
 }
 
+// Each --quantize-base name, any case, is its LoraConfig scheme.
+TEST(BuildJobSpecTest, QuantizeBaseNamesEachScheme) {
+  using tuneledger::v1::LoraConfig;
+  for (const auto& [name, scheme] :
+       std::vector<std::pair<std::string, LoraConfig::QuantizeBase>>{{"none", LoraConfig::NONE},
+                                                                     {"nf4", LoraConfig::NF4},
+                                                                     {"NF4-DQ", LoraConfig::NF4_DQ},
+                                                                     {"int8", LoraConfig::INT8}}) {
+    SCOPED_TRACE(name);
+    absl::StatusOr<JobSpec> spec = BuildJobSpec(Flags({{"quantize-base", name}}), "/cwd");
+    ASSERT_OK(spec);
+    EXPECT_EQ(spec->lora().quantize_base(), scheme);
+  }
+}
+
 struct BadFlagCase {
   std::string name;  // the last part of the test name
   std::vector<std::pair<std::string, std::string>> flags;
@@ -169,7 +184,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlagCase{"UnknownSchedule", {{"lr-schedule", "step"}}, "--lr-schedule"},
         BadFlagCase{"UnknownQuantizeBase",
                     {{"quantize-base", "fp8"}},
-                    "--quantize-base: must be none, nf4 or int8, got 'fp8'"},
+                    "--quantize-base: must be none, nf4, nf4-dq or int8, got 'fp8'"},
         BadFlagCase{"UnknownBudgetPolicy", {{"budget-policy", "ignore"}}, "--budget-policy"},
         BadFlagCase{"ThresholdNotANumber",
                     {{"budget-thresholds", "0.5,x"}},

@@ -124,8 +124,9 @@ std::vector<Case> Cases() {
                        for (const auto& m : modules) s.mutable_lora()->add_target_modules(m);
                      }});
   }
-  // QLoRA's base quantization: NONE, NF4 and INT8 go with any spec; unknown numbers do not.
-  add_ints("lora.quantize_base", 0, 3, [](v1::JobSpec& s, int32_t v) {
+  // QLoRA's base quantization: NONE, NF4, INT8 and NF4_DQ go with any spec; unknown numbers do
+  // not.
+  add_ints("lora.quantize_base", 0, 4, [](v1::JobSpec& s, int32_t v) {
     s.mutable_lora()->set_quantize_base(static_cast<v1::LoraConfig::QuantizeBase>(v));
   });
   auto training = [](v1::JobSpec& s) { return s.mutable_training(); };
@@ -395,7 +396,8 @@ TEST(JobSpecContractTest, QuantizeBaseReachesTheTrainerAsItsScheme) {
       {{v1::LoraConfig::QUANTIZE_BASE_UNSPECIFIED, train::quant::BaseQuantization::kNone},
        {v1::LoraConfig::NONE, train::quant::BaseQuantization::kNone},
        {v1::LoraConfig::NF4, train::quant::BaseQuantization::kNf4},
-       {v1::LoraConfig::INT8, train::quant::BaseQuantization::kInt8}};
+       {v1::LoraConfig::INT8, train::quant::BaseQuantization::kInt8},
+       {v1::LoraConfig::NF4_DQ, train::quant::BaseQuantization::kNf4DoubleQuant}};
   for (const auto& [value, scheme] : cases) {
     SCOPED_TRACE(v1::LoraConfig::QuantizeBase_Name(value));
     v1::JobSpec spec = BaseSpec();

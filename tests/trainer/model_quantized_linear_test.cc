@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -49,8 +50,9 @@ std::vector<float> Values(const torch::Tensor& tensor) {
 torch::Tensor ReferenceRoundTrip(const torch::Tensor& weight, BaseQuantization scheme) {
   const std::vector<float> values = Values(weight);
   std::vector<float> dequantized;
-  if (scheme == BaseQuantization::kNf4) {
-    dequantized = quant::DequantizeNf4(quant::QuantizeNf4(values));
+  if (scheme == BaseQuantization::kNf4 || scheme == BaseQuantization::kNf4DoubleQuant) {
+    dequantized = quant::DequantizeNf4(quant::QuantizeNf4(
+        values, quant::kNf4DefaultBlockSize, scheme == BaseQuantization::kNf4DoubleQuant));
   } else {
     dequantized =
         quant::DequantizeInt8Rows(quant::QuantizeInt8Rows(values, weight.size(0), weight.size(1)));
@@ -85,9 +87,12 @@ ModelOptions Quantized(BaseQuantization scheme) {
 class QuantSchemeTest : public ::testing::TestWithParam<BaseQuantization> {};
 
 INSTANTIATE_TEST_SUITE_P(Schemes, QuantSchemeTest,
-                         ::testing::Values(BaseQuantization::kNf4, BaseQuantization::kInt8),
+                         ::testing::Values(BaseQuantization::kNf4, BaseQuantization::kInt8,
+                                           BaseQuantization::kNf4DoubleQuant),
                          [](const ::testing::TestParamInfo<BaseQuantization>& info) {
-                           return std::string(quant::BaseQuantizationName(info.param));
+                           std::string name = quant::BaseQuantizationName(info.param);
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
                          });
 
 // [7,33]: an odd element count (the last NF4 byte holds one value) and a short last block.
@@ -107,8 +112,9 @@ TEST_P(QuantSchemeTest, TorchDequantizationEqualsTheBlockQuantReferenceBitForBit
   }
 }
 
-// NF4 stores 4 bits a value plus one fp32 absmax per 64 values: 1/8 + 1/64 of fp32's bytes. INT8
-// stores 8 bits plus one fp32 scale per row: 1/4 + 1/in.
+// NF4 stores 4 bits a value plus one fp32 absmax per 64 values: 1/8 + 1/64 of fp32's bytes.
+// NF4-DQ stores each absmax in one byte, plus one fp32 scale per 256 blocks and one fp32 offset:
+// about 1/8 + 1/256. INT8 stores 8 bits plus one fp32 scale per row: 1/4 + 1/in.
 TEST_P(QuantSchemeTest, PackedWeightsTakeTheirShareOfFp32Bytes) {
   const LlamaConfig config = model_test::TinyConfig();
   LoraOptions lora{/*r=*/4, /*alpha=*/8.0, /*dropout=*/0.0, kAllTargets};
@@ -124,8 +130,10 @@ TEST_P(QuantSchemeTest, PackedWeightsTakeTheirShareOfFp32Bytes) {
     const int64_t numel = packed.rows * packed.cols;
     fp32_bytes += numel * 4;
     packed_bytes += packed.bytes();
-    const int64_t expected = GetParam() == BaseQuantization::kNf4
-                                 ? (numel + 1) / 2 + (numel + 63) / 64 * 4
+    const int64_t blocks = (numel + 63) / 64;
+    const int64_t expected = GetParam() == BaseQuantization::kNf4 ? (numel + 1) / 2 + blocks * 4
+                             : GetParam() == BaseQuantization::kNf4DoubleQuant
+                                 ? (numel + 1) / 2 + blocks + (blocks + 255) / 256 * 4 + 4
                                  : numel + packed.rows * 4;
     EXPECT_EQ(packed.bytes(), expected);
     ++projections;
@@ -134,6 +142,10 @@ TEST_P(QuantSchemeTest, PackedWeightsTakeTheirShareOfFp32Bytes) {
   const double ratio = static_cast<double>(packed_bytes) / static_cast<double>(fp32_bytes);
   if (GetParam() == BaseQuantization::kNf4) {
     EXPECT_NEAR(ratio, 1.0 / 8 + 1.0 / 64, 1e-3) << packed_bytes << " of " << fp32_bytes;
+  } else if (GetParam() == BaseQuantization::kNf4DoubleQuant) {
+    // Plus 8 bytes a projection: at these sizes each has one second-level scale and its offset.
+    const double fixed = 8.0 * static_cast<double>(projections) / static_cast<double>(fp32_bytes);
+    EXPECT_NEAR(ratio, 1.0 / 8 + 1.0 / 256 + fixed, 1e-3) << packed_bytes << " of " << fp32_bytes;
   } else {
     // Every projection's in is D or F: the scale share lies between 1/F and 1/D.
     EXPECT_GE(ratio, 0.25 + 1.0 / static_cast<double>(config.intermediate_size) - 1e-9);
@@ -358,10 +370,8 @@ TEST_P(QuantSchemeTest, CudaKernelEqualsTheReferenceValueForValue) {
        std::vector<std::pair<int64_t, int64_t>>{{7, 33}, {333, 517}, {1024, 1024}}) {
     SCOPED_TRACE(std::to_string(out) + "x" + std::to_string(in));
     const torch::Tensor weight = RandomWeight(out, in, 41);  // [out,in]
-    QuantizedWeight packed = QuantizeWeight(weight, GetParam());
+    const QuantizedWeight packed = QuantizeWeight(weight, GetParam()).to(cuda);
     const torch::Tensor expected = ReferenceRoundTrip(weight, GetParam());  // [out,in] fp32
-    packed.data = packed.data.to(cuda);
-    packed.scales = packed.scales.to(cuda);
     for (const torch::Dtype dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
       SCOPED_TRACE(c10::toString(dtype));
       const torch::Tensor actual = DequantizeWeightCuda(packed, dtype);

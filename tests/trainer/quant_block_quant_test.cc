@@ -118,6 +118,79 @@ TEST(Nf4Test, AZeroBlockStaysZeroAndBadInputIsAnErrorNamingTheIndex) {
   EXPECT_THROW(QuantizeNf4(std::vector<float>(4, 1.0f), /*block_size=*/3), TrainError);
 }
 
+// The second level of double quantization on values whose steps are exact: mean c = 128, widest
+// distance 127, so s = 1 and q = absmax - c, rounded half away from zero; a block whose values
+// all equal c has s = 0 and comes back as c exactly.
+TEST(DoubleQuantTest, AbsmaxAreCodedAroundTheirMeanPerBlockOf256) {
+  std::vector<float> absmax = {1.0f, 255.0f, 128.5f, 127.5f};
+  QuantizedAbsmax quantized = QuantizeAbsmax(absmax);
+  EXPECT_EQ(quantized.offset, 128.0f);
+  EXPECT_EQ(quantized.scales, std::vector<float>({1.0f}));
+  EXPECT_EQ(quantized.values, std::vector<int8_t>({-127, 127, 1, -1}));
+  EXPECT_EQ(DequantizeAbsmax(quantized), std::vector<float>({1.0f, 255.0f, 129.0f, 127.0f}));
+  // Two blocks of 2: the second is all at the mean.
+  quantized = QuantizeAbsmax(std::vector<float>({1.0f, 255.0f, 128.0f, 128.0f}), /*block_size=*/2);
+  EXPECT_EQ(quantized.scales, std::vector<float>({1.0f, 0.0f}));
+  EXPECT_EQ(DequantizeAbsmax(quantized), std::vector<float>({1.0f, 255.0f, 128.0f, 128.0f}));
+  // A coded value below zero comes back as 0, never as a negative absmax (which would flip the
+  // block's signs).
+  QuantizedAbsmax below;
+  below.offset = 1.0f;
+  below.block_size = 2;
+  below.values = {-3, 2};
+  below.scales = {1.0f};
+  EXPECT_EQ(DequantizeAbsmax(below), std::vector<float>({0.0f, 3.0f}));
+  EXPECT_THROW(QuantizeAbsmax(absmax, /*block_size=*/0), TrainError);
+}
+
+// NF4 with double quantization on normal weights: the stored absmax are 8-bit codes (one fp32
+// scale per 256 blocks), the block scales used are DequantizeAbsmax's, each is within half a
+// step of the exact absmax, and each value's error is at most half the widest code gap times the
+// used absmax, plus what the used absmax falls short of the exact one (values past it clamp).
+TEST(DoubleQuantTest, Nf4WithQuantizedAbsmaxStaysWithinTheNf4BoundPlusTheScaleError) {
+  std::mt19937 random(11);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> values(64 * 600 + 30);  // 601 NF4 blocks: 3 second-level blocks
+  for (float& v : values) v = normal(random);
+  const Nf4Tensor plain = QuantizeNf4(values);
+  const Nf4Tensor tensor = QuantizeNf4(values, kNf4DefaultBlockSize, /*double_quant=*/true);
+  ASSERT_FALSE(plain.double_quant.has_value());
+  ASSERT_TRUE(tensor.double_quant.has_value());
+  const QuantizedAbsmax& dq = *tensor.double_quant;
+  ASSERT_EQ(dq.values.size(), 601u);
+  ASSERT_EQ(dq.scales.size(), 3u);
+  EXPECT_EQ(tensor.absmax, DequantizeAbsmax(dq));
+  for (size_t b = 0; b < plain.absmax.size(); ++b) {
+    EXPECT_LE(std::fabs(tensor.absmax[b] - plain.absmax[b]),
+              dq.scales[b / 256] / 2 * (1 + 1e-4f) + 1e-9f)
+        << "block " << b;
+  }
+  const std::vector<float> back = DequantizeNf4(tensor);
+  const std::vector<float> back_plain = DequantizeNf4(plain);
+  float widest_gap = 0;
+  for (size_t i = 0; i + 1 < kNf4Codebook.size(); ++i) {
+    widest_gap = std::max(widest_gap, kNf4Codebook[i + 1] - kNf4Codebook[i]);
+  }
+  double error = 0;
+  double error_plain = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float used = tensor.absmax[i / 64];
+    const float shortfall = std::max(0.0f, plain.absmax[i / 64] - used);
+    EXPECT_LE(std::fabs(back[i] - values[i]), widest_gap / 2 * used * (1 + 1e-6f) + shortfall)
+        << "value " << i;
+    error += std::fabs(back[i] - values[i]);
+    error_plain += std::fabs(back_plain[i] - values[i]);
+  }
+  // The second level costs almost nothing in accuracy.
+  EXPECT_LT(error, error_plain * 1.01);
+  // A zero block still dequantizes to zeros (its absmax~ need not be 0).
+  std::vector<float> with_zeros = values;
+  std::fill(with_zeros.begin(), with_zeros.begin() + 64, 0.0f);
+  const std::vector<float> zeros =
+      DequantizeNf4(QuantizeNf4(with_zeros, kNf4DefaultBlockSize, /*double_quant=*/true));
+  EXPECT_EQ(std::vector<float>(zeros.begin(), zeros.begin() + 64), std::vector<float>(64, 0.0f));
+}
+
 TEST(Int8Test, RowsScaleByTheirAbsmaxAndRoundHalfAwayFromZero) {
   // Row 0: absmax 127 -> scale 1, so values round to integers; row 1 is zeros.
   const std::vector<float> values = {127.0f, -2.5f, 2.5f, 0.4f, 0.0f, 0.0f, 0.0f, 0.0f};

@@ -112,8 +112,8 @@ inline constexpr std::array<std::string_view, 3> kBudgetPolicyNames = {"POLICY_U
 inline constexpr std::array<std::string_view, 3> kDataSelectionMethodNames = {"METHOD_UNSPECIFIED",
                                                                               "ENTROPY", "LOSS"};
 // LoraConfig.QuantizeBase: 0 and NONE both keep the base weights unquantized.
-inline constexpr std::array<std::string_view, 4> kQuantizeBaseNames = {"QUANTIZE_BASE_UNSPECIFIED",
-                                                                       "NONE", "NF4", "INT8"};
+inline constexpr std::array<std::string_view, 5> kQuantizeBaseNames = {
+    "QUANTIZE_BASE_UNSPECIFIED", "NONE", "NF4", "INT8", "NF4_DQ"};
 inline constexpr std::array<std::string_view, 5> kInheritedCostKindNames = {
     "KIND_UNSPECIFIED", "BASE_MODEL_PRETRAINING", "DATA", "LABOUR", "OTHER"};
 inline constexpr int kLrScheduleCosine = 1;

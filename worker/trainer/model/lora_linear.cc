@@ -211,6 +211,10 @@ void LoraLinearImpl::Merge() {
     weight.set_data(DequantizeWeight(quantized_weight_, base_dtype_));  // [out,in]
     quantized_weight_.data.set_data(torch::empty({0}, quantized_weight_.data.options()));
     quantized_weight_.scales.set_data(torch::empty({0}, quantized_weight_.scales.options()));
+    if (quantized_weight_.absmax_scales.defined()) {
+      quantized_weight_.absmax_scales.set_data(
+          torch::empty({0}, quantized_weight_.absmax_scales.options()));
+    }
     quantized_weight_ = QuantizedWeight();
   }
   torch::Tensor delta = torch::matmul(lora_B->weight, lora_A->weight) * scale_;  // [out,in]
@@ -227,6 +231,9 @@ void LoraLinearImpl::QuantizeBase(quant::BaseQuantization scheme) {
   // Buffers, so that .to(device) moves them; `packed` keeps the same tensors.
   packed.data = register_buffer("weight_quantized", packed.data);
   packed.scales = register_buffer("weight_scales", packed.scales);
+  if (packed.absmax_scales.defined()) {
+    packed.absmax_scales = register_buffer("weight_absmax_scales", packed.absmax_scales);
+  }
   quantized_weight_ = std::move(packed);
   weight.set_data(torch::empty({0}, weight.options()));  // [0]: the full W is freed
 }

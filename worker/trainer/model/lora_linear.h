@@ -26,7 +26,8 @@
 // Quantized base (QLoRA, QuantizeBase()): W is stored packed (quantized_linear.h: NF4 or INT8)
 // and dequantized to the base dtype inside each forward and backward (QuantizedLinear); the
 // "weight" parameter stays registered but empty ([0]), so parameter names do not change, and the
-// packed tensors are buffers "weight_quantized" and "weight_scales" (they move with .to()).
+// packed tensors are buffers "weight_quantized", "weight_scales" and, for NF4-DQ,
+// "weight_absmax_scales" (they move with .to()).
 // MergedWeight() is the dequantized W + (B A) * scale; Merge() folds that into a full W again
 // (the module is then unquantized), as PEFT merges a QLoRA adapter.
 //

@@ -36,7 +36,10 @@ class QuantizedLinearFunction : public torch::autograd::Function<QuantizedLinear
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& data, const torch::Tensor& scales,
                                const QuantizedWeight& layout, torch::Dtype dtype) {
-    ctx->save_for_backward({data, scales});
+    // Autograd keeps tensors only; an NF4-DQ weight's absmax_scales go with them.
+    ctx->save_for_backward(
+        {data, scales, layout.absmax_scales.defined() ? layout.absmax_scales : torch::Tensor()});
+    ctx->saved_data["absmax_offset"] = static_cast<double>(layout.absmax_offset);
     ctx->saved_data["scheme"] = static_cast<int64_t>(layout.scheme);
     ctx->saved_data["rows"] = layout.rows;
     ctx->saved_data["cols"] = layout.cols;
@@ -56,6 +59,8 @@ class QuantizedLinearFunction : public torch::autograd::Function<QuantizedLinear
     layout.block_size = static_cast<int>(ctx->saved_data["block_size"].toInt());
     layout.data = saved[0];
     layout.scales = saved[1];
+    layout.absmax_scales = saved[2];
+    layout.absmax_offset = static_cast<float>(ctx->saved_data["absmax_offset"].toDouble());
     const auto dtype = static_cast<torch::Dtype>(ctx->saved_data["dtype"].toInt());
     torch::Tensor weight = DequantizeWeight(layout, dtype);      // [out,in]
     torch::Tensor grad_x = BaseMatmul(grad_outputs[0], weight);  // [...,in] in x's dtype
@@ -78,8 +83,21 @@ quant::DequantOutput OutputKind(torch::Dtype dtype) {
 
 int64_t QuantizedWeight::bytes() const {
   if (!defined()) return 0;
-  return data.numel() * static_cast<int64_t>(data.element_size()) +
-         scales.numel() * static_cast<int64_t>(scales.element_size());
+  int64_t total = data.numel() * static_cast<int64_t>(data.element_size()) +
+                  scales.numel() * static_cast<int64_t>(scales.element_size());
+  if (absmax_scales.defined()) {
+    total += absmax_scales.numel() * static_cast<int64_t>(absmax_scales.element_size()) +
+             static_cast<int64_t>(sizeof(absmax_offset));
+  }
+  return total;
+}
+
+QuantizedWeight QuantizedWeight::to(const torch::Device& device) const {
+  QuantizedWeight moved = *this;
+  if (data.defined()) moved.data = data.to(device);
+  if (scales.defined()) moved.scales = scales.to(device);
+  if (absmax_scales.defined()) moved.absmax_scales = absmax_scales.to(device);
+  return moved;
 }
 
 QuantizedWeight QuantizeWeight(const torch::Tensor& weight, BaseQuantization scheme) {
@@ -101,6 +119,13 @@ QuantizedWeight QuantizeWeight(const torch::Tensor& weight, BaseQuantization sch
     const quant::Nf4Tensor nf4 = quant::QuantizeNf4(flat, result.block_size);
     result.data = CopyToTensor(nf4.packed, torch::kUInt8);      // [ceil(out*in/2)]
     result.scales = CopyToTensor(nf4.absmax, torch::kFloat32);  // [ceil(out*in/64)]
+  } else if (scheme == BaseQuantization::kNf4DoubleQuant) {
+    const quant::Nf4Tensor nf4 = quant::QuantizeNf4(flat, result.block_size, /*double_quant=*/true);
+    const quant::QuantizedAbsmax& codes = *nf4.double_quant;
+    result.data = CopyToTensor(nf4.packed, torch::kUInt8);     // [ceil(out*in/2)]
+    result.scales = CopyToTensor(codes.values, torch::kInt8);  // [n_blocks]
+    result.absmax_scales = CopyToTensor(codes.scales, torch::kFloat32).to(weight.device());
+    result.absmax_offset = codes.offset;
   } else {
     const quant::Int8Tensor int8 = quant::QuantizeInt8Rows(flat, result.rows, result.cols);
     result.data = CopyToTensor(int8.values, torch::kInt8).view({result.rows, result.cols});
@@ -111,13 +136,24 @@ QuantizedWeight QuantizeWeight(const torch::Tensor& weight, BaseQuantization sch
   return result;
 }
 
+// An NF4 weight's absmax per block [n_blocks] fp32: stored, or made from the NF4-DQ codes as
+// block_quant's DequantizeAbsmax does (the product rounded, then the sum, then max with 0).
+torch::Tensor BlockAbsmax(const QuantizedWeight& weight) {
+  if (weight.scheme == BaseQuantization::kNf4) return weight.scales;
+  const int64_t blocks = weight.scales.numel();
+  const torch::Tensor scale = weight.absmax_scales.repeat_interleave(quant::kDoubleQuantBlockSize)
+                                  .narrow(0, 0, blocks);  // [n_blocks]
+  return (weight.scales.to(torch::kFloat32) * scale).add(weight.absmax_offset).clamp_min(0);
+}
+
 torch::Tensor DequantizeWeightReference(const QuantizedWeight& weight, torch::Dtype dtype) {
   torch::NoGradGuard no_grad;
   if (weight.scheme == BaseQuantization::kInt8) {
     // One fp32 product per value, as DequantizeInt8Rows.
     return (weight.data.to(torch::kFloat32) * weight.scales.unsqueeze(1)).to(dtype);  // [out,in]
   }
-  if (weight.scheme != BaseQuantization::kNf4) {
+  if (weight.scheme != BaseQuantization::kNf4 &&
+      weight.scheme != BaseQuantization::kNf4DoubleQuant) {
     throw TrainError("DequantizeWeightReference: the weight is not quantized");
   }
   const int64_t numel = weight.rows * weight.cols;
@@ -130,7 +166,7 @@ torch::Tensor DequantizeWeightReference(const QuantizedWeight& weight, torch::Dt
   const torch::Tensor index =
       torch::stack({high, low}, 1).reshape({-1}).narrow(0, 0, numel).to(torch::kInt64);  // [n]
   const torch::Tensor absmax =
-      weight.scales.repeat_interleave(weight.block_size).narrow(0, 0, numel);  // [n]
+      BlockAbsmax(weight).repeat_interleave(weight.block_size).narrow(0, 0, numel);  // [n]
   // One fp32 product per value, as DequantizeNf4.
   return (codebook.index_select(0, index) * absmax).view({weight.rows, weight.cols}).to(dtype);
 }
@@ -152,6 +188,12 @@ torch::Tensor DequantizeWeightCuda(const QuantizedWeight& weight, torch::Dtype d
     error = quant::LaunchDequantizeNf4(data.data_ptr<uint8_t>(), scales.data_ptr<float>(),
                                        weight.rows * weight.cols, weight.block_size, out.data_ptr(),
                                        OutputKind(dtype), stream);
+  } else if (weight.scheme == BaseQuantization::kNf4DoubleQuant) {
+    const torch::Tensor absmax_scales = weight.absmax_scales.contiguous();
+    error = quant::LaunchDequantizeNf4DoubleQuant(
+        data.data_ptr<uint8_t>(), scales.data_ptr<int8_t>(), absmax_scales.data_ptr<float>(),
+        weight.absmax_offset, quant::kDoubleQuantBlockSize, weight.rows * weight.cols,
+        weight.block_size, out.data_ptr(), OutputKind(dtype), stream);
   } else if (weight.scheme == BaseQuantization::kInt8) {
     error = quant::LaunchDequantizeInt8Rows(data.data_ptr<int8_t>(), scales.data_ptr<float>(),
                                             weight.rows, weight.cols, out.data_ptr(),

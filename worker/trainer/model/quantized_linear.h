@@ -5,6 +5,9 @@
 //
 //   NF4  data   uint8 [ceil(out*in / 2)]   two 4-bit code indexes a byte (high nibble first)
 //        scales fp32  [ceil(out*in / 64)]  the absmax of each block of 64 values (row-major)
+//   NF4-DQ data as NF4; double quantization (block_quant.h) of the absmax:
+//        scales int8  [n_blocks = ceil(out*in / 64)]  the absmax codes q
+//        absmax_scales fp32 [ceil(n_blocks / 256)], absmax_offset c: absmax~ = max(0, q s + c)
 //   INT8 data   int8  [out,in]
 //        scales fp32  [out]                absmax / 127 of each row
 //
@@ -36,12 +39,17 @@ struct QuantizedWeight {
   int64_t rows = 0;  // out
   int64_t cols = 0;  // in
   int block_size = quant::kNf4DefaultBlockSize;
-  torch::Tensor data;    // see the legend
-  torch::Tensor scales;  // fp32, see the legend
+  torch::Tensor data;           // see the legend
+  torch::Tensor scales;         // see the legend
+  torch::Tensor absmax_scales;  // NF4-DQ only (else undefined), see the legend
+  float absmax_offset = 0;      // NF4-DQ only
 
   bool defined() const { return scheme != quant::BaseQuantization::kNone; }
-  // Bytes of data and scales: what the weight occupies instead of out x in x dtype bytes.
+  // Bytes of data, scales, absmax_scales and absmax_offset: what the weight occupies instead of
+  // out x in x dtype bytes.
   int64_t bytes() const;
+  // The same weight with its tensors on `device`.
+  QuantizedWeight to(const torch::Device& device) const;
 };
 
 // Quantizes weight [out,in] (any float dtype, any device; converted to fp32 on the CPU first)

@@ -30,6 +30,8 @@ const char* BaseQuantizationName(BaseQuantization scheme) {
   switch (scheme) {
     case BaseQuantization::kNf4:
       return "nf4";
+    case BaseQuantization::kNf4DoubleQuant:
+      return "nf4-dq";
     case BaseQuantization::kInt8:
       return "int8";
     case BaseQuantization::kNone:
@@ -50,7 +52,47 @@ uint8_t Nf4Index(float normalized) {
                                   : upper - kNf4Codebook.begin());
 }
 
-Nf4Tensor QuantizeNf4(std::span<const float> values, int block_size) {
+QuantizedAbsmax QuantizeAbsmax(std::span<const float> absmax, int block_size) {
+  if (block_size < 1) {
+    throw TrainError("double quantization block size must be >= 1, got " +
+                     std::to_string(block_size));
+  }
+  QuantizedAbsmax quantized;
+  quantized.block_size = block_size;
+  double sum = 0;
+  for (float a : absmax) sum += a;
+  quantized.offset = absmax.empty() ? 0.0f : static_cast<float>(sum / absmax.size());
+  quantized.values.resize(absmax.size());
+  const size_t blocks = (absmax.size() + block_size - 1) / block_size;
+  quantized.scales.resize(blocks);
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t begin = b * block_size;
+    const size_t end = std::min(absmax.size(), begin + block_size);
+    float widest = 0;
+    for (size_t i = begin; i < end; ++i) {
+      widest = std::max(widest, std::fabs(absmax[i] - quantized.offset));
+    }
+    const float scale = widest / 127.0f;
+    quantized.scales[b] = scale;
+    for (size_t i = begin; i < end; ++i) {
+      const float q = scale == 0 ? 0.0f : std::round((absmax[i] - quantized.offset) / scale);
+      quantized.values[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+  return quantized;
+}
+
+std::vector<float> DequantizeAbsmax(const QuantizedAbsmax& quantized) {
+  std::vector<float> absmax(quantized.values.size());
+  for (size_t i = 0; i < absmax.size(); ++i) {
+    const float product =
+        static_cast<float>(quantized.values[i]) * quantized.scales[i / quantized.block_size];
+    absmax[i] = std::max(0.0f, product + quantized.offset);
+  }
+  return absmax;
+}
+
+Nf4Tensor QuantizeNf4(std::span<const float> values, int block_size, bool double_quant) {
   if (block_size < 2 || block_size % 2 != 0) {
     throw TrainError("NF4 block size must be even and >= 2, got " + std::to_string(block_size));
   }
@@ -63,9 +105,17 @@ Nf4Tensor QuantizeNf4(std::span<const float> values, int block_size) {
   tensor.absmax.resize(blocks);
   for (size_t b = 0; b < blocks; ++b) {
     const size_t begin = b * block_size;
+    tensor.absmax[b] =
+        AbsMax(values.subspan(begin, std::min(values.size(), begin + block_size) - begin));
+  }
+  if (double_quant) {
+    tensor.double_quant = QuantizeAbsmax(tensor.absmax);
+    tensor.absmax = DequantizeAbsmax(*tensor.double_quant);
+  }
+  for (size_t b = 0; b < blocks; ++b) {
+    const size_t begin = b * block_size;
     const size_t end = std::min(values.size(), begin + block_size);
-    const float absmax = AbsMax(values.subspan(begin, end - begin));
-    tensor.absmax[b] = absmax;
+    const float absmax = tensor.absmax[b];
     for (size_t i = begin; i < end; ++i) {
       const uint8_t index = absmax == 0 ? Nf4Index(0.0f) : Nf4Index(values[i] / absmax);
       // The earlier value of each pair in the high nibble.

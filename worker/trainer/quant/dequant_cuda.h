@@ -25,6 +25,14 @@ enum class DequantOutput { kFloat32, kBFloat16, kFloat16 };
 const char* LaunchDequantizeNf4(const uint8_t* packed, const float* absmax, int64_t numel,
                                 int block_size, void* out, DequantOutput output, void* stream);
 
+// NF4 with double-quantized absmax (block_quant.h's QuantizedAbsmax): absmax_codes int8
+// [ceil(numel / block_size)], absmax_scales fp32 [ceil(codes / absmax_block_size)], and the
+// codes' offset; each block's absmax~ = max(0, code x scale + offset), made in the kernel.
+const char* LaunchDequantizeNf4DoubleQuant(const uint8_t* packed, const int8_t* absmax_codes,
+                                           const float* absmax_scales, float absmax_offset,
+                                           int absmax_block_size, int64_t numel, int block_size,
+                                           void* out, DequantOutput output, void* stream);
+
 // values: rows x cols int8, row-major; scales: rows fp32; out: rows x cols of `output` type.
 const char* LaunchDequantizeInt8Rows(const int8_t* values, const float* scales, int64_t rows,
                                      int64_t cols, void* out, DequantOutput output, void* stream);

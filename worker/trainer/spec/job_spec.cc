@@ -387,6 +387,7 @@ TrainJobSpec ToTrainJobSpec(const spec::JobSpecValues& values) {
   spec.target_modules = values.lora.target_modules;
   spec.quantize_base = values.lora.quantize_base == 2   ? quant::BaseQuantization::kNf4
                        : values.lora.quantize_base == 3 ? quant::BaseQuantization::kInt8
+                       : values.lora.quantize_base == 4 ? quant::BaseQuantization::kNf4DoubleQuant
                                                         : quant::BaseQuantization::kNone;
   const spec::JobSpecValues::Training& t = values.training;
   spec.epochs = static_cast<int>(t.epochs);
