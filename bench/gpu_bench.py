@@ -15,6 +15,7 @@ own final eval loss (the PEFT-load check). Everything measured goes to one JSON 
 Two more cases of issue 14, tuneledger alone:
   - "<shape>-qlora" (e.g. 7b-qlora): the NF4-quantized base with gradient checkpointing at
     batch 1 x 2048, for its peak GPU memory (HF's QLoRA needs bitsandbytes, which is not here);
+    "<shape>-qlora-dq" the same with double quantization (NF4_DQ);
   - --fp32-reference: the same job once more with fp32 activations and weights, and how far
     the fast path's eval loss is from that run's (the issue's bound: 0.5%); not for 7b at
     batch 8 x 1024, which does not fit one GPU in fp32 (7b-qlora has it).
@@ -60,7 +61,17 @@ SHAPES = {
 # (batch, seq_len, warm-up steps, timed steps) per shape.
 RUNS = {"1b": (8, 1024, 3, 10), "7b": (8, 1024, 3, 8), "smoke": (2, 64, 2, 3),
         "1b-qlora": (1, 2048, 2, 4), "7b-qlora": (1, 2048, 2, 4), "smoke-qlora": (1, 128, 2, 3)}
-QLORA = ({"quantize_base": "NF4"}, {"gradient_checkpointing": True})
+RUNS.update({f"{shape}-dq": run for shape, run in RUNS.items() if shape.endswith("-qlora")})
+# The quantize_base of each QLoRA suffix; QLoRA runs use gradient checkpointing.
+QLORA_SCHEMES = {"-qlora": "NF4", "-qlora-dq": "NF4_DQ"}
+
+
+def split_shape(shape):
+    """'7b-qlora-dq' -> ('7b', 'NF4_DQ'); '7b' -> ('7b', None)."""
+    for suffix, scheme in QLORA_SCHEMES.items():
+        if shape.endswith(suffix):
+            return shape.removesuffix(suffix), scheme
+    return shape, None
 BYTE_TOKENIZER = {"type": "byte", "pad_id": 0, "bos_id": 1, "eos_id": 2, "byte_offset": 3}
 
 
@@ -223,7 +234,8 @@ def run(args):
         raise SystemExit(f"gpu_bench.py needs transformers and peft: {error}")
     for shape in args.models.split(","):
         batch, seq_len, warmup, steps = RUNS[shape]
-        base_shape, qlora = shape.removesuffix("-qlora"), shape.endswith("-qlora")
+        base_shape, scheme = split_shape(shape)
+        qlora = scheme is not None
         print(f"== {shape}: B {batch} x T {seq_len}, {warmup} warm-up + {steps} timed steps",
               flush=True)
         model = os.path.join(work, f"model-{base_shape}")
@@ -237,7 +249,8 @@ def run(args):
         write_data(valid, batch, seq_len, vocab, seed=2)
         result = {"batch": batch, "seq_len": seq_len, "warmup_steps": warmup,
                   "timed_steps": steps, "setup_s": time.perf_counter() - started}
-        lora_extra, training_extra = QLORA if qlora else ({}, {})
+        lora_extra, training_extra = (({"quantize_base": scheme}, {"gradient_checkpointing": True})
+                                      if qlora else ({}, {}))
         if not qlora:
             print("  HF + PEFT ...", flush=True)
             result["hf_peft"] = child("hf-step", "--model", model, "--data", train, "--batch",
@@ -281,7 +294,7 @@ def run(args):
         with open(args.out, "w") as f:  # after each model, so a timeout keeps what was done
             json.dump(report, f, indent=2)
         later = args.models.split(",")[args.models.split(",").index(shape) + 1:]
-        if not args.keep and all(s.removesuffix("-qlora") != base_shape for s in later):
+        if not args.keep and all(split_shape(s)[0] != base_shape for s in later):
             shutil.rmtree(model, ignore_errors=True)
     print("\n| model | tuneledger tok/s | HF+PEFT tok/s | ratio | tuneledger peak MiB | "
           "HF+PEFT peak MiB | PEFT-load loss (trainer / PEFT) | eval loss vs fp32 |")

@@ -10,7 +10,7 @@
 #                      [--fp32-reference] [--tests]
 #
 # --models also takes 7b-qlora (NF4 base + gradient checkpointing, batch 1 x 2048: its peak
-# memory); --fp32-reference runs each case again in fp32 and reports the eval-loss difference;
+# memory) and 7b-qlora-dq (the same with double quantization, NF4_DQ); --fp32-reference runs each case again in fp32 and reports the eval-loss difference;
 # --tests first builds and runs the GPU checks of the trainer's own tests (the CUDA kernels
 # against their CPU references, bf16 activations, quantization): OUT with -tests.xml. They need
 # GoogleTest's CMake package too (libgtest-dev and libgmock-dev, unpacked into DEPS_PREFIX as
