@@ -4,9 +4,10 @@
 // Heartbeat, SubmitJob, LeaseJob, GetJob, ListJobs): this measures the core, not gRPC
 // (rpc_bench measures what gRPC adds; a no-op RPC tops out near 12,000/s on 2 cores).
 //
-//   BM_ControlPlaneLoad/workers:W/submitters:S/tick_s:T
-//       W workers, each with a running job, report progress as fast as 256 threads can send
-//       (closed loop: the intake's capacity, not W reports/s) while every worker heartbeats
+//   BM_ControlPlaneLoad/workers:W/submitters:S/tick_s:T/report_hz:H
+//       W workers, each with a running job, report progress (H = 0: as fast as 256 threads can
+//       send, closed loop: the intake's capacity, not W reports/s; H = 1: each worker once a
+//       second, paced, W reports/s: the load issue 13 names) while every worker heartbeats
 //       once a second (W heartbeats/s, paced) and S clients submit jobs in a closed loop, for
 //       --seconds. T = 0: the server's ticker (every 0.5 s it queues every running attempt's
 //       bill under the scheduler's mutex and waits for their group commit without it); T = 60:
@@ -256,6 +257,27 @@ absl::Status SendHeartbeat(Scheduler& scheduler, const SimWorker& worker) {
   return absl::OkStatus();
 }
 
+// Thread `t` of `threads` calls `call` on each of its workers (every threads-th from t) once a
+// second, paced: a slow call delays the next ones instead of capping their rate. Returns the
+// calls' latencies in ms.
+std::vector<double> PacedLoop(int t, int threads, int worker_count, const std::atomic<bool>& stop,
+                              const std::function<void(int worker)>& call) {
+  std::vector<double> mine;
+  const int owned = (worker_count - t + threads - 1) / threads;
+  if (owned <= 0) return mine;
+  const auto period = std::chrono::microseconds(1'000'000 / owned);
+  auto next = SteadyClock::now();
+  for (int i = t; !stop.load(); i += threads) {
+    if (i >= worker_count) i = t;
+    std::this_thread::sleep_until(next);
+    next += period;
+    const auto sent = SteadyClock::now();
+    call(i);
+    mine.push_back(MillisSince(sent));
+  }
+  return mine;
+}
+
 // First error of many threads.
 class FirstError {
  public:
@@ -276,6 +298,7 @@ class FirstError {
 void BM_ControlPlaneLoad(benchmark::State& state) {
   const int worker_count = static_cast<int>(state.range(0));
   const int submitters = static_cast<int>(state.range(1));
+  const bool paced_reports = state.range(3) > 0;
   absl::StatusOr<Fixture> fixture =
       MakeFixture(state.range(2) == 0 ? absl::ZeroDuration() : absl::Seconds(state.range(2)));
   absl::StatusOr<std::vector<SimWorker>> workers =
@@ -297,45 +320,40 @@ void BM_ControlPlaneLoad(benchmark::State& state) {
     // No workers: submits alone (no thread spins over an empty worker list).
     const int report_threads = worker_count > 0 ? kReportThreads : 0;
     const int heartbeat_threads = worker_count > 0 ? kHeartbeatThreads : 0;
-    for (int t = 0; t < report_threads; ++t) {
+    auto report = [&](int i) {
+      if (const absl::Status status = SendReport(scheduler, (*workers)[i]); !status.ok()) {
+        error.Set(status);
+        stop = true;
+      }
+      reports.fetch_add(1);
+    };
+    for (int t = 0; paced_reports && t < report_threads; ++t) {
+      threads.emplace_back(
+          [&, t] { report_ms.Merge(PacedLoop(t, kReportThreads, worker_count, stop, report)); });
+    }
+    for (int t = 0; !paced_reports && t < report_threads; ++t) {
       threads.emplace_back([&, t] {
         std::vector<double> mine;
         while (!stop.load()) {
           for (int i = t; i < worker_count && !stop.load(); i += kReportThreads) {
             const auto sent = SteadyClock::now();
-            const absl::Status status = SendReport(scheduler, (*workers)[i]);
+            report(i);
             mine.push_back(MillisSince(sent));
-            if (!status.ok()) {
-              error.Set(status);
-              stop = true;
-            }
-            reports.fetch_add(1);
           }
         }
         report_ms.Merge(mine);
       });
     }
+    auto heartbeat = [&](int i) {
+      if (const absl::Status status = SendHeartbeat(scheduler, (*workers)[i]); !status.ok()) {
+        error.Set(status);
+        stop = true;
+      }
+      heartbeats.fetch_add(1);
+    };
     for (int t = 0; t < heartbeat_threads; ++t) {
       threads.emplace_back([&, t] {
-        // Each thread owns every kHeartbeatThreads-th worker and beats each once a second.
-        std::vector<double> mine;
-        const int owned = (worker_count - t + kHeartbeatThreads - 1) / kHeartbeatThreads;
-        const auto period = std::chrono::microseconds(1'000'000 / std::max(1, owned));
-        auto next = SteadyClock::now();
-        for (int i = t; !stop.load(); i += kHeartbeatThreads) {
-          if (i >= worker_count) i = t;
-          std::this_thread::sleep_until(next);
-          next += period;
-          const auto sent = SteadyClock::now();
-          const absl::Status status = SendHeartbeat(scheduler, (*workers)[i]);
-          mine.push_back(MillisSince(sent));
-          if (!status.ok()) {
-            error.Set(status);
-            stop = true;
-          }
-          heartbeats.fetch_add(1);
-        }
-        heartbeat_ms.Merge(mine);
+        heartbeat_ms.Merge(PacedLoop(t, kHeartbeatThreads, worker_count, stop, heartbeat));
       });
     }
     for (int t = 0; t < submitters; ++t) {
@@ -376,12 +394,13 @@ void BM_ControlPlaneLoad(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ControlPlaneLoad)
-    ->ArgNames({"workers", "submitters", "tick_s"})
-    ->Args({1000, 0, 0})
-    ->Args({1000, 16, 0})
-    ->Args({1000, 0, 60})
-    ->Args({1000, 16, 60})
-    ->Args({0, 16, 60})
+    ->ArgNames({"workers", "submitters", "tick_s", "report_hz"})
+    ->Args({1000, 0, 0, 0})
+    ->Args({1000, 16, 0, 0})
+    ->Args({1000, 16, 0, 1})
+    ->Args({1000, 0, 60, 0})
+    ->Args({1000, 16, 60, 0})
+    ->Args({0, 16, 60, 0})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kSecond);

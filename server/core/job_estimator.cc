@@ -1,5 +1,7 @@
 #include "server/core/job_estimator.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <exception>
@@ -340,33 +342,83 @@ TrainingPlan PlanTraining(const v1::JobSpec& spec, const DataTotals& data) {
   return plan;
 }
 
-// Fills examples, total_steps, tokens_to_train, tokens_counted, tokens_basis, scoring_tokens and
-// the data's notes.
-void EstimateData(const v1::JobSpec& spec, int64_t vocab_size, const EstimatorOptions& options,
-                  v1::JobEstimate& estimate) {
-  const std::string& path = spec.train_path();
-  const int seq_len = spec.training().seq_len();
+}  // namespace
+
+namespace estimator_internal {
+
+// What the model folder gives: its dimensions, and for the data count its torch-free tokenizer
+// and chat template (EstimateFileCache keeps them while the folder is unchanged).
+struct ModelReading {
+  std::optional<ModelDims> dims;
+  std::string dims_problem;  // why dims is empty
+  std::shared_ptr<const train::Tokenizer> tokenizer;
+  std::string tokenizer_name;
+  std::string no_tokenizer;  // why tokenizer is null: none the server loads, or its load error
+  bool load_failed = false;  // no_tokenizer is a load error (a note), not a plain absence
+  std::shared_ptr<const train::HfChatTemplate> chat_template;
+  std::string chat_template_error;  // as the trainer: it fails "messages" lines only
+};
+
+// What the train file gives, before the spec's batch shape: its count (tokenized, or lines by
+// size), or, when not even the lines can be read, the totals assumed from its size.
+struct DataReading {
   std::optional<DataCount> count;
+  bool tokens_counted = false;
+  DataTotals assumed;  // when count is empty
   std::string basis;
-  std::string not_counted;  // why the data was not tokenized
+  std::vector<std::string> notes;
+};
+
+}  // namespace estimator_internal
+
+namespace {
+
+using estimator_internal::DataReading;
+using estimator_internal::ModelReading;
+
+ModelReading ReadModel(const std::string& model_dir) {
+  ModelReading model;
+  model.dims = ReadModelDims(model_dir, &model.dims_problem);
   try {
-    std::string tokenizer_name;
-    std::unique_ptr<train::Tokenizer> tokenizer =
-        LoadTorchFreeTokenizer(spec.model_path(), &tokenizer_name, &not_counted);
-    if (tokenizer != nullptr) {
-      train::DatasetOptions data_options{seq_len, vocab_size};
-      // As the trainer: a template it cannot run fails "messages" lines only.
-      std::unique_ptr<train::HfChatTemplate> chat_template;
+    model.tokenizer = LoadTorchFreeTokenizer(model_dir, &model.tokenizer_name, &model.no_tokenizer);
+    if (model.tokenizer != nullptr) {
       try {
-        chat_template = train::HfChatTemplate::FromModelDir(spec.model_path());
+        model.chat_template = train::HfChatTemplate::FromModelDir(model_dir);
       } catch (const train::TrainError& e) {
-        data_options.chat_template_error = e.what();
+        model.chat_template_error = e.what();
       }
-      data_options.chat_template = chat_template.get();
-      count = TokenizeTrainFile(path, *tokenizer, data_options, options.max_tokenized_bytes);
-      const std::string as_trainer = absl::StrCat(
-          " with the model's ", tokenizer_name, ", as tuneledger-train does (", count->truncated,
-          " cut to seq_len ", seq_len, ", ", count->dropped, " without a target dropped)");
+    }
+  } catch (const std::exception& e) {
+    // The edge between the server and the trainer's libraries: a tokenizer or template they
+    // cannot read becomes a note and the file-size estimate; it never fails a submit.
+    model.tokenizer = nullptr;
+    model.chat_template = nullptr;
+    model.no_tokenizer = e.what();
+    model.load_failed = true;
+  }
+  return model;
+}
+
+DataReading ReadTrainData(const ModelReading& model, const std::string& path, int seq_len,
+                          int64_t vocab_size, int64_t max_tokenized_bytes) {
+  DataReading data;
+  std::optional<DataCount>& count = data.count;
+  std::string& basis = data.basis;
+  std::string not_counted = model.no_tokenizer;  // why the data was not tokenized
+  if (model.load_failed) {
+    data.notes.push_back(
+        absl::StrCat("The data could not be tokenized as the trainer would: ", not_counted));
+  }
+  try {
+    if (model.tokenizer != nullptr) {
+      train::DatasetOptions data_options{seq_len, vocab_size};
+      data_options.chat_template = model.chat_template.get();
+      data_options.chat_template_error = model.chat_template_error;
+      count = TokenizeTrainFile(path, *model.tokenizer, data_options, max_tokenized_bytes);
+      const std::string as_trainer =
+          absl::StrCat(" with the model's ", model.tokenizer_name, ", as tuneledger-train does (",
+                       count->truncated, " cut to seq_len ", seq_len, ", ", count->dropped,
+                       " without a target dropped)");
       if (count->whole_file) {
         basis = absl::StrCat("counted: tokenized all ", count->lengths.size(), " examples (",
                              count->file_bytes, " bytes)", as_trainer);
@@ -377,26 +429,24 @@ void EstimateData(const v1::JobSpec& spec, int64_t vocab_size, const EstimatorOp
                              " bytes are taken to hold examples of the same size");
       }
       if (count->whole_file && count->lengths.empty()) {
-        estimate.add_notes(absl::StrCat(
+        data.notes.push_back(absl::StrCat(
             "The training file has no example with a token to train on: the trainer will fail."));
       }
     }
   } catch (const std::exception& e) {
-    // The edge between the server and the trainer's libraries: their errors (TrainError: a line
-    // the trainer would refuse, a tokenizer it cannot read, a file that cannot be opened) and the
-    // JSON library's become a note and the file-size estimate; they never fail a submit.
+    // As in ReadModel: a line the trainer would refuse or a file that cannot be opened becomes a
+    // note and the file-size estimate.
     count.reset();
     not_counted = e.what();
-    estimate.add_notes(
+    data.notes.push_back(
         absl::StrCat("The data could not be tokenized as the trainer would: ", e.what()));
   }
-  estimate.set_tokens_counted(count.has_value());
+  data.tokens_counted = count.has_value();
 
-  DataTotals totals;
   if (!count.has_value()) {
     const std::string assumed = absl::StrCat("assumed, not counted (", not_counted, "): ");
     try {
-      count = CountLinesBySize(path, seq_len, options.max_tokenized_bytes);
+      count = CountLinesBySize(path, seq_len, max_tokenized_bytes);
       basis = absl::StrCat(assumed, kAssumedBytesPerToken, " bytes of the file per token, each of ",
                            count->whole_file ? "the " : "", count->lengths.size(),
                            " non-blank lines one example of at most seq_len ", seq_len, " tokens",
@@ -410,18 +460,30 @@ void EstimateData(const v1::JobSpec& spec, int64_t vocab_size, const EstimatorOp
       if (file_bytes < 0) {
         basis = absl::StrCat(assumed, "the training file cannot be read here (", e.what(),
                              "), so there is nothing to estimate from");
-        estimate.add_notes("The training file cannot be read by the server: no tokens, no cost.");
+        data.notes.push_back("The training file cannot be read by the server: no tokens, no cost.");
       } else {
-        totals.examples =
+        data.assumed.examples =
             static_cast<double>((file_bytes + kAssumedExampleBytes - 1) / kAssumedExampleBytes);
-        totals.tokens = totals.examples *
-                        std::min<double>(seq_len, kAssumedExampleBytes / kAssumedBytesPerToken);
+        data.assumed.tokens =
+            data.assumed.examples *
+            std::min<double>(seq_len, kAssumedExampleBytes / kAssumedBytesPerToken);
         basis = absl::StrCat(assumed, "the file's ", file_bytes, " bytes at ", kAssumedExampleBytes,
                              " bytes per example and ", kAssumedBytesPerToken,
                              " bytes per token, at most seq_len ", seq_len, " per example");
       }
     }
   }
+  return data;
+}
+
+// Fills examples, total_steps, tokens_to_train, tokens_counted, tokens_basis, scoring_tokens and
+// the data's notes.
+void EstimateData(const v1::JobSpec& spec, const DataReading& data, v1::JobEstimate& estimate) {
+  for (const std::string& note : data.notes) estimate.add_notes(note);
+  estimate.set_tokens_counted(data.tokens_counted);
+  const std::string& basis = data.basis;
+  const std::optional<DataCount>& count = data.count;
+  DataTotals totals = data.assumed;
   if (count.has_value()) totals = TotalsOf(*count);
 
   const TrainingPlan plan = PlanTraining(spec, totals);
@@ -451,6 +513,72 @@ void EstimateData(const v1::JobSpec& spec, int64_t vocab_size, const EstimatorOp
         "training.early_stop may end the job before its last step: the estimate is for every "
         "step.");
   }
+}
+
+// ---- What the files say, cached ----
+
+// The stat of `path` (following links) as text: device, inode, size, mtime and ctime in ns, mode.
+// Empty when it cannot be stat'ed.
+std::string FileStamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec, ":",
+                      st.st_mode);
+}
+
+// A model folder's stamp: the folder's own and every entry's, by name (a file added, removed,
+// renamed, rewritten or re-permissioned changes it). Empty when the folder cannot be listed.
+std::string FolderStamp(const std::string& dir) {
+  std::string stamp = FileStamp(dir);
+  if (stamp.empty()) return "";
+  std::error_code error;
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (error) return "";
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    absl::StrAppend(&stamp, "|", name, "=", FileStamp((fs::path(dir) / name).string()));
+  }
+  return stamp;
+}
+
+// `stamp`: FolderStamp(model_dir), taken before reading (so a file changed during the read is
+// read again next time); empty: not cached.
+std::shared_ptr<const ModelReading> ModelOf(const std::string& model_dir, const std::string& stamp,
+                                            EstimateFileCache* cache) {
+  if (!stamp.empty()) {
+    if (auto model = cache->models.Find(model_dir, stamp)) return model;
+  }
+  auto model = std::make_shared<const ModelReading>(ReadModel(model_dir));
+  if (!stamp.empty()) cache->models.Put(model_dir, stamp, model);
+  return model;
+}
+
+// `model_stamp`: as for ModelOf.
+std::shared_ptr<const DataReading> DataOf(const v1::JobSpec& spec, const ModelReading& model,
+                                          const std::string& model_stamp,
+                                          const EstimatorOptions& options) {
+  const int seq_len = spec.training().seq_len();
+  const int64_t vocab = model.dims.has_value() ? model.dims->vocab : 0;
+  EstimateFileCache* cache = options.file_cache;
+  std::string key;
+  std::string stamp;
+  if (!model_stamp.empty()) {
+    const std::string data_stamp = FileStamp(spec.train_path());
+    if (!data_stamp.empty()) {
+      key = absl::StrCat(spec.model_path(), "\n", spec.train_path(), "\n", seq_len, " ", vocab, " ",
+                         options.max_tokenized_bytes);
+      stamp = absl::StrCat(model_stamp, "\n", data_stamp);
+      if (auto data = cache->data.Find(key, stamp)) return data;
+    }
+  }
+  auto data = std::make_shared<const DataReading>(
+      ReadTrainData(model, spec.train_path(), seq_len, vocab, options.max_tokenized_bytes));
+  if (!stamp.empty()) cache->data.Put(key, stamp, data);
+  return data;
 }
 
 // ---- Rates ----
@@ -540,18 +668,21 @@ v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<v1::
   v1::JobEstimate estimate;
   SetTimestamp(now, *estimate.mutable_estimate_time());
 
-  std::string model_problem;
-  const std::optional<ModelDims> dims = ReadModelDims(spec.model_path(), &model_problem);
+  const std::string model_stamp =
+      options.file_cache != nullptr ? FolderStamp(spec.model_path()) : "";
+  const std::shared_ptr<const ModelReading> model =
+      ModelOf(spec.model_path(), model_stamp, options.file_cache);
+  const std::optional<ModelDims>& dims = model->dims;
   double compute_parameters = 0;
   if (dims.has_value()) {
     estimate.set_model_shape(ModelShapeKey(*dims, spec));
     estimate.set_model_params(static_cast<int64_t>(ModelParameters(*dims)));
     compute_parameters = ComputeParameters(*dims);
   } else {
-    estimate.add_notes(absl::StrCat("The model's shape is unknown (", model_problem,
+    estimate.add_notes(absl::StrCat("The model's shape is unknown (", model->dims_problem,
                                     "): no past job can be matched and no rate guessed."));
   }
-  EstimateData(spec, dims.has_value() ? dims->vocab : 0, options, estimate);
+  EstimateData(spec, *DataOf(spec, *model, model_stamp, options), estimate);
   const double work_tokens =
       estimate.tokens_to_train() + kScoringTokenWeight * estimate.scoring_tokens();
 

@@ -32,14 +32,26 @@
 //      seconds = (tokens_to_train + kScoringTokenWeight x scoring_tokens) / tokens_per_second,
 //      gpu_hours = seconds x spec.gpus / 3600, usd = gpu_hours x price; cheapest class first.
 //
-// Thread safety: pure functions of their arguments and of the files they read.
+// Files are read once per submit unless EstimatorOptions::file_cache keeps them: the model
+// folder's tokenizer (a tokenizer.json is megabytes of JSON) and the train file's count (up to
+// max_tokenized_bytes tokenized) cost far more than the rest of a submit, and a sweep of jobs over
+// one model and one dataset would redo them every time.
+//
+// Thread safety: pure functions of their arguments and of the files they read; EstimateFileCache
+// is thread-safe.
 #ifndef TUNELEDGER_SERVER_CORE_JOB_ESTIMATOR_H_
 #define TUNELEDGER_SERVER_CORE_JOB_ESTIMATOR_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/job_store.h"
 #include "tuneledger/v1/jobs.pb.h"
@@ -57,11 +69,92 @@ inline constexpr double kCheckpointingFlopsPerParameterPerToken = 2.0;
 // A scoring token (data selection: forward only, 2 of the 6 FLOPs) against a trained one.
 inline constexpr double kScoringTokenWeight = 1.0 / 3.0;
 
+namespace estimator_internal {
+
+struct ModelReading;  // job_estimator.cc: a model folder's dimensions, tokenizer, chat template
+struct DataReading;   // job_estimator.cc: a train file's count
+
+// Values read from files, each kept with the stamp of the files it was read from (job_estimator.cc
+// makes stamps from stat: inode, size, mtime, ctime, mode) and served only while the stamp is
+// unchanged; at most `capacity` entries, the least recently used evicted first.
+template <typename T>
+class StampedCache {
+ public:
+  explicit StampedCache(size_t capacity) : capacity_(capacity) {}
+
+  // The value read under `stamp`, or null (counted as a miss) when there is none or the files
+  // changed since.
+  std::shared_ptr<const T> Find(const std::string& key, const std::string& stamp) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.stamp != stamp) {
+      ++misses_;
+      return nullptr;
+    }
+    ++hits_;
+    it->second.used = ++uses_;
+    return it->second.value;
+  }
+
+  void Put(const std::string& key, std::string stamp, std::shared_ptr<const T> value) {
+    absl::MutexLock lock(&mu_);
+    entries_[key] = Entry{std::move(stamp), std::move(value), ++uses_};
+    while (entries_.size() > capacity_) {
+      auto oldest = entries_.begin();
+      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (it->second.used < oldest->second.used) oldest = it;
+      }
+      entries_.erase(oldest);
+    }
+  }
+
+  int64_t hits() const {
+    absl::MutexLock lock(&mu_);
+    return hits_;
+  }
+  int64_t misses() const {
+    absl::MutexLock lock(&mu_);
+    return misses_;
+  }
+  size_t size() const {
+    absl::MutexLock lock(&mu_);
+    return entries_.size();
+  }
+
+ private:
+  struct Entry {
+    std::string stamp;
+    std::shared_ptr<const T> value;
+    uint64_t used = 0;  // uses_ at the last Find or Put
+  };
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  uint64_t uses_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace estimator_internal
+
+// What BuildJobEstimate read from files, kept between estimates while the files are unchanged:
+// per model folder (stamped with the folder's listing and every entry's stat) its dimensions,
+// tokenizer and chat template; per train file, model folder, seq_len, vocab and read bound
+// (stamped with the folder's stamp and the file's stat) its count. The Scheduler holds one.
+struct EstimateFileCache {
+  explicit EstimateFileCache(size_t max_models = 4, size_t max_data = 32)
+      : models(max_models), data(max_data) {}
+  estimator_internal::StampedCache<estimator_internal::ModelReading> models;
+  estimator_internal::StampedCache<estimator_internal::DataReading> data;
+};
+
 struct EstimatorOptions {
   // The train file is tokenized up to this many bytes (whole lines); the rest is extrapolated.
   int64_t max_tokenized_bytes = int64_t{32} << 20;
   // The newest past jobs one class's measured rate comes from.
   int max_past_jobs = 20;
+  // Not owned; null: every estimate reads the files again.
+  EstimateFileCache* file_cache = nullptr;
 };
 
 // `spec`: validated, its paths confined and its defaults filled (what SubmitJob stores).

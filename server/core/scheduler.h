@@ -68,6 +68,7 @@
 #include "base/data_roots.h"
 #include "server/core/budget_policy.h"
 #include "server/core/cost_model.h"
+#include "server/core/job_estimator.h"
 #include "server/core/job_store.h"
 #include "server/core/watch_hub.h"
 #include "server/core/worker_tokens.h"
@@ -398,6 +399,8 @@ class Scheduler {
   int64_t jobs_succeeded_ ABSL_GUARDED_BY(estimate_mu_) = 0;
   int64_t history_read_at_ ABSL_GUARDED_BY(estimate_mu_) = -1;
   std::shared_ptr<const std::vector<SucceededRun>> history_ ABSL_GUARDED_BY(estimate_mu_);
+  // What the estimates read from model folders and train files (thread-safe on its own).
+  EstimateFileCache estimate_files_;
   // A leaf lock (taken with or without mu_ held, never the other way round).
   absl::Mutex cost_quality_mu_;
   std::set<std::string> cost_quality_stale_tenants_ ABSL_GUARDED_BY(cost_quality_mu_);

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -379,6 +381,83 @@ TEST(JobEstimatorTest,
   }
   EXPECT_THAT(estimate.notes(), Contains(HasSubstr("1 active workers have fewer than 2 GPUs")));
   EXPECT_THAT(Estimate(spec, {}).notes(), Contains(HasSubstr("No active worker can run this job")));
+}
+
+// A copy of models/tiny-llama's config and byte tokenizer (the weights are not read) in `dir`.
+std::string CopyTinyModel(const TempDir& dir) {
+  for (const char* name : {"config.json", "byte_tokenizer.json"}) {
+    fs::create_directories(dir.File("model"));
+    fs::copy_file(fs::path(kTinyModel) / name, dir.File(std::string("model/") + name),
+                  fs::copy_options::overwrite_existing);
+  }
+  return dir.File("model");
+}
+
+// With a file cache, a second estimate of the same files reads nothing again and says exactly
+// what an uncached one says; a rewritten train file, a changed config.json and a file added to the
+// model folder are each read again.
+TEST(EstimateFileCacheTest, UnchangedFilesAreReadOnceAndChangedOnesAgain) {
+  TempDir dir;
+  const std::string model = CopyTinyModel(dir);
+  const std::string train = dir.Write("train.jsonl", kMixedData);
+  const v1::JobSpec spec = Spec(model, train, 4, 2, 3, 0, 48);
+  EstimateFileCache cache;
+  EstimatorOptions cached;
+  cached.file_cache = &cache;
+  auto same = [](const v1::JobEstimate& a, const v1::JobEstimate& b) {
+    return a.SerializeAsString() == b.SerializeAsString();
+  };
+
+  const v1::JobEstimate first = Estimate(spec, {}, {}, cached);
+  EXPECT_TRUE(same(first, Estimate(spec))) << first.ShortDebugString();
+  EXPECT_EQ(cache.models.misses(), 1);
+  EXPECT_EQ(cache.data.misses(), 1);
+  EXPECT_TRUE(same(Estimate(spec, {}, {}, cached), first));
+  EXPECT_EQ(cache.models.hits(), 1);
+  EXPECT_EQ(cache.data.hits(), 1);
+
+  // The train file rewritten with more examples.
+  dir.Write("train.jsonl", std::string(kMixedData) + R"({"text": "one more example"})" + "\n");
+  const v1::JobEstimate more = Estimate(spec, {}, {}, cached);
+  EXPECT_EQ(more.examples(), first.examples() + 1);
+  EXPECT_TRUE(same(more, Estimate(spec)));
+  EXPECT_EQ(cache.data.misses(), 2);
+  EXPECT_EQ(cache.models.hits(), 2) << "the model folder did not change";
+
+  // config.json rewritten: a wider model.
+  std::string config;
+  {
+    std::ifstream in(fs::path(model) / "config.json");
+    config.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string hidden = R"("hidden_size": )";
+  const size_t at = config.find(hidden);
+  ASSERT_NE(at, std::string::npos) << config;
+  const size_t end = config.find_first_of(",}", at);
+  dir.Write("model/config.json", config.substr(0, at) + hidden + "1024" + config.substr(end));
+  const v1::JobEstimate wider = Estimate(spec, {}, {}, cached);
+  EXPECT_GT(wider.model_params(), first.model_params());
+  EXPECT_TRUE(same(wider, Estimate(spec)));
+  EXPECT_EQ(cache.models.misses(), 2);
+
+  // A file added to the folder (a tokenizer.json would change the tokenizer) is a new folder.
+  dir.Write("model/README.md", "---\nlicense: mit\n---\n");
+  Estimate(spec, {}, {}, cached);
+  EXPECT_EQ(cache.models.misses(), 3);
+  EXPECT_EQ(cache.data.misses(), 4) << "the count depends on the folder's tokenizer too";
+}
+
+TEST(EstimateFileCacheTest, KeepsAtMostItsCapacityDroppingTheLeastRecentlyUsed) {
+  estimator_internal::StampedCache<int> cache(/*capacity=*/2);
+  cache.Put("a", "1", std::make_shared<const int>(1));
+  cache.Put("b", "1", std::make_shared<const int>(2));
+  ASSERT_NE(cache.Find("a", "1"), nullptr);  // b is now the least recently used
+  cache.Put("c", "1", std::make_shared<const int>(3));
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.Find("b", "1"), nullptr);
+  ASSERT_NE(cache.Find("a", "1"), nullptr);
+  EXPECT_EQ(*cache.Find("c", "1"), 3);
+  EXPECT_EQ(cache.Find("c", "2"), nullptr) << "another stamp: the files changed";
 }
 
 TEST(JobEstimatorTest, AssumedFlopsMatchTheLongestNameFirst) {
