@@ -549,12 +549,8 @@ std::string FolderStamp(const std::string& dir) {
 // read again next time); empty: not cached.
 std::shared_ptr<const ModelReading> ModelOf(const std::string& model_dir, const std::string& stamp,
                                             EstimateFileCache* cache) {
-  if (!stamp.empty()) {
-    if (auto model = cache->models.Find(model_dir, stamp)) return model;
-  }
-  auto model = std::make_shared<const ModelReading>(ReadModel(model_dir));
-  if (!stamp.empty()) cache->models.Put(model_dir, stamp, model);
-  return model;
+  auto read = [&] { return std::make_shared<const ModelReading>(ReadModel(model_dir)); };
+  return stamp.empty() ? read() : cache->models.GetOrRead(model_dir, stamp, read);
 }
 
 // `model_stamp`: as for ModelOf.
@@ -563,22 +559,15 @@ std::shared_ptr<const DataReading> DataOf(const v1::JobSpec& spec, const ModelRe
                                           const EstimatorOptions& options) {
   const int seq_len = spec.training().seq_len();
   const int64_t vocab = model.dims.has_value() ? model.dims->vocab : 0;
-  EstimateFileCache* cache = options.file_cache;
-  std::string key;
-  std::string stamp;
-  if (!model_stamp.empty()) {
-    const std::string data_stamp = FileStamp(spec.train_path());
-    if (!data_stamp.empty()) {
-      key = absl::StrCat(spec.model_path(), "\n", spec.train_path(), "\n", seq_len, " ", vocab, " ",
-                         options.max_tokenized_bytes);
-      stamp = absl::StrCat(model_stamp, "\n", data_stamp);
-      if (auto data = cache->data.Find(key, stamp)) return data;
-    }
-  }
-  auto data = std::make_shared<const DataReading>(
-      ReadTrainData(model, spec.train_path(), seq_len, vocab, options.max_tokenized_bytes));
-  if (!stamp.empty()) cache->data.Put(key, stamp, data);
-  return data;
+  auto read = [&] {
+    return std::make_shared<const DataReading>(
+        ReadTrainData(model, spec.train_path(), seq_len, vocab, options.max_tokenized_bytes));
+  };
+  const std::string data_stamp = model_stamp.empty() ? "" : FileStamp(spec.train_path());
+  if (data_stamp.empty()) return read();
+  const std::string key = absl::StrCat(spec.model_path(), "\n", spec.train_path(), "\n", seq_len,
+                                       " ", vocab, " ", options.max_tokenized_bytes);
+  return options.file_cache->data.GetOrRead(key, absl::StrCat(model_stamp, "\n", data_stamp), read);
 }
 
 // ---- Rates ----

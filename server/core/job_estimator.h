@@ -44,6 +44,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -76,36 +77,53 @@ struct DataReading;   // job_estimator.cc: a train file's count
 
 // Values read from files, each kept with the stamp of the files it was read from (job_estimator.cc
 // makes stamps from stat: inode, size, mtime, ctime, mode) and served only while the stamp is
-// unchanged; at most `capacity` entries, the least recently used evicted first.
+// unchanged; at most `capacity` entries, the least recently used evicted first. Callers asking
+// for a key that another caller is reading under the same stamp wait for that read instead of
+// repeating it (16 clients submitting against a new model parse its tokenizer once).
 template <typename T>
 class StampedCache {
  public:
   explicit StampedCache(size_t capacity) : capacity_(capacity) {}
 
-  // The value read under `stamp`, or null (counted as a miss) when there is none or the files
-  // changed since.
-  std::shared_ptr<const T> Find(const std::string& key, const std::string& stamp) {
-    absl::MutexLock lock(&mu_);
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.stamp != stamp) {
+  // The value read under `stamp`: kept (a hit), or made by read() now (a miss) and kept.
+  std::shared_ptr<const T> GetOrRead(const std::string& key, const std::string& stamp,
+                                     const std::function<std::shared_ptr<const T>()>& read) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto reading_it = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        auto it = reading_.find(key);
+        return it != reading_.end() && it->second == stamp;
+      };
+      auto not_reading = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !reading_it(); };
+      mu_.Await(absl::Condition(&not_reading));
+      auto it = entries_.find(key);
+      if (it != entries_.end() && it->second.stamp == stamp) {
+        ++hits_;
+        it->second.used = ++uses_;
+        return it->second.value;
+      }
       ++misses_;
-      return nullptr;
+      reading_[key] = stamp;
     }
-    ++hits_;
-    it->second.used = ++uses_;
-    return it->second.value;
-  }
-
-  void Put(const std::string& key, std::string stamp, std::shared_ptr<const T> value) {
+    std::shared_ptr<const T> value;
+    try {
+      value = read();
+    } catch (...) {
+      absl::MutexLock lock(&mu_);
+      reading_.erase(key);
+      throw;
+    }
     absl::MutexLock lock(&mu_);
-    entries_[key] = Entry{std::move(stamp), std::move(value), ++uses_};
+    reading_.erase(key);
+    entries_[key] = Entry{stamp, value, ++uses_};
     while (entries_.size() > capacity_) {
       auto oldest = entries_.begin();
-      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-        if (it->second.used < oldest->second.used) oldest = it;
+      for (auto e = entries_.begin(); e != entries_.end(); ++e) {
+        if (e->second.used < oldest->second.used) oldest = e;
       }
       entries_.erase(oldest);
     }
+    return value;
   }
 
   int64_t hits() const {
@@ -125,11 +143,12 @@ class StampedCache {
   struct Entry {
     std::string stamp;
     std::shared_ptr<const T> value;
-    uint64_t used = 0;  // uses_ at the last Find or Put
+    uint64_t used = 0;  // uses_ at the last hit or read
   };
   const size_t capacity_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> reading_ ABSL_GUARDED_BY(mu_);  // key -> stamp being read
   uint64_t uses_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;

@@ -5,12 +5,15 @@
 // job_estimator_batcher_parity_test.cc.
 #include "server/core/job_estimator.h"
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -449,15 +452,48 @@ TEST(EstimateFileCacheTest, UnchangedFilesAreReadOnceAndChangedOnesAgain) {
 
 TEST(EstimateFileCacheTest, KeepsAtMostItsCapacityDroppingTheLeastRecentlyUsed) {
   estimator_internal::StampedCache<int> cache(/*capacity=*/2);
-  cache.Put("a", "1", std::make_shared<const int>(1));
-  cache.Put("b", "1", std::make_shared<const int>(2));
-  ASSERT_NE(cache.Find("a", "1"), nullptr);  // b is now the least recently used
-  cache.Put("c", "1", std::make_shared<const int>(3));
+  int reads = 0;
+  auto get = [&](const std::string& key, const std::string& stamp, int value) {
+    return *cache.GetOrRead(key, stamp, [&] {
+      ++reads;
+      return std::make_shared<const int>(value);
+    });
+  };
+  EXPECT_EQ(get("a", "1", 1), 1);
+  EXPECT_EQ(get("b", "1", 2), 2);
+  EXPECT_EQ(get("a", "1", 0), 1);  // a hit: b is now the least recently used
+  EXPECT_EQ(get("c", "1", 3), 3);
   EXPECT_EQ(cache.size(), 2u);
-  EXPECT_EQ(cache.Find("b", "1"), nullptr);
-  ASSERT_NE(cache.Find("a", "1"), nullptr);
-  EXPECT_EQ(*cache.Find("c", "1"), 3);
-  EXPECT_EQ(cache.Find("c", "2"), nullptr) << "another stamp: the files changed";
+  EXPECT_EQ(reads, 3);
+  EXPECT_EQ(get("a", "1", 0), 1);
+  EXPECT_EQ(get("c", "1", 0), 3);
+  EXPECT_EQ(get("b", "1", 4), 4) << "b was dropped: read again";
+  EXPECT_EQ(get("b", "2", 5), 5) << "another stamp: the files changed";
+  EXPECT_EQ(reads, 5);
+  EXPECT_EQ(cache.hits(), 3);
+  EXPECT_EQ(cache.misses(), 5);
+}
+
+// Callers that ask for a key while another reads it under the same stamp wait for that read.
+TEST(EstimateFileCacheTest, ConcurrentCallersOfOneKeyReadItOnce) {
+  estimator_internal::StampedCache<int> cache(/*capacity=*/4);
+  std::atomic<int> reads{0};
+  std::vector<std::thread> callers;
+  std::vector<int> got(8, 0);
+  for (int i = 0; i < 8; ++i) {
+    callers.emplace_back([&, i] {
+      got[i] = *cache.GetOrRead("model", "stamp", [&] {
+        ++reads;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow tokenizer parse
+        return std::make_shared<const int>(42);
+      });
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(reads.load(), 1);
+  EXPECT_EQ(got, std::vector<int>(8, 42));
+  EXPECT_EQ(cache.misses(), 1);
+  EXPECT_EQ(cache.hits(), 7);
 }
 
 TEST(JobEstimatorTest, AssumedFlopsMatchTheLongestNameFirst) {
