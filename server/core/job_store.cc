@@ -268,6 +268,14 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   TL_RETURN_IF_ERROR(writer->Exec("PRAGMA journal_mode = WAL"));
   TL_RETURN_IF_ERROR(writer->Exec("PRAGMA synchronous = FULL"));
   TL_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = ON"));
+  // The writer keeps 64 MiB of pages (SQLite's default: 2 MiB) and lets the WAL grow to 16,384
+  // pages (64 MiB at 4 KiB; default 1,000) before the committing thread copies it back into the
+  // database. A progress report rewrites a few rows of every running job each second, so a
+  // longer WAL folds many rewrites of one page into one copy: progress intake at 1,000 workers
+  // went from 11,100-12,500 to 15,200-17,900 durable reports/s (bench/README.md). Durability is
+  // unchanged: every commit is still fsync'ed (synchronous = FULL).
+  TL_RETURN_IF_ERROR(writer->Exec("PRAGMA cache_size = -65536"));
+  TL_RETURN_IF_ERROR(writer->Exec("PRAGMA wal_autocheckpoint = 16384"));
   TL_RETURN_IF_ERROR(MigrateJobStoreSchema(*writer, options.schema_version));
 
   std::vector<std::unique_ptr<SqliteDb>> readers;
