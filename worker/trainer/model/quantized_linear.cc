@@ -36,9 +36,9 @@ class QuantizedLinearFunction : public torch::autograd::Function<QuantizedLinear
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& data, const torch::Tensor& scales,
                                const QuantizedWeight& layout, torch::Dtype dtype) {
-    // Autograd keeps tensors only; an NF4-DQ weight's absmax_scales go with them.
-    ctx->save_for_backward(
-        {data, scales, layout.absmax_scales.defined() ? layout.absmax_scales : torch::Tensor()});
+    // Autograd keeps tensors only; an NF4-DQ weight's absmax_scales go with them (undefined
+    // for the other schemes).
+    ctx->save_for_backward({data, scales, layout.absmax_scales});
     ctx->saved_data["absmax_offset"] = static_cast<double>(layout.absmax_offset);
     ctx->saved_data["scheme"] = static_cast<int64_t>(layout.scheme);
     ctx->saved_data["rows"] = layout.rows;
@@ -122,18 +122,16 @@ QuantizedWeight QuantizeWeight(const torch::Tensor& weight, BaseQuantization sch
   } else if (scheme == BaseQuantization::kNf4DoubleQuant) {
     const quant::Nf4Tensor nf4 = quant::QuantizeNf4(flat, result.block_size, /*double_quant=*/true);
     const quant::QuantizedAbsmax& codes = *nf4.double_quant;
-    result.data = CopyToTensor(nf4.packed, torch::kUInt8);     // [ceil(out*in/2)]
-    result.scales = CopyToTensor(codes.values, torch::kInt8);  // [n_blocks]
-    result.absmax_scales = CopyToTensor(codes.scales, torch::kFloat32).to(weight.device());
+    result.data = CopyToTensor(nf4.packed, torch::kUInt8);               // [ceil(out*in/2)]
+    result.scales = CopyToTensor(codes.values, torch::kInt8);            // [n_blocks]
+    result.absmax_scales = CopyToTensor(codes.scales, torch::kFloat32);  // [ceil(n_blocks/256)]
     result.absmax_offset = codes.offset;
   } else {
     const quant::Int8Tensor int8 = quant::QuantizeInt8Rows(flat, result.rows, result.cols);
     result.data = CopyToTensor(int8.values, torch::kInt8).view({result.rows, result.cols});
     result.scales = CopyToTensor(int8.scales, torch::kFloat32);  // [out]
   }
-  result.data = result.data.to(weight.device());
-  result.scales = result.scales.to(weight.device());
-  return result;
+  return result.to(weight.device());
 }
 
 // An NF4 weight's absmax per block [n_blocks] fp32: stored, or made from the NF4-DQ codes as
