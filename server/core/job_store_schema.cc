@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
 namespace {
@@ -139,7 +140,35 @@ CREATE INDEX jobs_by_tenant_end ON jobs(tenant, end_time DESC, id DESC);
 ALTER TABLE attempts ADD COLUMN gang TEXT NOT NULL DEFAULT '';
 ALTER TABLE attempts ADD COLUMN rendezvous_slot INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 8: each tenant's count of QUEUED jobs (state 1), kept by triggers on every write of
+    // jobs.state or jobs.tenant, so that a submit checks the tenant's cap by reading one row
+    // instead of counting up to the cap's worth of index entries.
+    R"sql(
+CREATE TABLE tenant_queued (
+  tenant TEXT PRIMARY KEY,
+  queued INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO tenant_queued (tenant, queued)
+  SELECT tenant, COUNT(*) FROM jobs WHERE state = 1 GROUP BY tenant;
+CREATE TRIGGER tenant_queued_on_insert AFTER INSERT ON jobs WHEN NEW.state = 1
+BEGIN
+  INSERT INTO tenant_queued (tenant, queued) VALUES (NEW.tenant, 1)
+    ON CONFLICT (tenant) DO UPDATE SET queued = queued + 1;
+END;
+CREATE TRIGGER tenant_queued_on_update AFTER UPDATE OF state, tenant ON jobs
+  WHEN (OLD.state = 1 OR NEW.state = 1) AND (OLD.state != NEW.state OR OLD.tenant != NEW.tenant)
+BEGIN
+  UPDATE tenant_queued SET queued = queued - 1 WHERE OLD.state = 1 AND tenant = OLD.tenant;
+  INSERT INTO tenant_queued (tenant, queued) SELECT NEW.tenant, 1 WHERE NEW.state = 1
+    ON CONFLICT (tenant) DO UPDATE SET queued = queued + 1;
+END;
+CREATE TRIGGER tenant_queued_on_delete AFTER DELETE ON jobs WHEN OLD.state = 1
+BEGIN
+  UPDATE tenant_queued SET queued = queued - 1 WHERE tenant = OLD.tenant;
+END;
+)sql",
 };
+static_assert(v1::Job::QUEUED == 1, "migration 8's triggers name QUEUED by its number");
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
 static_assert(kLatestVersion == kJobStoreSchemaVersion, "bump kJobStoreSchemaVersion");
 
@@ -164,7 +193,7 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
       static constexpr const char* kSetVersion[] = {
           "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
           "PRAGMA user_version = 4", "PRAGMA user_version = 5", "PRAGMA user_version = 6",
-          "PRAGMA user_version = 7"};
+          "PRAGMA user_version = 7", "PRAGMA user_version = 8"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

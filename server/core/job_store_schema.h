@@ -8,6 +8,8 @@
 //              (spot saving and preemption waste)
 //   version 6: indexes jobs_by_start, jobs_by_end, jobs_by_tenant_{dispatch,start,end} (ListJobs
 //              pages without a sort or a filter of every job)
+//   version 7: attempts.gang, attempts.rendezvous_slot (where a data-parallel attempt runs)
+//   version 8: tenant_queued (each tenant's QUEUED count, kept by triggers on jobs)
 // A new version appends one step to the table in job_store_schema.cc; steps never change once
 // released, so every old file migrates forward by running the steps it lacks.
 // Thread safety: call with exclusive use of the connection (JobStore::Open does).
@@ -20,7 +22,7 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 7;
+inline constexpr int kJobStoreSchemaVersion = 8;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

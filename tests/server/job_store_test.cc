@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -378,6 +379,73 @@ TEST_F(JobStoreTest, ConcurrentEnqueuesNeverPassTheTenantsQueuedCap) {
   ASSERT_OK(counts);
   EXPECT_EQ((*counts)["QUEUED"], kCap) << "refused submits store nothing";
   EXPECT_OK(store->Enqueue("bob", Spec(), kCap).status());
+}
+
+// The cap reads tenant_queued, which triggers keep (job_store_schema.cc, version 8); this
+// compares it with a count of the jobs themselves after every kind of write to jobs.state.
+TEST_F(JobStoreTest, TenantsQueuedCountFollowsEveryStateChange) {
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+  ASSERT_OK(db);
+  // tenant -> QUEUED jobs, as the triggers keep it and as the jobs table has it.
+  auto counts = [&](const char* sql) {
+    std::map<std::string, int64_t> by_tenant;
+    absl::StatusOr<SqliteDb::Statement*> statement = (*db)->Prepare(sql);
+    EXPECT_OK(statement);
+    if (!statement.ok()) return by_tenant;
+    Query query(*statement);
+    for (absl::StatusOr<bool> row = query.Step(); row.ok() && *row; row = query.Step()) {
+      by_tenant[query.Text(0)] = query.Int(1);
+    }
+    return by_tenant;
+  };
+  auto expect_counts_agree = [&](const std::string& after) {
+    EXPECT_EQ(counts("SELECT tenant, queued FROM tenant_queued WHERE queued != 0"),
+              counts("SELECT tenant, COUNT(*) FROM jobs WHERE state = 1 GROUP BY tenant"))
+        << "after " << after;
+  };
+  constexpr int kCap = 2;
+  auto submit = [&](const std::string& tenant) {
+    absl::StatusOr<EnqueueResult> result = store->Enqueue(tenant, Spec(), kCap);
+    EXPECT_OK(result);
+    return result.ok() ? result->update.job.id() : "not submitted";
+  };
+  const std::string a1 = submit("alice");
+  const std::string a2 = submit("alice");
+  const std::string b1 = submit("bob");
+  expect_counts_agree("submits");
+  EXPECT_THAT(store->Enqueue("alice", Spec(), kCap),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("has 2 QUEUED jobs")));
+  expect_counts_agree("a refused submit");
+
+  const std::string worker = Register(*store);
+  ASSERT_OK(store->LeaseNext(worker, 1));  // alice's first job starts
+  expect_counts_agree("a lease");
+  const std::string a3 = submit("alice");
+  ASSERT_OK(store->Requeue(a1, End(1, "PREEMPTED", clock_.Now())));
+  expect_counts_agree("a requeue");
+  EXPECT_THAT(store->Enqueue("alice", Spec(), kCap),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("has 3 QUEUED jobs")));
+
+  ASSERT_OK(store->Cancel(a2, v1::Job::USER, "", std::nullopt));
+  ASSERT_OK(store->Cancel(a3, v1::Job::USER, "", std::nullopt));
+  expect_counts_agree("cancels of queued jobs");
+  absl::StatusOr<std::optional<AttemptRecord>> second = store->LeaseNext(worker, 1);
+  ASSERT_OK(second);
+  ASSERT_TRUE(second->has_value());
+  ASSERT_OK(store->Finish(a1, End(2, "SUCCEEDED", clock_.Now()), v1::Job::SUCCEEDED,
+                          v1::Job::REASON_UNSPECIFIED, "/adapters/a1"));
+  expect_counts_agree("a lease and a finish");
+  ASSERT_OK((*db)->Exec("UPDATE jobs SET tenant = 'carol' WHERE tenant = 'bob'"));
+  expect_counts_agree("a change of tenant");
+  ASSERT_OK((*db)->Exec(absl::StrCat("DELETE FROM jobs WHERE id = ", b1).c_str()));
+  expect_counts_agree("a delete");
+  EXPECT_EQ(counts("SELECT tenant, queued FROM tenant_queued WHERE queued != 0"),
+            (std::map<std::string, int64_t>{}))
+      << "nothing left queued";
+  submit("alice");
+  submit("alice");
 }
 
 TEST_F(JobStoreTest, LeasesByPriorityThenSubmitOrderAndOnlyWhatFits) {
@@ -767,6 +835,42 @@ TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {
   ASSERT_OK(attempts);
   ASSERT_THAT(*attempts, SizeIs(2));
   EXPECT_DOUBLE_EQ((*attempts)[1].scoring_seconds(), 4);
+}
+
+// Version 8 counts the QUEUED jobs a version-7 file already holds, per tenant.
+TEST_F(JobStoreTest, MigrationCountsEachTenantsQueuedJobs) {
+  {
+    JobStoreOptions version_seven;
+    version_seven.schema_version = 7;
+    std::unique_ptr<JobStore> old = Open(version_seven);
+    ASSERT_NE(old, nullptr);
+    EXPECT_EQ(*old->SchemaVersion(), 7);
+  }
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+    ASSERT_OK(db);
+    for (const auto& [tenant, state] :
+         std::vector<std::pair<std::string, v1::Job::State>>{{"alice", v1::Job::QUEUED},
+                                                             {"alice", v1::Job::QUEUED},
+                                                             {"alice", v1::Job::SUCCEEDED},
+                                                             {"bob", v1::Job::QUEUED}}) {
+      const std::string insert = absl::StrCat(
+          "INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, spec, "
+          "state, reason, message, attempts, worker_id, progress, accrued_usd, gpu_hours, "
+          "projected_usd, rate_usd_per_hour, adapter_path, last_checkpoint, thresholds_crossed, "
+          "overrun_raised, create_time) VALUES ('",
+          tenant, "', '', 0, 1, 3, X'", absl::BytesToHexString(Spec().SerializeAsString()), "', ",
+          static_cast<int>(state), ", 0, '', 0, '', X'', 0, 0, 0, 0, '', '', 0, 0, 0)");
+      ASSERT_OK((*db)->Exec(insert.c_str()));
+    }
+  }
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->Enqueue("alice", Spec(), 2),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("has 2 QUEUED jobs")));
+  EXPECT_OK(store->Enqueue("bob", Spec(), 2).status());
+  EXPECT_THAT(store->Enqueue("bob", Spec(), 2),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("has 2 QUEUED jobs")));
 }
 
 TEST_F(JobStoreTest, SubmitFactsAreStoredWithTheJob) {
