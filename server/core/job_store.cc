@@ -1009,18 +1009,23 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
                                 "state = ?1 ORDER BY priority DESC, id LIMIT ?3 OFFSET ?4"));
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * running,
-        one_tenant ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?2 AND "
-                                "state = ?1 ORDER BY start_time, id LIMIT ?3 OFFSET ?4")
-                   : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?2 = '' AND "
-                                "state = ?1 ORDER BY start_time, id LIMIT ?3 OFFSET ?4"));
+        one_tenant
+            ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?2 AND "
+                         "state = ?1 AND start_time IS NOT NULL ORDER BY start_time, id LIMIT ?3 "
+                         "OFFSET ?4")
+            : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?2 = '' AND "
+                         "state = ?1 AND start_time IS NOT NULL ORDER BY start_time, id LIMIT ?3 "
+                         "OFFSET ?4"));
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * finished,
-        one_tenant ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?4 AND "
-                                "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 "
-                                "ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6")
-                   : db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?4 = '' AND "
-                                "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 "
-                                "ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6"));
+        one_tenant
+            ? db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE tenant = ?4 AND "
+                         "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 AND "
+                         "end_time IS NOT NULL ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6")
+            : db.Prepare(
+                  "SELECT " TL_JOB_COLUMNS " FROM jobs WHERE ?4 = '' AND "
+                  "state != ?1 AND state != ?2 AND ((?3 >> state) & 1) = 1 AND "
+                  "end_time IS NOT NULL ORDER BY end_time DESC, id DESC LIMIT ?5 OFFSET ?6"));
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * count,
         one_tenant ? db.Prepare("SELECT COUNT(*) FROM jobs WHERE tenant = ?2 AND state = ?1")
@@ -1269,12 +1274,15 @@ absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers(std::vector<v1::Wo
 absl::StatusOr<std::vector<SucceededRun>> JobStore::ListSucceededRuns(int limit) {
   std::vector<SucceededRun> runs;
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    // One row per attempt of the newest `limit` jobs; a job's rows are consecutive.
+    // One row per attempt of the newest `limit` jobs; a job's rows are consecutive. The jobs
+    // are read newest first along jobs_by_end until `limit` match: left to itself, SQLite reads
+    // every SUCCEEDED job by state and sorts them all.
     TL_ASSIGN_OR_RETURN(
         SqliteDb::Statement * select,
         db.Prepare("SELECT newest.id, newest.estimate, newest.progress, attempts.seconds, "
                    "workers.info FROM (SELECT id, estimate, progress, end_time FROM jobs "
-                   "WHERE state = ?1 AND length(estimate) > 0 "
+                   "INDEXED BY jobs_by_end "
+                   "WHERE state = ?1 AND length(estimate) > 0 AND end_time IS NOT NULL "
                    "ORDER BY end_time DESC, id DESC LIMIT ?2) AS newest "
                    "JOIN attempts ON attempts.job_id = newest.id "
                    "LEFT JOIN workers ON workers.id = attempts.worker_id "
