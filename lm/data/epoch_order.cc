@@ -3,33 +3,10 @@
 #include <algorithm>
 #include <numeric>
 
+#include "base/split_mix64.h"
+
 namespace tuneledger::train {
 namespace {
-
-// SplitMix64: a small, fully specified generator, so the data order is the same with any
-// standard library (std::shuffle's use of the engine is implementation-defined).
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) without modulo bias (rejection sampling).
-  uint64_t Below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t value;
-    do {
-      value = Next();
-    } while (value >= limit);
-    return value % n;
-  }
-
- private:
-  uint64_t state_;
-};
 
 template <typename T>
 void Shuffle(std::vector<T>& items, SplitMix64& rng) {

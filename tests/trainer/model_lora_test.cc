@@ -188,7 +188,7 @@ TEST(LoraTest, DropoutBranchIsThePlainFormulaOnTheDrawnMask) {
         torch::autograd::grad({y}, {x, linear->lora_A->weight, linear->lora_B->weight}, {grad});
 
     torch::manual_seed(24);  // the same draw
-    const torch::Tensor keep = torch::empty({3, 5, 24}, dtype).bernoulli_(0.75);
+    const torch::Tensor keep = DrawDropoutKeep({3, 5, 24}, torch::TensorOptions(dtype), 0.75, 0);
     torch::Tensor x_ref = x_value.clone().requires_grad_(true);
     torch::Tensor a = linear->lora_A->weight.detach().clone().requires_grad_(true);
     torch::Tensor b = linear->lora_B->weight.detach().clone().requires_grad_(true);
@@ -216,6 +216,45 @@ TEST(LoraTest, DropoutBranchIsThePlainFormulaOnTheDrawnMask) {
     torch::manual_seed(25);
     EXPECT_FALSE(close(y, linear(x_value)));
   }
+}
+
+// Data parallel: a rank that draws rows [2, 4) of a batch gets those rows of the whole batch's
+// draw, and leaves the default generator where the whole draw leaves it, so every later draw
+// agrees too.
+TEST(DrawDropoutKeepTest, AShardsRowsAreThoseOfTheWholeBatch) {
+  const torch::TensorOptions options(torch::kFloat32);
+  torch::manual_seed(7);
+  const torch::Tensor whole = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);  // [B,T,in]
+  const torch::Tensor whole_next = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);
+  torch::manual_seed(7);
+  const torch::Tensor shard = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
+  const torch::Tensor shard_next = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
+  EXPECT_TRUE(torch::equal(shard, whole.narrow(0, 2, 2)));
+  EXPECT_TRUE(torch::equal(shard_next, whole_next.narrow(0, 2, 2)));
+  // Rows and calls get masks of their own.
+  EXPECT_FALSE(torch::equal(whole[0], whole[1]));
+  EXPECT_FALSE(torch::equal(whole, whole_next));
+  // Another row offset is another row's mask.
+  torch::manual_seed(7);
+  EXPECT_FALSE(torch::equal(DrawDropoutKeep({2, 6, 16}, options, 0.75, 1), shard));
+}
+
+// Each value is kept with probability `keep`, independently: over 64 rows x 4096 values the kept
+// fraction of each row is within 5 standard deviations of `keep`, and so is the fraction of
+// values kept in two rows at once (keep^2, as for independent rows).
+TEST(DrawDropoutKeepTest, KeepsEachValueWithTheKeepProbability) {
+  torch::manual_seed(11);
+  const double keep = 0.9;
+  const int64_t rows = 64, values = 4096;
+  const torch::Tensor mask = DrawDropoutKeep({rows, values}, torch::TensorOptions(torch::kFloat32),
+                                             keep, 5);  // [rows,values]
+  const auto is_binary = (mask == 0).logical_or(mask == 1).all().item<bool>();
+  EXPECT_TRUE(is_binary);
+  const torch::Tensor kept = mask.mean(1);  // [rows]
+  const double sd = std::sqrt(keep * (1 - keep) / values);
+  EXPECT_LT((kept - keep).abs().max().item<double>(), 5 * sd);
+  const double both = (mask[0] * mask[1]).mean().item<double>();
+  EXPECT_NEAR(both, keep * keep, 5 * std::sqrt(keep * keep * (1 - keep * keep) / values));
 }
 
 // The CUDA path's down projection (bool mask, the dropped input made again in the backward)

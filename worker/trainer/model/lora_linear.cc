@@ -5,8 +5,11 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdint>
+#include <mutex>
 #include <string>
 
+#include "base/split_mix64.h"
 #include "lm/trainer_error.h"
 #include "tuneledger/v1/job_spec_contract.h"
 
@@ -147,6 +150,43 @@ torch::Tensor LoraDownWithDropout(const torch::Tensor& x, const torch::Tensor& a
   return DroppedDownProjection::apply(x, a, dropped, inv_keep);  // [...,r]
 }
 
+namespace {
+
+// FNV-1a over `bytes`, then SplitMix64's finaliser: a well-mixed 64-bit digest.
+uint64_t Digest(const uint8_t* bytes, int64_t size) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int64_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  return SplitMix64Mix(h);
+}
+
+}  // namespace
+
+torch::Tensor DrawDropoutKeep(at::IntArrayRef shape, const torch::TensorOptions& options,
+                              double keep, int64_t first_row) {
+  at::Generator generator = at::globalContext().defaultGenerator(options.device());
+  uint64_t call_seed = 0;
+  at::Generator row_generator;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    // A CPU tensor of the state (the Mersenne Twister's words, or CUDA's Philox seed and offset).
+    const torch::Tensor state = generator.get_state().contiguous();
+    call_seed = Digest(state.data_ptr<uint8_t>(), state.numel());
+    row_generator = generator.clone();
+  }
+  // Every call moves the shared generator on by the same one-value draw.
+  torch::empty({1}, options).bernoulli_(0.5);
+  torch::Tensor mask = torch::empty(shape, options);  // [rows,...] or [in]
+  const int64_t rows = shape.size() > 1 ? shape[0] : 1;
+  for (int64_t i = 0; i < rows; ++i) {
+    // A kernel reads its generator's seed and offset when it is launched, so one generator
+    // re-seeded per row serves every row.
+    row_generator.set_current_seed(
+        SplitMix64Mix(call_seed ^ SplitMix64Mix(static_cast<uint64_t>(first_row + i))));
+    (shape.size() > 1 ? mask.select(0, i) : mask).bernoulli_(keep, row_generator);
+  }
+  return mask;
+}
+
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = quantized() ? QuantizedLinear(x, quantized_weight_, bias, base_dtype_)
                                 : BaseLinear(x, weight, bias);  // [...,out]
@@ -176,21 +216,16 @@ void LoraLinearImpl::SetDropoutRows(int64_t offset, int64_t batch_rows) {
 }
 
 torch::Tensor LoraLinearImpl::DropoutKeep(const torch::Tensor& x) const {
-  std::vector<int64_t> shape = x.sizes().vec();  // [B,...,in]
   const bool sharded = dropout_batch_rows_ > 0 && x.dim() > 1;
-  if (sharded) shape[0] = dropout_batch_rows_;
-  // Drawn in x's dtype, so that the draws (and a checkpointed layer's replay of them) are those
-  // of the whole batch whatever the shard.
-  torch::Tensor keep = torch::empty(shape, x.options()).bernoulli_(1.0 - dropout_);
-  if (sharded) {
-    if (dropout_row_offset_ + x.size(0) > dropout_batch_rows_) {
-      throw TrainError("LoRA dropout rows: " + std::to_string(x.size(0)) + " rows at offset " +
-                       std::to_string(dropout_row_offset_) + " outside a batch of " +
-                       std::to_string(dropout_batch_rows_));
-    }
-    keep = keep.narrow(0, dropout_row_offset_, x.size(0));
+  if (sharded && dropout_row_offset_ + x.size(0) > dropout_batch_rows_) {
+    throw TrainError("LoRA dropout rows: " + std::to_string(x.size(0)) + " rows at offset " +
+                     std::to_string(dropout_row_offset_) + " outside a batch of " +
+                     std::to_string(dropout_batch_rows_));
   }
-  return keep;  // [...,in]
+  // In x's dtype; a checkpointed layer's replay restores the default generator, so it draws the
+  // same masks again.
+  return DrawDropoutKeep(x.sizes(), x.options(), 1.0 - dropout_,
+                         sharded ? dropout_row_offset_ : 0);  // [...,in]
 }
 
 torch::Tensor LoraLinearImpl::MergedWeight() const {

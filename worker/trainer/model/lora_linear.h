@@ -85,6 +85,17 @@ torch::Tensor BaseMatmul(const torch::Tensor& g, const torch::Tensor& weight);
 torch::Tensor LoraDownWithDropout(const torch::Tensor& x, const torch::Tensor& a,
                                   const torch::Tensor& dropped, double inv_keep);
 
+// The keep mask of LoRA dropout for rows [first_row, first_row + shape[0]) of a batch ([shape]
+// of 0 and 1 in options' dtype, each 1 with probability `keep`; a 1-D shape is one row). Row i
+// is drawn from its own generator, seeded from the state of options' device's default generator
+// and from first_row + i, so a rank holding some rows of a batch draws, for those rows, what one
+// process holding the whole batch draws (recipe/data_parallel.h), and draws no other rows.
+// Advances the default generator by one one-value draw, whatever the shape, so the next call's
+// masks are new and every rank's generator stays in step. Reads the generator's state on the
+// host: no device synchronisation.
+torch::Tensor DrawDropoutKeep(at::IntArrayRef shape, const torch::TensorOptions& options,
+                              double keep, int64_t first_row);
+
 class LoraLinearImpl : public torch::nn::Module {
  public:
   // A frozen [out,in] projection in `base_dtype` (weights uninitialised: the loader or
@@ -103,9 +114,9 @@ class LoraLinearImpl : public torch::nn::Module {
   torch::Tensor MergedWeight() const;
 
   // Data parallel (worker/trainer/recipe/data_parallel.h): the next inputs are rows
-  // [offset, offset + x.size(0)) of a batch of `batch_rows`. Dropout draws its mask for the whole
-  // batch and keeps those rows, so that N ranks draw exactly what one process would. batch_rows
-  // 0 (the default): the input is the whole batch.
+  // [offset, offset + x.size(0)) of a batch of `batch_rows`. Dropout draws those rows' masks
+  // (DrawDropoutKeep), so that N ranks draw exactly what one process would. batch_rows 0 (the
+  // default): the input is the whole batch.
   void SetDropoutRows(int64_t offset, int64_t batch_rows);
 
   // Quantizes W with `scheme` (block_quant's reference) and frees it: from then on the forward
@@ -128,7 +139,7 @@ class LoraLinearImpl : public torch::nn::Module {
  private:
   double scale_ = 0.0;
   // The keep mask of dropout(x) = x * keep / (1 - p): [...,in] of 0 and 1 in x's dtype, drawn
-  // from the default generator (for the whole batch when sharded: SetDropoutRows).
+  // by DrawDropoutKeep for x's rows of the batch (SetDropoutRows).
   torch::Tensor DropoutKeep(const torch::Tensor& x) const;
 
   double dropout_ = 0.0;

@@ -6,8 +6,9 @@
 //               trainer was built with CUDA), ProcessGroupGloo on CPU.
 //   the batch   training.batch_size is the global batch. Every rank builds the same batches in
 //               the same order (same data, same seed) and trains the rows RowShard() gives it;
-//               LoRA dropout draws its mask for the whole batch and keeps the rank's rows
-//               (lora_linear.h), so N ranks draw what one would.
+//               LoRA dropout draws each row's mask from a generator of its own, seeded by the
+//               shared generator's state and the row's index in the batch (DrawDropoutKeep in
+//               lora_linear.h), so N ranks draw what one would, each only its own rows.
 //   gradients   each rank divides its summed loss by the whole step's target count (every rank
 //               knows it: it holds the whole batch), so that the SUM of the ranks' gradients is
 //               the one-process gradient; they are summed in buckets of about
