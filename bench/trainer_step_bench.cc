@@ -24,7 +24,9 @@
 //   peak_rss_MiB      peak resident memory of this case alone (see bench/peak_rss.h)
 //
 // Flags (before Google Benchmark's own): --llama110m  add the 110M case; --steps=N  timed
-// steps of the 110M case (default 3); --threads=N  torch threads (default: cores).
+// steps of the 110M case (default 3); --threads=N  torch threads (default: cores);
+// --malloc_defaults  keep glibc's malloc settings (by default the bench sets those of
+// worker/trainer/recipe/host_allocator.h, as tuneledger-train does on the CPU).
 #include <benchmark/benchmark.h>
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
@@ -47,6 +49,7 @@
 #include "worker/trainer/model/llama_model.h"
 #include "worker/trainer/model/lora_linear.h"
 #include "worker/trainer/model/model_loader.h"
+#include "worker/trainer/recipe/host_allocator.h"
 
 namespace tuneledger::bench {
 namespace {
@@ -223,6 +226,7 @@ struct Flags {
   bool llama110m = false;
   int64_t steps = 3;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
+  bool malloc_defaults = false;
 };
 
 // Takes this benchmark's own flags out of argv (Google Benchmark rejects flags it does not know).
@@ -234,6 +238,8 @@ std::optional<Flags> ParseOwnFlags(int* argc, char** argv) {
     try {
       if (arg == "--llama110m") {
         flags.llama110m = true;
+      } else if (arg == "--malloc_defaults") {
+        flags.malloc_defaults = true;
       } else if (arg.rfind("--steps=", 0) == 0) {
         flags.steps = std::stoll(arg.substr(8));
       } else if (arg.rfind("--threads=", 0) == 0) {
@@ -305,6 +311,9 @@ int main(int argc, char** argv) {
   if (!flags.has_value()) return 2;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  const bool host_buffers_kept =
+      !flags->malloc_defaults && tuneledger::train::KeepHostBuffersForReuse();
+  benchmark::AddCustomContext("host_buffers_kept_for_reuse", host_buffers_kept ? "yes" : "no");
   try {
     at::set_num_threads(flags->threads);
     RegisterBenchmarks(*flags);

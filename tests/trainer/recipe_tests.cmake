@@ -16,6 +16,7 @@ add_executable(trainer_recipe_unit_tests
   ${_recipe_dir}/recipe_checkpoint_test.cc
   ${_recipe_dir}/recipe_data_selection_test.cc
   ${_recipe_dir}/recipe_dataset_test.cc
+  ${_recipe_dir}/recipe_host_allocator_test.cc
   ${_recipe_dir}/recipe_job_spec_test.cc
   ${_recipe_dir}/recipe_loss_test.cc
   ${_recipe_dir}/recipe_lr_schedule_test.cc

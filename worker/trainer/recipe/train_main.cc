@@ -40,6 +40,7 @@
 #include "worker/trainer/recipe/checkpoint_io.h"
 #include "worker/trainer/recipe/data_parallel.h"
 #include "worker/trainer/recipe/data_selection.h"
+#include "worker/trainer/recipe/host_allocator.h"
 #include "worker/trainer/recipe/loss_scaler.h"
 #include "worker/trainer/recipe/lr_schedule.h"
 #include "worker/trainer/recipe/optimizer_setup.h"
@@ -279,6 +280,10 @@ int Run(const Flags& flags, ProgressReporter& reporter) {
       flags.threads > 0 ? flags.threads : std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(threads);
   const torch::Device device = ResolveDevice(flags.device);
+  if (device.is_cpu() && !KeepHostBuffersForReuse()) {
+    std::cerr << "tuneledger-train: glibc refused the malloc settings of host_allocator.h; the "
+                 "CPU step allocates fresh pages for its large buffers\n";
+  }
   const Precision precision = ResolvePrecision(spec.precision, device);
   torch::manual_seed(static_cast<uint64_t>(spec.seed));
   std::cerr << "tuneledger-train: " << threads << " threads, device " << device.str()
