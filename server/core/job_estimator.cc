@@ -1,7 +1,5 @@
 #include "server/core/job_estimator.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <exception>
@@ -517,34 +515,6 @@ void EstimateData(const v1::JobSpec& spec, const DataReading& data, v1::JobEstim
 
 // ---- What the files say, cached ----
 
-// The stat of `path` (following links) as text: device, inode, size, mtime and ctime in ns, mode.
-// Empty when it cannot be stat'ed.
-std::string FileStamp(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "";
-  return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
-                      st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec, ":",
-                      st.st_mode);
-}
-
-// A model folder's stamp: the folder's own and every entry's, by name (a file added, removed,
-// renamed, rewritten or re-permissioned changes it). Empty when the folder cannot be listed.
-std::string FolderStamp(const std::string& dir) {
-  std::string stamp = FileStamp(dir);
-  if (stamp.empty()) return "";
-  std::error_code error;
-  std::vector<std::string> names;
-  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
-    names.push_back(it->path().filename().string());
-  }
-  if (error) return "";
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    absl::StrAppend(&stamp, "|", name, "=", FileStamp((fs::path(dir) / name).string()));
-  }
-  return stamp;
-}
-
 // `stamp`: FolderStamp(model_dir), taken before reading (so a file changed during the read is
 // read again next time); empty: not cached.
 std::shared_ptr<const ModelReading> ModelOf(const std::string& model_dir, const std::string& stamp,
@@ -563,7 +533,11 @@ std::shared_ptr<const DataReading> DataOf(const v1::JobSpec& spec, const ModelRe
     return std::make_shared<const DataReading>(
         ReadTrainData(model, spec.train_path(), seq_len, vocab, options.max_tokenized_bytes));
   };
-  const std::string data_stamp = model_stamp.empty() ? "" : FileStamp(spec.train_path());
+  std::string data_stamp;
+  if (!model_stamp.empty()) {
+    data_stamp =
+        options.train_stamp.has_value() ? *options.train_stamp : FileStamp(spec.train_path());
+  }
   if (data_stamp.empty()) return read();
   const std::string key = absl::StrCat(spec.model_path(), "\n", spec.train_path(), "\n", seq_len,
                                        " ", vocab, " ", options.max_tokenized_bytes);
@@ -657,8 +631,11 @@ v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<v1::
   v1::JobEstimate estimate;
   SetTimestamp(now, *estimate.mutable_estimate_time());
 
-  const std::string model_stamp =
-      options.file_cache != nullptr ? FolderStamp(spec.model_path()) : "";
+  std::string model_stamp;
+  if (options.file_cache != nullptr) {
+    model_stamp =
+        options.model_stamp.has_value() ? *options.model_stamp : FolderStamp(spec.model_path());
+  }
   const std::shared_ptr<const ModelReading> model =
       ModelOf(spec.model_path(), model_stamp, options.file_cache);
   const std::optional<ModelDims>& dims = model->dims;

@@ -47,14 +47,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/job_store.h"
+#include "server/core/stamped_cache.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
@@ -75,85 +75,6 @@ namespace estimator_internal {
 struct ModelReading;  // job_estimator.cc: a model folder's dimensions, tokenizer, chat template
 struct DataReading;   // job_estimator.cc: a train file's count
 
-// Values read from files, each kept with the stamp of the files it was read from (job_estimator.cc
-// makes stamps from stat: inode, size, mtime, ctime, mode) and served only while the stamp is
-// unchanged; at most `capacity` entries, the least recently used evicted first. Callers asking
-// for a key that another caller is reading under the same stamp wait for that read instead of
-// repeating it (16 clients submitting against a new model parse its tokenizer once).
-template <typename T>
-class StampedCache {
- public:
-  explicit StampedCache(size_t capacity) : capacity_(capacity) {}
-
-  // The value read under `stamp`: kept (a hit), or made by read() now (a miss) and kept.
-  std::shared_ptr<const T> GetOrRead(const std::string& key, const std::string& stamp,
-                                     const std::function<std::shared_ptr<const T>()>& read) {
-    {
-      absl::MutexLock lock(&mu_);
-      auto reading_it = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        auto it = reading_.find(key);
-        return it != reading_.end() && it->second == stamp;
-      };
-      auto not_reading = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !reading_it(); };
-      mu_.Await(absl::Condition(&not_reading));
-      auto it = entries_.find(key);
-      if (it != entries_.end() && it->second.stamp == stamp) {
-        ++hits_;
-        it->second.used = ++uses_;
-        return it->second.value;
-      }
-      ++misses_;
-      reading_[key] = stamp;
-    }
-    std::shared_ptr<const T> value;
-    try {
-      value = read();
-    } catch (...) {
-      absl::MutexLock lock(&mu_);
-      reading_.erase(key);
-      throw;
-    }
-    absl::MutexLock lock(&mu_);
-    reading_.erase(key);
-    entries_[key] = Entry{stamp, value, ++uses_};
-    while (entries_.size() > capacity_) {
-      auto oldest = entries_.begin();
-      for (auto e = entries_.begin(); e != entries_.end(); ++e) {
-        if (e->second.used < oldest->second.used) oldest = e;
-      }
-      entries_.erase(oldest);
-    }
-    return value;
-  }
-
-  int64_t hits() const {
-    absl::MutexLock lock(&mu_);
-    return hits_;
-  }
-  int64_t misses() const {
-    absl::MutexLock lock(&mu_);
-    return misses_;
-  }
-  size_t size() const {
-    absl::MutexLock lock(&mu_);
-    return entries_.size();
-  }
-
- private:
-  struct Entry {
-    std::string stamp;
-    std::shared_ptr<const T> value;
-    uint64_t used = 0;  // uses_ at the last hit or read
-  };
-  const size_t capacity_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> reading_ ABSL_GUARDED_BY(mu_);  // key -> stamp being read
-  uint64_t uses_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
 }  // namespace estimator_internal
 
 // What BuildJobEstimate read from files, kept between estimates while the files are unchanged:
@@ -163,8 +84,8 @@ class StampedCache {
 struct EstimateFileCache {
   explicit EstimateFileCache(size_t max_models = 4, size_t max_data = 32)
       : models(max_models), data(max_data) {}
-  estimator_internal::StampedCache<estimator_internal::ModelReading> models;
-  estimator_internal::StampedCache<estimator_internal::DataReading> data;
+  StampedCache<estimator_internal::ModelReading> models;
+  StampedCache<estimator_internal::DataReading> data;
 };
 
 struct EstimatorOptions {
@@ -174,6 +95,10 @@ struct EstimatorOptions {
   int max_past_jobs = 20;
   // Not owned; null: every estimate reads the files again.
   EstimateFileCache* file_cache = nullptr;
+  // With file_cache: FolderStamp(spec.model_path()) and FileStamp(spec.train_path()) when the
+  // caller took them already (the Scheduler's input checks do); unset: taken here.
+  std::optional<std::string> model_stamp;
+  std::optional<std::string> train_stamp;
 };
 
 // `spec`: validated, its paths confined and its defaults filled (what SubmitJob stores).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -133,6 +134,10 @@ class Problems {
   void Add(absl::string_view field, absl::string_view problem) {
     lines_.push_back(absl::StrCat(field, ": ", problem));
   }
+  void AddLines(const std::vector<std::string>& lines) {
+    lines_.insert(lines_.end(), lines.begin(), lines.end());
+  }
+  const std::vector<std::string>& lines() const { return lines_; }
   absl::Status ToStatus() const {
     if (lines_.empty()) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrJoin(lines_, "; "));
@@ -175,10 +180,21 @@ void CheckModelFolder(const std::string& model_path, Problems& problems) {
   }
 }
 
+void AddUnreadable(absl::string_view field, const std::string& path, Problems& problems) {
+  problems.Add(field, absl::StrCat("not a readable file: \"", path, "\""));
+}
+
 void CheckDataFile(absl::string_view field, const std::string& path, Problems& problems) {
-  if (!IsReadableFile(path)) {
-    problems.Add(field, absl::StrCat("not a readable file: \"", path, "\""));
-  }
+  if (!IsReadableFile(path)) AddUnreadable(field, path, problems);
+}
+
+// CheckDataFile through the cache; `stamp` empty: the file cannot be stat'ed, so not readable.
+void CheckDataFile(absl::string_view field, const std::string& path, const std::string& stamp,
+                   InputCheckCache& cache, Problems& problems) {
+  const bool readable = !stamp.empty() && *cache.data_files.GetOrRead(path, stamp, [&] {
+    return std::make_shared<const bool>(IsReadableFile(path));
+  });
+  if (!readable) AddUnreadable(field, path, problems);
 }
 
 }  // namespace
@@ -215,6 +231,33 @@ absl::Status ValidateJobInputs(const v1::JobSpec& spec) {
   CheckModelFolder(spec.model_path(), problems);
   CheckDataFile("spec.train_path", spec.train_path(), problems);
   if (!spec.valid_path().empty()) CheckDataFile("spec.valid_path", spec.valid_path(), problems);
+  return problems.ToStatus();
+}
+
+InputStamps TakeInputStamps(const v1::JobSpec& spec) {
+  InputStamps stamps;
+  if (!spec.model_path().empty()) stamps.model = FolderStamp(spec.model_path());
+  if (!spec.train_path().empty()) stamps.train = FileStamp(spec.train_path());
+  if (!spec.valid_path().empty()) stamps.valid = FileStamp(spec.valid_path());
+  return stamps;
+}
+
+absl::Status ValidateJobInputs(const v1::JobSpec& spec, const InputStamps& stamps,
+                               InputCheckCache& cache) {
+  Problems problems;
+  if (stamps.model.empty()) {
+    CheckModelFolder(spec.model_path(), problems);  // not a folder that lists: nothing to keep
+  } else {
+    problems.AddLines(*cache.model_folders.GetOrRead(spec.model_path(), stamps.model, [&] {
+      Problems folder;
+      CheckModelFolder(spec.model_path(), folder);
+      return std::make_shared<const std::vector<std::string>>(folder.lines());
+    }));
+  }
+  CheckDataFile("spec.train_path", spec.train_path(), stamps.train, cache, problems);
+  if (!spec.valid_path().empty()) {
+    CheckDataFile("spec.valid_path", spec.valid_path(), stamps.valid, cache, problems);
+  }
   return problems.ToStatus();
 }
 

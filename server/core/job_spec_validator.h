@@ -13,10 +13,12 @@
 #define TUNELEDGER_SERVER_CORE_JOB_SPEC_VALIDATOR_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/data_roots.h"
+#include "server/core/stamped_cache.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
@@ -37,6 +39,30 @@ absl::StatusOr<v1::JobSpec> ConfineJobPaths(const v1::JobSpec& spec, const DataR
 // holding config.json and *.safetensors (or model.safetensors.index.json); spec.train_path and
 // spec.valid_path (when set) must be readable regular files. Reads the filesystem only.
 absl::Status ValidateJobInputs(const v1::JobSpec& spec);
+
+// The stat stamps of a spec's input files (stamped_cache.h): what the checks below and the
+// pre-flight estimate key their cached readings on. Empty: the path is unset, or cannot be
+// stat'ed (or, for the model folder, listed).
+struct InputStamps {
+  std::string model;  // FolderStamp(spec.model_path())
+  std::string train;  // FileStamp(spec.train_path())
+  std::string valid;  // FileStamp(spec.valid_path())
+};
+InputStamps TakeInputStamps(const v1::JobSpec& spec);
+
+// What ValidateJobInputs found, kept while the files are unchanged: per model folder its
+// problems, per data file whether it opens. The Scheduler holds one. Thread-safe.
+struct InputCheckCache {
+  StampedCache<std::vector<std::string>> model_folders{4};
+  StampedCache<bool> data_files{64};
+};
+
+// ValidateJobInputs with `stamps` (TakeInputStamps(spec), taken before) and `cache`: the same
+// verdict, but a folder or file whose stamp is unchanged is not looked into again (a sweep of
+// submits over one model and dataset checks them once). A change the stamps cannot see, such as
+// a parent folder's permissions, shows when the worker opens the file.
+absl::Status ValidateJobInputs(const v1::JobSpec& spec, const InputStamps& stamps,
+                               InputCheckCache& cache);
 
 // The spec with every field that means "the default" set to that default, so that what is
 // stored (and leased to a worker) is exactly what runs. Expects a spec that passed

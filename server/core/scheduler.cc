@@ -201,12 +201,23 @@ void Scheduler::Tick() {
 
 // ---- Jobs ----
 
-absl::StatusOr<v1::JobSpec> Scheduler::CheckedSpec(const std::string& tenant,
-                                                   const v1::JobSpec& spec) const {
+absl::StatusOr<Scheduler::CheckedJob> Scheduler::CheckedSpec(const std::string& tenant,
+                                                             const v1::JobSpec& spec) {
   TL_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  TL_ASSIGN_OR_RETURN(v1::JobSpec confined, ConfineJobPaths(spec, options_.data_roots, tenant));
-  if (options_.check_inputs) TL_RETURN_IF_ERROR(ValidateJobInputs(confined));
-  return confined;
+  CheckedJob checked;
+  TL_ASSIGN_OR_RETURN(checked.spec, ConfineJobPaths(spec, options_.data_roots, tenant));
+  checked.stamps = TakeInputStamps(checked.spec);
+  if (options_.check_inputs) {
+    TL_RETURN_IF_ERROR(ValidateJobInputs(checked.spec, checked.stamps, input_checks_));
+  }
+  return checked;
+}
+
+v1::BaseModel Scheduler::BaseModelOf(const std::string& model_path, const std::string& stamp) {
+  if (stamp.empty()) return ReadBaseModel(model_path);
+  return *base_models_.GetOrRead(model_path, stamp, [&] {
+    return std::make_shared<const v1::BaseModel>(ReadBaseModel(model_path));
+  });
 }
 
 std::shared_ptr<const std::vector<v1::Worker>> Scheduler::EstimateWorkers() {
@@ -240,7 +251,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> Scheduler::Esti
   return history;
 }
 
-v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
+v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec, const InputStamps& stamps) {
   // Every input is kept between submits: reading and parsing a thousand workers and a thousand
   // past jobs on every submit made the submit path CPU-bound, and parsing a real model's
   // tokenizer.json and counting the train file again held 16 clients to 15 submits/s
@@ -255,6 +266,8 @@ v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
   }
   EstimatorOptions options;
   options.file_cache = &estimate_files_;
+  options.model_stamp = stamps.model;
+  options.train_stamp = stamps.train;
   v1::JobEstimate estimate = BuildJobEstimate(spec, *workers, **past, clock_.Now(), options);
   for (std::string& problem : problems) estimate.add_notes(std::move(problem));
   return estimate;
@@ -262,18 +275,18 @@ v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec) {
 
 absl::StatusOr<v1::JobEstimate> Scheduler::EstimateJob(const std::string& tenant,
                                                        const v1::JobSpec& spec) {
-  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined, CheckedSpec(tenant, spec));
-  return EstimateOf(WithDefaults(confined));
+  TL_ASSIGN_OR_RETURN(const CheckedJob checked, CheckedSpec(tenant, spec));
+  return EstimateOf(WithDefaults(checked.spec), checked.stamps);
 }
 
 absl::StatusOr<EnqueueResult> Scheduler::SubmitJob(const std::string& tenant,
                                                    const v1::JobSpec& spec,
                                                    v1::JobEstimate* estimate) {
-  TL_ASSIGN_OR_RETURN(const v1::JobSpec confined, CheckedSpec(tenant, spec));
-  const v1::JobSpec with_defaults = WithDefaults(confined);
+  TL_ASSIGN_OR_RETURN(const CheckedJob checked, CheckedSpec(tenant, spec));
+  const v1::JobSpec with_defaults = WithDefaults(checked.spec);
   JobSubmitFacts facts;
-  facts.base_model = ReadBaseModel(confined.model_path());
-  facts.estimate = EstimateOf(with_defaults);
+  facts.base_model = BaseModelOf(checked.spec.model_path(), checked.stamps.model);
+  facts.estimate = EstimateOf(with_defaults, checked.stamps);
   TL_ASSIGN_OR_RETURN(
       EnqueueResult result,
       store_.Enqueue(tenant, with_defaults, options_.max_queued_jobs_per_tenant, facts));

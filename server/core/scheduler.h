@@ -69,7 +69,9 @@
 #include "server/core/budget_policy.h"
 #include "server/core/cost_model.h"
 #include "server/core/job_estimator.h"
+#include "server/core/job_spec_validator.h"
 #include "server/core/job_store.h"
+#include "server/core/stamped_cache.h"
 #include "server/core/watch_hub.h"
 #include "server/core/worker_tokens.h"
 #include "server/metrics/server_metrics.h"
@@ -203,11 +205,20 @@ class Scheduler {
   // `job`'s cost report with what was recorded at submit; its running attempt billed up to now.
   absl::StatusOr<v1::CostReport> CostReportOf(v1::Job job) ABSL_LOCKS_EXCLUDED(mu_);
   // A submitted spec checked as SubmitJob and EstimateJob check it (ValidateJobSpec,
-  // ConfineJobPaths, ValidateJobInputs when options_.check_inputs), its paths confined.
-  absl::StatusOr<v1::JobSpec> CheckedSpec(const std::string& tenant, const v1::JobSpec& spec) const;
+  // ConfineJobPaths, ValidateJobInputs through input_checks_ when options_.check_inputs), its
+  // paths confined, with the stamps of the files it names (taken once per submit and shared by
+  // the checks, the base model's card and the estimate).
+  struct CheckedJob {
+    v1::JobSpec spec;
+    InputStamps stamps;
+  };
+  absl::StatusOr<CheckedJob> CheckedSpec(const std::string& tenant, const v1::JobSpec& spec);
   // The estimate of a checked spec with its defaults: reads the files it names, the workers and
   // past jobs, without mu_ (tokenizing may take seconds). A store read that fails is a note.
-  v1::JobEstimate EstimateOf(const v1::JobSpec& spec) ABSL_LOCKS_EXCLUDED(mu_);
+  v1::JobEstimate EstimateOf(const v1::JobSpec& spec, const InputStamps& stamps)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // ReadBaseModel(model_path), kept while the folder's stamp is unchanged.
+  v1::BaseModel BaseModelOf(const std::string& model_path, const std::string& stamp);
 
   // What the scheduler keeps in memory about a running attempt.
   // A worker of a data-parallel attempt and the GPUs (ranks) it gives.
@@ -399,8 +410,11 @@ class Scheduler {
   int64_t jobs_succeeded_ ABSL_GUARDED_BY(estimate_mu_) = 0;
   int64_t history_read_at_ ABSL_GUARDED_BY(estimate_mu_) = -1;
   std::shared_ptr<const std::vector<SucceededRun>> history_ ABSL_GUARDED_BY(estimate_mu_);
-  // What the estimates read from model folders and train files (thread-safe on its own).
+  // What the estimates, the input checks and the base models' cards read from model folders
+  // and data files (each thread-safe on its own).
   EstimateFileCache estimate_files_;
+  InputCheckCache input_checks_;
+  StampedCache<v1::BaseModel> base_models_{4};
   // A leaf lock (taken with or without mu_ held, never the other way round).
   absl::Mutex cost_quality_mu_;
   std::set<std::string> cost_quality_stale_tenants_ ABSL_GUARDED_BY(cost_quality_mu_);

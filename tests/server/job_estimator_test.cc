@@ -450,52 +450,6 @@ TEST(EstimateFileCacheTest, UnchangedFilesAreReadOnceAndChangedOnesAgain) {
   EXPECT_EQ(cache.data.misses(), 4) << "the count depends on the folder's tokenizer too";
 }
 
-TEST(EstimateFileCacheTest, KeepsAtMostItsCapacityDroppingTheLeastRecentlyUsed) {
-  estimator_internal::StampedCache<int> cache(/*capacity=*/2);
-  int reads = 0;
-  auto get = [&](const std::string& key, const std::string& stamp, int value) {
-    return *cache.GetOrRead(key, stamp, [&] {
-      ++reads;
-      return std::make_shared<const int>(value);
-    });
-  };
-  EXPECT_EQ(get("a", "1", 1), 1);
-  EXPECT_EQ(get("b", "1", 2), 2);
-  EXPECT_EQ(get("a", "1", 0), 1);  // a hit: b is now the least recently used
-  EXPECT_EQ(get("c", "1", 3), 3);
-  EXPECT_EQ(cache.size(), 2u);
-  EXPECT_EQ(reads, 3);
-  EXPECT_EQ(get("a", "1", 0), 1);
-  EXPECT_EQ(get("c", "1", 0), 3);
-  EXPECT_EQ(get("b", "1", 4), 4) << "b was dropped: read again";
-  EXPECT_EQ(get("b", "2", 5), 5) << "another stamp: the files changed";
-  EXPECT_EQ(reads, 5);
-  EXPECT_EQ(cache.hits(), 3);
-  EXPECT_EQ(cache.misses(), 5);
-}
-
-// Callers that ask for a key while another reads it under the same stamp wait for that read.
-TEST(EstimateFileCacheTest, ConcurrentCallersOfOneKeyReadItOnce) {
-  estimator_internal::StampedCache<int> cache(/*capacity=*/4);
-  std::atomic<int> reads{0};
-  std::vector<std::thread> callers;
-  std::vector<int> got(8, 0);
-  for (int i = 0; i < 8; ++i) {
-    callers.emplace_back([&, i] {
-      got[i] = *cache.GetOrRead("model", "stamp", [&] {
-        ++reads;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow tokenizer parse
-        return std::make_shared<const int>(42);
-      });
-    });
-  }
-  for (std::thread& caller : callers) caller.join();
-  EXPECT_EQ(reads.load(), 1);
-  EXPECT_EQ(got, std::vector<int>(8, 42));
-  EXPECT_EQ(cache.misses(), 1);
-  EXPECT_EQ(cache.hits(), 7);
-}
-
 TEST(JobEstimatorTest, AssumedFlopsMatchTheLongestNameFirst) {
   std::string assumption;
   EXPECT_EQ(AssumedFlopsPerSecond("NVIDIA A100-SXM4-80GB", &assumption), 100e12);

@@ -431,5 +431,64 @@ TEST(ValidateJobInputsTest, NamesUnreadableDataFiles) {
                              HasSubstr("spec.valid_path: not a readable file"))));
 }
 
+// The cached check gives ValidateJobInputs' verdict, word for word, in every case above.
+TEST(ValidateJobInputsTest, TheCachedCheckGivesTheSameVerdict) {
+  testing::TempDir dir;
+  const v1::JobSpec valid = ValidSpec(MakeJobInputs(dir));
+  v1::JobSpec no_folder = valid;
+  no_folder.set_model_path(dir.File("no-such-model"));
+  v1::JobSpec bad_data = valid;
+  bad_data.set_train_path(dir.File("missing.jsonl"));
+  bad_data.set_valid_path(dir.path());
+  v1::JobSpec with_valid = valid;
+  with_valid.set_valid_path(valid.train_path());
+  dir.Write("empty-model/README.md", "no config, no weights");
+  v1::JobSpec empty_folder = valid;
+  empty_folder.set_model_path(dir.File("empty-model"));
+  InputCheckCache cache;
+  for (const v1::JobSpec& spec : {valid, no_folder, bad_data, with_valid, empty_folder}) {
+    SCOPED_TRACE(spec.ShortDebugString());
+    const absl::Status expected = ValidateJobInputs(spec);
+    for (int again = 0; again < 2; ++again) {  // a miss, then a hit
+      const absl::Status cached = ValidateJobInputs(spec, TakeInputStamps(spec), cache);
+      EXPECT_EQ(cached.code(), expected.code());
+      EXPECT_EQ(cached.message(), expected.message());
+    }
+  }
+}
+
+// An unchanged folder or file is looked into once; a change to it is seen on the next submit.
+TEST(ValidateJobInputsTest, TheCachedCheckLooksAgainOnlyAtWhatChanged) {
+  testing::TempDir dir;
+  const v1::JobSpec spec = ValidSpec(MakeJobInputs(dir));
+  InputCheckCache cache;
+  auto check = [&] { return ValidateJobInputs(spec, TakeInputStamps(spec), cache); };
+  EXPECT_OK(check());
+  EXPECT_OK(check());
+  EXPECT_EQ(cache.model_folders.misses(), 1);
+  EXPECT_EQ(cache.model_folders.hits(), 1);
+  EXPECT_EQ(cache.data_files.misses(), 1);
+  EXPECT_EQ(cache.data_files.hits(), 1);
+
+  std::filesystem::remove(dir.File("model/config.json"));
+  EXPECT_THAT(check(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no readable config.json")));
+  EXPECT_EQ(cache.model_folders.misses(), 2);
+  EXPECT_EQ(cache.data_files.hits(), 2) << "the train file did not change";
+  dir.Write("model/config.json", "{}");
+  EXPECT_OK(check());
+
+  std::filesystem::remove(spec.train_path());
+  EXPECT_THAT(check(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("spec.train_path: not a readable file")));
+  dir.Write("train.jsonl", "{\"text\":\"back\"}\n");
+  EXPECT_OK(check());
+  // Still there, but no longer a file it can read.
+  std::filesystem::remove(spec.train_path());
+  std::filesystem::create_directory(spec.train_path());
+  EXPECT_THAT(check(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("spec.train_path: not a readable file")));
+}
+
 }  // namespace
 }  // namespace tuneledger

@@ -686,6 +686,26 @@ TEST_F(SchedulerTest, JobsOfAnotherTenantArePermissionDenied) {
   EXPECT_THAT(scheduler_->GetJob("alice", "12345"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// The base model's card is kept between submits while its folder is unchanged
+// (Scheduler::BaseModelOf), and read again once a file in it changes.
+TEST_F(SchedulerTest, EachSubmitRecordsTheBaseModelCardAsTheFolderHasItThen) {
+  const v1::JobSpec spec = ValidSpec(testing::MakeJobInputs(dir_));
+  dir_.Write("model/README.md", "---\nlicense: mit\n---\n");
+  const std::string first = Submit(spec);
+  const std::string again = Submit(spec);
+  dir_.Write("model/README.md", "---\nlicense: apache-2.0\nbase_model: org/base\n---\n");
+  const std::string changed = Submit(spec);
+  auto license = [&](const std::string& job) {
+    absl::StatusOr<JobSubmitFacts> facts = store_->GetSubmitFacts(job);
+    EXPECT_OK(facts);
+    return facts.ok() ? facts->base_model.license() : "";
+  };
+  EXPECT_EQ(license(first), "mit");
+  EXPECT_EQ(license(again), "mit");
+  EXPECT_EQ(license(changed), "apache-2.0");
+  EXPECT_EQ(store_->GetSubmitFacts(changed)->base_model.source(), "org/base");
+}
+
 TEST_F(SchedulerTest, SubmitsPastTheTenantsQueuedJobCapAreResourceExhaustedAndStoreNothing) {
   max_queued_jobs_per_tenant_ = 2;
   scheduler_.reset();
