@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
 #include "server/core/sqlite_db.h"
 
 namespace tuneledger {
@@ -61,21 +63,37 @@ std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_pt
   for (size_t i = 0; i < batch.size(); ++i) {
     // Each write is a savepoint, so that its failure undoes only its own changes.
     absl::Status status = db_.Exec("SAVEPOINT verb");
-    if (status.ok()) {
-      status = batch[i]->body(db_);
-      if (!status.ok()) (void)db_.Exec("ROLLBACK TO verb");
-      const absl::Status released = db_.Exec("RELEASE verb");
-      if (status.ok()) status = released;
+    if (!status.ok()) {
+      statuses[i] = std::move(status);  // nothing of it ran
+      continue;
+    }
+    status = batch[i]->body(db_);
+    absl::Status closed = status.ok() ? absl::OkStatus() : db_.Exec("ROLLBACK TO verb");
+    if (closed.ok()) closed = db_.Exec("RELEASE verb");
+    if (!closed.ok()) {
+      // The transaction may now hold a failed write's changes, or have lost the savepoints of
+      // the writes before: nothing of the batch commits. The failed write keeps its own error.
+      statuses = AbandonBatch(batch.size(), closed);
+      if (!status.ok()) statuses[i] = std::move(status);
+      return statuses;
     }
     statuses[i] = std::move(status);
   }
   if (absl::Status committed = db_.Exec("COMMIT"); !committed.ok()) {
-    (void)db_.Exec("ROLLBACK");
-    for (absl::Status& status : statuses) {
-      if (status.ok()) status = committed;
-    }
+    return AbandonBatch(batch.size(), committed);
   }
   return statuses;
+}
+
+std::vector<absl::Status> GroupCommit::AbandonBatch(size_t size, const absl::Status& cause) {
+  if (absl::Status rolled_back = db_.Exec("ROLLBACK"); !rolled_back.ok()) {
+    TL_LOG(ERROR) << "group commit: ROLLBACK after \"" << cause.message()
+                  << "\" failed: " << rolled_back.message();
+  }
+  return std::vector<absl::Status>(
+      size, absl::Status(cause.code(), absl::StrCat("not stored: the transaction it shared was "
+                                                    "rolled back (",
+                                                    cause.message(), ")")));
 }
 
 }  // namespace tuneledger

@@ -19,8 +19,10 @@
 //     (one fsync per batch, not per write).
 //   - The connection is used only by the leader, without the queue mutex held: enqueuing never
 //     waits for I/O.
-//   - A write that fails is rolled back to its savepoint alone; a failed BEGIN or COMMIT fails
-//     every write of its batch. A write runs on the leader's thread, possibly after its caller's
+//   - A write that fails is rolled back to its savepoint alone; a failed BEGIN or COMMIT, or a
+//     savepoint that cannot be rolled back to or released, rolls back and fails every write of
+//     its batch (never a failed write's changes committed, never a write acknowledged that the
+//     transaction lost). A write runs on the leader's thread, possibly after its caller's
 //     stack frame has moved on: it must own what it uses (capture by value).
 //
 // Thread safety: Enqueue() and Wait() are thread-safe. mu_ guards the queue, the leader flag
@@ -73,6 +75,8 @@ class GroupCommit {
  private:
   // Runs `batch` in one transaction; returns each write's status.
   std::vector<absl::Status> RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch);
+  // Rolls the open transaction back: `size` statuses saying so, with `cause`'s code.
+  std::vector<absl::Status> AbandonBatch(size_t size, const absl::Status& cause);
 
   SqliteDb& db_;  // used only by the leader
   const int max_batch_;

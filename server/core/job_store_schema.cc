@@ -210,7 +210,10 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
     }
     if (status.ok()) status = db.Exec("COMMIT");
     if (!status.ok()) {
-      (void)db.Exec("ROLLBACK");
+      if (absl::Status rolled_back = db.Exec("ROLLBACK"); !rolled_back.ok()) {
+        TL_LOG(ERROR) << "schema migration to version " << next
+                      << ": ROLLBACK failed: " << rolled_back.message();
+      }
       return absl::Status(status.code(), absl::StrCat("schema migration to version ", next, ": ",
                                                       status.message()));
     }

@@ -126,6 +126,30 @@ TEST(GroupCommitTest, AFailingWriteIsRolledBackAloneAndItsBatchCommits) {
   EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(1, 3));
 }
 
+// A write whose savepoint cannot be rolled back to (here it released it itself) cannot be undone
+// alone: its changes would commit with the batch although it failed. The whole batch is rolled
+// back and fails instead, and the next batch commits normally.
+TEST(GroupCommitTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/64);
+  auto first = commit.Enqueue(Insert(1));
+  auto failing = commit.Enqueue([](SqliteDb& db) -> absl::Status {
+    if (absl::Status inserted = Insert(2)(db); !inserted.ok()) return inserted;
+    if (absl::Status released = db.Exec("RELEASE verb"); !released.ok()) return released;
+    return absl::FailedPreconditionError("job 2 is SUCCEEDED");
+  });
+  auto last = commit.Enqueue(Insert(3));
+  EXPECT_THAT(commit.Wait(*last),
+              StatusIs(absl::StatusCode::kInternal, ::testing::HasSubstr("rolled back")));
+  EXPECT_THAT(commit.Wait(*failing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(commit.Wait(*first), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ::testing::IsEmpty());
+  EXPECT_OK(commit.Run(Insert(4)));
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(4));
+}
+
 TEST(GroupCommitTest, ConcurrentWritersAreAllDurableAfterReopen) {
   TempDir dir;
   constexpr int kThreads = 16;
