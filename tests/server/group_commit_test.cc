@@ -108,46 +108,61 @@ TEST(GroupCommitTest, ABatchNeverExceedsMaxBatch) {
   EXPECT_EQ(StoredNumbers(dir.File("n.db")).size(), 10u);
 }
 
-TEST(GroupCommitTest, AFailingWriteIsRolledBackAloneAndItsBatchCommits) {
-  TempDir dir;
-  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
-  ASSERT_NE(db, nullptr);
-  GroupCommit commit(*db, /*max_batch=*/64);
-  auto first = commit.Enqueue(Insert(1));
-  auto failing = commit.Enqueue([](SqliteDb& db) -> absl::Status {
+// Writes 1 and 3 around write 2, which inserts 2 and then fails (after releasing its own
+// savepoint when `release_its_savepoint`), queued before anyone waits: one batch.
+struct AroundAFailingWrite {
+  std::shared_ptr<GroupCommit::Ticket> first, failing, last;
+};
+AroundAFailingWrite QueueAroundAFailingWrite(GroupCommit& commit, bool release_its_savepoint) {
+  AroundAFailingWrite writes;
+  writes.first = commit.Enqueue(Insert(1));
+  writes.failing = commit.Enqueue([release_its_savepoint](SqliteDb& db) -> absl::Status {
     if (absl::Status inserted = Insert(2)(db); !inserted.ok()) return inserted;
+    if (release_its_savepoint) {
+      if (absl::Status released = db.Exec("RELEASE verb"); !released.ok()) return released;
+    }
     return absl::FailedPreconditionError("job 2 is SUCCEEDED");  // after its insert
   });
-  auto last = commit.Enqueue(Insert(3));
-  EXPECT_OK(commit.Wait(*last));
-  EXPECT_THAT(commit.Wait(*failing), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_OK(commit.Wait(*first));
-  EXPECT_EQ(commit.batches_committed(), 1);
-  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(1, 3));
+  writes.last = commit.Enqueue(Insert(3));
+  return writes;
+}
+
+// A batch of QueueAroundAFailingWrite's three writes on a fresh numbers table.
+class FailingWriteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = OpenNumbers(dir_.File("n.db"));
+    ASSERT_NE(db_, nullptr);
+    commit_ = std::make_unique<GroupCommit>(*db_, /*max_batch=*/64);
+  }
+  std::vector<int> Stored() const { return StoredNumbers(dir_.File("n.db")); }
+
+  TempDir dir_;
+  std::unique_ptr<SqliteDb> db_;
+  std::unique_ptr<GroupCommit> commit_;
+};
+
+TEST_F(FailingWriteTest, AFailingWriteIsRolledBackAloneAndItsBatchCommits) {
+  const AroundAFailingWrite writes = QueueAroundAFailingWrite(*commit_, false);
+  EXPECT_OK(commit_->Wait(*writes.last));
+  EXPECT_THAT(commit_->Wait(*writes.failing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_OK(commit_->Wait(*writes.first));
+  EXPECT_EQ(commit_->batches_committed(), 1);
+  EXPECT_THAT(Stored(), ElementsAre(1, 3));
 }
 
 // A write whose savepoint cannot be rolled back to (here it released it itself) cannot be undone
 // alone: its changes would commit with the batch although it failed. The whole batch is rolled
 // back and fails instead, and the next batch commits normally.
-TEST(GroupCommitTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
-  TempDir dir;
-  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
-  ASSERT_NE(db, nullptr);
-  GroupCommit commit(*db, /*max_batch=*/64);
-  auto first = commit.Enqueue(Insert(1));
-  auto failing = commit.Enqueue([](SqliteDb& db) -> absl::Status {
-    if (absl::Status inserted = Insert(2)(db); !inserted.ok()) return inserted;
-    if (absl::Status released = db.Exec("RELEASE verb"); !released.ok()) return released;
-    return absl::FailedPreconditionError("job 2 is SUCCEEDED");
-  });
-  auto last = commit.Enqueue(Insert(3));
-  EXPECT_THAT(commit.Wait(*last),
+TEST_F(FailingWriteTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
+  const AroundAFailingWrite writes = QueueAroundAFailingWrite(*commit_, true);
+  EXPECT_THAT(commit_->Wait(*writes.last),
               StatusIs(absl::StatusCode::kInternal, ::testing::HasSubstr("rolled back")));
-  EXPECT_THAT(commit.Wait(*failing), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(commit.Wait(*first), StatusIs(absl::StatusCode::kInternal));
-  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ::testing::IsEmpty());
-  EXPECT_OK(commit.Run(Insert(4)));
-  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(4));
+  EXPECT_THAT(commit_->Wait(*writes.failing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(commit_->Wait(*writes.first), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(Stored(), ::testing::IsEmpty());
+  EXPECT_OK(commit_->Run(Insert(4)));
+  EXPECT_THAT(Stored(), ElementsAre(4));
 }
 
 TEST(GroupCommitTest, ConcurrentWritersAreAllDurableAfterReopen) {

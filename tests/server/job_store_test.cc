@@ -73,6 +73,28 @@ class JobStoreTest : public ::testing::Test {
     return worker.ok() ? worker->id() : "";
   }
 
+  // Creates the store's file at schema `version` (an older server's) and closes it.
+  void CreateAtVersion(int version) {
+    JobStoreOptions older;
+    older.schema_version = version;
+    std::unique_ptr<JobStore> old = Open(older);
+    ASSERT_NE(old, nullptr);
+    EXPECT_EQ(*old->SchemaVersion(), version);
+  }
+  // Inserts a job as a version-1 server wrote it (the columns of that schema only).
+  void InsertVersionOneJob(const std::string& tenant, v1::Job::State state) {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+    ASSERT_OK(db);
+    const std::string insert = absl::StrCat(
+        "INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, spec, state, "
+        "reason, message, attempts, worker_id, progress, accrued_usd, gpu_hours, projected_usd, "
+        "rate_usd_per_hour, adapter_path, last_checkpoint, thresholds_crossed, overrun_raised, "
+        "create_time) VALUES ('",
+        tenant, "', '', 0, 1, 3, X'", absl::BytesToHexString(Spec().SerializeAsString()), "', ",
+        static_cast<int>(state), ", 0, '', 0, '', X'', 0, 0, 0, 0, '', '', 0, 0, 0)");
+    ASSERT_OK((*db)->Exec(insert.c_str()));
+  }
+
   TempDir dir_;
   FakeClock clock_;
 };
@@ -772,26 +794,8 @@ TEST_F(JobStoreTest, RecordProgressAnswersTheJobExactlyAsStored) {
 
 TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {
   const std::string job = "1";
-  {
-    JobStoreOptions version_one;
-    version_one.schema_version = 1;
-    std::unique_ptr<JobStore> old = Open(version_one);
-    ASSERT_NE(old, nullptr);
-    EXPECT_EQ(*old->SchemaVersion(), 1);
-  }
-  {
-    // A job as a version-1 server wrote it: the columns of that schema only.
-    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
-    ASSERT_OK(db);
-    const std::string insert = absl::StrCat(
-        "INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, spec, state, "
-        "reason, message, attempts, worker_id, progress, accrued_usd, gpu_hours, projected_usd, "
-        "rate_usd_per_hour, adapter_path, last_checkpoint, thresholds_crossed, overrun_raised, "
-        "create_time) VALUES ('t', '', 0, 1, 3, X'",
-        absl::BytesToHexString(Spec().SerializeAsString()), "', ",
-        static_cast<int>(v1::Job::QUEUED), ", 0, '', 0, '', X'', 0, 0, 0, 0, '', '', 0, 0, 0)");
-    ASSERT_OK((*db)->Exec(insert.c_str()));
-  }
+  CreateAtVersion(1);
+  InsertVersionOneJob("t", v1::Job::QUEUED);
   std::unique_ptr<JobStore> store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(*store->SchemaVersion(), kJobStoreSchemaVersion);
@@ -839,31 +843,11 @@ TEST_F(JobStoreTest, MigratesAnOlderSchemaAndKeepsItsData) {
 
 // Version 8 counts the QUEUED jobs a version-7 file already holds, per tenant.
 TEST_F(JobStoreTest, MigrationCountsEachTenantsQueuedJobs) {
-  {
-    JobStoreOptions version_seven;
-    version_seven.schema_version = 7;
-    std::unique_ptr<JobStore> old = Open(version_seven);
-    ASSERT_NE(old, nullptr);
-    EXPECT_EQ(*old->SchemaVersion(), 7);
-  }
-  {
-    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
-    ASSERT_OK(db);
-    for (const auto& [tenant, state] :
-         std::vector<std::pair<std::string, v1::Job::State>>{{"alice", v1::Job::QUEUED},
-                                                             {"alice", v1::Job::QUEUED},
-                                                             {"alice", v1::Job::SUCCEEDED},
-                                                             {"bob", v1::Job::QUEUED}}) {
-      const std::string insert = absl::StrCat(
-          "INSERT INTO jobs (tenant, client_request_id, priority, gpus, max_attempts, spec, "
-          "state, reason, message, attempts, worker_id, progress, accrued_usd, gpu_hours, "
-          "projected_usd, rate_usd_per_hour, adapter_path, last_checkpoint, thresholds_crossed, "
-          "overrun_raised, create_time) VALUES ('",
-          tenant, "', '', 0, 1, 3, X'", absl::BytesToHexString(Spec().SerializeAsString()), "', ",
-          static_cast<int>(state), ", 0, '', 0, '', X'', 0, 0, 0, 0, '', '', 0, 0, 0)");
-      ASSERT_OK((*db)->Exec(insert.c_str()));
-    }
-  }
+  CreateAtVersion(7);
+  InsertVersionOneJob("alice", v1::Job::QUEUED);
+  InsertVersionOneJob("alice", v1::Job::QUEUED);
+  InsertVersionOneJob("alice", v1::Job::SUCCEEDED);
+  InsertVersionOneJob("bob", v1::Job::QUEUED);
   std::unique_ptr<JobStore> store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(store->Enqueue("alice", Spec(), 2),
