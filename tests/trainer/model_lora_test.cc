@@ -221,22 +221,27 @@ TEST(LoraTest, DropoutBranchIsThePlainFormulaOnTheDrawnMask) {
 // Data parallel: a rank that draws rows [2, 4) of a batch gets those rows of the whole batch's
 // draw, and leaves the default generator where the whole draw leaves it, so every later draw
 // agrees too.
+// On the CPU, and on CUDA when a GPU is present (Philox: the generator's seed and offset).
 TEST(DrawDropoutKeepTest, AShardsRowsAreThoseOfTheWholeBatch) {
-  const torch::TensorOptions options(torch::kFloat32);
-  torch::manual_seed(7);
-  const torch::Tensor whole = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);  // [B,T,in]
-  const torch::Tensor whole_next = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);
-  torch::manual_seed(7);
-  const torch::Tensor shard = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
-  const torch::Tensor shard_next = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
-  EXPECT_TRUE(torch::equal(shard, whole.narrow(0, 2, 2)));
-  EXPECT_TRUE(torch::equal(shard_next, whole_next.narrow(0, 2, 2)));
-  // Rows and calls get masks of their own.
-  EXPECT_FALSE(torch::equal(whole[0], whole[1]));
-  EXPECT_FALSE(torch::equal(whole, whole_next));
-  // Another row offset is another row's mask.
-  torch::manual_seed(7);
-  EXPECT_FALSE(torch::equal(DrawDropoutKeep({2, 6, 16}, options, 0.75, 1), shard));
+  for (const torch::Device device : {torch::Device(torch::kCPU), torch::Device(torch::kCUDA)}) {
+    if (device.is_cuda() && !torch::cuda::is_available()) continue;
+    SCOPED_TRACE(device.str());
+    const torch::TensorOptions options = torch::TensorOptions(torch::kFloat32).device(device);
+    torch::manual_seed(7);
+    const torch::Tensor whole = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);  // [B,T,in]
+    const torch::Tensor whole_next = DrawDropoutKeep({4, 6, 16}, options, 0.75, 0);
+    torch::manual_seed(7);
+    const torch::Tensor shard = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
+    const torch::Tensor shard_next = DrawDropoutKeep({2, 6, 16}, options, 0.75, 2);
+    EXPECT_TRUE(torch::equal(shard, whole.narrow(0, 2, 2)));
+    EXPECT_TRUE(torch::equal(shard_next, whole_next.narrow(0, 2, 2)));
+    // Rows and calls get masks of their own.
+    EXPECT_FALSE(torch::equal(whole[0], whole[1]));
+    EXPECT_FALSE(torch::equal(whole, whole_next));
+    // Another row offset is another row's mask.
+    torch::manual_seed(7);
+    EXPECT_FALSE(torch::equal(DrawDropoutKeep({2, 6, 16}, options, 0.75, 1), shard));
+  }
 }
 
 // Each value is kept with probability `keep`, independently: over 64 rows x 4096 values the kept
