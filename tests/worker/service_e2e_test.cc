@@ -561,10 +561,12 @@ TEST_F(ServiceEndToEndTest, PreemptedWorkerHandsAFreshCheckpointToAnotherWorker)
   WaitForJob(
       id, [](const Job& job) { return job.state() == Job::RUNNING && job.progress().step() >= 3; },
       kJobTimeout, "past step 3");
+  const absl::Time stop_requested = absl::Now();
   ASSERT_OK(a.process->Signal(SIGTERM));
   absl::StatusOr<ExitStatus> a_exit = a.process->Wait(absl::Seconds(60));
   ASSERT_OK(a_exit);
   EXPECT_TRUE(a_exit->success()) << a_exit->ToString();
+  const double stop_seconds = absl::ToDoubleSeconds(absl::Now() - stop_requested);
 
   // The attempt ended PREEMPTED (REQUEUED, not lost) with the checkpoint it just wrote.
   Job queued = GetJob(id);
@@ -598,13 +600,15 @@ TEST_F(ServiceEndToEndTest, PreemptedWorkerHandsAFreshCheckpointToAnotherWorker)
   std::vector<int> b_starts = TrainerStartSteps(b.log_path);
   ASSERT_EQ(b_starts.size(), 1u) << ReadText(b.log_path);
   EXPECT_EQ(b_starts[0], checkpoint_step) << "attempt 2 did not resume from the fresh checkpoint";
-  // The checkpoint written at the stop saved every step: the preemption wasted (almost) nothing,
-  // under one report interval.
+  // The checkpoint written at the stop saved every step: the preemption wasted only the time
+  // from that checkpoint to the attempt's end, both after the SIGTERM. (Counted from the
+  // attempt's start instead, the waste would include 3 steps of at least kMinStepSeconds each
+  // before the SIGTERM.)
   const auto bill = ParseProtoJson<tuneledger::v1::CostReport>(
       Tunectl({"--output", "json", "cost", id}).stdout_text);
   ASSERT_EQ(bill.attempts_size(), 2) << bill.DebugString();
   EXPECT_EQ(bill.attempts(0).state(), "PREEMPTED");
-  EXPECT_LT(bill.attempts(0).wasted_seconds(), 0.5) << bill.DebugString();
+  EXPECT_LE(bill.attempts(0).wasted_seconds(), stop_seconds) << bill.DebugString();
 }
 
 // A routine restart is not a failure: SIGTERM to the server stops its local worker cleanly
