@@ -56,20 +56,20 @@ int64_t GroupCommit::batches_committed() {
 
 std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch) {
   std::vector<absl::Status> statuses(batch.size());
-  if (absl::Status begun = db_.Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+  if (absl::Status begun = db_.ExecCached("BEGIN IMMEDIATE"); !begun.ok()) {
     std::fill(statuses.begin(), statuses.end(), begun);
     return statuses;
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     // Each write is a savepoint, so that its failure undoes only its own changes.
-    absl::Status status = db_.Exec("SAVEPOINT verb");
+    absl::Status status = db_.ExecCached("SAVEPOINT verb");
     if (!status.ok()) {
       statuses[i] = std::move(status);  // nothing of it ran
       continue;
     }
     status = batch[i]->body(db_);
-    absl::Status closed = status.ok() ? absl::OkStatus() : db_.Exec("ROLLBACK TO verb");
-    if (closed.ok()) closed = db_.Exec("RELEASE verb");
+    absl::Status closed = status.ok() ? absl::OkStatus() : db_.ExecCached("ROLLBACK TO verb");
+    if (closed.ok()) closed = db_.ExecCached("RELEASE verb");
     if (!closed.ok()) {
       // The transaction may now hold a failed write's changes, or have lost the savepoints of
       // the writes before: nothing of the batch commits. The failed write keeps its own error.
@@ -79,14 +79,14 @@ std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_pt
     }
     statuses[i] = std::move(status);
   }
-  if (absl::Status committed = db_.Exec("COMMIT"); !committed.ok()) {
+  if (absl::Status committed = db_.ExecCached("COMMIT"); !committed.ok()) {
     return AbandonBatch(batch.size(), committed);
   }
   return statuses;
 }
 
 std::vector<absl::Status> GroupCommit::AbandonBatch(size_t size, const absl::Status& cause) {
-  if (absl::Status rolled_back = db_.Exec("ROLLBACK"); !rolled_back.ok()) {
+  if (absl::Status rolled_back = db_.ExecCached("ROLLBACK"); !rolled_back.ok()) {
     TL_LOG(ERROR) << "group commit: ROLLBACK after \"" << cause.message()
                   << "\" failed: " << rolled_back.message();
   }

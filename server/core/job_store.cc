@@ -324,10 +324,10 @@ absl::Status JobStore::Read(absl::FunctionRef<absl::Status(SqliteDb&)> body) {
     reader->mu.Lock();
   }
   SqliteDb& db = *reader->db;
-  absl::Status status = db.Exec("BEGIN");
+  absl::Status status = db.ExecCached("BEGIN");
   if (status.ok()) {
     status = body(db);
-    const absl::Status ended = db.Exec("COMMIT");
+    const absl::Status ended = db.ExecCached("COMMIT");
     if (status.ok()) status = ended;
   }
   reader->mu.Unlock();

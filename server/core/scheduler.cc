@@ -613,8 +613,10 @@ void Scheduler::ReconcileLocked(const std::string& worker_id, const std::set<std
                                 absl::Time now) {
   const absl::Duration grace = std::min(kLeaseDeliveryGrace, options_.heartbeat_interval);
   std::vector<std::pair<std::string, absl::Time>> missing;  // job id, billed up to
-  for (auto& [job_id, running] : running_) {
-    if (running.worker_id != worker_id) continue;
+  auto on_worker = running_by_worker_.find(worker_id);
+  if (on_worker == running_by_worker_.end()) return;
+  for (const std::string& job_id : on_worker->second) {
+    RunningAttempt& running = running_.at(job_id);
     if (reported.count(job_id) > 0) {
       running.last_seen = now;
     } else if (now - running.lease_start >= grace) {
@@ -650,6 +652,15 @@ int Scheduler::HeldGpusLocked(const std::string& worker_id) const {
   return held;
 }
 
+void Scheduler::EraseRunningLocked(std::map<std::string, RunningAttempt>::iterator it) {
+  auto on_worker = running_by_worker_.find(it->second.worker_id);
+  if (on_worker != running_by_worker_.end()) {
+    on_worker->second.erase(it->first);
+    if (on_worker->second.empty()) running_by_worker_.erase(on_worker);
+  }
+  running_.erase(it);
+}
+
 bool Scheduler::IsMember(const RunningAttempt& running, const std::string& worker_id) {
   if (running.worker_id == worker_id) return true;
   return std::any_of(running.members.begin(), running.members.end(),
@@ -657,7 +668,11 @@ bool Scheduler::IsMember(const RunningAttempt& running, const std::string& worke
 }
 
 void Scheduler::AddRunningLocked(const AttemptRecord& record) {
+  if (auto before = running_.find(record.job.id()); before != running_.end()) {
+    EraseRunningLocked(before);
+  }
   RunningAttempt& running = running_[record.job.id()];
+  running_by_worker_[record.attempt.worker_id()].insert(record.job.id());
   running.job_id = record.job.id();
   running.attempt = record.attempt.attempt();
   running.tenant = record.job.tenant();
@@ -1110,7 +1125,7 @@ absl::StatusOr<v1::FinishAttemptResponse> Scheduler::FinishAttempt(
     TL_LOG(INFO) << "job " << job_id << " attempt " << end.attempt << " ended " << end.outcome
                  << " on " << request.worker_id() << "; job is "
                  << v1::Job::State_Name(update->job.state());
-    running_.erase(it);
+    EraseRunningLocked(it);
     ++queue_generation_;
     Announce(*update);
     if (IsFinalState(update->job.state())) OnJobEnded(update->job);
@@ -1236,7 +1251,7 @@ absl::StatusOr<v1::Job> Scheduler::CancelLocked(std::string job_id, v1::Job::Rea
     revoked.command.set_reason(reason);
     revoked.command.set_message(message);
     ++command_generation_;
-    running_.erase(it);
+    EraseRunningLocked(it);
   }
   TL_LOG(INFO) << "job " << job_id << " cancelled (" << v1::Job::Reason_Name(reason)
                << "): " << message;
@@ -1258,7 +1273,7 @@ void Scheduler::LoseAttemptLocked(std::string job_id, absl::Time last_contact,
   end.bill = ComputeBill(running, end.end_time);
   const std::string tenant = running.tenant;
   const absl::StatusOr<JobUpdate> update = store_.Requeue(job_id, end);
-  running_.erase(it);
+  EraseRunningLocked(it);
   ++queue_generation_;
   if (!update.ok()) {
     TL_LOG(ERROR) << "requeue of job " << job_id << " after a lost attempt: " << update.status();

@@ -359,7 +359,11 @@ class Scheduler {
   // QUEUED jobs that need more GPUs than any live worker has: a message and a WAITING event
   // say why they wait, and the unschedulable-jobs gauge counts them.
   void ExplainWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attempt enters running_ (replacing any entry of its job) and running_by_worker_.
   void AddRunningLocked(const AttemptRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attempt leaves running_ and running_by_worker_.
+  void EraseRunningLocked(std::map<std::string, RunningAttempt>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int FreeGpusLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Touches the worker (memory and store). NOT_FOUND / FAILED_PRECONDITION: re-register.
   absl::Status TouchWorkerLocked(const std::string& worker_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -393,8 +397,12 @@ class Scheduler {
 
   mutable absl::Mutex mu_;
   std::map<std::string, RunningAttempt> running_ ABSL_GUARDED_BY(mu_);  // by job id
-  std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);     // active workers by id
-  std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);         // by job id
+  // running_'s job ids by their rank 0's worker (RunningAttempt::worker_id), so that a
+  // heartbeat reconciles its worker's attempts without reading every running attempt. Changed
+  // only by AddRunningLocked and EraseRunningLocked.
+  std::map<std::string, std::set<std::string>> running_by_worker_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, WorkerEntry> workers_ ABSL_GUARDED_BY(mu_);  // active workers by id
+  std::map<std::string, Revoked> revoked_ ABSL_GUARDED_BY(mu_);      // by job id
   int64_t queue_generation_ ABSL_GUARDED_BY(mu_) = 0;    // bumped when a job becomes QUEUED
   int64_t command_generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped when a command is issued
   std::optional<FormingGang> forming_gang_ ABSL_GUARDED_BY(mu_);

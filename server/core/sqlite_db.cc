@@ -55,6 +55,11 @@ absl::Status SqliteDb::Exec(const char* sql) {
   return status;
 }
 
+absl::Status SqliteDb::ExecCached(const char* sql) {
+  TL_ASSIGN_OR_RETURN(Statement * statement, Prepare(sql));
+  return Query(statement).Run();
+}
+
 absl::StatusOr<int64_t> SqliteDb::QueryInt(const char* sql) {
   sqlite3_stmt* stmt = nullptr;
   int code = sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr);

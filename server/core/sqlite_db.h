@@ -39,8 +39,13 @@ class SqliteDb {
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;
 
-  // Runs constant SQL without results (schema, pragmas, BEGIN/COMMIT).
+  // Runs constant SQL without results (schema, pragmas): one or more statements, prepared
+  // anew on each call.
   absl::Status Exec(const char* sql);
+  // Runs one constant statement without results through the statement cache (`sql` a string
+  // literal, as for Prepare): for BEGIN, SAVEPOINT, RELEASE and COMMIT, which the group commit
+  // runs for every write (parsing them anew each time was 3% of the progress intake's CPU).
+  absl::Status ExecCached(const char* sql);
   // Runs a constant query returning one integer (e.g. "PRAGMA user_version").
   absl::StatusOr<int64_t> QueryInt(const char* sql);
 

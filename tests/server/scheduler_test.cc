@@ -980,6 +980,49 @@ TEST_F(SchedulerTest, ALeaseTheWorkerNeverReceivedIsReconciledWithinOneHeartbeat
   EXPECT_NEAR(Job(job).cost().accrued_usd(), 3.0, 1e-6);
 }
 
+// A heartbeat reconciles only its own worker's attempts, and follows an attempt that moved: the
+// worker it left no longer speaks for it, the worker it reached does (also after a restart).
+TEST_F(SchedulerTest, AHeartbeatReconcilesOnlyTheAttemptsItsWorkerRuns) {
+  const std::string first_job = Submit(ValidSpec());
+  const std::string second_job = Submit(ValidSpec());
+  const std::string a = Register();
+  const std::string b = Register();
+  std::optional<v1::Lease> on_a = Lease(a);
+  std::optional<v1::Lease> on_b = Lease(b);
+  ASSERT_TRUE(on_a.has_value() && on_b.has_value());
+  ASSERT_EQ(on_a->job_id(), first_job);
+  clock_.Advance(absl::Seconds(2));
+  // a lists nothing: its attempt is lost, b's is not.
+  EXPECT_TRUE(Heartbeat(a).known());
+  EXPECT_EQ(Job(first_job).state(), v1::Job::QUEUED);
+  EXPECT_EQ(Job(second_job).state(), v1::Job::RUNNING);
+
+  // The first job's next attempt runs on b, beside the second job.
+  ASSERT_OK(scheduler_->CancelJob("t", second_job, "make room").status());
+  EXPECT_TRUE(Heartbeat(b).known());  // b stops running the cancelled attempt
+  std::optional<v1::Lease> moved = Lease(b);
+  ASSERT_TRUE(moved.has_value());
+  EXPECT_EQ(moved->job_id(), first_job);
+  EXPECT_EQ(moved->attempt(), 2);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_TRUE(Heartbeat(a).known());
+  EXPECT_EQ(Job(first_job).state(), v1::Job::RUNNING) << "a no longer speaks for this job";
+  EXPECT_TRUE(Heartbeat(b, {first_job}).known());
+  EXPECT_EQ(Job(first_job).state(), v1::Job::RUNNING);
+
+  // After a restart the attempt is b's again: a's heartbeat leaves it, b's drops it.
+  scheduler_.reset();
+  StartScheduler();
+  EXPECT_TRUE(Heartbeat(a).known());
+  EXPECT_TRUE(Heartbeat(b, {first_job}).known());
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_TRUE(Heartbeat(a).known());
+  EXPECT_EQ(Job(first_job).state(), v1::Job::RUNNING);
+  EXPECT_TRUE(Heartbeat(b).known());
+  EXPECT_EQ(Job(first_job).state(), v1::Job::QUEUED);
+  EXPECT_EQ(Job(first_job).attempts(), 2);
+}
+
 // Issue 10.5: kill the server 11.6 s into a lease, start it again 10 s later: the attempt is
 // billed for the time the worker was heard from, never for the outage.
 TEST_F(SchedulerTest, ATenSecondServerOutageIsNotBilled) {
