@@ -379,6 +379,11 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
                                                 const JobSubmitFacts& facts) {
   EnqueueResult result;
   const absl::Time now = clock_.Now();
+  // Serialized before the write: the committing thread, which runs every writer's statements
+  // one after another, only binds them.
+  const std::string spec_bytes = spec.SerializeAsString();
+  const std::string estimate_bytes = facts.estimate.SerializeAsString();
+  const std::string base_model_bytes = facts.base_model.SerializeAsString();
   TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> absl::Status {
     if (!spec.client_request_id().empty()) {
       TL_ASSIGN_OR_RETURN(
@@ -431,14 +436,14 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
           .Bind(3, spec.priority())
           .Bind(4, spec.gpus())
           .Bind(5, spec.max_attempts())
-          .BindBlob(6, spec.SerializeAsString())
+          .BindBlob(6, spec_bytes)
           .Bind(7, static_cast<int64_t>(v1::Job::QUEUED))
           .Bind(8, ToMicrosColumn(now))
-          .BindBlob(9, facts.estimate.SerializeAsString())
-          .BindBlob(10, facts.base_model.SerializeAsString());
+          .BindBlob(9, estimate_bytes)
+          .BindBlob(10, base_model_bytes);
       TL_RETURN_IF_ERROR(query.Run());
     }
-    TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, db.LastInsertRowId()));
+    result.update.job = QueuedJobOf(db.LastInsertRowId(), tenant, spec, now);
     return AppendEvent(db, EventFor(result.update.job, v1::JobEvent::SUBMITTED), now,
                        result.update.events);
   }));

@@ -53,8 +53,12 @@ absl::Status ParseStoredMessage(const std::string& bytes, const std::string& wha
 
 namespace {
 
-void SetOptionalTimestamp(const Query& row, int column, google::protobuf::Timestamp* out) {
-  if (!row.IsNull(column)) SetTimestamp(FromMicrosColumn(row.Int(column)), *out);
+// A NULL column leaves the field absent (has_*() false), not present at the epoch.
+template <typename Message>
+void SetOptionalTimestamp(const Query& row, int column, Message& message,
+                          google::protobuf::Timestamp* (Message::*mutable_field)()) {
+  if (!row.IsNull(column))
+    SetTimestamp(FromMicrosColumn(row.Int(column)), *(message.*mutable_field)());
 }
 
 }  // namespace
@@ -80,10 +84,24 @@ absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first) {
   job.set_adapter_path(row.Text(first + 13));
   job.set_last_checkpoint(row.Text(first + 14));
   SetTimestamp(FromMicrosColumn(row.Int(first + 15)), *job.mutable_create_time());
-  SetOptionalTimestamp(row, first + 16, job.mutable_start_time());
-  SetOptionalTimestamp(row, first + 17, job.mutable_end_time());
+  SetOptionalTimestamp(row, first + 16, job, &v1::Job::mutable_start_time);
+  SetOptionalTimestamp(row, first + 17, job, &v1::Job::mutable_end_time);
   job.set_failed_attempts(static_cast<int32_t>(row.Int(first + 20)));
   job.set_preempted_attempts(static_cast<int32_t>(row.Int(first + 21)));
+  return job;
+}
+
+v1::Job QueuedJobOf(int64_t id, const std::string& tenant, const v1::JobSpec& spec,
+                    absl::Time create_time) {
+  v1::Job job;
+  job.set_id(absl::StrCat(id));
+  job.set_tenant(tenant);
+  *job.mutable_spec() = spec;
+  job.set_state(v1::Job::QUEUED);
+  job.mutable_progress();  // present and empty, as a parsed empty column
+  v1::CostSummary& cost = *job.mutable_cost();
+  if (spec.budget().has_usd()) cost.set_budget_usd(spec.budget().usd());
+  SetTimestamp(FromMicrosColumn(ToMicrosColumn(create_time)), *job.mutable_create_time());
   return job;
 }
 
@@ -125,7 +143,7 @@ v1::AttemptCost AttemptFromRow(const Query& row, int first) {
   attempt.set_gpu_hours(row.Double(first + 7));
   attempt.set_usd(row.Double(first + 8));
   SetTimestamp(FromMicrosColumn(row.Int(first + 9)), *attempt.mutable_start_time());
-  SetOptionalTimestamp(row, first + 10, attempt.mutable_end_time());
+  SetOptionalTimestamp(row, first + 10, attempt, &v1::AttemptCost::mutable_end_time);
   attempt.set_on_demand_price_per_gpu_hour(row.Double(first + 11));
   attempt.set_wasted_seconds(row.Double(first + 12));
   const AttemptPricing pricing{attempt.price_per_gpu_hour(), attempt.gpus(), attempt.spot()};

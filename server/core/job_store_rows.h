@@ -64,6 +64,10 @@ std::optional<int64_t> ParseJobId(const std::string& id);
 // Rows starting with the matching *_COLUMNS (at column `first`). A serialized message column
 // (job spec and progress, worker info) that does not parse is DATA_LOSS naming the row.
 absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first = 0);
+// The job JobFromRow reads from the row JobStore::Enqueue inserts (QUEUED, nothing run, no
+// cost, created at `create_time` to the column's microsecond), built without reading it back.
+v1::Job QueuedJobOf(int64_t id, const std::string& tenant, const v1::JobSpec& spec,
+                    absl::Time create_time);
 BudgetState BudgetStateFromRow(const Query& row, int first = 0);
 v1::JobEvent EventFromRow(const Query& row, int first = 0);
 v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);

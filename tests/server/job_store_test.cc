@@ -728,6 +728,30 @@ TEST_F(JobStoreTest, ProgressHistoryIsDownsampledToABoundedNumberOfPoints) {
 // RecordProgress answers the job without loading it again: what it returns must be exactly
 // what GetJob reads back, for a report with progress (the latest eval loss kept) and for a
 // cost-only one (progress and history untouched); the worker's contact is its heartbeat time.
+TEST_F(JobStoreTest, EnqueueAnswersTheJobExactlyAsStored) {
+  std::unique_ptr<JobStore> store = Open();
+  v1::JobSpec with_budget = Spec(/*priority=*/3, /*max_attempts=*/2, "retry-key");
+  with_budget.mutable_budget()->set_usd(50);
+  with_budget.mutable_budget()->add_thresholds(0.5);
+  for (const v1::JobSpec& spec : {Spec(), with_budget}) {
+    clock_.Advance(absl::Nanoseconds(1'234'567));  // the column keeps microseconds
+    absl::StatusOr<EnqueueResult> submitted = store->Enqueue("tenant-a", spec);
+    ASSERT_OK(submitted);
+    absl::StatusOr<v1::Job> stored = store->GetJob(submitted->update.job.id());
+    ASSERT_OK(stored);
+    EXPECT_TRUE(MessageDifferencer::Equals(submitted->update.job, *stored))
+        << "returned:\n"
+        << submitted->update.job.DebugString() << "stored:\n"
+        << stored->DebugString();
+    EXPECT_FALSE(stored->has_start_time() || stored->has_end_time()) << "not started, not ended";
+    ASSERT_THAT(submitted->update.events, SizeIs(1));
+    absl::StatusOr<std::vector<v1::JobEvent>> events = store->ListJobEvents(stored->id());
+    ASSERT_OK(events);
+    ASSERT_THAT(*events, SizeIs(1));
+    EXPECT_TRUE(MessageDifferencer::Equals(submitted->update.events[0], (*events)[0]));
+  }
+}
+
 TEST_F(JobStoreTest, RecordProgressAnswersTheJobExactlyAsStored) {
   std::unique_ptr<JobStore> store = Open();
   v1::JobSpec spec = Spec();
