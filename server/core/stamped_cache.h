@@ -30,6 +30,8 @@ namespace tuneledger {
 std::string FileStamp(const std::string& path);
 // A folder's stamp: the folder's own and every entry's, by name (a file added, removed,
 // renamed, rewritten or re-permissioned changes it). Empty when the folder cannot be listed.
+// The entry names of a folder that had not changed for a second when it was listed are kept
+// while the folder's own stamp stays the same; every entry is stat'ed each time.
 std::string FolderStamp(const std::string& dir);
 
 // Values read from files, each kept with the stamp of the files it was read from (FileStamp,

@@ -81,5 +81,26 @@ TEST(FolderStampTest, ChangesWhenAnEntryIsAddedRewrittenOrRemoved) {
   EXPECT_EQ(FileStamp(dir.File("no-such-file")), "");
 }
 
+// A folder that has not changed for a while keeps its listing between stamps (stamped_cache.cc):
+// an entry added, renamed or removed after that is still seen, by name.
+TEST(FolderStampTest, ASettledFoldersKeptListingSeesEveryLaterChange) {
+  testing::TempDir dir;
+  dir.Write("model/config.json", "{}");
+  const std::string folder = dir.File("model");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the settle time
+  const std::string settled = FolderStamp(folder);
+  EXPECT_EQ(FolderStamp(folder), settled) << "nothing changed";
+  dir.Write("model/tokenizer.json", "{}");
+  const std::string added = FolderStamp(folder);
+  EXPECT_NE(added, settled);
+  EXPECT_NE(added.find("|tokenizer.json="), std::string::npos) << added;
+  std::filesystem::rename(dir.File("model/tokenizer.json"), dir.File("model/vocab.json"));
+  const std::string renamed = FolderStamp(folder);
+  EXPECT_EQ(renamed.find("|tokenizer.json="), std::string::npos) << renamed;
+  EXPECT_NE(renamed.find("|vocab.json="), std::string::npos) << renamed;
+  std::filesystem::remove(dir.File("model/vocab.json"));
+  EXPECT_EQ(FolderStamp(folder).find("|vocab.json="), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tuneledger
