@@ -19,7 +19,7 @@
 //       --read_jobs jobs stored (90% SUCCEEDED, the rest QUEUED, 4 tenants); C threads call
 //       GetJob on random jobs, then C threads call ListJobs (a tenant's first page, 100 jobs),
 //       --seconds each, nothing else running. C = 1: the call's own time; C = 8: with the
-//       queueing of 8 callers on 2 cores (the store has one reader connection).
+//       queueing of 8 callers on 2 cores (the store has 16 read connections: JobStoreOptions).
 //       Counters: get_p50_ms, get_p99_ms, list_p50_ms, list_p99_ms.
 //   BM_LeaseToDispatch/idle_workers:N
 //       N workers wait in LeaseJob long polls; the bench submits one job at a time and times

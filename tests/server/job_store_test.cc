@@ -683,7 +683,9 @@ TEST_F(JobStoreTest, ListJobsPagesByBytesAsWellAsCount) {
       *response.add_jobs() = job;
     }
     page_sizes.push_back(page->jobs.size());
-    if (page->jobs.size() > 1) EXPECT_LE(response.ByteSizeLong(), 25'000u);
+    if (page->jobs.size() > 1) {
+      EXPECT_LE(response.ByteSizeLong(), 25'000u);
+    }
     query.page_token = page->next_page_token;
   } while (!query.page_token.empty() && page_sizes.size() < 20);
   EXPECT_EQ(listed, ids) << "every job once, in order";
