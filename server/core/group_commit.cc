@@ -54,6 +54,19 @@ int64_t GroupCommit::batches_committed() {
   return batches_committed_;
 }
 
+void GroupCommit::AfterCommit(std::function<void()> fn) { after_commit_.push_back(std::move(fn)); }
+
+void GroupCommit::OnRollback(std::function<void()> undo) { undo_.push_back(std::move(undo)); }
+
+void GroupCommit::UndoSince(size_t undo_mark, size_t after_commit_mark) {
+  while (undo_.size() > undo_mark) {
+    std::function<void()> undo = std::move(undo_.back());
+    undo_.pop_back();
+    undo();
+  }
+  after_commit_.resize(std::min(after_commit_.size(), after_commit_mark));
+}
+
 std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch) {
   std::vector<absl::Status> statuses(batch.size());
   if (absl::Status begun = db_.ExecCached("BEGIN IMMEDIATE"); !begun.ok()) {
@@ -67,8 +80,11 @@ std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_pt
       statuses[i] = std::move(status);  // nothing of it ran
       continue;
     }
+    const size_t undo_mark = undo_.size();
+    const size_t after_commit_mark = after_commit_.size();
     status = batch[i]->body(db_);
     absl::Status closed = status.ok() ? absl::OkStatus() : db_.ExecCached("ROLLBACK TO verb");
+    if (!status.ok() && closed.ok()) UndoSince(undo_mark, after_commit_mark);
     if (closed.ok()) closed = db_.ExecCached("RELEASE verb");
     if (!closed.ok()) {
       // The transaction may now hold a failed write's changes, or have lost the savepoints of
@@ -82,6 +98,10 @@ std::vector<absl::Status> GroupCommit::RunBatch(const std::vector<std::shared_pt
   if (absl::Status committed = db_.ExecCached("COMMIT"); !committed.ok()) {
     return AbandonBatch(batch.size(), committed);
   }
+  undo_.clear();
+  std::vector<std::function<void()>> after_commit;
+  after_commit.swap(after_commit_);
+  for (std::function<void()>& fn : after_commit) fn();
   return statuses;
 }
 
@@ -90,6 +110,7 @@ std::vector<absl::Status> GroupCommit::AbandonBatch(size_t size, const absl::Sta
     TL_LOG(ERROR) << "group commit: ROLLBACK after \"" << cause.message()
                   << "\" failed: " << rolled_back.message();
   }
+  UndoSince(0, 0);
   return std::vector<absl::Status>(
       size, absl::Status(cause.code(), absl::StrCat("not stored: the transaction it shared was "
                                                     "rolled back (",

@@ -72,11 +72,22 @@ class GroupCommit {
   // Batches committed so far (tests and benchmarks: writes per fsync).
   int64_t batches_committed();
 
+  // For a write's body only (on the leader's thread, while it runs), to keep state outside the
+  // database in step with it. `fn` runs once the body's batch has committed, in the order the
+  // calls were made; never if the write or its batch is rolled back.
+  void AfterCommit(std::function<void()> fn);
+  // `undo` runs if the body's changes are rolled back (its own failure, or its batch's), after
+  // the rollback, the latest registered first; never once the batch has committed.
+  void OnRollback(std::function<void()> undo);
+
  private:
   // Runs `batch` in one transaction; returns each write's status.
   std::vector<absl::Status> RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch);
   // Rolls the open transaction back: `size` statuses saying so, with `cause`'s code.
   std::vector<absl::Status> AbandonBatch(size_t size, const absl::Status& cause);
+  // Runs the OnRollback actions registered since `undo_mark` (latest first) and drops the
+  // AfterCommit actions registered since `after_commit_mark`.
+  void UndoSince(size_t undo_mark, size_t after_commit_mark);
 
   SqliteDb& db_;  // used only by the leader
   const int max_batch_;
@@ -84,6 +95,9 @@ class GroupCommit {
   std::deque<std::shared_ptr<Ticket>> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;  // a leader runs a batch now
   int64_t batches_committed_ ABSL_GUARDED_BY(mu_) = 0;
+  // The running batch's AfterCommit and OnRollback actions; only the leader touches them.
+  std::vector<std::function<void()>> after_commit_;
+  std::vector<std::function<void()>> undo_;
 };
 
 // A write queued on a GroupCommit that produces a value: Wait() returns it once durable.

@@ -33,7 +33,9 @@ absl::StatusOr<int64_t> RequireJobId(const std::string& job_id) {
   return *id;
 }
 
-absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = nullptr) {
+// `log_seq`, when given: the last progress_log row folded into the row (progress_log.h).
+absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = nullptr,
+                                int64_t* log_seq = nullptr) {
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
                       db.Prepare("SELECT " TL_JOB_COLUMNS " FROM jobs WHERE id = ?1"));
   Query query(select);
@@ -41,6 +43,7 @@ absl::StatusOr<v1::Job> LoadJob(SqliteDb& db, int64_t id, BudgetState* budget = 
   TL_ASSIGN_OR_RETURN(const bool found, query.Step());
   if (!found) return JobNotFound(absl::StrCat(id));
   if (budget != nullptr) *budget = BudgetStateFromRow(query);
+  if (log_seq != nullptr) *log_seq = LogSeqFromRow(query);
   return JobFromRow(query);
 }
 
@@ -224,40 +227,6 @@ absl::Status RequireActiveWorker(const std::string& worker_id, v1::Worker::State
   return absl::OkStatus();
 }
 
-// Appends a downsampled history point at `ordinal` (the job's history_next before this report):
-// every `stride`-th report is kept, and the stride doubles (dropping every other kept point)
-// whenever the job would hold more than `max_points`. The kept points are exactly the ordinals
-// up to `ordinal` that the stride divides (only this function inserts or thins them), so their
-// number follows from the two without a COUNT.
-absl::Status AppendProgressPoint(SqliteDb& db, int64_t job_id, const std::string& progress,
-                                 int64_t ordinal, int64_t stride, int max_points) {
-  if (ordinal % stride != 0) return absl::OkStatus();
-  TL_ASSIGN_OR_RETURN(
-      SqliteDb::Statement * insert,
-      db.Prepare("INSERT INTO progress_points (job_id, ordinal, progress) VALUES (?1, ?2, ?3)"));
-  {
-    Query query(insert);
-    query.Bind(1, job_id).Bind(2, ordinal).BindBlob(3, progress);
-    TL_RETURN_IF_ERROR(query.Run());
-  }
-  const int64_t points = ordinal / stride + 1;
-  if (points <= max_points) return absl::OkStatus();
-  const int64_t wider = stride * 2;
-  TL_ASSIGN_OR_RETURN(
-      SqliteDb::Statement * thin,
-      db.Prepare("DELETE FROM progress_points WHERE job_id = ?1 AND ordinal % ?2 != 0"));
-  {
-    Query query(thin);
-    query.Bind(1, job_id).Bind(2, wider);
-    TL_RETURN_IF_ERROR(query.Run());
-  }
-  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * widen,
-                      db.Prepare("UPDATE jobs SET history_stride = ?2 WHERE id = ?1"));
-  Query query(widen);
-  query.Bind(1, job_id).Bind(2, wider);
-  return query.Run();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path,
@@ -285,8 +254,16 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
     TL_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
     readers.push_back(std::move(reader));
   }
-  return std::unique_ptr<JobStore>(
+  std::unique_ptr<JobStore> store(
       new JobStore(std::move(writer), std::move(readers), clock, options));
+  if (options.schema_version >= kProgressLogSchemaVersion) {
+    // What a crash left in the progress log goes into the jobs before anything reads them.
+    TL_RETURN_IF_ERROR(store->Write([&](SqliteDb& db) -> absl::Status {
+      TL_RETURN_IF_ERROR(store->log_.Load(db));
+      return store->log_.FoldAll(db, store->commit_);
+    }));
+  }
+  return store;
 }
 
 JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::vector<std::unique_ptr<SqliteDb>> readers,
@@ -294,7 +271,8 @@ JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::vector<std::unique_ptr
     : clock_(clock),
       options_(options),
       writer_(std::move(writer)),
-      commit_(*writer_, options.max_batch) {
+      commit_(*writer_, options.max_batch),
+      log_(options.max_progress_points) {
   for (std::unique_ptr<SqliteDb>& db : readers) {
     auto reader = std::make_unique<Reader>();
     absl::MutexLock lock(&reader->mu);
@@ -358,14 +336,19 @@ PendingWrite<JobUpdate> JobStore::StartTransition(
   const absl::Time now = clock_.Now();
   auto result = std::make_shared<JobUpdate>();
   std::shared_ptr<GroupCommit::Ticket> ticket =
-      commit_.Enqueue([id, now, running_attempt, write = std::move(write),
+      commit_.Enqueue([this, id, now, running_attempt, write = std::move(write),
                        events = std::move(events), result](SqliteDb& db) -> absl::Status {
+        // Every verb sees, and writes over, the job with all its reports folded in.
+        TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         TL_ASSIGN_OR_RETURN(const v1::Job before, LoadJob(db, id));
         if (running_attempt.has_value()) {
           TL_RETURN_IF_ERROR(RequireRunningAttempt(before, *running_attempt));
         }
         TL_RETURN_IF_ERROR(write(TransitionContext{db, id, before, now}));
         TL_ASSIGN_OR_RETURN(result->job, LoadJob(db, id));
+        if (before.state() == v1::Job::RUNNING && result->job.state() != v1::Job::RUNNING) {
+          commit_.AfterCommit([this, id] { latest_.Retire(id); });
+        }
         for (v1::JobEvent& event : events(before, result->job)) {
           TL_RETURN_IF_ERROR(AppendEvent(db, std::move(event), now, result->events));
         }
@@ -393,6 +376,7 @@ absl::StatusOr<EnqueueResult> JobStore::Enqueue(const std::string& tenant, const
       query.Bind(1, tenant).Bind(2, spec.client_request_id());
       TL_ASSIGN_OR_RETURN(const bool found, query.Step());
       if (found) {
+        TL_RETURN_IF_ERROR(log_.Fold(db, commit_, query.Int(0)));
         TL_ASSIGN_OR_RETURN(result.update.job, LoadJob(db, query.Int(0)));
         // A retry carries the same spec; another spec under the same key is a mistake that a
         // silent answer with the first job would hide.
@@ -613,19 +597,20 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
 
 PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
                                                       AttemptProgress update) {
-  // The store's hottest write (every running attempt, every report interval, and every tick):
-  // one load and at most four more statements, and the job after it is the loaded job with the
-  // new cost and progress rather than a second load.
+  // The store's hottest write (every running attempt, every report interval, and every tick).
+  // A report with progress appends one row to the progress log (progress_log.h); a cost-only
+  // one (the ticker's bill) folds the job's logged reports and writes the bill over them. The
+  // job after it is the loaded job with the new cost and progress rather than a second load.
   absl::StatusOr<int64_t> parsed = RequireJobId(job_id);
   if (!parsed.ok()) return PendingWrite<JobUpdate>(parsed.status());
   const int64_t id = *parsed;
   auto result = std::make_shared<JobUpdate>();
   std::shared_ptr<GroupCommit::Ticket> ticket =
-      commit_.Enqueue([id, update = std::move(update), max_points = options_.max_progress_points,
-                       result](SqliteDb& db) -> absl::Status {
+      commit_.Enqueue([this, id, update = std::move(update), result](SqliteDb& db) -> absl::Status {
+        const bool has_progress = update.progress.has_value();
+        if (!has_progress) TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
         TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
-        TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, update.bill));
         if (update.worker_contact.has_value()) {
           // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).
           TL_ASSIGN_OR_RETURN(
@@ -645,50 +630,46 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
           query.Bind(1, id).Bind(2, update.attempt).Bind(3, ToMicrosColumn(*update.scoring_report));
           TL_RETURN_IF_ERROR(query.Run());
         }
-        const bool has_progress = update.progress.has_value();
-        std::string progress_bytes;
-        if (has_progress) {
-          v1::Progress progress = *update.progress;
-          // Evaluation comes on its own reports: the latest eval loss stays until the next one.
-          if (!progress.has_eval_loss() && job.progress().has_eval_loss()) {
-            progress.set_eval_loss(job.progress().eval_loss());
-          }
-          progress_bytes = progress.SerializeAsString();
-          *job.mutable_progress() = std::move(progress);
+        const AttemptBill& bill = update.bill;
+        v1::CostSummary& cost = *job.mutable_cost();
+        cost.set_accrued_usd(bill.job_cost.accrued_usd());
+        cost.set_gpu_hours(bill.job_cost.gpu_hours());
+        cost.set_projected_usd(bill.job_cost.projected_usd());
+        cost.set_rate_usd_per_hour(bill.job_cost.rate_usd_per_hour());
+        if (!has_progress) {
+          TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, bill));
+          TL_RETURN_IF_ERROR(UpdateJobCost(db, id, bill.job_cost));
+          result->job = std::move(job);
+          return absl::OkStatus();
         }
-        // The cost, the progress blob and the history's next ordinal in one statement.
-        TL_ASSIGN_OR_RETURN(
-            SqliteDb::Statement * set,
-            db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
-                       "rate_usd_per_hour = ?5, progress = CASE WHEN ?6 THEN ?7 ELSE progress "
-                       "END, history_next = history_next + ?6 WHERE id = ?1 "
-                       "RETURNING history_next - ?6, history_stride"));
-        const v1::CostSummary& cost = update.bill.job_cost;
-        int64_t ordinal = 0;
-        int64_t stride = 1;
-        {
-          Query query(set);
-          query.Bind(1, id)
-              .Bind(2, cost.accrued_usd())
-              .Bind(3, cost.gpu_hours())
-              .Bind(4, cost.projected_usd())
-              .Bind(5, cost.rate_usd_per_hour())
-              .Bind(6, has_progress)
-              .BindBlob(7, progress_bytes);
-          TL_ASSIGN_OR_RETURN(const bool found, query.Step());
-          if (!found) return JobNotFound(absl::StrCat(id));
-          ordinal = query.Int(0);
-          stride = query.Int(1);
-          TL_RETURN_IF_ERROR(query.Run());
+        auto latest = std::make_shared<LatestReports::Report>();
+        latest->progress = *update.progress;
+        // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
+        // row): the row's eval loss is the latest, and stays until the next one.
+        if (!latest->progress.has_eval_loss() && job.progress().has_eval_loss()) {
+          latest->progress.set_eval_loss(job.progress().eval_loss());
         }
-        v1::CostSummary& stored = *job.mutable_cost();
-        stored.set_accrued_usd(cost.accrued_usd());
-        stored.set_gpu_hours(cost.gpu_hours());
-        stored.set_projected_usd(cost.projected_usd());
-        stored.set_rate_usd_per_hour(cost.rate_usd_per_hour());
-        if (has_progress) {
-          TL_RETURN_IF_ERROR(
-              AppendProgressPoint(db, id, progress_bytes, ordinal, stride, max_points));
+        LoggedReport logged;
+        logged.attempt = update.attempt;
+        logged.seconds = bill.seconds;
+        logged.attempt_gpu_hours = bill.gpu_hours;
+        logged.usd = bill.usd;
+        logged.job_cost = bill.job_cost;
+        logged.progress = latest->progress.SerializeAsString();
+        TL_ASSIGN_OR_RETURN(latest->seq, log_.Append(db, commit_, id, logged));
+        latest->attempt = update.attempt;
+        latest->seconds = bill.seconds;
+        latest->attempt_gpu_hours = bill.gpu_hours;
+        latest->usd = bill.usd;
+        latest->job_cost = cost;
+        *job.mutable_progress() = latest->progress;
+        commit_.AfterCommit([this, id, latest = std::move(latest)]() mutable {
+          latest_.Publish(id, std::move(latest));
+        });
+        // Without the ticker's bills (a server ticking slowly, or not at all in tests), a
+        // running job's reports still fold every kFoldAfter of them.
+        if (log_.Waiting(id) >= ProgressLog::kFoldAfter) {
+          TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         }
         result->job = std::move(job);
         return absl::OkStatus();
@@ -976,10 +957,12 @@ absl::Status JobStore::SetWorkerGone(const std::string& worker_id, v1::Worker::S
 absl::StatusOr<v1::Job> JobStore::GetJob(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   v1::Job result;
+  int64_t log_seq = 0;
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
-    TL_ASSIGN_OR_RETURN(result, LoadJob(db, id));
+    TL_ASSIGN_OR_RETURN(result, LoadJob(db, id, nullptr, &log_seq));
     return absl::OkStatus();
   }));
+  latest_.Apply(log_seq, result);
   return result;
 }
 
@@ -1049,6 +1032,7 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query_spec) {
           return false;
         }
         TL_ASSIGN_OR_RETURN(v1::Job job, JobFromRow(query));
+        latest_.Apply(LogSeqFromRow(query), job);
         // As a `repeated Job jobs = 1` entry: the message, its length and its tag.
         const size_t size = job.ByteSizeLong();
         const int64_t job_bytes = static_cast<int64_t>(
@@ -1111,14 +1095,21 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::ListJobEvents(const std::str
 absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::AttemptCost> attempts;
-  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
-    return ForEachRowOfJob(
-        db, id, "SELECT " TL_ATTEMPT_COLUMNS " FROM attempts WHERE job_id = ?1 ORDER BY attempt",
-        [&](Query& row) {
-          attempts.push_back(AttemptFromRow(row));
-          return absl::OkStatus();
-        });
+  int64_t log_seq = 0;
+  TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) -> absl::Status {
+    TL_RETURN_IF_ERROR(LoadJob(db, id, nullptr, &log_seq).status());
+    TL_ASSIGN_OR_RETURN(SqliteDb::Statement * select,
+                        db.Prepare("SELECT " TL_ATTEMPT_COLUMNS
+                                   " FROM attempts WHERE job_id = ?1 ORDER BY attempt"));
+    Query query(select);
+    query.Bind(1, id);
+    while (true) {
+      TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) return absl::OkStatus();
+      attempts.push_back(AttemptFromRow(query));
+    }
   }));
+  latest_.Apply(id, log_seq, attempts);
   return attempts;
 }
 
@@ -1142,6 +1133,10 @@ absl::StatusOr<JobSubmitFacts> JobStore::GetSubmitFacts(const std::string& job_i
 absl::StatusOr<std::vector<v1::Progress>> JobStore::ListProgressHistory(const std::string& job_id) {
   TL_ASSIGN_OR_RETURN(const int64_t id, RequireJobId(job_id));
   std::vector<v1::Progress> points;
+  if (latest_.Has(id)) {
+    // A running job's history points are made when its logged reports fold.
+    TL_RETURN_IF_ERROR(Write([&](SqliteDb& db) { return log_.Fold(db, commit_, id); }));
+  }
   TL_RETURN_IF_ERROR(Read([&](SqliteDb& db) {
     return ForEachRowOfJob(
         db, id, "SELECT progress FROM progress_points WHERE job_id = ?1 ORDER BY ordinal",
@@ -1171,6 +1166,8 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::ListRunningAttempts() {
       TL_ASSIGN_OR_RETURN(record.job, JobFromRow(query));
       record.budget = BudgetStateFromRow(query);
       record.attempt = AttemptFromRow(query, TL_JOB_COLUMN_COUNT);
+      latest_.Apply(LogSeqFromRow(query), record.job);
+      latest_.Apply(query.Int(0), LogSeqFromRow(query), record.attempt);
       constexpr int kPlacement = TL_JOB_COLUMN_COUNT + TL_ATTEMPT_COLUMN_COUNT;
       TL_ASSIGN_OR_RETURN(record.placement.members, GangFromColumn(query.Text(kPlacement)));
       record.placement.rendezvous_slot = static_cast<int>(query.Int(kPlacement + 1));

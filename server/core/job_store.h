@@ -9,6 +9,8 @@
 //   progress_points  downsampled progress history: at most max_progress_points per job (every
 //                    k-th report, k doubling whenever the cap is reached)
 //   workers          registered workers and their declared hardware and price
+//   progress_log     progress reports not yet folded into jobs, attempts and progress_points
+//                    (progress_log.h: how a report costs one small row, and reads still see it)
 //
 // Durability: WAL, synchronous=FULL, busy timeout, STRICT tables, prepared statements only.
 // Every write verb is ONE atomic unit that also appends its event row(s), and is durable when it
@@ -53,6 +55,7 @@
 #include "server/core/budget_policy.h"
 #include "server/core/group_commit.h"
 #include "server/core/job_store_schema.h"
+#include "server/core/progress_log.h"
 #include "tuneledger/v1/jobs.pb.h"
 #include "tuneledger/v1/worker.pb.h"
 
@@ -387,6 +390,8 @@ class JobStore {
 
   std::unique_ptr<SqliteDb> writer_;  // used only through commit_
   GroupCommit commit_;
+  ProgressLog log_;       // only inside writes (the batch leader's thread)
+  LatestReports latest_;  // thread-safe
 
   std::vector<std::unique_ptr<Reader>> readers_;  // fixed after construction
   std::atomic<size_t> next_reader_{0};            // where a reader that finds none free waits

@@ -112,6 +112,8 @@ BudgetState BudgetStateFromRow(const Query& row, int first) {
   return state;
 }
 
+int64_t LogSeqFromRow(const Query& row, int first) { return row.Int(first + 22); }
+
 v1::JobEvent EventFromRow(const Query& row, int first) {
   v1::JobEvent event;
   event.set_seq(row.Int(first + 0));

@@ -30,7 +30,7 @@ namespace tuneledger {
   "(SELECT COUNT(*) FROM attempts WHERE attempts.job_id = jobs.id AND "                     \
   "attempts.state = 'LOST'), "                                                              \
   "(SELECT COUNT(*) FROM attempts WHERE attempts.job_id = jobs.id AND "                     \
-  "attempts.state = 'PREEMPTED')"
+  "attempts.state = 'PREEMPTED'), jobs.log_seq"
 
 #define TL_EVENT_COLUMNS                                                                      \
   "seq, job_id, time, kind, state, reason, attempt, step, cost_usd, threshold, value, path, " \
@@ -42,7 +42,7 @@ namespace tuneledger {
   "attempts.usd, attempts.start_time, attempts.end_time, "                             \
   "attempts.on_demand_price_per_gpu_hour, attempts.wasted_seconds, attempts.scoring_seconds"
 #define TL_ATTEMPT_COLUMN_COUNT 14
-#define TL_JOB_COLUMN_COUNT 22
+#define TL_JOB_COLUMN_COUNT 23
 
 #define TL_WORKER_COLUMNS                                                                 \
   "workers.id, workers.info, workers.state, workers.register_time, "                      \
@@ -69,6 +69,8 @@ absl::StatusOr<v1::Job> JobFromRow(const Query& row, int first = 0);
 v1::Job QueuedJobOf(int64_t id, const std::string& tenant, const v1::JobSpec& spec,
                     absl::Time create_time);
 BudgetState BudgetStateFromRow(const Query& row, int first = 0);
+// The last progress_log row folded into the job (progress_log.h).
+int64_t LogSeqFromRow(const Query& row, int first = 0);
 v1::JobEvent EventFromRow(const Query& row, int first = 0);
 v1::AttemptCost AttemptFromRow(const Query& row, int first = 0);
 // WorkerFromRow: `info` (when not null) gets the worker's whole stored WorkerInfo.

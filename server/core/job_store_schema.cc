@@ -178,6 +178,27 @@ BEGIN
   UPDATE tenant_queued SET queued = queued - 1 WHERE tenant = OLD.tenant;
 END;
 )sql",
+    // 9: the progress log. A progress report appends one row here (rows in append order, so the
+    // reports of one commit share a page or two) instead of rewriting its job's and attempt's
+    // rows; the log is folded into jobs, attempts and progress_points by the job's next other
+    // write (the ticker's bill, an eval, a checkpoint, the attempt's end) and when the store
+    // opens (progress_log.h). jobs.log_seq is the last row folded into the job.
+    R"sql(
+CREATE TABLE progress_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  seconds REAL NOT NULL,
+  attempt_gpu_hours REAL NOT NULL,
+  usd REAL NOT NULL,
+  accrued_usd REAL NOT NULL,
+  gpu_hours REAL NOT NULL,
+  projected_usd REAL NOT NULL,
+  rate_usd_per_hour REAL NOT NULL,
+  progress BLOB NOT NULL
+) STRICT;
+ALTER TABLE jobs ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(v1::Job::QUEUED == 1, "migration 8's triggers name QUEUED by its number");
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
@@ -204,7 +225,7 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
       static constexpr const char* kSetVersion[] = {
           "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
           "PRAGMA user_version = 4", "PRAGMA user_version = 5", "PRAGMA user_version = 6",
-          "PRAGMA user_version = 7", "PRAGMA user_version = 8"};
+          "PRAGMA user_version = 7", "PRAGMA user_version = 8", "PRAGMA user_version = 9"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

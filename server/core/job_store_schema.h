@@ -22,7 +22,10 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 8;
+inline constexpr int kJobStoreSchemaVersion = 9;
+// The first version with the progress log (progress_log.h); the store reads jobs.log_seq, so it
+// serves jobs only from this version on (older ones are opened by migration tests alone).
+inline constexpr int kProgressLogSchemaVersion = 9;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <set>
@@ -163,6 +164,60 @@ TEST_F(FailingWriteTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
   EXPECT_THAT(Stored(), ::testing::IsEmpty());
   EXPECT_OK(commit_->Run(Insert(4)));
   EXPECT_THAT(Stored(), ElementsAre(4));
+}
+
+// What the three writes of a batch (1, a failing 2, 3) leave in state kept outside the
+// database through AfterCommit and OnRollback: each write adds its number to `kept` at once,
+// registers its removal as its undo, and logs "n committed" after the commit.
+struct KeptOutside {
+  std::vector<int> kept;
+  std::vector<std::string> log;
+};
+GroupCommit::Body KeepAndInsert(GroupCommit& commit, KeptOutside& outside, int n, bool fail) {
+  return [&commit, &outside, n, fail](SqliteDb& db) -> absl::Status {
+    if (absl::Status inserted = Insert(n)(db); !inserted.ok()) return inserted;
+    outside.kept.push_back(n);
+    commit.OnRollback([&outside, n] {
+      outside.log.push_back(absl::StrCat(n, " undone"));
+      outside.kept.erase(std::find(outside.kept.begin(), outside.kept.end(), n));
+    });
+    commit.AfterCommit([&outside, n] { outside.log.push_back(absl::StrCat(n, " committed")); });
+    if (fail) return absl::FailedPreconditionError("fails after its changes");
+    return absl::OkStatus();
+  };
+}
+
+TEST_F(FailingWriteTest, AFailedWritesOutsideStateIsUndoneAndTheOthersRunAfterTheCommit) {
+  KeptOutside outside;
+  commit_->Enqueue(KeepAndInsert(*commit_, outside, 1, false));
+  std::shared_ptr<GroupCommit::Ticket> failing =
+      commit_->Enqueue(KeepAndInsert(*commit_, outside, 2, true));
+  std::shared_ptr<GroupCommit::Ticket> last =
+      commit_->Enqueue(KeepAndInsert(*commit_, outside, 3, false));
+  EXPECT_OK(commit_->Wait(*last));
+  EXPECT_THAT(commit_->Wait(*failing), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Stored(), ElementsAre(1, 3));
+  EXPECT_THAT(outside.kept, ElementsAre(1, 3));
+  // 2's undo ran when it failed; the survivors' actions ran once, after the COMMIT.
+  EXPECT_THAT(outside.log, ElementsAre("2 undone", "1 committed", "3 committed"));
+}
+
+TEST_F(FailingWriteTest, ARolledBackBatchUndoesEveryWritesOutsideStateLatestFirst) {
+  KeptOutside outside;
+  commit_->Enqueue(KeepAndInsert(*commit_, outside, 1, false));
+  // Releases its own savepoint, so it cannot be undone alone: the whole batch is rolled back.
+  std::shared_ptr<GroupCommit::Ticket> breaking =
+      commit_->Enqueue([&](SqliteDb& db) -> absl::Status {
+        if (absl::Status kept = KeepAndInsert(*commit_, outside, 2, false)(db); !kept.ok()) {
+          return kept;
+        }
+        if (absl::Status released = db.Exec("RELEASE verb"); !released.ok()) return released;
+        return absl::FailedPreconditionError("fails after releasing its savepoint");
+      });
+  EXPECT_THAT(commit_->Wait(*breaking), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Stored(), ::testing::IsEmpty());
+  EXPECT_THAT(outside.kept, ::testing::IsEmpty());
+  EXPECT_THAT(outside.log, ElementsAre("2 undone", "1 undone"));
 }
 
 TEST(GroupCommitTest, ConcurrentWritersAreAllDurableAfterReopen) {

@@ -727,6 +727,129 @@ TEST_F(JobStoreTest, ProgressHistoryIsDownsampledToABoundedNumberOfPoints) {
   EXPECT_EQ(store->GetJob(job)->progress().step(), kReports) << "latest progress is exact";
 }
 
+// The progress log (server/core/progress_log.h) as the file holds it, read on a connection of
+// its own: rows not folded into their job yet, and rows in all (folded ones wait for a trim).
+struct LogRows {
+  int64_t waiting = 0;
+  int64_t all = 0;
+};
+LogRows ReadLogRows(const std::string& path) {
+  LogRows rows;
+  absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(path);
+  EXPECT_OK(db);
+  if (!db.ok()) return rows;
+  absl::StatusOr<int64_t> waiting = (*db)->QueryInt(
+      "SELECT COUNT(*) FROM progress_log JOIN jobs ON jobs.id = progress_log.job_id "
+      "WHERE progress_log.seq > jobs.log_seq");
+  absl::StatusOr<int64_t> all = (*db)->QueryInt("SELECT COUNT(*) FROM progress_log");
+  EXPECT_OK(waiting);
+  EXPECT_OK(all);
+  if (waiting.ok()) rows.waiting = *waiting;
+  if (all.ok()) rows.all = *all;
+  return rows;
+}
+
+// Report `step` of attempt 1: progress at that step and a bill of `step` cents.
+AttemptProgress StepReport(int step) {
+  AttemptProgress report;
+  report.attempt = 1;
+  report.progress.emplace();
+  report.progress->set_step(step);
+  report.progress->set_loss(10.0 / step);
+  report.bill.seconds = step;
+  report.bill.usd = step / 100.0;
+  report.bill.job_cost.set_accrued_usd(step / 100.0);
+  report.bill.job_cost.set_projected_usd(1.0);
+  return report;
+}
+
+// A report is one row of the progress log, not a rewrite of its job: reads still answer it
+// (GetJob, ListJobs, ListAttempts, the history), and a store reopened after a stop folds what
+// the log held into the job's row.
+TEST_F(JobStoreTest, ALoggedReportIsReadBeforeItsFoldAndFoldedWhenTheStoreReopens) {
+  const std::string path = dir_.File("jobs.db");
+  std::string job;
+  {
+    std::unique_ptr<JobStore> store = Open();
+    job = Enqueue(*store, Spec());
+    ASSERT_OK(store->LeaseNext(Register(*store), 1));
+    for (int step = 1; step <= 10; ++step) ASSERT_OK(store->RecordProgress(job, StepReport(step)));
+    EXPECT_EQ(ReadLogRows(path).waiting, 10) << "each report is a logged row";
+    absl::StatusOr<v1::Job> read = store->GetJob(job);
+    ASSERT_OK(read);
+    EXPECT_EQ(read->progress().step(), 10);
+    EXPECT_DOUBLE_EQ(read->cost().accrued_usd(), 0.10);
+    JobQuery query;
+    query.tenant = "t";
+    absl::StatusOr<JobPage> page = store->ListJobs(query);
+    ASSERT_OK(page);
+    ASSERT_THAT(page->jobs, SizeIs(1));
+    EXPECT_TRUE(MessageDifferencer::Equals(page->jobs[0], *read));
+    absl::StatusOr<std::vector<v1::AttemptCost>> attempts = store->ListAttempts(job);
+    ASSERT_OK(attempts);
+    ASSERT_THAT(*attempts, SizeIs(1));
+    EXPECT_DOUBLE_EQ((*attempts)[0].usd(), 0.10);
+    EXPECT_DOUBLE_EQ((*attempts)[0].seconds(), 10);
+    // Stopped without a fold: the next open finds the ten rows waiting.
+  }
+  EXPECT_EQ(ReadLogRows(path).waiting, 10);
+  std::unique_ptr<JobStore> reopened = Open();
+  const LogRows after_open = ReadLogRows(path);
+  EXPECT_EQ(after_open.waiting, 0) << "folded on open";
+  EXPECT_EQ(after_open.all, 0) << "and trimmed";
+  absl::StatusOr<v1::Job> folded = reopened->GetJob(job);
+  ASSERT_OK(folded);
+  EXPECT_EQ(folded->progress().step(), 10);
+  EXPECT_DOUBLE_EQ(folded->progress().loss(), 1.0);
+  EXPECT_DOUBLE_EQ(folded->cost().accrued_usd(), 0.10);
+  EXPECT_DOUBLE_EQ((*reopened->ListAttempts(job))[0].usd(), 0.10);
+  absl::StatusOr<std::vector<v1::Progress>> history = reopened->ListProgressHistory(job);
+  ASSERT_OK(history);
+  ASSERT_THAT(*history, SizeIs(10));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ((*history)[i].step(), i + 1);
+}
+
+// A verb folds the job's logged reports before it runs; when it then fails, the fold is rolled
+// back with it and the reports wait for the next one, none lost and none folded twice.
+TEST_F(JobStoreTest, AVerbThatFailsAfterFoldingLeavesTheReportsWaitingForTheNextFold) {
+  const std::string path = dir_.File("jobs.db");
+  std::unique_ptr<JobStore> store = Open();
+  const std::string job = Enqueue(*store, Spec());
+  ASSERT_OK(store->LeaseNext(Register(*store), 1));
+  for (int step = 1; step <= 5; ++step) ASSERT_OK(store->RecordProgress(job, StepReport(step)));
+  EXPECT_THAT(store->RecordEval(job, /*attempt=*/2, 5, 0.5),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ReadLogRows(path).waiting, 5) << "the failed verb's fold was rolled back";
+  EXPECT_EQ(store->GetJob(job)->progress().step(), 5);
+  ASSERT_OK(store->RecordCheckpoint(job, 1, 5, "/ckpt/step-5"));
+  EXPECT_EQ(ReadLogRows(path).waiting, 0) << "the next verb folded them";
+  absl::StatusOr<v1::Job> after = store->GetJob(job);
+  ASSERT_OK(after);
+  EXPECT_EQ(after->progress().step(), 5);
+  EXPECT_DOUBLE_EQ(after->cost().accrued_usd(), 0.05);
+  absl::StatusOr<std::vector<v1::Progress>> history = store->ListProgressHistory(job);
+  ASSERT_OK(history);
+  ASSERT_THAT(*history, SizeIs(5));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ((*history)[i].step(), i + 1);
+}
+
+// With no other write to fold them (no ticker), a job's reports fold every
+// ProgressLog::kFoldAfter of them, and the folded rows are trimmed: the log stays bounded.
+TEST_F(JobStoreTest, ReportsFoldThemselvesWithoutOtherWritesAndTheLogStaysBounded) {
+  const std::string path = dir_.File("jobs.db");
+  std::unique_ptr<JobStore> store = Open();
+  const std::string job = Enqueue(*store, Spec());
+  ASSERT_OK(store->LeaseNext(Register(*store), 1));
+  constexpr int kReports = 1100;
+  for (int step = 1; step <= kReports; ++step) {
+    ASSERT_OK(store->RecordProgress(job, StepReport(step)));
+  }
+  const LogRows rows = ReadLogRows(path);
+  EXPECT_LT(rows.waiting, static_cast<int64_t>(ProgressLog::kFoldAfter));
+  EXPECT_LT(rows.all, 200) << "the rows folded before the 1024th were trimmed";
+  EXPECT_EQ(store->GetJob(job)->progress().step(), kReports);
+}
+
 // RecordProgress answers the job without loading it again: what it returns must be exactly
 // what GetJob reads back, for a report with progress (the latest eval loss kept) and for a
 // cost-only one (progress and history untouched); the worker's contact is its heartbeat time.

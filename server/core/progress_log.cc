@@ -1,0 +1,287 @@
+#include "server/core/progress_log.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "server/core/group_commit.h"
+#include "server/core/sqlite_db.h"
+
+namespace tuneledger {
+
+namespace {
+
+// How long a retired entry stays for reads whose snapshot predates the job's last fold; reads
+// last milliseconds.
+constexpr absl::Duration kRetiredKept = absl::Seconds(10);
+
+}  // namespace
+
+// The kept points are exactly the ordinals up to `ordinal` that the stride divides (only this
+// function inserts or thins them), so their number follows from the two without a COUNT.
+absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
+                                            const std::string& progress, int64_t ordinal,
+                                            int64_t stride, int max_points) {
+  if (ordinal % stride != 0) return stride;
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * insert,
+      db.Prepare("INSERT INTO progress_points (job_id, ordinal, progress) VALUES (?1, ?2, ?3)"));
+  {
+    Query query(insert);
+    query.Bind(1, job_id).Bind(2, ordinal).BindBlob(3, progress);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  const int64_t points = ordinal / stride + 1;
+  if (points <= max_points) return stride;
+  const int64_t wider = stride * 2;
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * thin,
+      db.Prepare("DELETE FROM progress_points WHERE job_id = ?1 AND ordinal % ?2 != 0"));
+  {
+    Query query(thin);
+    query.Bind(1, job_id).Bind(2, wider);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * widen,
+                      db.Prepare("UPDATE jobs SET history_stride = ?2 WHERE id = ?1"));
+  Query query(widen);
+  query.Bind(1, job_id).Bind(2, wider);
+  TL_RETURN_IF_ERROR(query.Run());
+  return wider;
+}
+
+absl::Status ProgressLog::Load(SqliteDb& db) {
+  waiting_.clear();
+  // A row at or below its job's log_seq is folded already (Trim deletes it later).
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * select,
+      db.Prepare("SELECT progress_log.seq, progress_log.job_id FROM progress_log JOIN jobs ON "
+                 "jobs.id = progress_log.job_id WHERE progress_log.seq > jobs.log_seq "
+                 "ORDER BY progress_log.seq"));
+  Query query(select);
+  while (true) {
+    TL_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) return absl::OkStatus();
+    waiting_[query.Int(1)].push_back(query.Int(0));
+  }
+}
+
+absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, int64_t job_id,
+                                            const LoggedReport& report) {
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * insert,
+      db.Prepare("INSERT INTO progress_log (job_id, attempt, seconds, attempt_gpu_hours, usd, "
+                 "accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour, progress) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+  {
+    Query query(insert);
+    query.Bind(1, job_id)
+        .Bind(2, report.attempt)
+        .Bind(3, report.seconds)
+        .Bind(4, report.attempt_gpu_hours)
+        .Bind(5, report.usd)
+        .Bind(6, report.job_cost.accrued_usd())
+        .Bind(7, report.job_cost.gpu_hours())
+        .Bind(8, report.job_cost.projected_usd())
+        .Bind(9, report.job_cost.rate_usd_per_hour())
+        .BindBlob(10, report.progress);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  const int64_t seq = db.LastInsertRowId();
+  waiting_[job_id].push_back(seq);
+  commit.OnRollback([this, job_id] {
+    auto it = waiting_.find(job_id);
+    if (it == waiting_.end()) return;
+    it->second.pop_back();
+    if (it->second.empty()) waiting_.erase(it);
+  });
+  if (seq % kTrimEvery == 0) TL_RETURN_IF_ERROR(Trim(db));
+  return seq;
+}
+
+absl::Status ProgressLog::Trim(SqliteDb& db) {
+  // Every row below the oldest one still waiting is folded. A fold leaves its rows in place:
+  // a job's reports lie a thousand rows apart when a thousand jobs report, and deleting them one
+  // job at a time would rewrite most of the log's pages; one range here rewrites only its own.
+  std::optional<int64_t> oldest;
+  for (const auto& [job_id, seqs] : waiting_) {
+    if (!oldest.has_value() || seqs.front() < *oldest) oldest = seqs.front();
+  }
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * trim,
+                      oldest.has_value() ? db.Prepare("DELETE FROM progress_log WHERE seq < ?1")
+                                         : db.Prepare("DELETE FROM progress_log WHERE ?1 IS NULL"));
+  Query query(trim);
+  if (oldest.has_value()) {
+    query.Bind(1, *oldest);
+  } else {
+    query.BindNull(1);
+  }
+  return query.Run();
+}
+
+absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id) {
+  auto it = waiting_.find(job_id);
+  if (it == waiting_.end()) return absl::OkStatus();
+  std::vector<int64_t> seqs = std::move(it->second);
+  waiting_.erase(it);
+  commit.OnRollback([this, job_id, seqs] { waiting_[job_id] = seqs; });
+
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * history,
+      db.Prepare("SELECT history_next, history_stride, log_seq FROM jobs WHERE id = ?1"));
+  int64_t next = 0;
+  int64_t stride = 1;
+  int64_t folded = 0;
+  {
+    Query query(history);
+    query.Bind(1, job_id);
+    TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) {
+      return absl::InternalError(
+          absl::StrCat("the progress log has reports of job ", job_id, ", which is not stored"));
+    }
+    next = query.Int(0);
+    stride = query.Int(1);
+    folded = query.Int(2);
+  }
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * select,
+      db.Prepare("SELECT attempt, seconds, attempt_gpu_hours, usd, accrued_usd, gpu_hours, "
+                 "projected_usd, rate_usd_per_hour, progress FROM progress_log WHERE seq = ?1"));
+  LoggedReport last;
+  int64_t last_seq = 0;
+  for (const int64_t seq : seqs) {
+    if (seq <= folded) continue;  // not expected: Load and Append list unfolded rows only
+    {
+      Query query(select);
+      query.Bind(1, seq);
+      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
+      if (!found) {
+        // Only Append and Fold change the table, each with its undo: not expected. The job's
+        // other rows still fold, so that its writes go on.
+        TL_LOG(ERROR) << "progress log row " << seq << " of job " << job_id << " is missing";
+        continue;
+      }
+      last.attempt = static_cast<int>(query.Int(0));
+      last.seconds = query.Double(1);
+      last.attempt_gpu_hours = query.Double(2);
+      last.usd = query.Double(3);
+      last.job_cost.set_accrued_usd(query.Double(4));
+      last.job_cost.set_gpu_hours(query.Double(5));
+      last.job_cost.set_projected_usd(query.Double(6));
+      last.job_cost.set_rate_usd_per_hour(query.Double(7));
+      last.progress = query.Text(8);
+    }
+    TL_ASSIGN_OR_RETURN(stride,
+                        AppendProgressPoint(db, job_id, last.progress, next, stride, max_points_));
+    ++next;
+    last_seq = seq;
+  }
+  if (last_seq == 0) return absl::OkStatus();
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * job,
+      db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
+                 "rate_usd_per_hour = ?5, progress = ?6, history_next = ?7, log_seq = ?8 "
+                 "WHERE id = ?1"));
+  {
+    Query query(job);
+    query.Bind(1, job_id)
+        .Bind(2, last.job_cost.accrued_usd())
+        .Bind(3, last.job_cost.gpu_hours())
+        .Bind(4, last.job_cost.projected_usd())
+        .Bind(5, last.job_cost.rate_usd_per_hour())
+        .BindBlob(6, last.progress)
+        .Bind(7, next)
+        .Bind(8, last_seq);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * attempt,
+                      db.Prepare("UPDATE attempts SET seconds = ?3, gpu_hours = ?4, usd = ?5 "
+                                 "WHERE job_id = ?1 AND attempt = ?2"));
+  Query query(attempt);
+  query.Bind(1, job_id)
+      .Bind(2, last.attempt)
+      .Bind(3, last.seconds)
+      .Bind(4, last.attempt_gpu_hours)
+      .Bind(5, last.usd);
+  return query.Run();
+}
+
+absl::Status ProgressLog::FoldAll(SqliteDb& db, GroupCommit& commit) {
+  std::vector<int64_t> jobs;
+  jobs.reserve(waiting_.size());
+  for (const auto& [job_id, seqs] : waiting_) jobs.push_back(job_id);
+  for (const int64_t job_id : jobs) TL_RETURN_IF_ERROR(Fold(db, commit, job_id));
+  return Trim(db);
+}
+
+size_t ProgressLog::Waiting(int64_t job_id) const {
+  auto it = waiting_.find(job_id);
+  return it == waiting_.end() ? 0 : it->second.size();
+}
+
+void LatestReports::Publish(int64_t job_id, std::shared_ptr<const Report> report) {
+  absl::MutexLock lock(&mu_);
+  reports_[job_id] = std::move(report);
+}
+
+void LatestReports::Retire(int64_t job_id) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  DropRetiredLocked(now);
+  auto it = reports_.find(job_id);
+  if (it != reports_.end()) retired_.push_back({now, job_id, it->second->seq});
+}
+
+void LatestReports::DropRetiredLocked(absl::Time now) {
+  while (!retired_.empty() && now - retired_.front().time > kRetiredKept) {
+    const Retired& retired = retired_.front();
+    auto it = reports_.find(retired.job_id);
+    if (it != reports_.end() && it->second->seq == retired.seq) reports_.erase(it);
+    retired_.pop_front();
+  }
+}
+
+bool LatestReports::Has(int64_t job_id) const {
+  absl::MutexLock lock(&mu_);
+  return reports_.contains(job_id);
+}
+
+std::shared_ptr<const LatestReports::Report> LatestReports::Find(int64_t job_id,
+                                                                 int64_t log_seq) const {
+  absl::MutexLock lock(&mu_);
+  auto it = reports_.find(job_id);
+  if (it == reports_.end() || it->second->seq <= log_seq) return nullptr;
+  return it->second;
+}
+
+void LatestReports::Apply(int64_t log_seq, v1::Job& job) const {
+  int64_t job_id = 0;
+  if (!absl::SimpleAtoi(job.id(), &job_id)) return;
+  std::shared_ptr<const Report> report = Find(job_id, log_seq);
+  if (report == nullptr) return;
+  *job.mutable_progress() = report->progress;
+  v1::CostSummary& cost = *job.mutable_cost();
+  cost.set_accrued_usd(report->job_cost.accrued_usd());
+  cost.set_gpu_hours(report->job_cost.gpu_hours());
+  cost.set_projected_usd(report->job_cost.projected_usd());
+  cost.set_rate_usd_per_hour(report->job_cost.rate_usd_per_hour());
+}
+
+void LatestReports::Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const {
+  std::shared_ptr<const Report> report = Find(job_id, log_seq);
+  if (report == nullptr || report->attempt != attempt.attempt()) return;
+  attempt.set_seconds(report->seconds);
+  attempt.set_gpu_hours(report->attempt_gpu_hours);
+  attempt.set_usd(report->usd);
+}
+
+void LatestReports::Apply(int64_t job_id, int64_t log_seq,
+                          std::vector<v1::AttemptCost>& attempts) const {
+  for (v1::AttemptCost& attempt : attempts) Apply(job_id, log_seq, attempt);
+}
+
+}  // namespace tuneledger

@@ -1,0 +1,134 @@
+// The progress log: how the store takes progress reports at the rate of a thousand workers.
+//
+// A progress report used to rewrite its job's row, its attempt's row and a history point in
+// every commit: three or four pages of WAL per report, each fsync'ed. Now a report appends one
+// row to the progress_log table (job_store_schema.cc, version 9), whose rows are in append
+// order, so the reports of one group commit share a page or two. The log is folded into jobs,
+// attempts and progress_points (one write of each row per fold, however many reports it folds)
+// by the job's next other write: the ticker's cost-only bill, an eval, a checkpoint, the
+// attempt's end (JobStore::StartTransition, StartRecordProgress); by a report that finds 64 of
+// its job's reports waiting; and when the store opens. Every report is durable in the log the
+// moment it is acknowledged.
+//
+// Reads see every acknowledged report without a fold: LatestReports keeps each running job's
+// latest logged report, published once its commit is durable, and a read applies it over the
+// job's row when the row has not folded it yet (jobs.log_seq, the last row folded, is older).
+#ifndef TUNELEDGER_SERVER_CORE_PROGRESS_LOG_H_
+#define TUNELEDGER_SERVER_CORE_PROGRESS_LOG_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tuneledger/v1/jobs.pb.h"
+
+namespace tuneledger {
+
+class GroupCommit;
+class SqliteDb;
+
+// One progress report as the log keeps it: the attempt's bill and the job's cost after it, and
+// the job's progress with it (serialized, the latest eval loss merged in).
+struct LoggedReport {
+  int attempt = 0;
+  double seconds = 0;
+  double attempt_gpu_hours = 0;
+  double usd = 0;
+  v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
+  std::string progress;
+};
+
+// Appends a downsampled history point at `ordinal` (the job's count of progress reports before
+// this one): every `stride`-th report is kept, and the stride doubles (dropping every other kept
+// point) whenever the job would hold more than `max_points`. Returns the stride after it.
+absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
+                                            const std::string& progress, int64_t ordinal,
+                                            int64_t stride, int max_points);
+
+// The writer's side: which log rows each job has waiting. Only the group commit's leader uses
+// it, inside writes; every change registers its undo with the GroupCommit, so that it still
+// matches the table after a write or a batch is rolled back.
+class ProgressLog {
+ public:
+  // Reports a job may have waiting before the report that logs the next one folds them.
+  static constexpr size_t kFoldAfter = 64;
+
+  explicit ProgressLog(int max_points) : max_points_(max_points) {}
+
+  // Reads which rows wait from the table (the store's open).
+  absl::Status Load(SqliteDb& db);
+  // Appends `report` for `job_id`; its row's seq.
+  absl::StatusOr<int64_t> Append(SqliteDb& db, GroupCommit& commit, int64_t job_id,
+                                 const LoggedReport& report);
+  // Folds `job_id`'s waiting rows, oldest first, into its job row (the latest report's progress
+  // and cost, log_seq), its attempt's bill and its history points. The rows stay in the table
+  // (below the job's log_seq) until a trim deletes every folded row at once.
+  absl::Status Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id);
+  // Fold for every job with rows waiting, then the trim.
+  absl::Status FoldAll(SqliteDb& db, GroupCommit& commit);
+  // How many rows `job_id` has waiting.
+  size_t Waiting(int64_t job_id) const;
+
+ private:
+  // Append trims the folded rows every kTrimEvery rows.
+  static constexpr int64_t kTrimEvery = 1024;
+  // Deletes the rows every job has folded (all below the oldest row still waiting).
+  absl::Status Trim(SqliteDb& db);
+
+  const int max_points_;
+  std::map<int64_t, std::vector<int64_t>> waiting_;  // job id -> its rows' seqs, ascending
+};
+
+// The readers' side: each running job's latest logged report.
+class LatestReports {
+ public:
+  struct Report {
+    int64_t seq = 0;
+    int attempt = 0;
+    double seconds = 0;
+    double attempt_gpu_hours = 0;
+    double usd = 0;
+    v1::CostSummary job_cost;
+    v1::Progress progress;
+  };
+
+  // `report` is durable (called after its commit).
+  void Publish(int64_t job_id, std::shared_ptr<const Report> report);
+  // The job has left RUNNING with every report folded. Its entry is dropped some seconds later,
+  // not now: a read whose snapshot predates the fold may still need it.
+  void Retire(int64_t job_id);
+  // Whether the job has an entry (it may have rows waiting in the log).
+  bool Has(int64_t job_id) const;
+  // Sets `job`'s progress and cost to its latest report's when the report is newer than the
+  // job's row (whose last folded report is `log_seq`).
+  void Apply(int64_t log_seq, v1::Job& job) const;
+  // The same for the job's attempts: the bill of the attempt the latest report is from.
+  void Apply(int64_t job_id, int64_t log_seq, std::vector<v1::AttemptCost>& attempts) const;
+  void Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const;
+
+ private:
+  std::shared_ptr<const Report> Find(int64_t job_id, int64_t log_seq) const;
+  void DropRetiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<int64_t, std::shared_ptr<const Report>> reports_ ABSL_GUARDED_BY(mu_);
+  struct Retired {
+    absl::Time time;
+    int64_t job_id;
+    int64_t seq;  // the entry retired; a newer one (the job runs again) is kept
+  };
+  std::deque<Retired> retired_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_PROGRESS_LOG_H_
