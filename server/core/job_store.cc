@@ -597,18 +597,15 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
 
 PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
                                                       AttemptProgress update) {
-  // The store's hottest write (every running attempt, every report interval, and every tick).
-  // A report with progress appends one row to the progress log (progress_log.h); a cost-only
-  // one (the ticker's bill) folds the job's logged reports and writes the bill over them. The
-  // job after it is the loaded job with the new cost and progress rather than a second load.
+  // The store's hottest write (every running attempt, every report interval, and every tick):
+  // one row appended to the progress log (progress_log.h). The job after it is the loaded job
+  // with the new cost and the latest progress rather than a second load.
   absl::StatusOr<int64_t> parsed = RequireJobId(job_id);
   if (!parsed.ok()) return PendingWrite<JobUpdate>(parsed.status());
   const int64_t id = *parsed;
   auto result = std::make_shared<JobUpdate>();
   std::shared_ptr<GroupCommit::Ticket> ticket =
       commit_.Enqueue([this, id, update = std::move(update), result](SqliteDb& db) -> absl::Status {
-        const bool has_progress = update.progress.has_value();
-        if (!has_progress) TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
         TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
         if (update.worker_contact.has_value()) {
@@ -636,38 +633,53 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
         cost.set_gpu_hours(bill.job_cost.gpu_hours());
         cost.set_projected_usd(bill.job_cost.projected_usd());
         cost.set_rate_usd_per_hour(bill.job_cost.rate_usd_per_hour());
-        if (!has_progress) {
-          TL_RETURN_IF_ERROR(UpdateAttemptBill(db, id, update.attempt, bill));
-          TL_RETURN_IF_ERROR(UpdateJobCost(db, id, bill.job_cost));
-          result->job = std::move(job);
-          return absl::OkStatus();
-        }
-        auto latest = std::make_shared<LatestReports::Report>();
-        latest->progress = *update.progress;
-        // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
-        // row): the row's eval loss is the latest, and stays until the next one.
-        if (!latest->progress.has_eval_loss() && job.progress().has_eval_loss()) {
-          latest->progress.set_eval_loss(job.progress().eval_loss());
-        }
         LoggedReport logged;
         logged.attempt = update.attempt;
         logged.seconds = bill.seconds;
         logged.attempt_gpu_hours = bill.gpu_hours;
         logged.usd = bill.usd;
-        logged.job_cost = bill.job_cost;
-        logged.progress = latest->progress.SerializeAsString();
-        TL_ASSIGN_OR_RETURN(latest->seq, log_.Append(db, commit_, id, logged));
-        latest->attempt = update.attempt;
-        latest->seconds = bill.seconds;
-        latest->attempt_gpu_hours = bill.gpu_hours;
-        latest->usd = bill.usd;
-        latest->job_cost = cost;
-        *job.mutable_progress() = latest->progress;
-        commit_.AfterCommit([this, id, latest = std::move(latest)]() mutable {
-          latest_.Publish(id, std::move(latest));
-        });
-        // Without the ticker's bills (a server ticking slowly, or not at all in tests), a
-        // running job's reports still fold every kFoldAfter of them.
+        logged.job_cost = cost;
+        if (update.progress.has_value()) {
+          // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
+          // row): the row's eval loss is the latest, and stays until the next one.
+          v1::Progress& progress = *job.mutable_progress();
+          const std::optional<double> eval_loss =
+              progress.has_eval_loss() ? std::optional<double>(progress.eval_loss()) : std::nullopt;
+          progress = *update.progress;
+          if (!progress.has_eval_loss() && eval_loss.has_value())
+            progress.set_eval_loss(*eval_loss);
+          logged.progress = progress.SerializeAsString();
+        } else if (const std::string* latest = log_.LatestProgress(id); latest != nullptr) {
+          // A cost-only bill: the job's progress is its latest logged report's.
+          TL_RETURN_IF_ERROR(ParseStoredMessage(*latest, absl::StrCat("job ", id, " progress"),
+                                                *job.mutable_progress()));
+        }
+        const bool has_progress = logged.progress.has_value();
+        std::shared_ptr<LatestReports::Report> published;
+        if (has_progress) {
+          published = std::make_shared<LatestReports::Report>();
+          published->attempt = logged.attempt;
+          published->seconds = logged.seconds;
+          published->attempt_gpu_hours = logged.attempt_gpu_hours;
+          published->usd = logged.usd;
+          published->job_cost = logged.job_cost;
+          published->progress = job.progress();
+        }
+        LoggedReport bill_only = logged;
+        bill_only.progress.reset();
+        TL_ASSIGN_OR_RETURN(const int64_t seq, log_.Append(db, commit_, id, std::move(logged)));
+        if (has_progress) {
+          published->seq = seq;
+          published->progress_seq = seq;
+          commit_.AfterCommit([this, id, published = std::move(published)]() mutable {
+            latest_.Publish(id, std::move(published));
+          });
+        } else {
+          commit_.AfterCommit([this, id, seq, bill_only = std::move(bill_only)] {
+            latest_.PublishBill(id, seq, bill_only);
+          });
+        }
+        // A job's rows fold every kFoldAfter of them (its verbs fold them sooner).
         if (log_.Waiting(id) >= ProgressLog::kFoldAfter) {
           TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         }

@@ -178,11 +178,11 @@ BEGIN
   UPDATE tenant_queued SET queued = queued - 1 WHERE tenant = OLD.tenant;
 END;
 )sql",
-    // 9: the progress log. A progress report appends one row here (rows in append order, so the
-    // reports of one commit share a page or two) instead of rewriting its job's and attempt's
-    // rows; the log is folded into jobs, attempts and progress_points by the job's next other
-    // write (the ticker's bill, an eval, a checkpoint, the attempt's end) and when the store
-    // opens (progress_log.h). jobs.log_seq is the last row folded into the job.
+    // 9: the progress log. A progress report or a bill appends one row here (rows in append
+    // order, so the reports of one commit share a page or two; progress NULL for a cost-only
+    // bill) instead of rewriting its job's and attempt's rows; the rows are folded into jobs,
+    // attempts and progress_points later (progress_log.h). jobs.log_seq is the last row folded
+    // into the job.
     R"sql(
 CREATE TABLE progress_log (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -195,7 +195,7 @@ CREATE TABLE progress_log (
   gpu_hours REAL NOT NULL,
   projected_usd REAL NOT NULL,
   rate_usd_per_hour REAL NOT NULL,
-  progress BLOB NOT NULL
+  progress BLOB
 ) STRICT;
 ALTER TABLE jobs ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
 )sql",

@@ -55,22 +55,35 @@ absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
 
 absl::Status ProgressLog::Load(SqliteDb& db) {
   waiting_.clear();
-  // A row at or below its job's log_seq is folded already (Trim deletes it later).
+  // A row at or below its job's log_seq is folded already (a trim deletes it later).
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * select,
-      db.Prepare("SELECT progress_log.seq, progress_log.job_id FROM progress_log JOIN jobs ON "
-                 "jobs.id = progress_log.job_id WHERE progress_log.seq > jobs.log_seq "
+      db.Prepare("SELECT progress_log.seq, progress_log.job_id, progress_log.attempt, "
+                 "progress_log.seconds, progress_log.attempt_gpu_hours, progress_log.usd, "
+                 "progress_log.accrued_usd, progress_log.gpu_hours, progress_log.projected_usd, "
+                 "progress_log.rate_usd_per_hour, progress_log.progress FROM progress_log JOIN "
+                 "jobs ON jobs.id = progress_log.job_id WHERE progress_log.seq > jobs.log_seq "
                  "ORDER BY progress_log.seq"));
   Query query(select);
   while (true) {
     TL_ASSIGN_OR_RETURN(const bool row, query.Step());
     if (!row) return absl::OkStatus();
-    waiting_[query.Int(1)].push_back(query.Int(0));
+    auto report = std::make_shared<LoggedReport>();
+    report->attempt = static_cast<int>(query.Int(2));
+    report->seconds = query.Double(3);
+    report->attempt_gpu_hours = query.Double(4);
+    report->usd = query.Double(5);
+    report->job_cost.set_accrued_usd(query.Double(6));
+    report->job_cost.set_gpu_hours(query.Double(7));
+    report->job_cost.set_projected_usd(query.Double(8));
+    report->job_cost.set_rate_usd_per_hour(query.Double(9));
+    if (!query.IsNull(10)) report->progress = query.Text(10);
+    waiting_[query.Int(1)].push_back(Row{query.Int(0), std::move(report)});
   }
 }
 
 absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, int64_t job_id,
-                                            const LoggedReport& report) {
+                                            LoggedReport report) {
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * insert,
       db.Prepare("INSERT INTO progress_log (job_id, attempt, seconds, attempt_gpu_hours, usd, "
@@ -86,12 +99,16 @@ absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, i
         .Bind(6, report.job_cost.accrued_usd())
         .Bind(7, report.job_cost.gpu_hours())
         .Bind(8, report.job_cost.projected_usd())
-        .Bind(9, report.job_cost.rate_usd_per_hour())
-        .BindBlob(10, report.progress);
+        .Bind(9, report.job_cost.rate_usd_per_hour());
+    if (report.progress.has_value()) {
+      query.BindBlob(10, *report.progress);
+    } else {
+      query.BindNull(10);
+    }
     TL_RETURN_IF_ERROR(query.Run());
   }
   const int64_t seq = db.LastInsertRowId();
-  waiting_[job_id].push_back(seq);
+  waiting_[job_id].push_back(Row{seq, std::make_shared<const LoggedReport>(std::move(report))});
   commit.OnRollback([this, job_id] {
     auto it = waiting_.find(job_id);
     if (it == waiting_.end()) return;
@@ -107,8 +124,8 @@ absl::Status ProgressLog::Trim(SqliteDb& db) {
   // a job's reports lie a thousand rows apart when a thousand jobs report, and deleting them one
   // job at a time would rewrite most of the log's pages; one range here rewrites only its own.
   std::optional<int64_t> oldest;
-  for (const auto& [job_id, seqs] : waiting_) {
-    if (!oldest.has_value() || seqs.front() < *oldest) oldest = seqs.front();
+  for (const auto& [job_id, rows] : waiting_) {
+    if (!oldest.has_value() || rows.front().seq < *oldest) oldest = rows.front().seq;
   }
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * trim,
                       oldest.has_value() ? db.Prepare("DELETE FROM progress_log WHERE seq < ?1")
@@ -125,77 +142,52 @@ absl::Status ProgressLog::Trim(SqliteDb& db) {
 absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id) {
   auto it = waiting_.find(job_id);
   if (it == waiting_.end()) return absl::OkStatus();
-  std::vector<int64_t> seqs = std::move(it->second);
+  std::vector<Row> rows = std::move(it->second);
   waiting_.erase(it);
-  commit.OnRollback([this, job_id, seqs] { waiting_[job_id] = seqs; });
+  commit.OnRollback([this, job_id, rows] { waiting_[job_id] = rows; });
 
-  TL_ASSIGN_OR_RETURN(
-      SqliteDb::Statement * history,
-      db.Prepare("SELECT history_next, history_stride, log_seq FROM jobs WHERE id = ?1"));
+  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * history,
+                      db.Prepare("SELECT history_next, history_stride FROM jobs WHERE id = ?1"));
   int64_t next = 0;
   int64_t stride = 1;
-  int64_t folded = 0;
   {
     Query query(history);
     query.Bind(1, job_id);
     TL_ASSIGN_OR_RETURN(const bool found, query.Step());
     if (!found) {
       return absl::InternalError(
-          absl::StrCat("the progress log has reports of job ", job_id, ", which is not stored"));
+          absl::StrCat("the progress log has rows of job ", job_id, ", which is not stored"));
     }
     next = query.Int(0);
     stride = query.Int(1);
-    folded = query.Int(2);
   }
-  TL_ASSIGN_OR_RETURN(
-      SqliteDb::Statement * select,
-      db.Prepare("SELECT attempt, seconds, attempt_gpu_hours, usd, accrued_usd, gpu_hours, "
-                 "projected_usd, rate_usd_per_hour, progress FROM progress_log WHERE seq = ?1"));
-  LoggedReport last;
-  int64_t last_seq = 0;
-  for (const int64_t seq : seqs) {
-    if (seq <= folded) continue;  // not expected: Load and Append list unfolded rows only
-    {
-      Query query(select);
-      query.Bind(1, seq);
-      TL_ASSIGN_OR_RETURN(const bool found, query.Step());
-      if (!found) {
-        // Only Append and Fold change the table, each with its undo: not expected. The job's
-        // other rows still fold, so that its writes go on.
-        TL_LOG(ERROR) << "progress log row " << seq << " of job " << job_id << " is missing";
-        continue;
-      }
-      last.attempt = static_cast<int>(query.Int(0));
-      last.seconds = query.Double(1);
-      last.attempt_gpu_hours = query.Double(2);
-      last.usd = query.Double(3);
-      last.job_cost.set_accrued_usd(query.Double(4));
-      last.job_cost.set_gpu_hours(query.Double(5));
-      last.job_cost.set_projected_usd(query.Double(6));
-      last.job_cost.set_rate_usd_per_hour(query.Double(7));
-      last.progress = query.Text(8);
-    }
+  const std::string* progress = nullptr;  // the latest one
+  for (const Row& row : rows) {
+    if (!row.report->progress.has_value()) continue;
+    progress = &*row.report->progress;
     TL_ASSIGN_OR_RETURN(stride,
-                        AppendProgressPoint(db, job_id, last.progress, next, stride, max_points_));
+                        AppendProgressPoint(db, job_id, *progress, next, stride, max_points_));
     ++next;
-    last_seq = seq;
   }
-  if (last_seq == 0) return absl::OkStatus();
+  const LoggedReport& last = *rows.back().report;
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * job,
       db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
-                 "rate_usd_per_hour = ?5, progress = ?6, history_next = ?7, log_seq = ?8 "
-                 "WHERE id = ?1"));
+                 "rate_usd_per_hour = ?5, progress = COALESCE(?6, progress), history_next = ?7, "
+                 "log_seq = ?8 WHERE id = ?1"));
   {
     Query query(job);
     query.Bind(1, job_id)
         .Bind(2, last.job_cost.accrued_usd())
         .Bind(3, last.job_cost.gpu_hours())
         .Bind(4, last.job_cost.projected_usd())
-        .Bind(5, last.job_cost.rate_usd_per_hour())
-        .BindBlob(6, last.progress)
-        .Bind(7, next)
-        .Bind(8, last_seq);
+        .Bind(5, last.job_cost.rate_usd_per_hour());
+    if (progress != nullptr) {
+      query.BindBlob(6, *progress);
+    } else {
+      query.BindNull(6);
+    }
+    query.Bind(7, next).Bind(8, rows.back().seq);
     TL_RETURN_IF_ERROR(query.Run());
   }
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * attempt,
@@ -213,7 +205,7 @@ absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id
 absl::Status ProgressLog::FoldAll(SqliteDb& db, GroupCommit& commit) {
   std::vector<int64_t> jobs;
   jobs.reserve(waiting_.size());
-  for (const auto& [job_id, seqs] : waiting_) jobs.push_back(job_id);
+  for (const auto& [job_id, rows] : waiting_) jobs.push_back(job_id);
   for (const int64_t job_id : jobs) TL_RETURN_IF_ERROR(Fold(db, commit, job_id));
   return Trim(db);
 }
@@ -223,9 +215,35 @@ size_t ProgressLog::Waiting(int64_t job_id) const {
   return it == waiting_.end() ? 0 : it->second.size();
 }
 
+const std::string* ProgressLog::LatestProgress(int64_t job_id) const {
+  auto it = waiting_.find(job_id);
+  if (it == waiting_.end()) return nullptr;
+  for (auto row = it->second.rbegin(); row != it->second.rend(); ++row) {
+    if (row->report->progress.has_value()) return &*row->report->progress;
+  }
+  return nullptr;
+}
+
 void LatestReports::Publish(int64_t job_id, std::shared_ptr<const Report> report) {
   absl::MutexLock lock(&mu_);
   reports_[job_id] = std::move(report);
+}
+
+void LatestReports::PublishBill(int64_t job_id, int64_t seq, const LoggedReport& bill) {
+  auto report = std::make_shared<Report>();
+  report->seq = seq;
+  report->attempt = bill.attempt;
+  report->seconds = bill.seconds;
+  report->attempt_gpu_hours = bill.attempt_gpu_hours;
+  report->usd = bill.usd;
+  report->job_cost = bill.job_cost;
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<const Report>& entry = reports_[job_id];
+  if (entry != nullptr) {
+    report->progress_seq = entry->progress_seq;
+    report->progress = entry->progress;
+  }
+  entry = std::move(report);
 }
 
 void LatestReports::Retire(int64_t job_id) {
@@ -263,7 +281,7 @@ void LatestReports::Apply(int64_t log_seq, v1::Job& job) const {
   if (!absl::SimpleAtoi(job.id(), &job_id)) return;
   std::shared_ptr<const Report> report = Find(job_id, log_seq);
   if (report == nullptr) return;
-  *job.mutable_progress() = report->progress;
+  if (report->progress_seq > log_seq) *job.mutable_progress() = report->progress;
   v1::CostSummary& cost = *job.mutable_cost();
   cost.set_accrued_usd(report->job_cost.accrued_usd());
   cost.set_gpu_hours(report->job_cost.gpu_hours());

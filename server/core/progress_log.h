@@ -1,18 +1,19 @@
 // The progress log: how the store takes progress reports at the rate of a thousand workers.
 //
 // A progress report used to rewrite its job's row, its attempt's row and a history point in
-// every commit: three or four pages of WAL per report, each fsync'ed. Now a report appends one
-// row to the progress_log table (job_store_schema.cc, version 9), whose rows are in append
-// order, so the reports of one group commit share a page or two. The log is folded into jobs,
-// attempts and progress_points (one write of each row per fold, however many reports it folds)
-// by the job's next other write: the ticker's cost-only bill, an eval, a checkpoint, the
-// attempt's end (JobStore::StartTransition, StartRecordProgress); by a report that finds 64 of
-// its job's reports waiting; and when the store opens. Every report is durable in the log the
-// moment it is acknowledged.
+// every commit, and the ticker's bill every running job's two rows twice a second: three or four
+// pages of WAL per write, each fsync'ed. Now each of them appends one row to the progress_log
+// table (job_store_schema.cc, version 9), whose rows are in append order, so the writes of one
+// group commit share a page or two. A job's rows are folded into jobs, attempts and
+// progress_points (one write of each row per fold, however many rows it folds) by the job's
+// next verb (an eval, a checkpoint, the attempt's end: JobStore::StartTransition), by the write
+// that finds kFoldAfter of its job's rows waiting, by a read of the job's history, and when the
+// store opens. Every report is durable in the log the moment it is acknowledged.
 //
-// Reads see every acknowledged report without a fold: LatestReports keeps each running job's
-// latest logged report, published once its commit is durable, and a read applies it over the
-// job's row when the row has not folded it yet (jobs.log_seq, the last row folded, is older).
+// Reads see every acknowledged write without a fold: LatestReports keeps each running job's
+// latest logged bill and progress, published once their commit is durable, and a read applies
+// them over the job's row when the row has not folded them yet (jobs.log_seq, the last row
+// folded, is older).
 #ifndef TUNELEDGER_SERVER_CORE_PROGRESS_LOG_H_
 #define TUNELEDGER_SERVER_CORE_PROGRESS_LOG_H_
 
@@ -20,6 +21,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,15 +38,15 @@ namespace tuneledger {
 class GroupCommit;
 class SqliteDb;
 
-// One progress report as the log keeps it: the attempt's bill and the job's cost after it, and
-// the job's progress with it (serialized, the latest eval loss merged in).
+// One row of the log: the attempt's bill and the job's cost after it, and the job's progress
+// with it (serialized, the latest eval loss merged in; none for a cost-only bill).
 struct LoggedReport {
   int attempt = 0;
   double seconds = 0;
   double attempt_gpu_hours = 0;
   double usd = 0;
   v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
-  std::string progress;
+  std::optional<std::string> progress;
 };
 
 // Appends a downsampled history point at `ordinal` (the job's count of progress reports before
@@ -54,64 +56,75 @@ absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
                                             const std::string& progress, int64_t ordinal,
                                             int64_t stride, int max_points);
 
-// The writer's side: which log rows each job has waiting. Only the group commit's leader uses
-// it, inside writes; every change registers its undo with the GroupCommit, so that it still
-// matches the table after a write or a batch is rolled back.
+// The writer's side: the rows each job has waiting, kept in memory too, so that a fold reads
+// nothing back. Only the group commit's leader uses it, inside writes; every change registers
+// its undo with the GroupCommit, so that it still matches the table after a write or a batch is
+// rolled back.
 class ProgressLog {
  public:
-  // Reports a job may have waiting before the report that logs the next one folds them.
+  // Rows a job may have waiting before the write that logs the next one folds them.
   static constexpr size_t kFoldAfter = 64;
 
   explicit ProgressLog(int max_points) : max_points_(max_points) {}
 
-  // Reads which rows wait from the table (the store's open).
+  // Reads the rows waiting from the table (the store's open).
   absl::Status Load(SqliteDb& db);
   // Appends `report` for `job_id`; its row's seq.
   absl::StatusOr<int64_t> Append(SqliteDb& db, GroupCommit& commit, int64_t job_id,
-                                 const LoggedReport& report);
-  // Folds `job_id`'s waiting rows, oldest first, into its job row (the latest report's progress
-  // and cost, log_seq), its attempt's bill and its history points. The rows stay in the table
-  // (below the job's log_seq) until a trim deletes every folded row at once.
+                                 LoggedReport report);
+  // Folds `job_id`'s waiting rows, oldest first, into its job row (the latest row's cost, the
+  // latest progress, log_seq), its attempt's bill and its history points (one per row with
+  // progress). The rows stay in the table (below the job's log_seq) until a trim deletes every
+  // folded row at once.
   absl::Status Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id);
   // Fold for every job with rows waiting, then the trim.
   absl::Status FoldAll(SqliteDb& db, GroupCommit& commit);
   // How many rows `job_id` has waiting.
   size_t Waiting(int64_t job_id) const;
+  // The latest progress among `job_id`'s waiting rows (serialized), or null.
+  const std::string* LatestProgress(int64_t job_id) const;
 
  private:
+  struct Row {
+    int64_t seq;
+    std::shared_ptr<const LoggedReport> report;
+  };
   // Append trims the folded rows every kTrimEvery rows.
   static constexpr int64_t kTrimEvery = 1024;
   // Deletes the rows every job has folded (all below the oldest row still waiting).
   absl::Status Trim(SqliteDb& db);
 
   const int max_points_;
-  std::map<int64_t, std::vector<int64_t>> waiting_;  // job id -> its rows' seqs, ascending
+  std::map<int64_t, std::vector<Row>> waiting_;  // job id -> its rows, oldest first
 };
 
 // The readers' side: each running job's latest logged report.
 class LatestReports {
  public:
   struct Report {
-    int64_t seq = 0;
+    int64_t seq = 0;  // the row of the bill below
     int attempt = 0;
     double seconds = 0;
     double attempt_gpu_hours = 0;
     double usd = 0;
     v1::CostSummary job_cost;
+    int64_t progress_seq = 0;  // the row of the progress below; 0: none logged
     v1::Progress progress;
   };
 
   // `report` is durable (called after its commit).
   void Publish(int64_t job_id, std::shared_ptr<const Report> report);
-  // The job has left RUNNING with every report folded. Its entry is dropped some seconds later,
+  // A durable cost-only bill: the job's entry with this bill and its progress kept.
+  void PublishBill(int64_t job_id, int64_t seq, const LoggedReport& bill);
+  // The job has left RUNNING with every row folded. Its entry is dropped some seconds later,
   // not now: a read whose snapshot predates the fold may still need it.
   void Retire(int64_t job_id);
   // Whether the job has an entry (it may have rows waiting in the log).
   bool Has(int64_t job_id) const;
-  // Sets `job`'s progress and cost to its latest report's when the report is newer than the
-  // job's row (whose last folded report is `log_seq`).
+  // Sets `job`'s cost and progress to its latest logged ones where they are newer than the
+  // job's row (whose last folded row is `log_seq`).
   void Apply(int64_t log_seq, v1::Job& job) const;
-  // The same for the job's attempts: the bill of the attempt the latest report is from.
+  // The same for the job's attempts: the bill of the attempt the latest row is from.
   void Apply(int64_t job_id, int64_t log_seq, std::vector<v1::AttemptCost>& attempts) const;
   void Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const;
 

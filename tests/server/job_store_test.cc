@@ -790,9 +790,21 @@ TEST_F(JobStoreTest, ALoggedReportIsReadBeforeItsFoldAndFoldedWhenTheStoreReopen
     ASSERT_THAT(*attempts, SizeIs(1));
     EXPECT_DOUBLE_EQ((*attempts)[0].usd(), 0.10);
     EXPECT_DOUBLE_EQ((*attempts)[0].seconds(), 10);
-    // Stopped without a fold: the next open finds the ten rows waiting.
+    // The ticker's bill (cost only) is a logged row too; the progress stays the latest report's.
+    AttemptProgress bill = StepReport(12);
+    bill.progress.reset();
+    absl::StatusOr<JobUpdate> billed = store->RecordProgress(job, bill);
+    ASSERT_OK(billed);
+    EXPECT_EQ(billed->job.progress().step(), 10);
+    EXPECT_EQ(ReadLogRows(path).waiting, 11);
+    read = store->GetJob(job);
+    ASSERT_OK(read);
+    EXPECT_TRUE(MessageDifferencer::Equals(billed->job, *read));
+    EXPECT_DOUBLE_EQ(read->cost().accrued_usd(), 0.12);
+    EXPECT_DOUBLE_EQ((*store->ListAttempts(job))[0].usd(), 0.12);
+    // Stopped without a fold: the next open finds the eleven rows waiting.
   }
-  EXPECT_EQ(ReadLogRows(path).waiting, 10);
+  EXPECT_EQ(ReadLogRows(path).waiting, 11);
   std::unique_ptr<JobStore> reopened = Open();
   const LogRows after_open = ReadLogRows(path);
   EXPECT_EQ(after_open.waiting, 0) << "folded on open";
@@ -801,12 +813,32 @@ TEST_F(JobStoreTest, ALoggedReportIsReadBeforeItsFoldAndFoldedWhenTheStoreReopen
   ASSERT_OK(folded);
   EXPECT_EQ(folded->progress().step(), 10);
   EXPECT_DOUBLE_EQ(folded->progress().loss(), 1.0);
-  EXPECT_DOUBLE_EQ(folded->cost().accrued_usd(), 0.10);
-  EXPECT_DOUBLE_EQ((*reopened->ListAttempts(job))[0].usd(), 0.10);
+  EXPECT_DOUBLE_EQ(folded->cost().accrued_usd(), 0.12);
+  EXPECT_DOUBLE_EQ((*reopened->ListAttempts(job))[0].usd(), 0.12);
   absl::StatusOr<std::vector<v1::Progress>> history = reopened->ListProgressHistory(job);
   ASSERT_OK(history);
-  ASSERT_THAT(*history, SizeIs(10));
+  ASSERT_THAT(*history, SizeIs(10)) << "a bill adds no point";
   for (int i = 0; i < 10; ++i) EXPECT_EQ((*history)[i].step(), i + 1);
+}
+
+// An eval writes the job's row (after folding its reports); a bill logged after it must not
+// bring back the progress from before the eval, which the readers' latest report still holds.
+TEST_F(JobStoreTest, ABillLoggedAfterAnEvalKeepsTheEvaluatedProgress) {
+  std::unique_ptr<JobStore> store = Open();
+  const std::string job = Enqueue(*store, Spec());
+  ASSERT_OK(store->LeaseNext(Register(*store), 1));
+  ASSERT_OK(store->RecordProgress(job, StepReport(5)));
+  ASSERT_OK(store->RecordEval(job, 1, 5, 0.75));
+  AttemptProgress bill = StepReport(6);
+  bill.progress.reset();
+  absl::StatusOr<JobUpdate> billed = store->RecordProgress(job, bill);
+  ASSERT_OK(billed);
+  absl::StatusOr<v1::Job> read = store->GetJob(job);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->progress().step(), 5);
+  EXPECT_DOUBLE_EQ(read->progress().eval_loss(), 0.75);
+  EXPECT_DOUBLE_EQ(read->cost().accrued_usd(), 0.06);
+  EXPECT_TRUE(MessageDifferencer::Equals(billed->job, *read));
 }
 
 // A verb folds the job's logged reports before it runs; when it then fails, the fold is rolled
