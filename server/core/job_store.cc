@@ -131,19 +131,6 @@ v1::JobEvent EventFor(const v1::Job& job, v1::JobEvent::Kind kind) {
   return event;
 }
 
-absl::Status UpdateAttemptBill(SqliteDb& db, int64_t job_id, int attempt, const AttemptBill& bill) {
-  TL_ASSIGN_OR_RETURN(SqliteDb::Statement * update,
-                      db.Prepare("UPDATE attempts SET seconds = ?3, gpu_hours = ?4, usd = ?5 "
-                                 "WHERE job_id = ?1 AND attempt = ?2"));
-  Query query(update);
-  query.Bind(1, job_id)
-      .Bind(2, attempt)
-      .Bind(3, bill.seconds)
-      .Bind(4, bill.gpu_hours)
-      .Bind(5, bill.usd);
-  return query.Run();
-}
-
 absl::Status UpdateJobCost(SqliteDb& db, int64_t job_id, const v1::CostSummary& cost) {
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * update,

@@ -18,9 +18,10 @@ namespace {
 // last milliseconds.
 constexpr absl::Duration kRetiredKept = absl::Seconds(10);
 
-}  // namespace
-
-// The kept points are exactly the ordinals up to `ordinal` that the stride divides (only this
+// Appends a downsampled history point at `ordinal` (the job's count of progress reports before
+// this one): every `stride`-th report is kept, and the stride doubles (dropping every other kept
+// point) whenever the job would hold more than `max_points`; returns the stride after it. The
+// kept points are exactly the ordinals up to `ordinal` that the stride divides (only this
 // function inserts or thins them), so their number follows from the two without a COUNT.
 absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
                                             const std::string& progress, int64_t ordinal,
@@ -52,6 +53,8 @@ absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
   TL_RETURN_IF_ERROR(query.Run());
   return wider;
 }
+
+}  // namespace
 
 absl::Status ProgressLog::Load(SqliteDb& db) {
   waiting_.clear();

@@ -49,13 +49,6 @@ struct LoggedReport {
   std::optional<std::string> progress;
 };
 
-// Appends a downsampled history point at `ordinal` (the job's count of progress reports before
-// this one): every `stride`-th report is kept, and the stride doubles (dropping every other kept
-// point) whenever the job would hold more than `max_points`. Returns the stride after it.
-absl::StatusOr<int64_t> AppendProgressPoint(SqliteDb& db, int64_t job_id,
-                                            const std::string& progress, int64_t ordinal,
-                                            int64_t stride, int max_points);
-
 // The writer's side: the rows each job has waiting, kept in memory too, so that a fold reads
 // nothing back. Only the group commit's leader uses it, inside writes; every change registers
 // its undo with the GroupCommit, so that it still matches the table after a write or a batch is
