@@ -642,30 +642,18 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
                                                 *job.mutable_progress()));
         }
         const bool has_progress = logged.progress.has_value();
-        std::shared_ptr<LatestReports::Report> published;
-        if (has_progress) {
-          published = std::make_shared<LatestReports::Report>();
-          published->attempt = logged.attempt;
-          published->seconds = logged.seconds;
-          published->attempt_gpu_hours = logged.attempt_gpu_hours;
-          published->usd = logged.usd;
-          published->job_cost = logged.job_cost;
-          published->progress = job.progress();
-        }
-        LoggedReport bill_only = logged;
-        bill_only.progress.reset();
-        TL_ASSIGN_OR_RETURN(const int64_t seq, log_.Append(db, commit_, id, std::move(logged)));
-        if (has_progress) {
-          published->seq = seq;
-          published->progress_seq = seq;
-          commit_.AfterCommit([this, id, published = std::move(published)]() mutable {
-            latest_.Publish(id, std::move(published));
-          });
-        } else {
-          commit_.AfterCommit([this, id, seq, bill_only = std::move(bill_only)] {
-            latest_.PublishBill(id, seq, bill_only);
-          });
-        }
+        auto published = std::make_shared<LatestReports::Report>();
+        published->attempt = logged.attempt;
+        published->seconds = logged.seconds;
+        published->attempt_gpu_hours = logged.attempt_gpu_hours;
+        published->usd = logged.usd;
+        published->job_cost = logged.job_cost;
+        if (has_progress) published->progress = job.progress();
+        TL_ASSIGN_OR_RETURN(published->seq, log_.Append(db, commit_, id, std::move(logged)));
+        if (has_progress) published->progress_seq = published->seq;
+        commit_.AfterCommit([this, id, published = std::move(published)]() mutable {
+          latest_.Publish(id, std::move(published));
+        });
         // A job's rows fold every kFoldAfter of them (its verbs fold them sooner).
         if (log_.Waiting(id) >= ProgressLog::kFoldAfter) {
           TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));

@@ -227,22 +227,10 @@ const std::string* ProgressLog::LatestProgress(int64_t job_id) const {
   return nullptr;
 }
 
-void LatestReports::Publish(int64_t job_id, std::shared_ptr<const Report> report) {
-  absl::MutexLock lock(&mu_);
-  reports_[job_id] = std::move(report);
-}
-
-void LatestReports::PublishBill(int64_t job_id, int64_t seq, const LoggedReport& bill) {
-  auto report = std::make_shared<Report>();
-  report->seq = seq;
-  report->attempt = bill.attempt;
-  report->seconds = bill.seconds;
-  report->attempt_gpu_hours = bill.attempt_gpu_hours;
-  report->usd = bill.usd;
-  report->job_cost = bill.job_cost;
+void LatestReports::Publish(int64_t job_id, std::shared_ptr<Report> report) {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<const Report>& entry = reports_[job_id];
-  if (entry != nullptr) {
+  if (report->progress_seq == 0 && entry != nullptr) {
     report->progress_seq = entry->progress_seq;
     report->progress = entry->progress;
   }

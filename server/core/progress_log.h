@@ -105,10 +105,9 @@ class LatestReports {
     v1::Progress progress;
   };
 
-  // `report` is durable (called after its commit).
-  void Publish(int64_t job_id, std::shared_ptr<const Report> report);
-  // A durable cost-only bill: the job's entry with this bill and its progress kept.
-  void PublishBill(int64_t job_id, int64_t seq, const LoggedReport& bill);
+  // `report` is durable (called after its commit). A cost-only bill (progress_seq 0) keeps the
+  // progress of the job's entry.
+  void Publish(int64_t job_id, std::shared_ptr<Report> report);
   // The job has left RUNNING with every row folded. Its entry is dropped some seconds later,
   // not now: a read whose snapshot predates the fold may still need it.
   void Retire(int64_t job_id);
