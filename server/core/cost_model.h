@@ -24,6 +24,14 @@
 
 namespace tuneledger {
 
+// The billed figures after a report: one attempt's and its job's totals.
+struct AttemptBill {
+  double seconds = 0;  // lease seconds on the server clock
+  double gpu_hours = 0;
+  double usd = 0;
+  v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
+};
+
 // "$1.2345": four decimals, because a short CPU fine-tune costs fractions of a cent. Every
 // message that states money uses it.
 std::string FormatUsd(double usd);

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/types/span.h"
 #include "base/random_bytes.h"
 #include "base/status_macros.h"
 #include "server/core/cost_model.h"
@@ -622,10 +623,7 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
         cost.set_rate_usd_per_hour(bill.job_cost.rate_usd_per_hour());
         LoggedReport logged;
         logged.attempt = update.attempt;
-        logged.seconds = bill.seconds;
-        logged.attempt_gpu_hours = bill.gpu_hours;
-        logged.usd = bill.usd;
-        logged.job_cost = cost;
+        logged.bill = bill;
         if (update.progress.has_value()) {
           // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
           // row): the row's eval loss is the latest, and stays until the next one.
@@ -644,10 +642,7 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
         const bool has_progress = logged.progress.has_value();
         auto published = std::make_shared<LatestReports::Report>();
         published->attempt = logged.attempt;
-        published->seconds = logged.seconds;
-        published->attempt_gpu_hours = logged.attempt_gpu_hours;
-        published->usd = logged.usd;
-        published->job_cost = logged.job_cost;
+        published->bill = logged.bill;
         if (has_progress) published->progress = job.progress();
         TL_ASSIGN_OR_RETURN(published->seq, log_.Append(db, commit_, id, std::move(logged)));
         if (has_progress) published->progress_seq = published->seq;
@@ -1096,7 +1091,7 @@ absl::StatusOr<std::vector<v1::AttemptCost>> JobStore::ListAttempts(const std::s
       attempts.push_back(AttemptFromRow(query));
     }
   }));
-  latest_.Apply(id, log_seq, attempts);
+  latest_.Apply(id, log_seq, absl::MakeSpan(attempts));
   return attempts;
 }
 

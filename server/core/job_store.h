@@ -53,6 +53,7 @@
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "server/core/budget_policy.h"
+#include "server/core/cost_model.h"
 #include "server/core/group_commit.h"
 #include "server/core/job_store_schema.h"
 #include "server/core/progress_log.h"
@@ -156,14 +157,6 @@ struct AttemptRecord {
   BudgetState budget;       // what the job has recorded against its budget
   std::vector<v1::JobEvent> events;  // LeaseNext: the STARTED event; empty when listed
   AttemptPlacement placement;
-};
-
-// The billed figures after a report: this attempt's and the job's totals (cost_model.h).
-struct AttemptBill {
-  double seconds = 0;  // lease seconds on the server clock
-  double gpu_hours = 0;
-  double usd = 0;
-  v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
 };
 
 struct AttemptProgress {

@@ -1,6 +1,7 @@
 #include "server/core/progress_log.h"
 
-#include <optional>
+#include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -73,13 +74,13 @@ absl::Status ProgressLog::Load(SqliteDb& db) {
     if (!row) return absl::OkStatus();
     auto report = std::make_shared<LoggedReport>();
     report->attempt = static_cast<int>(query.Int(2));
-    report->seconds = query.Double(3);
-    report->attempt_gpu_hours = query.Double(4);
-    report->usd = query.Double(5);
-    report->job_cost.set_accrued_usd(query.Double(6));
-    report->job_cost.set_gpu_hours(query.Double(7));
-    report->job_cost.set_projected_usd(query.Double(8));
-    report->job_cost.set_rate_usd_per_hour(query.Double(9));
+    report->bill.seconds = query.Double(3);
+    report->bill.gpu_hours = query.Double(4);
+    report->bill.usd = query.Double(5);
+    report->bill.job_cost.set_accrued_usd(query.Double(6));
+    report->bill.job_cost.set_gpu_hours(query.Double(7));
+    report->bill.job_cost.set_projected_usd(query.Double(8));
+    report->bill.job_cost.set_rate_usd_per_hour(query.Double(9));
     if (!query.IsNull(10)) report->progress = query.Text(10);
     waiting_[query.Int(1)].push_back(Row{query.Int(0), std::move(report)});
   }
@@ -96,13 +97,13 @@ absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, i
     Query query(insert);
     query.Bind(1, job_id)
         .Bind(2, report.attempt)
-        .Bind(3, report.seconds)
-        .Bind(4, report.attempt_gpu_hours)
-        .Bind(5, report.usd)
-        .Bind(6, report.job_cost.accrued_usd())
-        .Bind(7, report.job_cost.gpu_hours())
-        .Bind(8, report.job_cost.projected_usd())
-        .Bind(9, report.job_cost.rate_usd_per_hour());
+        .Bind(3, report.bill.seconds)
+        .Bind(4, report.bill.gpu_hours)
+        .Bind(5, report.bill.usd)
+        .Bind(6, report.bill.job_cost.accrued_usd())
+        .Bind(7, report.bill.job_cost.gpu_hours())
+        .Bind(8, report.bill.job_cost.projected_usd())
+        .Bind(9, report.bill.job_cost.rate_usd_per_hour());
     if (report.progress.has_value()) {
       query.BindBlob(10, *report.progress);
     } else {
@@ -126,19 +127,12 @@ absl::Status ProgressLog::Trim(SqliteDb& db) {
   // Every row below the oldest one still waiting is folded. A fold leaves its rows in place:
   // a job's reports lie a thousand rows apart when a thousand jobs report, and deleting them one
   // job at a time would rewrite most of the log's pages; one range here rewrites only its own.
-  std::optional<int64_t> oldest;
-  for (const auto& [job_id, rows] : waiting_) {
-    if (!oldest.has_value() || rows.front().seq < *oldest) oldest = rows.front().seq;
-  }
+  int64_t oldest = std::numeric_limits<int64_t>::max();  // none waiting: every row
+  for (const auto& [job_id, rows] : waiting_) oldest = std::min(oldest, rows.front().seq);
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * trim,
-                      oldest.has_value() ? db.Prepare("DELETE FROM progress_log WHERE seq < ?1")
-                                         : db.Prepare("DELETE FROM progress_log WHERE ?1 IS NULL"));
+                      db.Prepare("DELETE FROM progress_log WHERE seq < ?1"));
   Query query(trim);
-  if (oldest.has_value()) {
-    query.Bind(1, *oldest);
-  } else {
-    query.BindNull(1);
-  }
+  query.Bind(1, oldest);
   return query.Run();
 }
 
@@ -173,6 +167,7 @@ absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id
     ++next;
   }
   const LoggedReport& last = *rows.back().report;
+  const v1::CostSummary& cost = last.bill.job_cost;
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * job,
       db.Prepare("UPDATE jobs SET accrued_usd = ?2, gpu_hours = ?3, projected_usd = ?4, "
@@ -181,10 +176,10 @@ absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id
   {
     Query query(job);
     query.Bind(1, job_id)
-        .Bind(2, last.job_cost.accrued_usd())
-        .Bind(3, last.job_cost.gpu_hours())
-        .Bind(4, last.job_cost.projected_usd())
-        .Bind(5, last.job_cost.rate_usd_per_hour());
+        .Bind(2, cost.accrued_usd())
+        .Bind(3, cost.gpu_hours())
+        .Bind(4, cost.projected_usd())
+        .Bind(5, cost.rate_usd_per_hour());
     if (progress != nullptr) {
       query.BindBlob(6, *progress);
     } else {
@@ -199,9 +194,9 @@ absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id
   Query query(attempt);
   query.Bind(1, job_id)
       .Bind(2, last.attempt)
-      .Bind(3, last.seconds)
-      .Bind(4, last.attempt_gpu_hours)
-      .Bind(5, last.usd);
+      .Bind(3, last.bill.seconds)
+      .Bind(4, last.bill.gpu_hours)
+      .Bind(5, last.bill.usd);
   return query.Run();
 }
 
@@ -274,23 +269,26 @@ void LatestReports::Apply(int64_t log_seq, v1::Job& job) const {
   if (report == nullptr) return;
   if (report->progress_seq > log_seq) *job.mutable_progress() = report->progress;
   v1::CostSummary& cost = *job.mutable_cost();
-  cost.set_accrued_usd(report->job_cost.accrued_usd());
-  cost.set_gpu_hours(report->job_cost.gpu_hours());
-  cost.set_projected_usd(report->job_cost.projected_usd());
-  cost.set_rate_usd_per_hour(report->job_cost.rate_usd_per_hour());
+  cost.set_accrued_usd(report->bill.job_cost.accrued_usd());
+  cost.set_gpu_hours(report->bill.job_cost.gpu_hours());
+  cost.set_projected_usd(report->bill.job_cost.projected_usd());
+  cost.set_rate_usd_per_hour(report->bill.job_cost.rate_usd_per_hour());
 }
 
 void LatestReports::Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const {
-  std::shared_ptr<const Report> report = Find(job_id, log_seq);
-  if (report == nullptr || report->attempt != attempt.attempt()) return;
-  attempt.set_seconds(report->seconds);
-  attempt.set_gpu_hours(report->attempt_gpu_hours);
-  attempt.set_usd(report->usd);
+  Apply(job_id, log_seq, absl::MakeSpan(&attempt, 1));
 }
 
 void LatestReports::Apply(int64_t job_id, int64_t log_seq,
-                          std::vector<v1::AttemptCost>& attempts) const {
-  for (v1::AttemptCost& attempt : attempts) Apply(job_id, log_seq, attempt);
+                          absl::Span<v1::AttemptCost> attempts) const {
+  std::shared_ptr<const Report> report = Find(job_id, log_seq);
+  if (report == nullptr) return;
+  for (v1::AttemptCost& attempt : attempts) {
+    if (attempt.attempt() != report->attempt) continue;
+    attempt.set_seconds(report->bill.seconds);
+    attempt.set_gpu_hours(report->bill.gpu_hours);
+    attempt.set_usd(report->bill.usd);
+  }
 }
 
 }  // namespace tuneledger

@@ -31,6 +31,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/core/cost_model.h"
 #include "tuneledger/v1/jobs.pb.h"
 
 namespace tuneledger {
@@ -42,10 +44,7 @@ class SqliteDb;
 // with it (serialized, the latest eval loss merged in; none for a cost-only bill).
 struct LoggedReport {
   int attempt = 0;
-  double seconds = 0;
-  double attempt_gpu_hours = 0;
-  double usd = 0;
-  v1::CostSummary job_cost;  // accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour
+  AttemptBill bill;
   std::optional<std::string> progress;
 };
 
@@ -97,10 +96,7 @@ class LatestReports {
   struct Report {
     int64_t seq = 0;  // the row of the bill below
     int attempt = 0;
-    double seconds = 0;
-    double attempt_gpu_hours = 0;
-    double usd = 0;
-    v1::CostSummary job_cost;
+    AttemptBill bill;
     int64_t progress_seq = 0;  // the row of the progress below; 0: none logged
     v1::Progress progress;
   };
@@ -117,7 +113,7 @@ class LatestReports {
   // job's row (whose last folded row is `log_seq`).
   void Apply(int64_t log_seq, v1::Job& job) const;
   // The same for the job's attempts: the bill of the attempt the latest row is from.
-  void Apply(int64_t job_id, int64_t log_seq, std::vector<v1::AttemptCost>& attempts) const;
+  void Apply(int64_t job_id, int64_t log_seq, absl::Span<v1::AttemptCost> attempts) const;
   void Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const;
 
  private:
