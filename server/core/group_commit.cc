@@ -23,10 +23,9 @@ std::shared_ptr<GroupCommit::Ticket> GroupCommit::Enqueue(Body body) {
 absl::Status GroupCommit::Wait(Ticket& ticket) {
   absl::MutexLock lock(&mu_);
   while (true) {
-    auto done_or_free = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return ticket.done || !committing_;
-    };
-    mu_.Await(absl::Condition(&done_or_free));
+    ticket.waiting = true;
+    while (!ticket.done && committing_) ticket.wake.Wait(&mu_);
+    ticket.waiting = false;
     if (ticket.done) return ticket.status;
     // Lead: everything queued so far (up to max_batch_) becomes one transaction. The ticket is
     // still queued (only a leader dequeues, and it marks what it took done before it stops).
@@ -43,9 +42,18 @@ absl::Status GroupCommit::Wait(Ticket& ticket) {
       batch[i]->status = std::move(statuses[i]);
       batch[i]->done = true;
       batch[i]->body = nullptr;  // drop what it captured
+      if (batch[i]->waiting) batch[i]->wake.Signal();
     }
     ++batches_committed_;
     committing_ = false;
+    // The next batch's leader: the first queued write whose caller waits (a caller that has
+    // not reached Wait() yet leads when it does, as committing_ is false).
+    for (const std::shared_ptr<Ticket>& queued : queue_) {
+      if (queued->waiting) {
+        queued->wake.Signal();
+        break;
+      }
+    }
   }
 }
 

@@ -17,6 +17,10 @@
 //     a savepoint, and then marks every one done with its status. Writes that arrive during
 //     that commit wait in the queue and form the next batch, so the batch grows with the load
 //     (one fsync per batch, not per write).
+//   - Each waiter sleeps on its own ticket's condition variable: the leader wakes the callers
+//     of the writes it committed, and then the first caller still waiting in the queue, to
+//     lead the next batch. Nothing else wakes a waiter, so an Enqueue (often under the
+//     caller's own lock) never waits behind hundreds of waiters being woken to re-check.
 //   - The connection is used only by the leader, without the queue mutex held: enqueuing never
 //     waits for I/O.
 //   - A write that fails is rolled back to its savepoint alone; a failed BEGIN or COMMIT, or a
@@ -53,8 +57,10 @@ class GroupCommit {
   // One queued write. Only GroupCommit reads or changes it.
   struct Ticket {
     Body body;
-    bool done = false;    // guarded by GroupCommit::mu_
-    absl::Status status;  // guarded by GroupCommit::mu_; valid once done
+    bool done = false;     // guarded by GroupCommit::mu_
+    bool waiting = false;  // guarded by GroupCommit::mu_: its caller is in Wait()
+    absl::Status status;   // guarded by GroupCommit::mu_; valid once done
+    absl::CondVar wake;    // signalled (under GroupCommit::mu_) when done, or to lead
   };
 
   // `db` must outlive this object and be used by nobody else while it lives.

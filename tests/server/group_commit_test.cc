@@ -18,6 +18,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -107,6 +111,62 @@ TEST(GroupCommitTest, ABatchNeverExceedsMaxBatch) {
   EXPECT_EQ(commit.batches_committed(), 3);
   for (auto& ticket : tickets) EXPECT_OK(commit.Wait(*ticket));
   EXPECT_EQ(StoredNumbers(dir.File("n.db")).size(), 10u);
+}
+
+// A leader whose batch leaves writes queued wakes the first caller still waiting for one, even
+// when the head of the queue is a write whose caller has not called Wait() yet.
+TEST(GroupCommitTest, AfterEachBatchTheFirstWaitingCallerLeadsTheNext) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/1);
+  absl::Notification leading, release;
+  std::shared_ptr<GroupCommit::Ticket> first = commit.Enqueue([&](SqliteDb& db) {
+    leading.Notify();
+    release.WaitForNotification();
+    return Insert(0)(db);
+  });
+  constexpr int kWaiters = 4;
+  absl::Mutex mu;
+  int finished = 0;
+  std::vector<absl::Status> statuses(kWaiters + 1);
+  std::vector<std::thread> threads;
+  auto wait_for = [&](int i, std::shared_ptr<GroupCommit::Ticket> ticket) {
+    statuses[i] = commit.Wait(*ticket);
+    absl::MutexLock lock(&mu);
+    ++finished;
+  };
+  threads.emplace_back(wait_for, 0, first);  // leads the first batch and blocks in it
+  leading.WaitForNotification();
+  std::shared_ptr<GroupCommit::Ticket> unwaited = commit.Enqueue(Insert(1));
+  for (int i = 1; i <= kWaiters; ++i) {
+    threads.emplace_back(wait_for, i, commit.Enqueue(Insert(i + 1)));
+  }
+  absl::SleepFor(absl::Milliseconds(100));  // the waiters are asleep behind the first batch
+  release.Notify();
+  const auto all_finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return finished == kWaiters + 1;
+  };
+  bool stuck = false;
+  {
+    absl::MutexLock lock(&mu);
+    stuck = !mu.AwaitWithTimeout(absl::Condition(&all_finished), absl::Seconds(30));
+  }
+  if (stuck) {
+    ADD_FAILURE() << "no waiter led the batches after the first: the waiters sleep forever";
+    // Lead from here until every waiter's write has committed, so that the threads end.
+    while (true) {
+      {
+        absl::MutexLock lock(&mu);
+        if (all_finished()) break;
+      }
+      EXPECT_OK(commit.Wait(*commit.Enqueue([](SqliteDb&) { return absl::OkStatus(); })));
+    }
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& status : statuses) EXPECT_OK(status);
+  EXPECT_OK(commit.Wait(*unwaited));
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(0, 1, 2, 3, 4, 5));
 }
 
 // Writes 1 and 3 around write 2, which inserts 2 and then fails (after releasing its own
