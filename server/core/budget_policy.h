@@ -46,6 +46,9 @@ struct BudgetDecision {
   bool raise_projected_overrun = false;
   bool cancel = false;
   BudgetState next_state;  // the state after recording this decision
+
+  // Whether there is anything to record or do.
+  bool Acts() const { return cancel || raise_projected_overrun || !crossed_thresholds.empty(); }
 };
 
 BudgetDecision EvaluateBudget(const v1::Budget& budget, const BudgetState& state,

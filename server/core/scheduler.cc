@@ -940,28 +940,31 @@ absl::StatusOr<std::optional<v1::Lease>> Scheduler::LeaseGangLocked(FormingGang 
 absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
   TL_RETURN_IF_ERROR(
       CheckLease(report.job_id(), report.attempt(), report.worker_id(), report.lease_token()));
-  // The bill is decided and its write queued under mu_ (so writes keep the order of the
-  // decisions), and its fsync is awaited without mu_, so that reports of many workers share one
-  // commit. EVAL and CHECKPOINT reports (rare) are recorded under mu_ as before.
+  // The bill is decided, metered and its write queued under mu_ (so writes keep the order of
+  // the decisions), and its fsync is awaited without mu_, so that reports of many workers share
+  // one commit. mu_ is taken again only when the bill makes the budget act (a crossing, an
+  // overrun, a cancel: rare), which it does on the durable bill. EVAL and CHECKPOINT reports
+  // (rare) are recorded under mu_ as before.
   std::optional<PendingWrite<JobUpdate>> pending;
-  double billed_usd = 0;
+  bool budget_acts = false;
   {
     absl::MutexLock lock(&mu_);
-    TL_ASSIGN_OR_RETURN(AttemptProgress bill, QueueReportLocked(report));
-    billed_usd = bill.bill.usd;
-    pending.emplace(store_.StartRecordProgress(report.job_id(), std::move(bill)));
+    TL_ASSIGN_OR_RETURN(QueuedReport queued, QueueReportLocked(report));
+    budget_acts = queued.budget_acts;
+    pending.emplace(store_.StartRecordProgress(report.job_id(), std::move(queued.bill)));
   }
   TL_ASSIGN_OR_RETURN(const JobUpdate billed, std::move(*pending).Wait());
   Announce(billed);
+  if (!budget_acts) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   auto it = running_.find(report.job_id());
   // Ended while the bill was written: whatever ended it recorded the final bill.
   if (it == running_.end() || it->second.attempt != report.attempt()) return absl::OkStatus();
-  MeterLocked(it->second, billed_usd);
   return EnforceBudgetLocked(it->second, billed.job);
 }
 
-absl::StatusOr<AttemptProgress> Scheduler::QueueReportLocked(const v1::ProgressReport& report) {
+absl::StatusOr<Scheduler::QueuedReport> Scheduler::QueueReportLocked(
+    const v1::ProgressReport& report) {
   auto it = running_.find(report.job_id());
   if (it == running_.end() || it->second.attempt != report.attempt() ||
       it->second.worker_id != report.worker_id()) {
@@ -1014,7 +1017,12 @@ absl::StatusOr<AttemptProgress> Scheduler::QueueReportLocked(const v1::ProgressR
     default:
       break;  // COST: the bill below is the whole report
   }
-  return BillUpdateLocked(running, now, progress, /*contact=*/true);
+  QueuedReport queued;
+  queued.bill = BillUpdateLocked(running, now, progress, /*contact=*/true);
+  MeterLocked(running, queued.bill.bill.usd);
+  const BudgetDecision decision = DecideBudgetLocked(running, queued.bill.bill.job_cost);
+  queued.budget_acts = decision.Acts();
+  return queued;
 }
 
 std::optional<v1::WorkerCommand> Scheduler::CommandFor(const std::string& job_id, int attempt) {
@@ -1194,19 +1202,24 @@ absl::StatusOr<JobUpdate> Scheduler::BillLocked(RunningAttempt& running, absl::T
   return recorded;  // the caller announces it, which updates the cost series
 }
 
-absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job) {
+BudgetDecision Scheduler::DecideBudgetLocked(const RunningAttempt& running,
+                                             const v1::CostSummary& cost) const {
   BudgetObservation observation;
-  observation.accrued_usd = job.cost().accrued_usd();
-  observation.projected_usd = job.cost().projected_usd();
+  observation.accrued_usd = cost.accrued_usd();
+  observation.projected_usd = cost.projected_usd();
   observation.progress_ratio =
       running.total_steps > 0 ? static_cast<double>(running.step) / running.total_steps : 0;
   observation.projection_known = running.step_rate.StepsPerSecond().has_value();
   observation.steps_measured = running.step_rate.StepsMeasured();
-  const BudgetDecision decision = EvaluateBudget(running.budget, running.budget_state, observation);
+  return EvaluateBudget(running.budget, running.budget_state, observation);
+}
+
+absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job) {
+  const BudgetDecision decision = DecideBudgetLocked(running, job.cost());
   if (!decision.crossed_thresholds.empty() || decision.raise_projected_overrun) {
     TL_ASSIGN_OR_RETURN(const JobUpdate recorded,
                         store_.RecordBudget(running.job_id, running.attempt, decision,
-                                            observation.accrued_usd, observation.projected_usd));
+                                            job.cost().accrued_usd(), job.cost().projected_usd()));
     running.budget_state = decision.next_state;
     for (const double threshold : decision.crossed_thresholds) {
       metrics_.OnBudgetThreshold(running.tenant, threshold);
@@ -1218,7 +1231,7 @@ absl::Status Scheduler::EnforceBudgetLocked(RunningAttempt& running, const v1::J
   }
   if (!decision.cancel) return absl::OkStatus();
   const std::string message =
-      absl::StrCat("budget exceeded: accrued ", FormatUsd(observation.accrued_usd), " of the ",
+      absl::StrCat("budget exceeded: accrued ", FormatUsd(job.cost().accrued_usd()), " of the ",
                    FormatUsd(running.budget.usd()), " budget");
   // `running` is gone after this call.
   return CancelLocked(running.job_id, v1::Job::BUDGET_EXCEEDED, message).status();

@@ -317,9 +317,18 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds what `running` billed (`usd`) beyond what was metered to the tenant's compute counter.
   void MeterLocked(RunningAttempt& running, double usd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What QueueReportLocked decided: the bill to record, and whether the budget acts on it.
+  struct QueuedReport {
+    AttemptProgress bill;
+    bool budget_acts = false;
+  };
   // ReportProgress under mu_: checks the attempt, updates its in-memory view, records EVAL and
-  // CHECKPOINT reports, and returns the bill to record (the caller queues it).
-  absl::StatusOr<AttemptProgress> QueueReportLocked(const v1::ProgressReport& report)
+  // CHECKPOINT reports, meters the bill and returns it to record (the caller queues it).
+  absl::StatusOr<QueuedReport> QueueReportLocked(const v1::ProgressReport& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the budget policy decides for `running` at `cost`.
+  BudgetDecision DecideBudgetLocked(const RunningAttempt& running,
+                                    const v1::CostSummary& cost) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Evaluates the budget after a bill; records crossings; cancels when the policy says so.
   absl::Status EnforceBudgetLocked(RunningAttempt& running, const v1::Job& job)
