@@ -260,7 +260,9 @@ JobStore::JobStore(std::unique_ptr<SqliteDb> writer, std::vector<std::unique_ptr
       options_(options),
       writer_(std::move(writer)),
       commit_(*writer_, options.max_batch),
-      log_(options.max_progress_points) {
+      log_(options.max_progress_points),
+      writer_jobs_(*writer_, commit_, "jobs",
+                   [](SqliteDb& db, int64_t id) { return LoadJob(db, id); }) {
   for (std::unique_ptr<SqliteDb>& db : readers) {
     auto reader = std::make_unique<Reader>();
     absl::MutexLock lock(&reader->mu);
@@ -594,7 +596,7 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
   auto result = std::make_shared<JobUpdate>();
   std::shared_ptr<GroupCommit::Ticket> ticket =
       commit_.Enqueue([this, id, update = std::move(update), result](SqliteDb& db) -> absl::Status {
-        TL_ASSIGN_OR_RETURN(v1::Job job, LoadJob(db, id));
+        TL_ASSIGN_OR_RETURN(v1::Job job, writer_jobs_.Get(db, id));
         TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
         if (update.worker_contact.has_value()) {
           // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).

@@ -91,6 +91,21 @@ int64_t SqliteDb::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_
 
 int SqliteDb::Changes() const { return sqlite3_changes(db_); }
 
+void SqliteDb::OnRowChange(std::function<void(std::string_view table, int64_t rowid)> on_change) {
+  on_row_change_ = std::move(on_change);
+  if (!on_row_change_) {
+    sqlite3_update_hook(db_, nullptr, nullptr);
+    return;
+  }
+  sqlite3_update_hook(
+      db_,
+      [](void* self, int /*operation*/, const char* /*database*/, const char* table,
+         sqlite3_int64 rowid) {
+        static_cast<SqliteDb*>(self)->on_row_change_(table, static_cast<int64_t>(rowid));
+      },
+      this);
+}
+
 SqliteDb::Statement::~Statement() { sqlite3_finalize(stmt_); }
 
 Query::~Query() {

@@ -14,6 +14,7 @@
 #define TUNELEDGER_SERVER_CORE_SQLITE_DB_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -57,6 +58,11 @@ class SqliteDb {
 
   int64_t LastInsertRowId() const;
   int Changes() const;
+
+  // Calls `on_change(table, rowid)` for every row this connection inserts, updates or deletes in
+  // a rowid table (SQLite's update hook: triggers' changes included; not what a rollback
+  // undoes). One hook per connection; it must not use the connection.
+  void OnRowChange(std::function<void(std::string_view table, int64_t rowid)> on_change);
   sqlite3* raw() const { return db_; }
 
  private:
@@ -64,6 +70,7 @@ class SqliteDb {
 
   sqlite3* db_;
   std::map<const char*, std::unique_ptr<Statement>> statements_;  // keyed by literal address
+  std::function<void(std::string_view, int64_t)> on_row_change_;
 };
 
 class SqliteDb::Statement {

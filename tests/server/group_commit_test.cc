@@ -1,6 +1,7 @@
-// GroupCommit (server/core/group_commit.h) and the JobStore's queued verbs on top of it: writes
-// share a transaction, commit in queue order, fail alone, and every acknowledged write survives
-// a SIGKILL of the process that made it.
+// GroupCommit (server/core/group_commit.h), the writer's row cache on top of it
+// (server/core/writer_row_cache.h), and the JobStore's queued verbs: writes share a
+// transaction, commit in queue order, fail alone, and every acknowledged write survives a
+// SIGKILL of the process that made it.
 #include "server/core/group_commit.h"
 
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include "server/core/job_spec_validator.h"
 #include "server/core/job_store.h"
 #include "server/core/sqlite_db.h"
+#include "server/core/writer_row_cache.h"
 #include "tests/server/job_fixtures.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -224,6 +226,72 @@ TEST_F(FailingWriteTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
   EXPECT_THAT(Stored(), ::testing::IsEmpty());
   EXPECT_OK(commit_->Run(Insert(4)));
   EXPECT_THAT(Stored(), ElementsAre(4));
+}
+
+// WriterRowCache (server/core/writer_row_cache.h) on the numbers table: a row is loaded once,
+// dropped when the writer changes it, and dropped when the write that loaded it is rolled back
+// with its batch (it read a change that never committed).
+TEST_F(FailingWriteTest, TheWritersRowCacheDropsChangedRowsAndRowsReadByARolledBackWrite) {
+  ASSERT_OK(commit_->Run(Insert(1)));  // seq 1
+  int loads = 0;
+  WriterRowCache<int> cache(*db_, *commit_, "numbers",
+                            [&loads](SqliteDb& db, int64_t seq) -> absl::StatusOr<int> {
+                              ++loads;
+                              absl::StatusOr<SqliteDb::Statement*> select =
+                                  db.Prepare("SELECT n FROM numbers WHERE seq = ?1");
+                              if (!select.ok()) return select.status();
+                              Query query(*select);
+                              query.Bind(1, seq);
+                              absl::StatusOr<bool> row = query.Step();
+                              if (!row.ok()) return row.status();
+                              if (!*row) return absl::NotFoundError("no such row");
+                              return static_cast<int>(query.Int(0));
+                            });
+  auto read = [&cache](int* n) {
+    return [&cache, n](SqliteDb& db) -> absl::Status {
+      absl::StatusOr<int> got = cache.Get(db, 1);
+      if (!got.ok()) return got.status();
+      *n = *got;
+      return absl::OkStatus();
+    };
+  };
+  auto set = [](int n) {
+    return [n](SqliteDb& db) -> absl::Status {
+      absl::StatusOr<SqliteDb::Statement*> update =
+          db.Prepare("UPDATE numbers SET n = ?1 WHERE seq = 1");
+      if (!update.ok()) return update.status();
+      Query query(*update);
+      query.Bind(1, n);
+      return query.Run();
+    };
+  };
+  int n = 0;
+  ASSERT_OK(commit_->Run(read(&n)));
+  ASSERT_OK(commit_->Run(read(&n)));
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(loads, 1) << "the second read came from the cache";
+
+  ASSERT_OK(commit_->Run(set(5)));
+  ASSERT_OK(commit_->Run(read(&n)));
+  EXPECT_EQ(n, 5) << "the writer's change dropped the cached row";
+  EXPECT_EQ(loads, 2);
+
+  // One batch: set 9, read it (uncommitted), then a write that cannot be undone alone rolls the
+  // whole batch back.
+  int uncommitted = 0;
+  std::shared_ptr<GroupCommit::Ticket> changed = commit_->Enqueue(set(9));
+  std::shared_ptr<GroupCommit::Ticket> reader = commit_->Enqueue(read(&uncommitted));
+  std::shared_ptr<GroupCommit::Ticket> breaking = commit_->Enqueue([](SqliteDb& db) {
+    if (absl::Status released = db.Exec("RELEASE verb"); !released.ok()) return released;
+    return absl::FailedPreconditionError("fails after releasing its own savepoint");
+  });
+  EXPECT_THAT(commit_->Wait(*breaking), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(commit_->Wait(*reader), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(commit_->Wait(*changed), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_EQ(uncommitted, 9);
+  ASSERT_OK(commit_->Run(read(&n)));
+  EXPECT_EQ(n, 5) << "the row read inside the rolled-back batch was dropped";
+  EXPECT_EQ(Stored(), std::vector<int>{5});
 }
 
 // What the three writes of a batch (1, a failing 2, 3) leave in state kept outside the

@@ -1,0 +1,65 @@
+// WriterRowCache: parsed rows of one table, kept for the thread that writes them (the group
+// commit's leader), so that a hot write need not read and parse the same row again.
+//
+//   WriterRowCache<v1::Job> jobs(*writer, commit, "jobs", LoadJobRow);
+//   ... inside a write:  absl::StatusOr<v1::Job> job = jobs.Get(db, id);   // a copy
+//
+//   - An entry goes when the writer's connection inserts, updates or deletes its row
+//     (SqliteDb::OnRowChange: the cache takes the connection's one hook), and when a write that
+//     loaded it is rolled back, since it may have read changes that the rollback undid.
+//   - The connection must be the database's only writer: another connection's change is not seen.
+// Thread safety: none; used only inside the writes of `commit` (its leader's thread).
+#ifndef TUNELEDGER_SERVER_CORE_WRITER_ROW_CACHE_H_
+#define TUNELEDGER_SERVER_CORE_WRITER_ROW_CACHE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "base/status_macros.h"
+#include "server/core/group_commit.h"
+#include "server/core/sqlite_db.h"
+
+namespace tuneledger {
+
+template <typename Row>
+class WriterRowCache {
+ public:
+  using Loader = std::function<absl::StatusOr<Row>(SqliteDb& db, int64_t rowid)>;
+
+  // `writer` and `commit` (whose connection `writer` is) must outlive the cache.
+  WriterRowCache(SqliteDb& writer, GroupCommit& commit, std::string table, Loader load)
+      : commit_(commit), table_(std::move(table)), load_(std::move(load)) {
+    writer.OnRowChange([this](std::string_view table, int64_t rowid) {
+      if (table == table_) rows_.erase(rowid);
+    });
+  }
+  WriterRowCache(const WriterRowCache&) = delete;
+  WriterRowCache& operator=(const WriterRowCache&) = delete;
+
+  // The row as the writer reads it now (inside a write's transaction): from the cache, or
+  // loaded and kept.
+  absl::StatusOr<Row> Get(SqliteDb& db, int64_t rowid) {
+    if (auto it = rows_.find(rowid); it != rows_.end()) return it->second;
+    TL_ASSIGN_OR_RETURN(Row row, load_(db, rowid));
+    rows_.emplace(rowid, row);
+    commit_.OnRollback([this, rowid] { rows_.erase(rowid); });
+    return row;
+  }
+
+  size_t size() const { return rows_.size(); }
+
+ private:
+  GroupCommit& commit_;
+  const std::string table_;
+  const Loader load_;
+  absl::flat_hash_map<int64_t, Row> rows_;
+};
+
+}  // namespace tuneledger
+
+#endif  // TUNELEDGER_SERVER_CORE_WRITER_ROW_CACHE_H_
