@@ -10,6 +10,7 @@
 //              pages without a sort or a filter of every job)
 //   version 7: attempts.gang, attempts.rendezvous_slot (where a data-parallel attempt runs)
 //   version 8: tenant_queued (each tenant's QUEUED count, kept by triggers on jobs)
+//   version 9: progress_log and jobs.log_seq (reports appended, folded later: progress_log.h)
 // A new version appends one step to the table in job_store_schema.cc; steps never change once
 // released, so every old file migrates forward by running the steps it lacks.
 // Thread safety: call with exclusive use of the connection (JobStore::Open does).
