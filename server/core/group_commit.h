@@ -111,16 +111,26 @@ class GroupCommit {
 template <typename T>
 class PendingWrite {
  public:
+  // Completes the value on the waiting caller's thread once the write is durable: work that
+  // need not hold up the leader, whose thread runs every write of a batch one after another.
+  using Finish = std::function<absl::Status(T&)>;
+
   // A write that failed before it was queued (e.g. a bad argument).
   explicit PendingWrite(absl::Status error) : error_(std::move(error)) {}
   PendingWrite(GroupCommit& commit, std::shared_ptr<GroupCommit::Ticket> ticket,
-               std::shared_ptr<T> result)
-      : commit_(&commit), ticket_(std::move(ticket)), result_(std::move(result)) {}
+               std::shared_ptr<T> result, Finish finish = nullptr)
+      : commit_(&commit),
+        ticket_(std::move(ticket)),
+        result_(std::move(result)),
+        finish_(std::move(finish)) {}
 
   absl::StatusOr<T> Wait() && {
     if (commit_ == nullptr) return error_;
     const absl::Status status = commit_->Wait(*ticket_);
     if (!status.ok()) return status;
+    if (finish_) {
+      if (absl::Status finished = finish_(*result_); !finished.ok()) return finished;
+    }
     return std::move(*result_);
   }
 
@@ -129,6 +139,7 @@ class PendingWrite {
   GroupCommit* commit_ = nullptr;
   std::shared_ptr<GroupCommit::Ticket> ticket_;
   std::shared_ptr<T> result_;  // written by the body on the leader's thread, read after Wait
+  Finish finish_;
 };
 
 // A queued write without a value: Wait().status().

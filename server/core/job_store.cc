@@ -588,23 +588,31 @@ absl::StatusOr<JobUpdate> JobStore::RecordProgress(const std::string& job_id,
 PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
                                                       AttemptProgress update) {
   // The store's hottest write (every running attempt, every report interval, and every tick):
-  // one row appended to the progress log (progress_log.h). The job after it is the loaded job
-  // with the new cost and the latest progress rather than a second load.
+  // one row appended to the progress log (progress_log.h). The job after it is the job's row
+  // (from the writer's cache) with the new cost and the latest progress, put together by the
+  // caller once the write is durable: the leader's thread runs every report of a batch one after
+  // another, and copying the job was a quarter of each.
   absl::StatusOr<int64_t> parsed = RequireJobId(job_id);
   if (!parsed.ok()) return PendingWrite<JobUpdate>(parsed.status());
   const int64_t id = *parsed;
-  auto result = std::make_shared<JobUpdate>();
-  std::shared_ptr<GroupCommit::Ticket> ticket =
-      commit_.Enqueue([this, id, update = std::move(update), result](SqliteDb& db) -> absl::Status {
-        TL_ASSIGN_OR_RETURN(v1::Job job, writer_jobs_.Get(db, id));
-        TL_RETURN_IF_ERROR(RequireRunningAttempt(job, update.attempt));
+  struct Recorded {
+    std::shared_ptr<const v1::Job> row;    // the job's row as the write read it
+    v1::CostSummary cost;                  // the bill's job cost
+    std::optional<v1::Progress> progress;  // replaces the row's
+    std::optional<std::string> logged;     // else the latest logged progress, serialized
+  };
+  auto recorded = std::make_shared<Recorded>();
+  std::shared_ptr<GroupCommit::Ticket> ticket = commit_.Enqueue(
+      [this, id, update = std::move(update), recorded](SqliteDb& db) -> absl::Status {
+        TL_ASSIGN_OR_RETURN(std::shared_ptr<const v1::Job> row, writer_jobs_.Get(db, id));
+        TL_RETURN_IF_ERROR(RequireRunningAttempt(*row, update.attempt));
         if (update.worker_contact.has_value()) {
           // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).
           TL_ASSIGN_OR_RETURN(
               SqliteDb::Statement * touch,
               db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
           Query query(touch);
-          query.Bind(1, job.worker_id()).Bind(2, ToMicrosColumn(*update.worker_contact));
+          query.Bind(1, row->worker_id()).Bind(2, ToMicrosColumn(*update.worker_contact));
           TL_RETURN_IF_ERROR(query.Run());
         }
         if (update.scoring_report.has_value()) {
@@ -617,35 +625,27 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
           query.Bind(1, id).Bind(2, update.attempt).Bind(3, ToMicrosColumn(*update.scoring_report));
           TL_RETURN_IF_ERROR(query.Run());
         }
-        const AttemptBill& bill = update.bill;
-        v1::CostSummary& cost = *job.mutable_cost();
-        cost.set_accrued_usd(bill.job_cost.accrued_usd());
-        cost.set_gpu_hours(bill.job_cost.gpu_hours());
-        cost.set_projected_usd(bill.job_cost.projected_usd());
-        cost.set_rate_usd_per_hour(bill.job_cost.rate_usd_per_hour());
         LoggedReport logged;
         logged.attempt = update.attempt;
-        logged.bill = bill;
-        if (update.progress.has_value()) {
-          // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
-          // row): the row's eval loss is the latest, and stays until the next one.
-          v1::Progress& progress = *job.mutable_progress();
-          const std::optional<double> eval_loss =
-              progress.has_eval_loss() ? std::optional<double>(progress.eval_loss()) : std::nullopt;
-          progress = *update.progress;
-          if (!progress.has_eval_loss() && eval_loss.has_value())
-            progress.set_eval_loss(*eval_loss);
-          logged.progress = progress.SerializeAsString();
-        } else if (const std::string* latest = log_.LatestProgress(id); latest != nullptr) {
-          // A cost-only bill: the job's progress is its latest logged report's.
-          TL_RETURN_IF_ERROR(ParseStoredMessage(*latest, absl::StrCat("job ", id, " progress"),
-                                                *job.mutable_progress()));
-        }
-        const bool has_progress = logged.progress.has_value();
+        logged.bill = update.bill;
         auto published = std::make_shared<LatestReports::Report>();
         published->attempt = logged.attempt;
         published->bill = logged.bill;
-        if (has_progress) published->progress = job.progress();
+        if (update.progress.has_value()) {
+          // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
+          // row): the row's eval loss is the latest, and stays until the next one.
+          v1::Progress& progress = published->progress;
+          progress = *update.progress;
+          if (!progress.has_eval_loss() && row->progress().has_eval_loss()) {
+            progress.set_eval_loss(row->progress().eval_loss());
+          }
+          logged.progress = progress.SerializeAsString();
+          recorded->progress = progress;
+        } else if (const std::string* latest = log_.LatestProgress(id); latest != nullptr) {
+          // A cost-only bill: the job's progress is its latest logged report's.
+          recorded->logged = *latest;
+        }
+        const bool has_progress = logged.progress.has_value();
         TL_ASSIGN_OR_RETURN(published->seq, log_.Append(db, commit_, id, std::move(logged)));
         if (has_progress) published->progress_seq = published->seq;
         commit_.AfterCommit([this, id, published = std::move(published)]() mutable {
@@ -655,10 +655,30 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
         if (log_.Waiting(id) >= ProgressLog::kFoldAfter) {
           TL_RETURN_IF_ERROR(log_.Fold(db, commit_, id));
         }
-        result->job = std::move(job);
+        recorded->row = std::move(row);
+        recorded->cost = update.bill.job_cost;
         return absl::OkStatus();
       });
-  return PendingWrite<JobUpdate>(commit_, std::move(ticket), std::move(result));
+  // The body's result is `recorded`; JobUpdate is made of it on the caller's thread.
+  auto result = std::make_shared<JobUpdate>();
+  return PendingWrite<JobUpdate>(
+      commit_, std::move(ticket), std::move(result),
+      [id, recorded = std::move(recorded)](JobUpdate& done) -> absl::Status {
+        v1::Job& job = done.job;
+        job = *recorded->row;
+        v1::CostSummary& cost = *job.mutable_cost();
+        cost.set_accrued_usd(recorded->cost.accrued_usd());
+        cost.set_gpu_hours(recorded->cost.gpu_hours());
+        cost.set_projected_usd(recorded->cost.projected_usd());
+        cost.set_rate_usd_per_hour(recorded->cost.rate_usd_per_hour());
+        if (recorded->progress.has_value()) {
+          *job.mutable_progress() = *std::move(recorded->progress);
+        } else if (recorded->logged.has_value()) {
+          TL_RETURN_IF_ERROR(ParseStoredMessage(
+              *recorded->logged, absl::StrCat("job ", id, " progress"), *job.mutable_progress()));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<JobUpdate> JobStore::RecordEval(const std::string& job_id, int attempt, int step,

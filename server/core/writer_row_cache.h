@@ -2,7 +2,7 @@
 // commit's leader), so that a hot write need not read and parse the same row again.
 //
 //   WriterRowCache<v1::Job> jobs(*writer, commit, "jobs", LoadJobRow);
-//   ... inside a write:  absl::StatusOr<v1::Job> job = jobs.Get(db, id);   // a copy
+//   ... inside a write:  absl::StatusOr<std::shared_ptr<const v1::Job>> job = jobs.Get(db, id);
 //
 //   - An entry goes when the writer's connection inserts, updates or deletes its row
 //     (SqliteDb::OnRowChange: the cache takes the connection's one hook), and when a write that
@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,13 +43,15 @@ class WriterRowCache {
   WriterRowCache& operator=(const WriterRowCache&) = delete;
 
   // The row as the writer reads it now (inside a write's transaction): from the cache, or
-  // loaded and kept.
-  absl::StatusOr<Row> Get(SqliteDb& db, int64_t rowid) {
+  // loaded and kept. Never changed once returned (a change of the row makes a new one), so a
+  // caller may keep it, and copy it on another thread, after the write.
+  absl::StatusOr<std::shared_ptr<const Row>> Get(SqliteDb& db, int64_t rowid) {
     if (auto it = rows_.find(rowid); it != rows_.end()) return it->second;
     TL_ASSIGN_OR_RETURN(Row row, load_(db, rowid));
-    rows_.emplace(rowid, row);
+    auto kept = std::make_shared<const Row>(std::move(row));
+    rows_.emplace(rowid, kept);
     commit_.OnRollback([this, rowid] { rows_.erase(rowid); });
-    return row;
+    return kept;
   }
 
   size_t size() const { return rows_.size(); }
@@ -57,7 +60,7 @@ class WriterRowCache {
   GroupCommit& commit_;
   const std::string table_;
   const Loader load_;
-  absl::flat_hash_map<int64_t, Row> rows_;
+  absl::flat_hash_map<int64_t, std::shared_ptr<const Row>> rows_;
 };
 
 }  // namespace tuneledger

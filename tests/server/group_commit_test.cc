@@ -249,9 +249,9 @@ TEST_F(FailingWriteTest, TheWritersRowCacheDropsChangedRowsAndRowsReadByARolledB
                             });
   auto read = [&cache](int* n) {
     return [&cache, n](SqliteDb& db) -> absl::Status {
-      absl::StatusOr<int> got = cache.Get(db, 1);
+      absl::StatusOr<std::shared_ptr<const int>> got = cache.Get(db, 1);
       if (!got.ok()) return got.status();
-      *n = *got;
+      *n = **got;
       return absl::OkStatus();
     };
   };
