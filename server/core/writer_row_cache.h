@@ -34,11 +34,12 @@ class WriterRowCache {
 
   // `writer` and `commit` (whose connection `writer` is) must outlive the cache.
   WriterRowCache(SqliteDb& writer, GroupCommit& commit, std::string table, Loader load)
-      : commit_(commit), table_(std::move(table)), load_(std::move(load)) {
-    writer.OnRowChange([this](std::string_view table, int64_t rowid) {
+      : writer_(writer), commit_(commit), table_(std::move(table)), load_(std::move(load)) {
+    writer_.OnRowChange([this](std::string_view table, int64_t rowid) {
       if (table == table_) rows_.erase(rowid);
     });
   }
+  ~WriterRowCache() { writer_.OnRowChange(nullptr); }
   WriterRowCache(const WriterRowCache&) = delete;
   WriterRowCache& operator=(const WriterRowCache&) = delete;
 
@@ -57,6 +58,7 @@ class WriterRowCache {
   size_t size() const { return rows_.size(); }
 
  private:
+  SqliteDb& writer_;
   GroupCommit& commit_;
   const std::string table_;
   const Loader load_;
