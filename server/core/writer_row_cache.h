@@ -1,7 +1,7 @@
 // WriterRowCache: parsed rows of one table, kept for the thread that writes them (the group
 // commit's leader), so that a hot write need not read and parse the same row again.
 //
-//   WriterRowCache<v1::Job> jobs(*writer, commit, "jobs", LoadJobRow);
+//   WriterRowCache<v1::Job> jobs(*writer, commit, "jobs", load);  // load(db, id): the parsed row
 //   ... inside a write:  absl::StatusOr<std::shared_ptr<const v1::Job>> job = jobs.Get(db, id);
 //
 //   - An entry goes when the writer's connection inserts, updates or deletes its row
@@ -54,8 +54,6 @@ class WriterRowCache {
     commit_.OnRollback([this, rowid] { rows_.erase(rowid); });
     return kept;
   }
-
-  size_t size() const { return rows_.size(); }
 
  private:
   SqliteDb& writer_;
