@@ -606,15 +606,6 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
       [this, id, update = std::move(update), recorded](SqliteDb& db) -> absl::Status {
         TL_ASSIGN_OR_RETURN(std::shared_ptr<const v1::Job> row, writer_jobs_.Get(db, id));
         TL_RETURN_IF_ERROR(RequireRunningAttempt(*row, update.attempt));
-        if (update.worker_contact.has_value()) {
-          // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).
-          TL_ASSIGN_OR_RETURN(
-              SqliteDb::Statement * touch,
-              db.Prepare("UPDATE workers SET last_heartbeat_time = ?2 WHERE id = ?1"));
-          Query query(touch);
-          query.Bind(1, row->worker_id()).Bind(2, ToMicrosColumn(*update.worker_contact));
-          TL_RETURN_IF_ERROR(query.Run());
-        }
         if (update.scoring_report.has_value()) {
           TL_ASSIGN_OR_RETURN(
               SqliteDb::Statement * scoring,
@@ -628,9 +619,15 @@ PendingWrite<JobUpdate> JobStore::StartRecordProgress(const std::string& job_id,
         LoggedReport logged;
         logged.attempt = update.attempt;
         logged.bill = update.bill;
+        logged.worker_contact = update.worker_contact;
         auto published = std::make_shared<LatestReports::Report>();
         published->attempt = logged.attempt;
         published->bill = logged.bill;
+        if (update.worker_contact.has_value()) {
+          // A RUNNING job's worker_id is its attempt's worker (rank 0's, for a gang).
+          published->worker_id = row->worker_id();
+          published->worker_contact = update.worker_contact;
+        }
         if (update.progress.has_value()) {
           // Evaluation comes on its own reports (RecordEval, which folds the log and writes the
           // row): the row's eval loss is the latest, and stays until the next one.
@@ -1257,6 +1254,7 @@ absl::StatusOr<v1::Worker> JobStore::GetWorker(const std::string& worker_id) {
     TL_ASSIGN_OR_RETURN(result, WorkerFromRow(query));
     return absl::OkStatus();
   }));
+  latest_.Apply(result);
   return result;
 }
 
@@ -1274,6 +1272,7 @@ absl::StatusOr<std::vector<v1::Worker>> JobStore::ListWorkers(std::vector<v1::Wo
           WorkerFromRow(query, 0, infos == nullptr ? nullptr : &infos->emplace_back()));
     }
   }));
+  for (v1::Worker& worker : workers) latest_.Apply(worker);
   return workers;
 }
 

@@ -199,6 +199,12 @@ CREATE TABLE progress_log (
 ) STRICT;
 ALTER TABLE jobs ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 10: a worker's last contact goes into the log row of the report that made it (NULL for the
+    // server's own bills) instead of rewriting the worker's row on every report; a fold writes
+    // the latest onto workers.last_heartbeat_time (progress_log.h).
+    R"sql(
+ALTER TABLE progress_log ADD COLUMN worker_contact INTEGER;
+)sql",
 };
 static_assert(v1::Job::QUEUED == 1, "migration 8's triggers name QUEUED by its number");
 constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
@@ -225,7 +231,8 @@ absl::Status MigrateJobStoreSchema(SqliteDb& db, int target_version) {
       static constexpr const char* kSetVersion[] = {
           "PRAGMA user_version = 1", "PRAGMA user_version = 2", "PRAGMA user_version = 3",
           "PRAGMA user_version = 4", "PRAGMA user_version = 5", "PRAGMA user_version = 6",
-          "PRAGMA user_version = 7", "PRAGMA user_version = 8", "PRAGMA user_version = 9"};
+          "PRAGMA user_version = 7", "PRAGMA user_version = 8", "PRAGMA user_version = 9",
+          "PRAGMA user_version = 10"};
       static_assert(std::size(kSetVersion) == std::size(kMigrations));
       status = db.Exec(kSetVersion[next - 1]);
     }

@@ -23,10 +23,11 @@
 namespace tuneledger {
 
 // The schema version this code writes: the number of migration steps in job_store_schema.cc.
-inline constexpr int kJobStoreSchemaVersion = 9;
-// The first version with the progress log (progress_log.h); the store reads jobs.log_seq, so it
-// serves jobs only from this version on (older ones are opened by migration tests alone).
-inline constexpr int kProgressLogSchemaVersion = 9;
+inline constexpr int kJobStoreSchemaVersion = 10;
+// The first version whose progress log (progress_log.h) this code reads: the log came in 9, the
+// worker contact of its rows in 10. The store reads jobs.log_seq and the log's rows, so it serves
+// jobs only from this version on (older ones are opened by migration tests alone).
+inline constexpr int kProgressLogSchemaVersion = 10;
 
 // Brings the file from its user_version up to `target_version`, each step in its own
 // transaction. FAILED_PRECONDITION when the file is newer than `target_version`.

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "server/core/group_commit.h"
+#include "server/core/job_store_rows.h"
 #include "server/core/sqlite_db.h"
 
 namespace tuneledger {
@@ -65,7 +66,8 @@ absl::Status ProgressLog::Load(SqliteDb& db) {
       db.Prepare("SELECT progress_log.seq, progress_log.job_id, progress_log.attempt, "
                  "progress_log.seconds, progress_log.attempt_gpu_hours, progress_log.usd, "
                  "progress_log.accrued_usd, progress_log.gpu_hours, progress_log.projected_usd, "
-                 "progress_log.rate_usd_per_hour, progress_log.progress FROM progress_log JOIN "
+                 "progress_log.rate_usd_per_hour, progress_log.progress, "
+                 "progress_log.worker_contact FROM progress_log JOIN "
                  "jobs ON jobs.id = progress_log.job_id WHERE progress_log.seq > jobs.log_seq "
                  "ORDER BY progress_log.seq"));
   Query query(select);
@@ -82,6 +84,7 @@ absl::Status ProgressLog::Load(SqliteDb& db) {
     report->bill.job_cost.set_projected_usd(query.Double(8));
     report->bill.job_cost.set_rate_usd_per_hour(query.Double(9));
     if (!query.IsNull(10)) report->progress = query.Text(10);
+    if (!query.IsNull(11)) report->worker_contact = FromMicrosColumn(query.Int(11));
     waiting_[query.Int(1)].push_back(Row{query.Int(0), std::move(report)});
   }
 }
@@ -91,8 +94,8 @@ absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, i
   TL_ASSIGN_OR_RETURN(
       SqliteDb::Statement * insert,
       db.Prepare("INSERT INTO progress_log (job_id, attempt, seconds, attempt_gpu_hours, usd, "
-                 "accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour, progress) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+                 "accrued_usd, gpu_hours, projected_usd, rate_usd_per_hour, progress, "
+                 "worker_contact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
   {
     Query query(insert);
     query.Bind(1, job_id)
@@ -108,6 +111,11 @@ absl::StatusOr<int64_t> ProgressLog::Append(SqliteDb& db, GroupCommit& commit, i
       query.BindBlob(10, *report.progress);
     } else {
       query.BindNull(10);
+    }
+    if (report.worker_contact.has_value()) {
+      query.Bind(11, ToMicrosColumn(*report.worker_contact));
+    } else {
+      query.BindNull(11);
     }
     TL_RETURN_IF_ERROR(query.Run());
   }
@@ -191,13 +199,34 @@ absl::Status ProgressLog::Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id
   TL_ASSIGN_OR_RETURN(SqliteDb::Statement * attempt,
                       db.Prepare("UPDATE attempts SET seconds = ?3, gpu_hours = ?4, usd = ?5 "
                                  "WHERE job_id = ?1 AND attempt = ?2"));
-  Query query(attempt);
-  query.Bind(1, job_id)
-      .Bind(2, last.attempt)
-      .Bind(3, last.bill.seconds)
-      .Bind(4, last.bill.gpu_hours)
-      .Bind(5, last.bill.usd);
-  return query.Run();
+  {
+    Query query(attempt);
+    query.Bind(1, job_id)
+        .Bind(2, last.attempt)
+        .Bind(3, last.bill.seconds)
+        .Bind(4, last.bill.gpu_hours)
+        .Bind(5, last.bill.usd);
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  // Each attempt's latest contact onto its worker's row (the rows are one attempt's but for
+  // the rare fold across an attempt's end), never moving it back.
+  std::map<int, absl::Time> contacts;  // attempt -> its latest contact
+  for (const Row& row : rows) {
+    if (!row.report->worker_contact.has_value()) continue;
+    auto [it, added] = contacts.try_emplace(row.report->attempt, *row.report->worker_contact);
+    if (!added) it->second = std::max(it->second, *row.report->worker_contact);
+  }
+  if (contacts.empty()) return absl::OkStatus();
+  TL_ASSIGN_OR_RETURN(
+      SqliteDb::Statement * touch,
+      db.Prepare("UPDATE workers SET last_heartbeat_time = MAX(last_heartbeat_time, ?3) WHERE "
+                 "id = (SELECT worker_id FROM attempts WHERE job_id = ?1 AND attempt = ?2)"));
+  for (const auto& [number, contact] : contacts) {
+    Query query(touch);
+    query.Bind(1, job_id).Bind(2, number).Bind(3, ToMicrosColumn(contact));
+    TL_RETURN_IF_ERROR(query.Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ProgressLog::FoldAll(SqliteDb& db, GroupCommit& commit) {
@@ -224,6 +253,10 @@ const std::string* ProgressLog::LatestProgress(int64_t job_id) const {
 
 void LatestReports::Publish(int64_t job_id, std::shared_ptr<Report> report) {
   absl::MutexLock lock(&mu_);
+  if (report->worker_contact.has_value()) {
+    auto [it, added] = contacts_.try_emplace(report->worker_id, *report->worker_contact);
+    if (!added) it->second = std::max(it->second, *report->worker_contact);
+  }
   std::shared_ptr<const Report>& entry = reports_[job_id];
   if (report->progress_seq == 0 && entry != nullptr) {
     report->progress_seq = entry->progress_seq;
@@ -288,6 +321,19 @@ void LatestReports::Apply(int64_t job_id, int64_t log_seq,
     attempt.set_seconds(report->bill.seconds);
     attempt.set_gpu_hours(report->bill.gpu_hours);
     attempt.set_usd(report->bill.usd);
+  }
+}
+
+void LatestReports::Apply(v1::Worker& worker) const {
+  absl::Time contact;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = contacts_.find(worker.id());
+    if (it == contacts_.end()) return;
+    contact = it->second;
+  }
+  if (contact > FromTimestamp(worker.last_heartbeat_time())) {
+    SetTimestamp(contact, *worker.mutable_last_heartbeat_time());
   }
 }
 

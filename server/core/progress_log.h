@@ -40,12 +40,15 @@ namespace tuneledger {
 class GroupCommit;
 class SqliteDb;
 
-// One row of the log: the attempt's bill and the job's cost after it, and the job's progress
-// with it (serialized, the latest eval loss merged in; none for a cost-only bill).
+// One row of the log: the attempt's bill and the job's cost after it, the job's progress with
+// it (serialized, the latest eval loss merged in; none for a cost-only bill), and when the
+// attempt's worker was last heard from, if the report came from it (none for the server's own
+// bills). A restarted server bills each attempt up to its worker's last contact.
 struct LoggedReport {
   int attempt = 0;
   AttemptBill bill;
   std::optional<std::string> progress;
+  std::optional<absl::Time> worker_contact;
 };
 
 // The writer's side: the rows each job has waiting, kept in memory too, so that a fold reads
@@ -65,9 +68,10 @@ class ProgressLog {
   absl::StatusOr<int64_t> Append(SqliteDb& db, GroupCommit& commit, int64_t job_id,
                                  LoggedReport report);
   // Folds `job_id`'s waiting rows, oldest first, into its job row (the latest row's cost, the
-  // latest progress, log_seq), its attempt's bill and its history points (one per row with
-  // progress). The rows stay in the table (below the job's log_seq) until a trim deletes every
-  // folded row at once.
+  // latest progress, log_seq), its attempt's bill, its history points (one per row with
+  // progress) and its attempt's worker's last contact (the later of the row's and the logged
+  // one: a heartbeat may have written a later one since). The rows stay in the table (below the
+  // job's log_seq) until a trim deletes every folded row at once.
   absl::Status Fold(SqliteDb& db, GroupCommit& commit, int64_t job_id);
   // Fold for every job with rows waiting, then the trim.
   absl::Status FoldAll(SqliteDb& db, GroupCommit& commit);
@@ -90,7 +94,8 @@ class ProgressLog {
   std::map<int64_t, std::vector<Row>> waiting_;  // job id -> its rows, oldest first
 };
 
-// The readers' side: each running job's latest logged report.
+// The readers' side: each running job's latest logged report, and each worker's latest logged
+// contact.
 class LatestReports {
  public:
   struct Report {
@@ -99,6 +104,8 @@ class LatestReports {
     AttemptBill bill;
     int64_t progress_seq = 0;  // the row of the progress below; 0: none logged
     v1::Progress progress;
+    std::string worker_id;  // the attempt's worker, and the report's contact with it if any
+    std::optional<absl::Time> worker_contact;
   };
 
   // `report` is durable (called after its commit). A cost-only bill (progress_seq 0) keeps the
@@ -115,6 +122,8 @@ class LatestReports {
   // The same for the job's attempts: the bill of the attempt the latest row is from.
   void Apply(int64_t job_id, int64_t log_seq, absl::Span<v1::AttemptCost> attempts) const;
   void Apply(int64_t job_id, int64_t log_seq, v1::AttemptCost& attempt) const;
+  // Sets `worker`'s last heartbeat time to its latest logged contact where that is later.
+  void Apply(v1::Worker& worker) const;
 
  private:
   std::shared_ptr<const Report> Find(int64_t job_id, int64_t log_seq) const;
@@ -128,6 +137,10 @@ class LatestReports {
     int64_t seq;  // the entry retired; a newer one (the job runs again) is kept
   };
   std::deque<Retired> retired_ ABSL_GUARDED_BY(mu_);
+  // Worker id -> the latest contact logged for it. One entry per worker that has run a job
+  // (as many as the workers table keeps); an entry never goes back in time, so a read applies it
+  // whatever its snapshot.
+  absl::flat_hash_map<std::string, absl::Time> contacts_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tuneledger

@@ -821,6 +821,109 @@ TEST_F(JobStoreTest, ALoggedReportIsReadBeforeItsFoldAndFoldedWhenTheStoreReopen
   for (int i = 0; i < 10; ++i) EXPECT_EQ((*history)[i].step(), i + 1);
 }
 
+// A report's contact with its worker is logged with the report, not written onto the worker's
+// row: GetWorker and ListWorkers read it at once, a fold (here the next open's) writes it onto
+// the row, and neither ever moves the worker's last contact back behind a later heartbeat. A
+// restarted server bills each attempt up to that contact (scheduler_test's
+// ATenSecondServerOutageIsNotBilled).
+TEST_F(JobStoreTest, AReportsWorkerContactIsReadAtOnceFoldedOnOpenAndNeverMovedBack) {
+  const std::string path = dir_.File("jobs.db");
+  std::string job;
+  std::string worker;
+  auto last_contact = [&](JobStore& store) {
+    absl::StatusOr<v1::Worker> got = store.GetWorker(worker);
+    EXPECT_OK(got);
+    absl::StatusOr<std::vector<v1::Worker>> listed = store.ListWorkers();
+    EXPECT_OK(listed);
+    if (!got.ok() || !listed.ok()) return absl::InfinitePast();
+    EXPECT_THAT(*listed, SizeIs(1));
+    if (listed->size() == 1) {
+      EXPECT_EQ(FromTimestamp((*listed)[0].last_heartbeat_time()),
+                FromTimestamp(got->last_heartbeat_time()))
+          << "ListWorkers reads what GetWorker reads";
+    }
+    return FromTimestamp(got->last_heartbeat_time());
+  };
+  const absl::Time start = clock_.Now();
+  {
+    std::unique_ptr<JobStore> store = Open();
+    job = Enqueue(*store, Spec());
+    worker = Register(*store);
+    ASSERT_OK(store->LeaseNext(worker, 1));
+    AttemptProgress report = StepReport(1);
+    report.worker_contact = start + absl::Seconds(5);
+    ASSERT_OK(store->RecordProgress(job, report));
+    EXPECT_EQ(ReadLogRows(path).waiting, 1);
+    EXPECT_EQ(last_contact(*store), start + absl::Seconds(5)) << "read before any fold";
+    // A heartbeat at +7 s, then a report whose contact was taken before it (+6 s).
+    clock_.Advance(absl::Seconds(7));
+    ASSERT_OK(store->TouchWorker(worker));
+    report = StepReport(2);
+    report.worker_contact = start + absl::Seconds(6);
+    ASSERT_OK(store->RecordProgress(job, report));
+    EXPECT_EQ(last_contact(*store), start + absl::Seconds(7));
+  }
+  {
+    std::unique_ptr<JobStore> reopened = Open();
+    EXPECT_EQ(ReadLogRows(path).waiting, 0) << "folded on open";
+    EXPECT_EQ(last_contact(*reopened), start + absl::Seconds(7))
+        << "the fold keeps the later heartbeat";
+    AttemptProgress report = StepReport(3);
+    report.worker_contact = start + absl::Seconds(9);
+    ASSERT_OK(reopened->RecordProgress(job, report));
+    // A server's own bill carries no contact.
+    AttemptProgress bill = StepReport(4);
+    bill.progress.reset();
+    ASSERT_OK(reopened->RecordProgress(job, bill));
+    EXPECT_EQ(last_contact(*reopened), start + absl::Seconds(9));
+  }
+  std::unique_ptr<JobStore> reopened = Open();
+  EXPECT_EQ(last_contact(*reopened), start + absl::Seconds(9))
+      << "the logged contact is on the worker's row after a stop";
+  EXPECT_EQ(reopened->GetJob(job)->progress().step(), 3);
+}
+
+// Version 10 gives the log's rows a worker contact; the rows a version-9 server left waiting
+// (none has one) are folded on the first open after the migration.
+TEST_F(JobStoreTest, MigrationFoldsTheRowsAVersionNineLogHolds) {
+  const absl::Time registered = clock_.Now();
+  std::string job;
+  std::string worker;
+  {
+    JobStoreOptions older;
+    older.schema_version = 9;
+    std::unique_ptr<JobStore> store = Open(older);
+    ASSERT_NE(store, nullptr);
+    ASSERT_EQ(*store->SchemaVersion(), 9);
+    job = Enqueue(*store, Spec());
+    worker = Register(*store);
+    ASSERT_OK(store->LeaseNext(worker, 1));
+  }
+  {
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(dir_.File("jobs.db"));
+    ASSERT_OK(db);
+    v1::Progress progress;
+    progress.set_step(4);
+    const std::string insert = absl::StrCat(
+        "INSERT INTO progress_log (job_id, attempt, seconds, attempt_gpu_hours, usd, accrued_usd, "
+        "gpu_hours, projected_usd, rate_usd_per_hour, progress) VALUES (",
+        job, ", 1, 4, 0.001, 0.04, 0.04, 0.001, 1, 3.6, X'",
+        absl::BytesToHexString(progress.SerializeAsString()), "')");
+    ASSERT_OK((*db)->Exec(insert.c_str()));
+  }
+  clock_.Advance(absl::Seconds(30));
+  std::unique_ptr<JobStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->SchemaVersion(), kJobStoreSchemaVersion);
+  EXPECT_EQ(ReadLogRows(dir_.File("jobs.db")).waiting, 0);
+  absl::StatusOr<v1::Job> folded = store->GetJob(job);
+  ASSERT_OK(folded);
+  EXPECT_EQ(folded->progress().step(), 4);
+  EXPECT_DOUBLE_EQ(folded->cost().accrued_usd(), 0.04);
+  EXPECT_EQ(FromTimestamp(store->GetWorker(worker)->last_heartbeat_time()), registered)
+      << "a row without a contact leaves the worker's";
+}
+
 // An eval writes the job's row (after folding its reports); a bill logged after it must not
 // bring back the progress from before the eval, which the readers' latest report still holds.
 TEST_F(JobStoreTest, ABillLoggedAfterAnEvalKeepsTheEvaluatedProgress) {
