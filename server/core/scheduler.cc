@@ -944,23 +944,73 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
   // the decisions), and its fsync is awaited without mu_, so that reports of many workers share
   // one commit. mu_ is taken again only when the bill makes the budget act (a crossing, an
   // overrun, a cancel: rare), which it does on the durable bill. EVAL and CHECKPOINT reports
-  // (rare) are recorded under mu_ as before.
-  std::optional<PendingWrite<JobUpdate>> pending;
-  bool budget_acts = false;
+  // (rare) are recorded under mu_ as before. The part under mu_ runs for all the reports waiting
+  // at once, on one of their callers' threads (IntakeReports).
+  IntakeSlot slot;
+  slot.report = &report;
+  bool lead = false;
   {
-    absl::MutexLock lock(&mu_);
-    TL_ASSIGN_OR_RETURN(QueuedReport queued, QueueReportLocked(report));
-    budget_acts = queued.budget_acts;
-    pending.emplace(store_.StartRecordProgress(report.job_id(), std::move(queued.bill)));
+    absl::MutexLock lock(&intake_mu_);
+    intake_.push_back(&slot);
+    if (intake_led_) {
+      while (!slot.done && !slot.lead) slot.wake.Wait(&intake_mu_);
+    } else {
+      intake_led_ = true;
+      slot.lead = true;
+    }
+    lead = slot.lead;
   }
-  TL_ASSIGN_OR_RETURN(const JobUpdate billed, std::move(*pending).Wait());
+  if (lead) IntakeReports(slot);
+  TL_RETURN_IF_ERROR(slot.status);
+  TL_ASSIGN_OR_RETURN(const JobUpdate billed, std::move(*slot.pending).Wait());
   Announce(billed);
-  if (!budget_acts) return absl::OkStatus();
+  if (!slot.budget_acts) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   auto it = running_.find(report.job_id());
   // Ended while the bill was written: whatever ended it recorded the final bill.
   if (it == running_.end() || it->second.attempt != report.attempt()) return absl::OkStatus();
   return EnforceBudgetLocked(it->second, billed.job);
+}
+
+void Scheduler::IntakeReports(IntakeSlot& own) {
+  // Each round takes mu_ once for every report that arrived meanwhile; the rounds are bounded,
+  // so that the lead's own report is not held up while reports keep arriving.
+  for (int round = 0;; ++round) {
+    std::vector<IntakeSlot*> batch;
+    {
+      absl::MutexLock lock(&intake_mu_);
+      if (intake_.empty() || (own.done && round >= options_.intake_rounds)) {
+        if (intake_.empty()) {
+          intake_led_ = false;
+        } else {
+          IntakeSlot& next = *intake_.front();
+          next.lead = true;
+          next.wake.Signal();
+        }
+        return;
+      }
+      batch.swap(intake_);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      for (IntakeSlot* slot : batch) {
+        absl::StatusOr<QueuedReport> queued = QueueReportLocked(*slot->report);
+        if (!queued.ok()) {
+          slot->status = queued.status();
+          continue;
+        }
+        slot->budget_acts = queued->budget_acts;
+        slot->pending.emplace(
+            store_.StartRecordProgress(slot->report->job_id(), std::move(queued->bill)));
+      }
+    }
+    absl::MutexLock lock(&intake_mu_);
+    for (IntakeSlot* slot : batch) {
+      // Its caller may return (and its slot go) once intake_mu_ is released.
+      slot->done = true;
+      if (slot != &own) slot->wake.Signal();
+    }
+  }
 }
 
 absl::StatusOr<Scheduler::QueuedReport> Scheduler::QueueReportLocked(

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -67,6 +71,7 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(roots.has_value()) << roots_error;
     options.data_roots = *roots;
     options.max_queued_jobs_per_tenant = max_queued_jobs_per_tenant_;
+    options.intake_rounds = intake_rounds_;
     scheduler_ = std::make_unique<Scheduler>(*store_, metrics_, clock_, options);
     ASSERT_OK(scheduler_->Start());
   }
@@ -195,6 +200,7 @@ class SchedulerTest : public ::testing::Test {
   std::vector<std::string> data_roots_ = {"/"};  // StartScheduler's --data-root values
   std::map<std::string, std::string> sessions_;  // worker id -> session token
   int max_queued_jobs_per_tenant_ = SchedulerOptions().max_queued_jobs_per_tenant;
+  int intake_rounds_ = SchedulerOptions().intake_rounds;
   FakeClock clock_;
   prometheus::Registry registry_;
   ServerMetrics metrics_;
@@ -900,6 +906,87 @@ TEST_F(SchedulerTest, SpecPathsMustBeInsideTheTenantsDataRoots) {
 }
 
 // Issue 10.1: what a worker says it cost is never believed; the server's clock alone bills.
+// Reports that arrive together have their part under the scheduler's mutex run by one of their
+// callers for all of them (Scheduler::IntakeReports), which then hands that on to a report still
+// waiting: every caller still gets its own report's answer, every job its own reports, and no
+// caller is left waiting.
+TEST_F(SchedulerTest, ConcurrentReportsEachGetTheirOwnAnswerAndNoCallerIsLeftWaiting) {
+  intake_rounds_ = 1;  // hand on after every round, as often as it can happen
+  scheduler_.reset();
+  StartScheduler();
+  constexpr int kThreads = 16;
+  constexpr int kCancelled = 4;
+  constexpr int kReports = 40;
+  // Jobs 0..kThreads-1 run, one per thread; the next kCancelled are cancelled (each thread's
+  // every other report goes to one of them, refused); the last one checkpoints: each of its
+  // reports writes its checkpoint durably under the scheduler's mutex (QueueReportLocked), so
+  // that the other reports gather meanwhile.
+  constexpr int kCheckpointing = kThreads + kCancelled;
+  std::vector<std::string> workers;
+  std::vector<v1::Lease> leases;
+  for (int i = 0; i <= kCheckpointing; ++i) {
+    Submit(ValidSpec());
+    workers.push_back(Register());
+    std::optional<v1::Lease> lease = Lease(workers.back());
+    ASSERT_TRUE(lease.has_value());
+    leases.push_back(*lease);
+  }
+  for (int i = kThreads; i < kCheckpointing; ++i) {
+    ASSERT_OK(scheduler_->CancelJob("t", leases[i].job_id(), "").status());
+  }
+  absl::Mutex mu;
+  int finished = 0;
+  std::vector<std::vector<absl::Status>> ran(kThreads + 1), refused(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i <= kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int r = 1; r <= kReports; ++r) {
+        if (i == kThreads) {
+          ran[i].push_back(Report(workers[kCheckpointing], leases[kCheckpointing],
+                                  v1::TrainerUpdate::CHECKPOINT, r));
+          continue;
+        }
+        ran[i].push_back(Report(workers[i], leases[i], v1::TrainerUpdate::PROGRESS, i * 1000 + r));
+        const int other = kThreads + (i + r) % kCancelled;
+        refused[i].push_back(Report(workers[other], leases[other], v1::TrainerUpdate::PROGRESS, r));
+      }
+      absl::MutexLock lock(&mu);
+      ++finished;
+    });
+  }
+  const auto all_finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return finished == kThreads + 1;
+  };
+  {
+    absl::MutexLock lock(&mu);
+    if (!mu.AwaitWithTimeout(absl::Condition(&all_finished), absl::Seconds(60))) {
+      // A caller waits for a lead that never comes: its thread can never be joined.
+      std::fprintf(stderr, "%d of %d reporting threads still wait after 60 s\n",
+                   kThreads + 1 - finished, kThreads + 1);
+      std::abort();
+    }
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& status : ran[kThreads]) EXPECT_OK(status);
+  for (int i = 0; i < kThreads; ++i) {
+    ASSERT_THAT(ran[i], SizeIs(kReports));
+    for (const absl::Status& status : ran[i]) EXPECT_OK(status);
+    for (int r = 1; r <= kReports; ++r) {
+      const std::string& other = leases[kThreads + (i + r) % kCancelled].job_id();
+      EXPECT_THAT(refused[i][r - 1], StatusIs(absl::StatusCode::kFailedPrecondition,
+                                              HasSubstr(absl::StrCat("job ", other, " "))));
+    }
+    absl::StatusOr<v1::Job> job = scheduler_->GetJob("t", leases[i].job_id());
+    ASSERT_OK(job);
+    EXPECT_EQ(job->progress().step(), i * 1000 + kReports) << "job " << leases[i].job_id();
+    absl::StatusOr<std::vector<v1::Progress>> history =
+        store_->ListProgressHistory(leases[i].job_id());
+    ASSERT_OK(history);
+    ASSERT_THAT(*history, SizeIs(kReports));
+    for (int r = 0; r < kReports; ++r) EXPECT_EQ((*history)[r].step(), i * 1000 + r + 1);
+  }
+}
+
 TEST_F(SchedulerTest, AWorkersReportedCostIsNeverBelieved) {
   const std::string job = Submit(BudgetSpec(100.0));
   const std::string worker = Register();  // $1 per second
