@@ -22,11 +22,21 @@ std::shared_ptr<GroupCommit::Ticket> GroupCommit::Enqueue(Body body) {
 
 absl::Status GroupCommit::Wait(Ticket& ticket) {
   absl::MutexLock lock(&mu_);
+  AwaitDoneLocked(ticket);
+  return ticket.status;
+}
+
+void GroupCommit::AwaitDone(Ticket& ticket) {
+  absl::MutexLock lock(&mu_);
+  AwaitDoneLocked(ticket);
+}
+
+void GroupCommit::AwaitDoneLocked(Ticket& ticket) {
   while (true) {
     ticket.waiting = true;
     while (!ticket.done && committing_) ticket.wake.Wait(&mu_);
     ticket.waiting = false;
-    if (ticket.done) return ticket.status;
+    if (ticket.done) return;
     // Lead: everything queued so far (up to max_batch_) becomes one transaction. The ticket is
     // still queued (only a leader dequeues, and it marks what it took done before it stops).
     committing_ = true;

@@ -72,6 +72,9 @@ class GroupCommit {
   std::shared_ptr<Ticket> Enqueue(Body body);
   // Blocks until `ticket`'s batch has committed: the body's status, or the commit's failure.
   absl::Status Wait(Ticket& ticket);
+  // Wait without the status, for a thread that waits on behalf of the one that will read it
+  // (one waiter on a ticket at a time): once it returns, Wait() returns at once.
+  void AwaitDone(Ticket& ticket);
   // Enqueue + Wait.
   absl::Status Run(Body body) { return Wait(*Enqueue(std::move(body))); }
 
@@ -87,6 +90,8 @@ class GroupCommit {
   void OnRollback(std::function<void()> undo);
 
  private:
+  // Returns once `ticket` is done, leading batches while no one else does.
+  void AwaitDoneLocked(Ticket& ticket) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `batch` in one transaction; returns each write's status.
   std::vector<absl::Status> RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch);
   // Rolls the open transaction back: `size` statuses saying so, with `cause`'s code.
@@ -123,6 +128,12 @@ class PendingWrite {
         ticket_(std::move(ticket)),
         result_(std::move(result)),
         finish_(std::move(finish)) {}
+
+  // Blocks until the write is durable (or has failed), leaving its outcome to Wait(), which
+  // then returns at once: for a thread that waits on behalf of the one that calls Wait().
+  void AwaitCommit() {
+    if (commit_ != nullptr) commit_->AwaitDone(*ticket_);
+  }
 
   absl::StatusOr<T> Wait() && {
     if (commit_ == nullptr) return error_;

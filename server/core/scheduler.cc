@@ -945,7 +945,8 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
   // one commit. mu_ is taken again only when the bill makes the budget act (a crossing, an
   // overrun, a cancel: rare), which it does on the durable bill. EVAL and CHECKPOINT reports
   // (rare) are recorded under mu_ as before. The part under mu_ runs for all the reports waiting
-  // at once, on one of their callers' threads (IntakeReports).
+  // at once, on one of their callers' threads, which then waits for their commit and wakes each
+  // caller once (IntakeReports).
   IntakeSlot slot;
   slot.report = &report;
   bool lead = false;
@@ -973,43 +974,44 @@ absl::Status Scheduler::ReportProgress(const v1::ProgressReport& report) {
 }
 
 void Scheduler::IntakeReports(IntakeSlot& own) {
-  // Each round takes mu_ once for every report that arrived meanwhile; the rounds are bounded,
-  // so that the lead's own report is not held up while reports keep arriving.
-  for (int round = 0;; ++round) {
-    std::vector<IntakeSlot*> batch;
-    {
-      absl::MutexLock lock(&intake_mu_);
-      if (intake_.empty() || (own.done && round >= options_.intake_rounds)) {
-        if (intake_.empty()) {
-          intake_led_ = false;
-        } else {
-          IntakeSlot& next = *intake_.front();
-          next.lead = true;
-          next.wake.Signal();
-        }
-        return;
-      }
-      batch.swap(intake_);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      for (IntakeSlot* slot : batch) {
-        absl::StatusOr<QueuedReport> queued = QueueReportLocked(*slot->report);
-        if (!queued.ok()) {
-          slot->status = queued.status();
-          continue;
-        }
-        slot->budget_acts = queued->budget_acts;
-        slot->pending.emplace(
-            store_.StartRecordProgress(slot->report->job_id(), std::move(queued->bill)));
-      }
-    }
+  std::vector<IntakeSlot*> batch;  // `own` among them
+  {
     absl::MutexLock lock(&intake_mu_);
+    batch.swap(intake_);
+  }
+  PendingWrite<JobUpdate>* last = nullptr;  // the last write queued
+  {
+    absl::MutexLock lock(&mu_);
     for (IntakeSlot* slot : batch) {
-      // Its caller may return (and its slot go) once intake_mu_ is released.
-      slot->done = true;
-      if (slot != &own) slot->wake.Signal();
+      absl::StatusOr<QueuedReport> queued = QueueReportLocked(*slot->report);
+      if (!queued.ok()) {
+        slot->status = queued.status();
+        continue;
+      }
+      slot->budget_acts = queued->budget_acts;
+      last = &slot->pending.emplace(
+          store_.StartRecordProgress(slot->report->job_id(), std::move(queued->bill)));
     }
+  }
+  {
+    // The reports that arrived meanwhile are queued by the first of them while these commit.
+    absl::MutexLock lock(&intake_mu_);
+    if (intake_.empty()) {
+      intake_led_ = false;
+    } else {
+      IntakeSlot& next = *intake_.front();
+      next.lead = true;
+      next.wake.Signal();
+    }
+  }
+  // Writes commit in the order they were queued: once the last is durable (or failed), so is
+  // every other of the batch, and each caller, woken once, finds its own done.
+  if (last != nullptr) last->AwaitCommit();
+  absl::MutexLock lock(&intake_mu_);
+  for (IntakeSlot* slot : batch) {
+    // Its caller may return (and its slot go) once intake_mu_ is released.
+    slot->done = true;
+    if (slot != &own) slot->wake.Signal();
   }
 }
 

@@ -107,10 +107,6 @@ struct SchedulerOptions {
   // Data parallel across workers: how long a partly gathered gang may hold the workers that
   // joined it before it lets them go (its job stays QUEUED and may gather again).
   absl::Duration gang_timeout = absl::Seconds(30);
-  // A report's caller that runs the scheduler's part of the reports waiting (IntakeReports)
-  // runs at most this many rounds, its own report's among them, before it hands that on to the
-  // first report still waiting (at least 1).
-  int intake_rounds = 4;
 };
 
 class Scheduler {
@@ -335,15 +331,17 @@ class Scheduler {
   struct IntakeSlot {
     const v1::ProgressReport* report = nullptr;
     absl::CondVar wake;  // with intake_mu_: done or lead became true
-    bool done = false;   // its part under mu_ ran; the fields below hold what it left
-    bool lead = false;   // its caller is to take mu_ for the reports waiting
+    // Its part under mu_ ran and its write is durable (or it was refused): the fields below
+    // hold what it left, and pending's Wait() returns at once.
+    bool done = false;
+    bool lead = false;  // its caller is to take mu_ for the reports waiting
     absl::Status status;
     std::optional<PendingWrite<JobUpdate>> pending;
     bool budget_acts = false;
   };
   // Runs the part under mu_ of every report waiting in intake_ (`own` among them), taking mu_
-  // once for all that waited meanwhile, round after round, until none is left or `own` is done
-  // and options_.intake_rounds have run; then hands the lead to the first report still waiting.
+  // once for all of them; hands the lead to the first report that arrived meanwhile; waits for
+  // the writes it queued to be durable and then wakes their callers, each once.
   void IntakeReports(IntakeSlot& own) ABSL_LOCKS_EXCLUDED(mu_, intake_mu_);
   // What the budget policy decides for `running` at `cost`.
   BudgetDecision DecideBudgetLocked(const RunningAttempt& running,

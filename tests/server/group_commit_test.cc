@@ -38,6 +38,7 @@ namespace tuneledger {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::tuneledger::testing::StatusIs;
 using ::tuneledger::testing::TempDir;
 
@@ -113,6 +114,26 @@ TEST(GroupCommitTest, ABatchNeverExceedsMaxBatch) {
   EXPECT_EQ(commit.batches_committed(), 3);
   for (auto& ticket : tickets) EXPECT_OK(commit.Wait(*ticket));
   EXPECT_EQ(StoredNumbers(dir.File("n.db")).size(), 10u);
+}
+
+// AwaitDone waits as Wait does (leading the batch when no one else does) without taking the
+// status: a write is durable once it returns, and Wait then answers its status at once.
+TEST(GroupCommitTest, AwaitDoneReturnsOnceTheWriteIsDurableAndLeavesItsStatusToWait) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/256);
+  std::shared_ptr<GroupCommit::Ticket> stored = commit.Enqueue(Insert(7));
+  std::shared_ptr<GroupCommit::Ticket> refused =
+      commit.Enqueue([](SqliteDb&) { return absl::FailedPreconditionError("job 2 is SUCCEEDED"); });
+  commit.AwaitDone(*refused);
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(7))
+      << "the writes queued before it are durable too";
+  EXPECT_EQ(commit.batches_committed(), 1);
+  EXPECT_THAT(commit.Wait(*refused),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
+  EXPECT_OK(commit.Wait(*stored));
+  EXPECT_EQ(commit.batches_committed(), 1) << "Wait led no batch of its own";
 }
 
 // A leader whose batch leaves writes queued wakes the first caller still waiting for one, even
@@ -220,7 +241,7 @@ TEST_F(FailingWriteTest, AFailingWriteIsRolledBackAloneAndItsBatchCommits) {
 TEST_F(FailingWriteTest, AWriteThatCannotBeUndoneAloneRollsBackItsWholeBatch) {
   const AroundAFailingWrite writes = QueueAroundAFailingWrite(*commit_, true);
   EXPECT_THAT(commit_->Wait(*writes.last),
-              StatusIs(absl::StatusCode::kInternal, ::testing::HasSubstr("rolled back")));
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("rolled back")));
   EXPECT_THAT(commit_->Wait(*writes.failing), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(commit_->Wait(*writes.first), StatusIs(absl::StatusCode::kInternal));
   EXPECT_THAT(Stored(), ::testing::IsEmpty());

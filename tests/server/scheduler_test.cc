@@ -71,7 +71,6 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(roots.has_value()) << roots_error;
     options.data_roots = *roots;
     options.max_queued_jobs_per_tenant = max_queued_jobs_per_tenant_;
-    options.intake_rounds = intake_rounds_;
     scheduler_ = std::make_unique<Scheduler>(*store_, metrics_, clock_, options);
     ASSERT_OK(scheduler_->Start());
   }
@@ -200,7 +199,6 @@ class SchedulerTest : public ::testing::Test {
   std::vector<std::string> data_roots_ = {"/"};  // StartScheduler's --data-root values
   std::map<std::string, std::string> sessions_;  // worker id -> session token
   int max_queued_jobs_per_tenant_ = SchedulerOptions().max_queued_jobs_per_tenant;
-  int intake_rounds_ = SchedulerOptions().intake_rounds;
   FakeClock clock_;
   prometheus::Registry registry_;
   ServerMetrics metrics_;
@@ -911,9 +909,6 @@ TEST_F(SchedulerTest, SpecPathsMustBeInsideTheTenantsDataRoots) {
 // waiting: every caller still gets its own report's answer, every job its own reports, and no
 // caller is left waiting.
 TEST_F(SchedulerTest, ConcurrentReportsEachGetTheirOwnAnswerAndNoCallerIsLeftWaiting) {
-  intake_rounds_ = 1;  // hand on after every round, as often as it can happen
-  scheduler_.reset();
-  StartScheduler();
   constexpr int kThreads = 16;
   constexpr int kCancelled = 4;
   constexpr int kReports = 40;
