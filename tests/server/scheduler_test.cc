@@ -903,7 +903,6 @@ TEST_F(SchedulerTest, SpecPathsMustBeInsideTheTenantsDataRoots) {
   EXPECT_THAT(scheduler_->ListJobs("bob", {}, 0, "")->jobs, SizeIs(1));
 }
 
-// Issue 10.1: what a worker says it cost is never believed; the server's clock alone bills.
 // Reports that arrive together have their part under the scheduler's mutex run by one of their
 // callers for all of them (Scheduler::IntakeReports), which then hands that on to a report still
 // waiting: every caller still gets its own report's answer, every job its own reports, and no
@@ -982,6 +981,7 @@ TEST_F(SchedulerTest, ConcurrentReportsEachGetTheirOwnAnswerAndNoCallerIsLeftWai
   }
 }
 
+// Issue 10.1: what a worker says it cost is never believed; the server's clock alone bills.
 TEST_F(SchedulerTest, AWorkersReportedCostIsNeverBelieved) {
   const std::string job = Submit(BudgetSpec(100.0));
   const std::string worker = Register();  // $1 per second
