@@ -1,6 +1,7 @@
 #include "server/core/group_commit.h"
 
 #include <algorithm>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -31,39 +32,96 @@ void GroupCommit::AwaitDone(Ticket& ticket) {
   AwaitDoneLocked(ticket);
 }
 
+GroupCommit::~GroupCommit() {
+  std::thread committer;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    committer_wake_.Signal();
+    committer.swap(committer_);
+  }
+  if (committer.joinable()) committer.join();
+}
+
 void GroupCommit::AwaitDoneLocked(Ticket& ticket) {
   while (true) {
     ticket.waiting = true;
     while (!ticket.done && committing_) ticket.wake.Wait(&mu_);
-    ticket.waiting = false;
-    if (ticket.done) return;
-    // Lead: everything queued so far (up to max_batch_) becomes one transaction. The ticket is
-    // still queued (only a leader dequeues, and it marks what it took done before it stops).
+    if (ticket.done) {
+      ticket.waiting = false;
+      return;
+    }
+    // Lead: the ticket is still queued (only a leader dequeues, and it marks what it took done
+    // before it stops leading). It stays marked waiting, so that a batch that leaves it queued
+    // (more than max_batch_ ahead of it) hands it to the committer below.
     committing_ = true;
-    std::vector<std::shared_ptr<Ticket>> batch;
-    while (!queue_.empty() && static_cast<int>(batch.size()) < max_batch_) {
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    CommitNextBatchLocked();
+    if (QueuedWriteIsWaitedLocked()) {
+      HandLeadToCommitterLocked();
+    } else {
+      committing_ = false;
     }
-    mu_.Unlock();
-    std::vector<absl::Status> statuses = RunBatch(batch);
-    mu_.Lock();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i]->status = std::move(statuses[i]);
-      batch[i]->done = true;
-      batch[i]->body = nullptr;  // drop what it captured
-      if (batch[i]->waiting) batch[i]->wake.Signal();
-    }
-    ++batches_committed_;
+  }
+}
+
+void GroupCommit::CommitNextBatchLocked() {
+  std::vector<std::shared_ptr<Ticket>> batch;
+  while (!queue_.empty() && static_cast<int>(batch.size()) < max_batch_) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  mu_.Unlock();
+  std::vector<absl::Status> statuses = RunBatch(batch);
+  mu_.Lock();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->status = std::move(statuses[i]);
+    batch[i]->done = true;
+    batch[i]->body = nullptr;  // drop what it captured
+    if (batch[i]->waiting) batch[i]->wake.Signal();
+  }
+  ++batches_committed_;
+}
+
+bool GroupCommit::QueuedWriteIsWaitedLocked() const {
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [](const std::shared_ptr<Ticket>& queued) { return queued->waiting; });
+}
+
+void GroupCommit::HandLeadToCommitterLocked() {
+  handed_ = true;
+  if (committer_.joinable()) {
+    committer_wake_.Signal();
+    return;
+  }
+  try {
+    committer_ = std::thread([this] { CommitterLoop(); });  // takes the lead once mu_ is free
+  } catch (const std::system_error& error) {
+    // No thread to spare: the first caller waiting in the queue leads the next batch instead.
+    TL_LOG(WARNING) << "group commit: cannot start the committer thread (" << error.what()
+                    << "); callers lead every batch";
+    handed_ = false;
     committing_ = false;
-    // The next batch's leader: the first queued write whose caller waits (a caller that has
-    // not reached Wait() yet leads when it does, as committing_ is false).
     for (const std::shared_ptr<Ticket>& queued : queue_) {
       if (queued->waiting) {
         queued->wake.Signal();
         break;
       }
     }
+  }
+}
+
+void GroupCommit::CommitterLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    while (!handed_ && !stopping_) committer_wake_.Wait(&mu_);
+    if (!handed_) return;  // stopping, with no lead to take
+    handed_ = false;
+    // The lead is this thread's (committing_ is still set): every write queued now or while it
+    // commits that a caller waits for is committed before it lets go.
+    do {
+      CommitNextBatchLocked();
+    } while (QueuedWriteIsWaitedLocked());
+    committing_ = false;
   }
 }
 

@@ -6,7 +6,7 @@
 //   ...                                   // e.g. release the caller's own lock here
 //   absl::Status status = commit.Wait(*ticket);   // durable (or failed) once this returns
 //
-// Design (leader/follower group commit, no thread of its own):
+// Design (leader/follower group commit; a thread of its own only while writes keep coming):
 //   - Enqueue() only appends the write to a FIFO queue under a small mutex: it does no I/O, so
 //     a caller may enqueue while holding its own lock and so fix the order of its writes
 //     relative to its in-memory decisions (the Scheduler enqueues under its mutex and waits
@@ -17,20 +17,28 @@
 //     a savepoint, and then marks every one done with its status. Writes that arrive during
 //     that commit wait in the queue and form the next batch, so the batch grows with the load
 //     (one fsync per batch, not per write).
-//   - Each waiter sleeps on its own ticket's condition variable: the leader wakes the callers
-//     of the writes it committed, and then the first caller still waiting in the queue, to
-//     lead the next batch. Nothing else wakes a waiter, so an Enqueue (often under the
-//     caller's own lock) never waits behind hundreds of waiters being woken to re-check.
+//   - When a batch leaves writes queued that a caller waits for, the lead passes to the
+//     committer thread (started on the first such hand-off), which leads batch after batch
+//     until no queued write is waited for, then sleeps until the next hand-off. The caller that
+//     led returns as soon as its own write is durable, and under load no batch waits for a
+//     sleeping caller's thread to be woken and scheduled to lead it: the one thread that commits
+//     is already running. An idle store commits on the caller's thread, with no hand-off.
+//   - Each waiter sleeps on its own ticket's condition variable: the batch's leader wakes the
+//     callers of the writes it committed. Nothing else wakes a waiter, so an Enqueue (often
+//     under the caller's own lock) never waits behind hundreds of waiters being woken to
+//     re-check.
 //   - The connection is used only by the leader, without the queue mutex held: enqueuing never
 //     waits for I/O.
 //   - A write that fails is rolled back to its savepoint alone; a failed BEGIN or COMMIT, or a
 //     savepoint that cannot be rolled back to or released, rolls back and fails every write of
 //     its batch (never a failed write's changes committed, never a write acknowledged that the
-//     transaction lost). A write runs on the leader's thread, possibly after its caller's
-//     stack frame has moved on: it must own what it uses (capture by value).
+//     transaction lost). A write runs on the leader's thread (a caller's or the committer's),
+//     possibly after its caller's stack frame has moved on: it must own what it uses (capture
+//     by value).
 //
-// Thread safety: Enqueue() and Wait() are thread-safe. mu_ guards the queue, the leader flag
-// and every ticket's done/status; the connection is touched only by the current leader.
+// Thread safety: Enqueue() and Wait() are thread-safe. mu_ guards the queue, the leader flags
+// and every ticket's done/status; the connection is touched only by the current leader. The
+// destructor joins the committer thread; no caller may still be waiting then.
 #ifndef TUNELEDGER_SERVER_CORE_GROUP_COMMIT_H_
 #define TUNELEDGER_SERVER_CORE_GROUP_COMMIT_H_
 
@@ -38,6 +46,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -65,6 +74,7 @@ class GroupCommit {
 
   // `db` must outlive this object and be used by nobody else while it lives.
   GroupCommit(SqliteDb& db, int max_batch);
+  ~GroupCommit();
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -90,8 +100,17 @@ class GroupCommit {
   void OnRollback(std::function<void()> undo);
 
  private:
-  // Returns once `ticket` is done, leading batches while no one else does.
+  // Returns once `ticket` is done, leading a batch when no one else does.
   void AwaitDoneLocked(Ticket& ticket) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The leader's turn (committing_ set): takes the next batch from the queue, runs it without
+  // mu_ held, marks its writes done and wakes their callers.
+  void CommitNextBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a write still queued has a caller in Wait() or AwaitDone().
+  bool QueuedWriteIsWaitedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Passes the lead (committing_ stays set) to the committer thread, starting it if need be.
+  void HandLeadToCommitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The committer thread: leads each hand-off until no queued write is waited for.
+  void CommitterLoop();
   // Runs `batch` in one transaction; returns each write's status.
   std::vector<absl::Status> RunBatch(const std::vector<std::shared_ptr<Ticket>>& batch);
   // Rolls the open transaction back: `size` statuses saying so, with `cause`'s code.
@@ -104,7 +123,11 @@ class GroupCommit {
   const int max_batch_;
   absl::Mutex mu_;
   std::deque<std::shared_ptr<Ticket>> queue_ ABSL_GUARDED_BY(mu_);
-  bool committing_ ABSL_GUARDED_BY(mu_) = false;  // a leader runs a batch now
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;  // a caller or the committer leads now
+  bool handed_ ABSL_GUARDED_BY(mu_) = false;      // the lead waits for the committer to take it
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;    // the destructor runs
+  absl::CondVar committer_wake_;                  // signalled (under mu_) on a hand-off or stop
+  std::thread committer_ ABSL_GUARDED_BY(mu_);    // started by the first hand-off
   int64_t batches_committed_ ABSL_GUARDED_BY(mu_) = 0;
   // The running batch's AfterCommit and OnRollback actions; only the leader touches them.
   std::vector<std::function<void()>> after_commit_;

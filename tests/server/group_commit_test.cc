@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <set>
@@ -136,9 +138,9 @@ TEST(GroupCommitTest, AwaitDoneReturnsOnceTheWriteIsDurableAndLeavesItsStatusToW
   EXPECT_EQ(commit.batches_committed(), 1) << "Wait led no batch of its own";
 }
 
-// A leader whose batch leaves writes queued wakes the first caller still waiting for one, even
-// when the head of the queue is a write whose caller has not called Wait() yet.
-TEST(GroupCommitTest, AfterEachBatchTheFirstWaitingCallerLeadsTheNext) {
+// A batch that leaves writes queued that callers wait for passes the lead on (to the committer
+// thread), even when the head of the queue is a write whose caller has not called Wait() yet.
+TEST(GroupCommitTest, ABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn) {
   TempDir dir;
   std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
   ASSERT_NE(db, nullptr);
@@ -190,6 +192,86 @@ TEST(GroupCommitTest, AfterEachBatchTheFirstWaitingCallerLeadsTheNext) {
   for (const absl::Status& status : statuses) EXPECT_OK(status);
   EXPECT_OK(commit.Wait(*unwaited));
   EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(0, 1, 2, 3, 4, 5));
+}
+
+// The caller that led a batch returns once its own write is durable, and the writes queued
+// behind it are committed on the committer thread, not on their callers' threads (under load no
+// batch waits for a sleeping caller to be woken and scheduled to lead it). Twice: the committer
+// sleeps once no queued write is waited for, and takes the next hand-off.
+TEST(GroupCommitTest, TheLeaderReturnsAndTheCommitterThreadLeadsTheWritesQueuedBehindIt) {
+  TempDir dir;
+  std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
+  ASSERT_NE(db, nullptr);
+  GroupCommit commit(*db, /*max_batch=*/64);
+  absl::Mutex mu;
+  std::set<std::thread::id> callers;     // guarded by mu
+  std::set<std::thread::id> committers;  // guarded by mu
+  auto caller = [&] {
+    absl::MutexLock lock(&mu);
+    callers.insert(std::this_thread::get_id());
+  };
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    absl::Notification leading, release, led;
+    std::thread leader([&] {
+      caller();
+      EXPECT_OK(commit.Wait(*commit.Enqueue([&](SqliteDb& db) {
+        leading.Notify();
+        release.WaitForNotification();
+        return Insert(0)(db);
+      })));
+      led.Notify();
+    });
+    leading.WaitForNotification();
+    // Writes queued behind the first batch; each is committed only once the leader has
+    // returned (or after 30 s, so that a leader that goes on leading them fails below instead
+    // of hanging).
+    constexpr int kWriters = 4;
+    int finished = 0;  // guarded by mu
+    std::vector<std::thread> writers;
+    for (int w = 1; w <= kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        caller();
+        EXPECT_OK(commit.Wait(*commit.Enqueue([&, w](SqliteDb& db) {
+          {
+            absl::MutexLock lock(&mu);
+            committers.insert(std::this_thread::get_id());
+          }
+          led.WaitForNotificationWithTimeout(absl::Seconds(30));
+          return Insert(w)(db);
+        })));
+        absl::MutexLock lock(&mu);
+        ++finished;
+      });
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // the writers wait behind the first batch
+    release.Notify();
+    const bool returned = led.WaitForNotificationWithTimeout(absl::Seconds(30));
+    EXPECT_TRUE(returned) << "the caller that led went on leading the writes queued behind it";
+    {
+      absl::MutexLock lock(&mu);
+      const auto all_finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return finished == kWriters;
+      };
+      if (!mu.AwaitWithTimeout(absl::Condition(&all_finished), absl::Seconds(60))) {
+        // Nobody leads their writes: the writers' threads can never be joined.
+        std::fprintf(stderr, "round %d: %d of %d writers still wait after 60 s\n", round,
+                     kWriters - finished, kWriters);
+        std::abort();
+      }
+    }
+    for (std::thread& writer : writers) writer.join();
+    leader.join();
+  }
+  EXPECT_THAT(StoredNumbers(dir.File("n.db")),
+              ::testing::UnorderedElementsAre(0, 1, 2, 3, 4, 0, 1, 2, 3, 4));
+  absl::MutexLock lock(&mu);
+  std::vector<std::thread::id> committed_by_no_caller;
+  std::set_difference(committers.begin(), committers.end(), callers.begin(), callers.end(),
+                      std::back_inserter(committed_by_no_caller));
+  EXPECT_EQ(committed_by_no_caller.size(), 1u)
+      << "the writes behind the first batches ran on " << committers.size() << " threads, of which "
+      << committed_by_no_caller.size() << " no caller's";
 }
 
 // Writes 1 and 3 around write 2, which inserts 2 and then fails (after releasing its own
