@@ -45,13 +45,18 @@ std::string SmolLM2Dir() {
   return std::string(TUNELEDGER_SOURCE_DIR) + "/models/smollm2-135m-instruct";
 }
 
-// chat_template_reference.py's output (~6 s; each test runs in its own process under ctest);
-// $TUNELEDGER_CHAT_TEMPLATE_REFERENCE_DIR reuses a filled folder.
+// chat_template_reference.py's output (~6 s; each test runs in its own process under ctest),
+// made on first use and removed by ChatTemplateParityTest::TearDownTestSuite;
+// $TUNELEDGER_CHAT_TEMPLATE_REFERENCE_DIR reuses a filled folder (never removed).
+PythonReferenceDir* reference_dir = nullptr;
+
 const PythonReferenceDir& Reference() {
-  static const PythonReferenceDir* reference =
-      new PythonReferenceDir("chat_template_reference.py", "--smollm2-dir " + SmolLM2Dir(),
-                             "TUNELEDGER_CHAT_TEMPLATE_REFERENCE_DIR", "chat_template_parity");
-  return *reference;
+  if (reference_dir == nullptr) {
+    reference_dir =
+        new PythonReferenceDir("chat_template_reference.py", "--smollm2-dir " + SmolLM2Dir(),
+                               "TUNELEDGER_CHAT_TEMPLATE_REFERENCE_DIR", "chat_template_parity");
+  }
+  return *reference_dir;
 }
 
 std::vector<ordered_json> Conversations() {
@@ -161,6 +166,10 @@ void ExpectSplits(const std::string& name) {
 
 class ChatTemplateParityTest : public ::testing::Test {
  protected:
+  static void TearDownTestSuite() {
+    delete reference_dir;  // removes the temp folder it made
+    reference_dir = nullptr;
+  }
   void SetUp() override {
     ASSERT_FALSE(Reference().path().empty()) << "cannot make a temp folder";
     ASSERT_EQ(Reference().error(), "");
