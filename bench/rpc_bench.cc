@@ -97,6 +97,8 @@ class InProcessServer {
     std::optional<DataRoots> roots = DataRoots::Parse({server->dir_->path()}, &roots_error);
     if (!roots) return absl::InternalError(roots_error);
     scheduler_options.data_roots = *roots;
+    // The submit benchmarks queue far more jobs than a tenant may (1,000 by default).
+    scheduler_options.max_queued_jobs_per_tenant = 1 << 30;
     server->scheduler_ = std::make_unique<Scheduler>(*server->store_, server->metrics_,
                                                      server->clock_, scheduler_options);
     TL_RETURN_IF_ERROR(server->scheduler_->Start());
