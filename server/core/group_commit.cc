@@ -10,8 +10,8 @@
 
 namespace tuneledger {
 
-GroupCommit::GroupCommit(SqliteDb& db, int max_batch)
-    : db_(db), max_batch_(std::max(1, max_batch)) {}
+GroupCommit::GroupCommit(SqliteDb& db, int max_batch, bool committer_thread)
+    : db_(db), max_batch_(std::max(1, max_batch)), committer_thread_(committer_thread) {}
 
 std::shared_ptr<GroupCommit::Ticket> GroupCommit::Enqueue(Body body) {
   auto ticket = std::make_shared<Ticket>();
@@ -88,24 +88,28 @@ bool GroupCommit::QueuedWriteIsWaitedLocked() const {
 }
 
 void GroupCommit::HandLeadToCommitterLocked() {
-  handed_ = true;
   if (committer_.joinable()) {
+    handed_ = true;
     committer_wake_.Signal();
     return;
   }
-  try {
-    committer_ = std::thread([this] { CommitterLoop(); });  // takes the lead once mu_ is free
-  } catch (const std::system_error& error) {
-    // No thread to spare: the first caller waiting in the queue leads the next batch instead.
-    TL_LOG(WARNING) << "group commit: cannot start the committer thread (" << error.what()
-                    << "); callers lead every batch";
-    handed_ = false;
-    committing_ = false;
-    for (const std::shared_ptr<Ticket>& queued : queue_) {
-      if (queued->waiting) {
-        queued->wake.Signal();
-        break;
-      }
+  if (committer_thread_) {
+    try {
+      handed_ = true;
+      committer_ = std::thread([this] { CommitterLoop(); });  // takes the lead once mu_ is free
+      return;
+    } catch (const std::system_error& error) {
+      handed_ = false;
+      TL_LOG(WARNING) << "group commit: cannot start the committer thread (" << error.what()
+                      << "); the callers lead every batch";
+    }
+  }
+  // No committer: the first caller still waiting in the queue leads the next batch.
+  committing_ = false;
+  for (const std::shared_ptr<Ticket>& queued : queue_) {
+    if (queued->waiting) {
+      queued->wake.Signal();
+      break;
     }
   }
 }

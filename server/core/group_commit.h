@@ -72,8 +72,11 @@ class GroupCommit {
     absl::CondVar wake;    // signalled (under GroupCommit::mu_) when done, or to lead
   };
 
-  // `db` must outlive this object and be used by nobody else while it lives.
-  GroupCommit(SqliteDb& db, int max_batch);
+  // `db` must outlive this object and be used by nobody else while it lives. Without
+  // `committer_thread` no thread is ever started: after a caller's batch the first caller still
+  // waiting in the queue is woken to lead the next one (also what happens when the thread
+  // cannot be started).
+  GroupCommit(SqliteDb& db, int max_batch, bool committer_thread = true);
   ~GroupCommit();
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
@@ -107,7 +110,8 @@ class GroupCommit {
   void CommitNextBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether a write still queued has a caller in Wait() or AwaitDone().
   bool QueuedWriteIsWaitedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Passes the lead (committing_ stays set) to the committer thread, starting it if need be.
+  // Passes the lead (committing_ stays set) to the committer thread, starting it if need be;
+  // without one, wakes the first caller still waiting in the queue to lead.
   void HandLeadToCommitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The committer thread: leads each hand-off until no queued write is waited for.
   void CommitterLoop();
@@ -121,6 +125,7 @@ class GroupCommit {
 
   SqliteDb& db_;  // used only by the leader
   const int max_batch_;
+  const bool committer_thread_;
   absl::Mutex mu_;
   std::deque<std::shared_ptr<Ticket>> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;  // a caller or the committer leads now

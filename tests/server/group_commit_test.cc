@@ -139,12 +139,13 @@ TEST(GroupCommitTest, AwaitDoneReturnsOnceTheWriteIsDurableAndLeavesItsStatusToW
 }
 
 // A batch that leaves writes queued that callers wait for passes the lead on (to the committer
-// thread), even when the head of the queue is a write whose caller has not called Wait() yet.
-TEST(GroupCommitTest, ABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn) {
+// thread, or without one to the first caller still waiting), even when the head of the queue is
+// a write whose caller has not called Wait() yet.
+void ExpectABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn(bool committer_thread) {
   TempDir dir;
   std::unique_ptr<SqliteDb> db = OpenNumbers(dir.File("n.db"));
   ASSERT_NE(db, nullptr);
-  GroupCommit commit(*db, /*max_batch=*/1);
+  GroupCommit commit(*db, /*max_batch=*/1, committer_thread);
   absl::Notification leading, release;
   std::shared_ptr<GroupCommit::Ticket> first = commit.Enqueue([&](SqliteDb& db) {
     leading.Notify();
@@ -192,6 +193,14 @@ TEST(GroupCommitTest, ABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn) {
   for (const absl::Status& status : statuses) EXPECT_OK(status);
   EXPECT_OK(commit.Wait(*unwaited));
   EXPECT_THAT(StoredNumbers(dir.File("n.db")), ElementsAre(0, 1, 2, 3, 4, 5));
+}
+
+TEST(GroupCommitTest, ABatchThatLeavesWaitedWritesQueuedPassesTheLeadToTheCommitter) {
+  ExpectABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn(/*committer_thread=*/true);
+}
+
+TEST(GroupCommitTest, WithoutACommitterABatchPassesTheLeadToTheFirstWaitingCaller) {
+  ExpectABatchThatLeavesWaitedWritesQueuedPassesTheLeadOn(/*committer_thread=*/false);
 }
 
 // The caller that led a batch returns once its own write is durable, and the writes queued
