@@ -625,7 +625,22 @@ double AssumedFlopsPerSecond(const std::string& accelerator, std::string* assump
   return flops;
 }
 
-v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<v1::Worker>& workers,
+std::vector<WorkerGroup> GroupActiveWorkers(const std::vector<v1::Worker>& workers) {
+  std::map<std::tuple<std::string, double, bool, int>, int> counts;
+  for (const v1::Worker& worker : workers) {
+    if (worker.state() != v1::Worker::IDLE && worker.state() != v1::Worker::BUSY) continue;
+    ++counts[{worker.accelerator(), worker.price_per_gpu_hour(), worker.spot(), worker.gpus()}];
+  }
+  std::vector<WorkerGroup> groups;
+  groups.reserve(counts.size());
+  for (const auto& [key, count] : counts) {
+    const auto& [accelerator, price, spot, gpus] = key;
+    groups.push_back(WorkerGroup{accelerator, price, spot, gpus, count});
+  }
+  return groups;
+}
+
+v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<WorkerGroup>& workers,
                                  const std::vector<SucceededRun>& past_runs, absl::Time now,
                                  const EstimatorOptions& options) {
   v1::JobEstimate estimate;
@@ -656,13 +671,12 @@ v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<v1::
   const int gpus = std::max(1, spec.gpus());
   std::map<std::tuple<std::string, double, bool>, int> classes;
   int too_small = 0;
-  for (const v1::Worker& worker : workers) {
-    if (worker.state() != v1::Worker::IDLE && worker.state() != v1::Worker::BUSY) continue;
-    if (worker.gpus() < gpus) {
-      ++too_small;
+  for (const WorkerGroup& group : workers) {
+    if (group.gpus < gpus) {
+      too_small += group.workers;
       continue;
     }
-    ++classes[{worker.accelerator(), worker.price_per_gpu_hour(), worker.spot()}];
+    classes[{group.accelerator, group.price_per_gpu_hour, group.spot}] += group.workers;
   }
   const double flops_per_token =
       (kFlopsPerParameterPerToken +

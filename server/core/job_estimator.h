@@ -98,11 +98,25 @@ struct EstimatorOptions {
   std::optional<std::string> train_stamp;
 };
 
+// Active workers alike in all an estimate reads of them, and how many there are.
+struct WorkerGroup {
+  std::string accelerator;
+  double price_per_gpu_hour = 0;
+  bool spot = false;
+  int gpus = 0;
+  int workers = 0;
+};
+
+// `workers` grouped by accelerator, price, spot and GPUs (IDLE and BUSY ones; LOST and GONE are
+// left out), in that key's order. An estimate reads the groups, not every worker: the Scheduler
+// groups its workers once per change of the set, not once per submit.
+std::vector<WorkerGroup> GroupActiveWorkers(const std::vector<v1::Worker>& workers);
+
 // `spec`: validated, its paths confined and its defaults filled (what SubmitJob stores).
-// `workers`: the registered workers (LOST and GONE ones are left out). `past_runs`: newest first
+// `workers`: the registered workers, grouped (GroupActiveWorkers). `past_runs`: newest first
 // (JobStore::ListSucceededRuns). Never fails: what it cannot read it assumes and says so in
 // tokens_basis, each class's basis and notes.
-v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<v1::Worker>& workers,
+v1::JobEstimate BuildJobEstimate(const v1::JobSpec& spec, const std::vector<WorkerGroup>& workers,
                                  const std::vector<SucceededRun>& past_runs, absl::Time now,
                                  const EstimatorOptions& options = {});
 

@@ -220,16 +220,17 @@ v1::BaseModel Scheduler::BaseModelOf(const std::string& model_path, const std::s
   });
 }
 
-std::shared_ptr<const std::vector<v1::Worker>> Scheduler::EstimateWorkers() {
+std::shared_ptr<const std::vector<WorkerGroup>> Scheduler::EstimateWorkers() {
   absl::MutexLock lock(&mu_);
   if (estimate_workers_ == nullptr) {
-    auto workers = std::make_shared<std::vector<v1::Worker>>();
-    workers->reserve(workers_.size());
+    std::vector<v1::Worker> workers;
+    workers.reserve(workers_.size());
     // Every worker in workers_ is active; the estimate does not tell IDLE from BUSY.
     for (const auto& [id, entry] : workers_) {
-      workers->push_back(WorkerFromInfo(id, entry.info, v1::Worker::IDLE));
+      workers.push_back(WorkerFromInfo(id, entry.info, v1::Worker::IDLE));
     }
-    estimate_workers_ = std::move(workers);
+    estimate_workers_ =
+        std::make_shared<const std::vector<WorkerGroup>>(GroupActiveWorkers(workers));
   }
   return estimate_workers_;
 }
@@ -253,10 +254,11 @@ absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> Scheduler::Esti
 
 v1::JobEstimate Scheduler::EstimateOf(const v1::JobSpec& spec, const InputStamps& stamps) {
   // Every input is kept between submits: reading and parsing a thousand workers and a thousand
-  // past jobs on every submit made the submit path CPU-bound, and parsing a real model's
+  // past jobs on every submit made the submit path CPU-bound (and so did counting a thousand
+  // workers into classes: they are kept grouped), and parsing a real model's
   // tokenizer.json and counting the train file again held 16 clients to 15 submits/s
   // (bench/README.md).
-  const std::shared_ptr<const std::vector<v1::Worker>> workers = EstimateWorkers();
+  const std::shared_ptr<const std::vector<WorkerGroup>> workers = EstimateWorkers();
   std::vector<std::string> problems;
   absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> past = EstimateHistory();
   if (!past.ok()) {

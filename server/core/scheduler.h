@@ -378,7 +378,7 @@ class Scheduler {
   std::vector<QueuedBill> QueueAccrualLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SettleAccrual(std::vector<QueuedBill> bills) ABSL_LOCKS_EXCLUDED(mu_);
   // The active workers as the estimator reads them, rebuilt after workers_ changed.
-  std::shared_ptr<const std::vector<v1::Worker>> EstimateWorkers() ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const std::vector<WorkerGroup>> EstimateWorkers() ABSL_LOCKS_EXCLUDED(mu_);
   // The newest SUCCEEDED runs the estimator learns from, read again after a job succeeded.
   absl::StatusOr<std::shared_ptr<const std::vector<SucceededRun>>> EstimateHistory()
       ABSL_LOCKS_EXCLUDED(estimate_mu_);
@@ -443,8 +443,8 @@ class Scheduler {
   std::map<std::string, int> waiting_polls_by_credential_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
-  // EstimateWorkers()'s copy; reset whenever workers_ gains or loses a worker.
-  std::shared_ptr<const std::vector<v1::Worker>> estimate_workers_ ABSL_GUARDED_BY(mu_);
+  // EstimateWorkers()'s groups; reset whenever workers_ gains or loses a worker.
+  std::shared_ptr<const std::vector<WorkerGroup>> estimate_workers_ ABSL_GUARDED_BY(mu_);
   // EstimateHistory()'s copy and the count of succeeded jobs it was read at. A leaf lock.
   absl::Mutex estimate_mu_;
   int64_t jobs_succeeded_ ABSL_GUARDED_BY(estimate_mu_) = 0;

@@ -62,7 +62,8 @@ v1::JobSpec Spec(const std::string& model, const std::string& train, int batch_s
 v1::JobEstimate Estimate(const v1::JobSpec& spec, const std::vector<v1::Worker>& workers = {},
                          const std::vector<SucceededRun>& past = {},
                          const EstimatorOptions& options = {}) {
-  return BuildJobEstimate(spec, workers, past, absl::FromUnixSeconds(1'800'000'000), options);
+  return BuildJobEstimate(spec, GroupActiveWorkers(workers), past,
+                          absl::FromUnixSeconds(1'800'000'000), options);
 }
 
 // The trainer's own reading of the file (what tuneledger-train trains on).
@@ -384,6 +385,42 @@ TEST(JobEstimatorTest,
   }
   EXPECT_THAT(estimate.notes(), Contains(HasSubstr("1 active workers have fewer than 2 GPUs")));
   EXPECT_THAT(Estimate(spec, {}).notes(), Contains(HasSubstr("No active worker can run this job")));
+}
+
+// Workers alike in accelerator, price, spot and GPUs are one group (the inactive left out), and
+// an estimate counts each group's workers into their class, or as too small, all of them.
+TEST(JobEstimatorTest, WorkersAlikeAreOneGroupAndAnEstimateCountsEveryWorkerOfIt) {
+  TempDir dir;
+  const std::string train = dir.Write("train.jsonl", R"({"text": "abcdefgh"})"
+                                                     "\n");
+  const std::vector<v1::Worker> workers = {
+      Worker("NVIDIA L4", 1.0, false, 1),
+      Worker("NVIDIA L4", 1.0, false, 4),
+      Worker("NVIDIA L4", 1.0, false, 1, v1::Worker::BUSY),
+      Worker("NVIDIA L4", 1.0, true, 4, v1::Worker::BUSY),
+      Worker("NVIDIA L4", 1.0, false, 4),
+      Worker("NVIDIA L4", 1.0, false, 4, v1::Worker::LOST),
+      Worker("NVIDIA L4", 1.0, false, 1),
+  };
+  const std::vector<WorkerGroup> groups = GroupActiveWorkers(workers);
+  std::vector<std::string> listed;
+  for (const WorkerGroup& group : groups) {
+    listed.push_back(absl::StrCat(group.accelerator, " $", group.price_per_gpu_hour,
+                                  group.spot ? " spot" : "", " ", group.gpus, " GPUs x",
+                                  group.workers));
+  }
+  EXPECT_EQ(absl::StrJoin(listed, "; "),
+            "NVIDIA L4 $1 1 GPUs x3; NVIDIA L4 $1 4 GPUs x2; NVIDIA L4 $1 spot 4 GPUs x1");
+
+  v1::JobSpec spec = Spec(kTinyModel, train, 1, 1, 0, 100);
+  spec.set_gpus(2);
+  const v1::JobEstimate estimate = Estimate(spec, workers);
+  std::vector<std::string> classes;
+  for (const v1::WorkerClassEstimate& c : estimate.classes()) {
+    classes.push_back(absl::StrCat(c.accelerator(), c.spot() ? " spot" : "", " x", c.workers()));
+  }
+  EXPECT_THAT(classes, ::testing::UnorderedElementsAre("NVIDIA L4 x2", "NVIDIA L4 spot x1"));
+  EXPECT_THAT(estimate.notes(), Contains(HasSubstr("3 active workers have fewer than 2 GPUs")));
 }
 
 // A copy of models/tiny-llama's config and byte tokenizer (the weights are not read) in `dir`.
